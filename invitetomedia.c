@@ -762,9 +762,8 @@ DiagnoseConsume(Datum *args, const char *nulls)
 static void
 SetUsesLeft(Datum *result, bool *nulls, int col, int32 max_uses, int32 use_count)
 {
-	if (max_uses == -1)
-		nulls[col] = true;
-	else
+	nulls[col] = (max_uses == -1);
+	if (max_uses != -1)
 		result[col] = Int32GetDatum(max_uses - use_count);
 }
 
@@ -848,7 +847,7 @@ invite_consume(PG_FUNCTION_ARGS)
 			result[5] = ColDatum(0, 5, &result_nulls[5]);
 			result[6] = ColDatum(0, 6, &result_nulls[6]);
 			result[8] = ColDatum(0, 9, &result_nulls[8]);
-			result_nulls[1] = result_nulls[7] = false;
+			result_nulls[1] = false;
 			SetUsesLeft(result, result_nulls, 7, max_uses, use_count);
 
 			if (user_id == NULL)
@@ -912,7 +911,7 @@ refused:
 				result[4] = CStringGetTextDatum(user_id);
 				result_nulls[4] = false;
 			}
-			result_nulls[1] = result_nulls[7] = false;
+			result_nulls[1] = false;
 			SetUsesLeft(result, result_nulls, 7,
 						DatumGetInt32(ColDatum(0, 6, &isnull)),
 						DatumGetInt32(ColDatum(0, 7, &isnull)));
