@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# The demo's steps; run by demo.sh inside pg_virtualenv (PG* variables set).
+set -euo pipefail
+
+q() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+say() { printf '%s\n' "$*"; }
+
+step "1. CREATE EXTENSION invitetomedia CASCADE"
+q -c "CREATE EXTENSION invitetomedia CASCADE" 2>&1 | sed 's/^/   /'
+q -c "\dx invitetomedia"
+
+step "2. The host application's directory: users, media, collaborators"
+q <<'SQL'
+INSERT INTO invitetomedia.users (user_id, email, first_name, last_name, role) VALUES
+    ('olivia', 'olivia@media.example', 'Olivia', 'Owner', 'private_only'),
+    ('carl',   'carl@media.example',   'Carl',   'Coeditor', 'private_only'),
+    ('vic',    'vic@media.example',    'Vic',    'Viewer', 'viewer');
+INSERT INTO invitetomedia.media (media_id, media_type, title, owner_id) VALUES
+    ('0_launch', 'webcast', 'Spring launch webcast', 'olivia'),
+    ('0_intro',  'video',   'Intro video',           'olivia');
+INSERT INTO invitetomedia.media_collaborators VALUES ('0_launch', 'carl', 'co_editor');
+SELECT user_id, email, role FROM invitetomedia.users ORDER BY user_id;
+SELECT media_id, media_type, title, owner_id FROM invitetomedia.media ORDER BY media_id;
+SQL
+
+step "3. The DBA configures the module (it starts disabled)"
+q <<'SQL'
+INSERT INTO invitetomedia.email_templates (name, subject, body) VALUES ('invite',
+  'You are invited to {MEDIA_TITLE}',
+  E'Hello {FIRST_NAME} {LAST_NAME},\n\n{INVITER_NAME} invites you to "{MEDIA_TITLE}" as {ROLE}.\nOpen {URL}\nand enter this email address. The link works until {EXPIRES_AT}.\n');
+UPDATE invitetomedia.settings
+   SET enabled = true,
+       link_duration = 120,
+       link_reusability = 1,
+       invite_email_template = 'invite',
+       restrict_new_user_domains = '{Corp.Example}',
+       link_base_url = 'https://media.example.com/invitetomedia/';
+SELECT enabled, link_duration, link_reusability, allowed_users_roles,
+       invite_email_template, restrict_new_user_domains, link_base_url
+  FROM invitetomedia.settings;
+SQL
+
+step "4. A listener waits on channel invitetomedia_email (as the sender does)"
+fifo=$(mktemp -u /tmp/itm-demo-listener.XXXXXX)
+mkfifo "$fifo"
+listener_out=$(mktemp /tmp/itm-demo-listener-out.XXXXXX)
+psql -X -q <"$fifo" >"$listener_out" 2>&1 &
+listener=$!
+exec 3>"$fifo"
+echo "LISTEN invitetomedia_email;" >&3
+say "   listening (backend of psql pid $listener)"
+
+step "5. Carl, a co-editor, invites an outside speaker, with email"
+q -v ON_ERROR_STOP=1 <<'SQL'
+SELECT invite_id, token, url, expires_at, max_uses
+  FROM invitetomedia.invite_create('0_launch', 'carl', 'Zoe.Guest@Outside.example',
+                                   'Zoë', 'Guest', 'speaker', send_email => true) \gset
+\echo '   invite_id:  ' :invite_id
+\echo '   token:      ' :token '(shown once: only its SHA-256 is stored)'
+\echo '   url:        ' :url
+\echo '   expires_at: ' :expires_at
+\echo '   max_uses:   ' :max_uses
+\o /tmp/itm-demo-token
+\qecho :token
+\o
+SQL
+token=$(tr -d '[:space:]' </tmp/itm-demo-token)
+rm -f /tmp/itm-demo-token
+
+step "6. The NOTIFY reached the listener (payload: the message id only)"
+echo "SELECT 'listener polled';" >&3
+sleep 1
+exec 3>&-
+wait "$listener" 2>/dev/null || true
+sed -n 's/^/   /p' "$listener_out" | grep -i notification || say "   (no notification seen)"
+rm -f "$fifo" "$listener_out"
+
+step "7. The rendered message waiting in the outbox"
+q <<'SQL'
+\x on
+SELECT message_id, to_email, to_name, subject, body FROM invitetomedia.outbox;
+\x off
+SELECT * FROM invitetomedia.email_queue;
+SQL
+
+step "8. The guest opens the link: the lobby page checks it"
+q -c "SELECT * FROM invitetomedia.invite_check('$token')"
+
+step "9. The guest types her email (any case, stray spaces): ok"
+q -c "SELECT * FROM invitetomedia.invite_consume('$token', '  zoe.guest@outside.EXAMPLE ', 'zoes-laptop')"
+
+step "10. The same link again from another device: exhausted (single use)"
+q -c "SELECT * FROM invitetomedia.invite_consume('$token', 'zoe.guest@outside.example', 'other-pc')"
+
+step "11. Her laptop comes back after a network drop: rejoin, no use taken"
+q -c "SELECT status, user_id, role, uses_left FROM invitetomedia.invite_consume('$token', 'zoe.guest@outside.example', 'zoes-laptop')"
+
+step "12. Someone else who got hold of the link: email_mismatch"
+q -c "SELECT status FROM invitetomedia.invite_consume('$token', 'mallory@outside.example')"
+
+step "13. What was recorded, and the user created on first use"
+q <<'SQL'
+SELECT redemption_id, status, device_id, user_id FROM invitetomedia.redemptions ORDER BY redemption_id;
+SELECT user_id, email, first_name, last_name, role FROM invitetomedia.users WHERE role = 'anonymous';
+SQL
+
+step "14. Refusals are clear errors, and write nothing"
+for sql in \
+  "SELECT * FROM invitetomedia.invite_create('0_launch', 'vic', 'a@outside.example', 'A', 'B')" \
+  "SELECT * FROM invitetomedia.invite_create('0_intro', 'olivia', 'a@outside.example', 'A', 'B', 'moderator')" \
+  "SELECT * FROM invitetomedia.invite_create('0_launch', 'olivia', 'new.hire@sso.corp.example', 'N', 'H')" \
+  "SELECT * FROM invitetomedia.invite_create('0_launch', 'olivia', 'a@outside.example', E'Eve\r\nBcc: all@x.example', 'B')"
+do
+  say "   $sql"
+  q -c "$sql" 2>&1 | sed 's/^/      /' || true
+done
+
+say ""
+say "Done. The cluster was temporary and is dropped now."
