@@ -399,8 +399,10 @@ COMMENT ON TABLE invitetomedia.outbox IS
 
 -- Deleting invites (invite_purge, or a DBA by hand) takes their redemption
 -- records and outbox messages along.
+-- SECURITY DEFINER: a role allowed to delete invites need not be allowed to
+-- touch the records.
 CREATE FUNCTION invitetomedia.invites_cleanup() RETURNS trigger
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -686,6 +688,10 @@ COMMENT ON VIEW invitetomedia.email_queue IS
 REVOKE ALL ON ALL TABLES IN SCHEMA invitetomedia FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA invitetomedia FROM PUBLIC;
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA invitetomedia FROM PUBLIC;
+-- Pure helpers that read no table: the settings trigger calls them as the
+-- role that updates settings.
+GRANT EXECUTE ON FUNCTION invitetomedia.role_rank(text),
+                          invitetomedia.normalize_domain(text) TO PUBLIC;
 
 ------------------------------------------------------------------------------
 -- pg_dump: configuration and invite data belong to the database, not to the

@@ -108,3 +108,17 @@ SELECT pg_temp.try($$INSERT INTO invitetomedia.users VALUES ('x', 'OWNER@media.e
 SELECT pg_temp.try($$INSERT INTO invitetomedia.users VALUES ('x', 'x@media.example', 'X', 'Y', 'superuser')$$);
 SELECT pg_temp.try($$INSERT INTO invitetomedia.media VALUES ('x', 'podcast', 'X', 'owner')$$);
 SELECT pg_temp.try($$INSERT INTO invitetomedia.media_collaborators VALUES ('vid', 'viewer', 'co_author')$$);
+
+-- a DBA role that is not a superuser can manage the settings
+CREATE ROLE itm_dba;
+GRANT USAGE ON SCHEMA invitetomedia TO itm_dba;
+GRANT SELECT, INSERT, UPDATE ON invitetomedia.settings, invitetomedia.email_templates TO itm_dba;
+SET ROLE itm_dba;
+UPDATE invitetomedia.settings SET restrict_new_user_domains = '{Sso.University.EDU}', link_duration = 30;
+SELECT restrict_new_user_domains, link_duration FROM invitetomedia.settings;
+SELECT pg_temp.try($$UPDATE invitetomedia.settings SET link_duration = 0$$);
+SELECT pg_temp.try($$DELETE FROM invitetomedia.settings$$);
+RESET ROLE;
+REVOKE ALL ON invitetomedia.settings, invitetomedia.email_templates FROM itm_dba;
+REVOKE ALL ON SCHEMA invitetomedia FROM itm_dba;
+DROP ROLE itm_dba;
