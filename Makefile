@@ -28,3 +28,9 @@ PG_CPPFLAGS = -I$(srcdir) -isystem $(shell $(PG_CONFIG) --includedir-server)
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# the email sender program (README, "The sender")
+include sender/sender.mk
+all: invitetomedia-sender
+install: sender-install
+clean: sender-clean

@@ -84,6 +84,19 @@ SELECT message_id, to_email, to_name, subject, body FROM invitetomedia.outbox;
 SELECT * FROM invitetomedia.email_queue;
 SQL
 
+step "7b. The sender delivers it (sendmail stand-in: one file per message)"
+maildir=$(mktemp -d /tmp/itm-demo-mail.XXXXXX)
+FAKE_MAIL_DIR="$maildir" "$ITM_TOP/invitetomedia-sender" --once \
+    --from 'Media Portal <invites@media.example.com>' --domain media.example.com \
+    --sendmail "$ITM_TOP/sender/test/fake-sendmail -t -i" 2>&1 | sed 's/^/   /'
+for f in "$maildir"/*.eml; do
+    say "   --- $f"
+    sed 's/^/   | /' "$f"
+done
+rm -rf "$maildir"
+q -c "SELECT message_id, state, attempts, sent_at IS NOT NULL AS sent FROM invitetomedia.email_messages"
+q -c "SELECT message_id, body IS NULL AS body_scrubbed FROM invitetomedia.outbox"
+
 step "8. The guest opens the link: the lobby page checks it"
 q -c "SELECT * FROM invitetomedia.invite_check('$token')"
 
