@@ -126,8 +126,10 @@ static ItmPlan create_outbox_plan = {
 
 /*
  * The use itself: one UPDATE carrying every condition, then the redemption
- * record and the invitee's user (created on first use) in the same
- * statement.  $2 is the typed email, trimmed and lower-cased.
+ * record with the invitee's user_id, in the same statement.  $2 is the typed
+ * email, trimmed and lower-cased.  A user that does not exist yet is created
+ * by a second statement (create_user_plan): only a first use by a new email
+ * pays for it.
  */
 static ItmPlan consume_plan = {
 	NULL,
@@ -147,29 +149,32 @@ static ItmPlan consume_plan = {
 	"     AND (SELECT s.enabled FROM invitetomedia.settings s)"
 	"  RETURNING i.invite_id, i.media_id, i.role, i.email, i.first_name,"
 	"            i.last_name, i.max_uses, i.use_count, i.expires_at"
-	"), known AS ("
-	"  SELECT us.user_id FROM invitetomedia.users us"
-	"   WHERE pg_catalog.lower(us.email) OPERATOR(pg_catalog.=) $2"
-	"), created AS ("
-	"  INSERT INTO invitetomedia.users (user_id, email, first_name, last_name, role)"
-	"  SELECT pg_catalog.lower(upd.email), upd.email, upd.first_name, upd.last_name,"
-	"         'anonymous'"
-	"    FROM upd WHERE NOT EXISTS (SELECT 1 FROM known)"
-	"  ON CONFLICT DO NOTHING"
-	"  RETURNING user_id"
-	"), who AS ("
-	"  SELECT COALESCE((SELECT user_id FROM known),"
-	"                             (SELECT user_id FROM created)) AS user_id"
 	"), rec AS ("
 	"  INSERT INTO invitetomedia.redemptions (invite_id, status, device_id, user_id)"
-	"  SELECT upd.invite_id, 'ok', $3, who.user_id FROM upd, who"
-	"  RETURNING redemption_id"
+	"  SELECT upd.invite_id, 'ok', $3,"
+	"         (SELECT us.user_id FROM invitetomedia.users us"
+	"           WHERE pg_catalog.lower(us.email) OPERATOR(pg_catalog.=) $2)"
+	"    FROM upd"
+	"  RETURNING redemption_id, user_id"
 	")"
-	" SELECT upd.invite_id, upd.media_id, upd.role, who.user_id, upd.first_name,"
+	" SELECT upd.invite_id, upd.media_id, upd.role, rec.user_id, upd.first_name,"
 	"        upd.last_name, upd.max_uses, upd.use_count, upd.expires_at,"
-	"        (SELECT redemption_id FROM rec)"
-	"   FROM upd, who",
+	"        rec.redemption_id, upd.email"
+	"   FROM upd, rec",
 	3, {BYTEAOID, TEXTOID, TEXTOID}
+};
+
+/*
+ * First use by an email no user has: user_id = the lower-cased email, role
+ * anonymous, names from the invite.  Nothing is returned on a conflict: a
+ * concurrent first use created the user, or another address owns the id.
+ */
+static ItmPlan create_user_plan = {
+	NULL,
+	"INSERT INTO invitetomedia.users (user_id, email, first_name, last_name, role)"
+	" VALUES (pg_catalog.lower($1), $1, $2, $3, 'anonymous')"
+	" ON CONFLICT DO NOTHING RETURNING user_id",
+	3, {TEXTOID, TEXTOID, TEXTOID}
 };
 
 /* Why a consume took nothing (or whether this device rejoins). */
@@ -852,23 +857,32 @@ invite_consume(PG_FUNCTION_ARGS)
 
 			if (user_id == NULL)
 			{
-				/*
-				 * The user could not be created: another session created one
-				 * for this email concurrently, or another address owns the
-				 * user_id.  Take the former; refuse the latter.
-				 */
 				int64		redemption_id = DatumGetInt64(ColDatum(0, 10, &isnull));
-				Datum		uargs[2];
+				Datum		uargs[3];
 
-				uargs[0] = CStringGetTextDatum(email_key);
-				RunPlan(&find_user_plan, uargs, NULL, false, SPI_OK_SELECT);
-				if (SPI_processed != 1)
-					ereport(ERROR,
-							(errcode(ERRCODE_UNIQUE_VIOLATION),
-							 errmsg("could not create a user for \"%s\"", email_key),
-							 errdetail("The user_id \"%s\" belongs to a user with another email address.", email_key),
-							 errhint("Give that user this email address, or change its user_id.")));
-				user_id = ColText(1);
+				/* a first use by a new email: create the user */
+				uargs[0] = ColDatum(0, 11, &isnull);
+				uargs[1] = result[5];
+				uargs[2] = result[6];
+				RunPlan(&create_user_plan, uargs, NULL, false, SPI_OK_INSERT_RETURNING);
+				if (SPI_processed == 1)
+					user_id = ColText(1);
+				else
+				{
+					/*
+					 * Not created: another session created it concurrently
+					 * (take it), or another address owns this user_id.
+					 */
+					uargs[0] = CStringGetTextDatum(email_key);
+					RunPlan(&find_user_plan, uargs, NULL, false, SPI_OK_SELECT);
+					if (SPI_processed != 1)
+						ereport(ERROR,
+								(errcode(ERRCODE_UNIQUE_VIOLATION),
+								 errmsg("could not create a user for \"%s\"", email_key),
+								 errdetail("The user_id \"%s\" belongs to a user with another email address.", email_key),
+								 errhint("Give that user this email address, or change its user_id.")));
+					user_id = ColText(1);
+				}
 				uargs[0] = Int64GetDatum(redemption_id);
 				uargs[1] = CStringGetTextDatum(user_id);
 				RunPlan(&set_redemption_user_plan, uargs, NULL, false, SPI_OK_UPDATE);
