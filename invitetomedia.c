@@ -198,10 +198,18 @@ static ItmPlan consume_diagnose_plan = {
 	3, {BYTEAOID, TEXTOID, TEXTOID}
 };
 
+/*
+ * Records a refused attempt (or a rejoin), which holds no lock on the invite
+ * until here.  FOR KEY SHARE makes a concurrent invite_purge wait for this
+ * transaction, so its cleanup trigger sees the record; a purge that already
+ * committed leaves nothing to record.  It does not conflict with consumes.
+ */
 static ItmPlan record_plan = {
 	NULL,
 	"INSERT INTO invitetomedia.redemptions (invite_id, status, device_id, user_id)"
-	" VALUES ($1, $2, $3, $4)",
+	" SELECT i.invite_id, $2, $3, $4 FROM invitetomedia.invites i"
+	"  WHERE i.invite_id OPERATOR(pg_catalog.=) $1"
+	"    FOR KEY SHARE",
 	4, {INT8OID, TEXTOID, TEXTOID, TEXTOID}
 };
 
@@ -385,7 +393,7 @@ TextArg(FunctionCallInfo fcinfo, int argno, const char *argname)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s contains the forbidden character U+%04X", argname, (unsigned int) cp),
-				 errdetail("Control characters (such as CR and LF), line separators and bidirectional formatting marks are not accepted.")));
+				 errdetail("Control characters (such as CR and LF), line separators, bidirectional formatting marks and invisible spaces are not accepted.")));
 	return text_to_cstring(t);
 }
 

@@ -372,6 +372,7 @@ CodePointForbidden(int32_t cp)
 		(cp >= 0x80 && cp <= 0x9F) ||	/* C1 controls, NEL included */
 		cp == 0x2028 || cp == 0x2029 || /* line and paragraph separators */
 		cp == 0x061C || cp == 0x200E || cp == 0x200F || /* bidi marks */
+		cp == 0x200B || cp == 0x2060 || cp == 0xFEFF || /* invisible spaces */
 		(cp >= 0x202A && cp <= 0x202E) ||	/* bidi embeddings, overrides */
 		(cp >= 0x2066 && cp <= 0x2069) ||	/* bidi isolates */
 		cp == 0xFFFD;

@@ -76,7 +76,7 @@ extern const char *itm_email_problem(int code);
 /*
  * Text hygiene.  Returns the first code point that is not allowed in names,
  * ids and addresses (C0 and C1 controls, DEL, line and paragraph separators,
- * bidirectional formatting marks), or -1 if there is none.  Input is UTF-8
+ * bidirectional formatting marks, zero-width space, word joiner, BOM), or -1 if there is none.  Input is UTF-8
  * as validated by the server; a malformed sequence is reported as U+FFFD.
  */
 extern int32_t itm_text_forbidden(const char *s, size_t len);
