@@ -34,3 +34,6 @@ include sender/sender.mk
 all: invitetomedia-sender
 install: sender-install
 clean: sender-clean
+
+# long tests (soak, fuzzing, valgrind): make check-long
+include test/long.mk

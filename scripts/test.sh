@@ -6,7 +6,11 @@
 set -uo pipefail
 
 long=no
-[ "${1:-}" = "--long" ] && long=yes
+if [ "${1:-}" = "--long" ]; then
+    long=yes
+    # libFuzzer (clang's runtime) and valgrind for the long checks
+    ITM_EXTRA_PACKAGES="clang-14 libclang-rt-14-dev valgrind"
+fi
 
 . "$(dirname "$0")/setup.sh" || exit 1
 set +e   # setup.sh stops at the first error; from here on every suite runs
@@ -66,13 +70,17 @@ if [ $((f + d)) -gt 0 ]; then
 fi
 
 if [ "$long" = yes ]; then
-    echo "== long checks (make check-long)"
-    as_pg make -s check-long >"$work/long.log" 2>&1
+    # each fuzzer, the soak's assertions and the valgrind scan count
+    echo "== long checks (make check-long: fuzzing, soak, valgrind)"
+    as_pg make -k -s check-long PROVE_FLAGS='-v' >"$work/long.log" 2>&1
     rc=$?
-    grep -E '^(ok|not ok|# |PASS|FAIL)' "$work/long.log" | tail -60
-    p=$(grep -cE '^ *ok [0-9]+|^PASS' "$work/long.log")
-    f=$(grep -cE '^ *not ok [0-9]+|^FAIL' "$work/long.log")
-    [ $rc -ne 0 ] && [ "$f" -eq 0 ] && f=1
+    grep -E '^(fuzz .*: |valgrind: |t-long/.*\.pl \.\.|# (soak|transactions|errors|[a-z ]+:)|^not ok|Result)' "$work/long.log"
+    p=$(grep -cE '^ *ok [0-9]+|^fuzz .*executions, no crash|^valgrind: no report' "$work/long.log")
+    f=$(grep -cE '^ *not ok [0-9]+|^fuzz .*FAILED|^valgrind: (the|reports)|Dubious, test returned' "$work/long.log")
+    if [ $rc -ne 0 ] && [ "$f" -eq 0 ]; then
+        f=1
+        tail -40 "$work/long.log"
+    fi
     passed=$((passed + p))
     failed=$((failed + f))
     echo "   -> $p passed, $f failed"

@@ -1,0 +1,264 @@
+# Update path: install every version that has an install script (the oldest
+# first, 1.0), step with ALTER EXTENSION invitetomedia UPDATE TO through
+# every update script invitetomedia--A--B.sql of the tree up to the newest
+# version (default_version in invitetomedia.control), and compare the
+# result with a fresh CREATE EXTENSION.
+#
+# pg_dump leaves an extension's member objects out of a dump (it writes
+# only CREATE EXTENSION), so comparing plain dumps would compare nothing.
+# Both databases therefore first have their member list and pg_extension
+# row compared, then every member is detached (ALTER EXTENSION ... DROP),
+# which makes pg_dump --schema-only write out its full definition: tables,
+# columns, defaults, constraints, indexes, triggers, policies, functions,
+# views, comments and privileges.  Those dumps must be equal, and so must
+# the data of the configuration tables (the settings row).
+#
+# Versions are discovered from the files, so the test covers update
+# scripts as they appear; a test database with data made at the old
+# version must still work after the update.
+use strict;
+use warnings;
+
+use File::Basename;
+use File::Compare;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $ext = 'invitetomedia';
+my $srcdir = $ENV{ITM_SRCDIR} || '.';
+
+# -- versions, from the tree ------------------------------------------------
+my $control = slurp_file("$srcdir/$ext.control");
+$control =~ /^\s*default_version\s*=\s*'([^']+)'/m
+  or BAIL_OUT("no default_version in $ext.control");
+my $newest = $1;
+
+my (@install, %edges, @scripts);
+for my $f (sort glob("$srcdir/$ext--*.sql"))
+{
+	my $b = basename($f);
+	push @scripts, $b;
+	if ($b =~ /^\Q$ext\E--([^-]+(?:-[^-]+)*?)--(.+)\.sql$/)
+	{
+		push @{ $edges{$1} }, $2;
+	}
+	elsif ($b =~ /^\Q$ext\E--(.+)\.sql$/)
+	{
+		push @install, $1;
+	}
+}
+
+sub vercmp
+{
+	my @a = split /\./, $_[0];
+	my @b = split /\./, $_[1];
+	while (@a || @b)
+	{
+		my ($x, $y) = (shift(@a) // 0, shift(@b) // 0);
+		my $c = ($x =~ /^\d+$/ && $y =~ /^\d+$/) ? $x <=> $y : $x cmp $y;
+		return $c if $c;
+	}
+	return 0;
+}
+@install = sort { vercmp($a, $b) } @install;
+ok(scalar(@install) >= 1, 'install scripts: ' . join(', ', @install));
+is($install[0], '1.0', 'the oldest install script is 1.0');
+note('update scripts: '
+	  . join(', ', map { my $a = $_; map { "$a--$_" } @{ $edges{$a} } } sort keys %edges));
+
+# shortest path of update steps from one version to another (BFS)
+sub path
+{
+	my ($from, $to) = @_;
+	my %prev = ($from => undef);
+	my @queue = ($from);
+	while (@queue)
+	{
+		my $v = shift @queue;
+		if ($v eq $to)
+		{
+			my @p = ($v);
+			unshift @p, $prev{ $p[0] } while defined $prev{ $p[0] };
+			return @p;
+		}
+		for my $w (sort { vercmp($a, $b) } @{ $edges{$v} || [] })
+		{
+			next if exists $prev{$w};
+			$prev{$w} = $v;
+			push @queue, $w;
+		}
+	}
+	return;
+}
+
+# The paths to test: from every installable version to the newest, and one
+# through every update script, so each script runs at least once.
+my %paths;
+for my $start (@install)
+{
+	my @p = path($start, $newest);
+	ok(@p, "version $start can be updated to $newest");
+	$paths{ join(' ', @p) } = [@p] if @p;
+	for my $a (sort keys %edges)
+	{
+		for my $b (@{ $edges{$a} })
+		{
+			my @head = path($start, $a) or next;
+			my @tail = path($b, $newest) or next;
+			my @q = (@head, @tail);
+			$paths{ join(' ', @q) } = \@q;
+		}
+	}
+}
+for my $a (sort keys %edges)
+{
+	for my $b (@{ $edges{$a} })
+	{
+		ok((grep { join(' ', @$_) =~ /(^| )\Q$a $b\E( |$)/ } values %paths),
+			"update script $ext--$a--$b.sql is on a tested path");
+	}
+}
+
+# -- the server -------------------------------------------------------------
+my $node = PostgreSQL::Test::Cluster->new('upgrade');
+$node->init;
+$node->start;
+
+# the installed scripts are the tree's (else run make install)
+my $sharedir = $node->config_data('--sharedir');
+for my $s (@scripts, "$ext.control")
+{
+	is(compare("$srcdir/$s", "$sharedir/extension/$s"), 0,
+		"$s is installed as it is in the tree");
+}
+
+my ($host, $port) = ($node->host, $node->port);
+
+sub members
+{
+	my ($db) = @_;
+	return $node->safe_psql($db, qq{
+		SELECT string_agg(pg_describe_object(classid, objid, 0), E'\\n' ORDER BY 1)
+		  FROM pg_depend
+		 WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
+		   AND refobjid = (SELECT oid FROM pg_extension WHERE extname = '$ext')});
+}
+
+sub ext_row
+{
+	my ($db) = @_;
+	return $node->safe_psql($db, qq{
+		SELECT e.extversion, e.extrelocatable, e.extnamespace::regnamespace,
+		       (SELECT string_agg(c::regclass || '=' || coalesce(w, ''), ',' ORDER BY c::regclass::text)
+		          FROM unnest(e.extconfig, e.extcondition) AS u(c, w))
+		  FROM pg_extension e WHERE e.extname = '$ext'});
+}
+
+# detaches every member so that pg_dump writes it out
+sub detach
+{
+	my ($db) = @_;
+	my $sql = $node->safe_psql($db, qq{
+		SELECT string_agg(format('ALTER EXTENSION $ext DROP %s %s;',
+		                         upper(i.type), i.identity), E'\\n')
+		  FROM pg_depend d, pg_identify_object(d.classid, d.objid, 0) i
+		 WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
+		   AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = '$ext')});
+	$node->safe_psql($db, $sql);
+	is(members($db), '', "$db: every member detached");
+}
+
+sub pgdump
+{
+	my ($db, @opts) = @_;
+	my ($out, $err);
+	IPC::Run::run([ 'pg_dump', '-h', $host, '-p', $port, @opts, $db ],
+		'>', \$out, '2>', \$err)
+	  or die "pg_dump $db failed: $err";
+	$out =~ s/^--.*\n//mg;    # comments name the database and versions
+	# newer pg_dump fences its output with a random key
+	$out =~ s/^\\(?:un)?restrict .*\n//mg;
+	return $out;
+}
+
+sub populate
+{
+	my ($db) = @_;
+	$node->safe_psql($db, q{
+		INSERT INTO invitetomedia.email_templates VALUES ('t', 'Invitation', 'Open {URL}');
+		UPDATE invitetomedia.settings SET enabled = true, invite_email_template = 't';
+		INSERT INTO invitetomedia.users VALUES ('owner', 'owner@site.example', 'O', 'Owner', 'admin');
+		INSERT INTO invitetomedia.media VALUES ('m1', 'video', 'Film', 'owner');
+	});
+	return $node->safe_psql($db, q{
+		SELECT token FROM invitetomedia.invite_create('m1', 'owner', 'old@new.example', 'F', 'L', 'viewer', true)});
+}
+
+$node->safe_psql('postgres', 'CREATE DATABASE fresh');
+$node->safe_psql('fresh', "CREATE EXTENSION $ext CASCADE");
+my $fresh_members = members('fresh');
+my $fresh_ext = ext_row('fresh');
+my $fresh_data = pgdump('fresh', '--data-only');
+detach('fresh');
+my $fresh_schema = pgdump('fresh', '--schema-only');
+like($fresh_schema, qr/CREATE FUNCTION invitetomedia\.invite_consume/,
+	'a detached dump holds the extension objects');
+
+my $n = 0;
+for my $key (sort keys %paths)
+{
+	my @p = @{ $paths{$key} };
+	my $label = join(' -> ', @p);
+	my $db = 'up' . ++$n;
+	my $dbdata = "${db}data";
+
+	for my $d ($db, $dbdata)
+	{
+		$node->safe_psql('postgres', "CREATE DATABASE $d");
+		$node->safe_psql($d, "CREATE EXTENSION $ext VERSION '$p[0]' CASCADE");
+	}
+	my $token = populate($dbdata);
+	for my $v (@p[ 1 .. $#p ])
+	{
+		$node->safe_psql($_, "ALTER EXTENSION $ext UPDATE TO '$v'") for ($db, $dbdata);
+	}
+	# and the plain UPDATE finds nothing left to do
+	my ($stdout, $stderr);
+	$node->psql($db, "ALTER EXTENSION $ext UPDATE", stdout => \$stdout, stderr => \$stderr);
+	like($stderr, qr/version "\Q$newest\E" of extension "$ext" is already installed/,
+		"$label: ALTER EXTENSION UPDATE reaches the newest version");
+
+	is(members($db), $fresh_members, "$label: same member objects as a fresh install");
+	is(ext_row($db), $fresh_ext, "$label: same pg_extension row (version, config tables)");
+	is(pgdump($db, '--data-only'), $fresh_data, "$label: same configuration data");
+	detach($db);
+	my $schema = pgdump($db, '--schema-only');
+	ok($schema eq $fresh_schema, "$label: pg_dump --schema-only equals a fresh install")
+	  or diag(diff_text($fresh_schema, $schema));
+
+	is( $node->safe_psql($dbdata,
+			"SELECT status FROM invitetomedia.invite_consume('$token', 'old\@new.example')"),
+		'ok', "$label: a link made at $p[0] consumes after the update");
+}
+ok($n >= 1, "$n update path(s) tested");
+
+# a few lines of unified-looking difference, for the failure message
+sub diff_text
+{
+	my ($a, $b) = @_;
+	my $dir = PostgreSQL::Test::Utils::tempdir;
+	open my $fa, '>', "$dir/fresh.sql" or die;
+	print $fa $a;
+	close $fa;
+	open my $fb, '>', "$dir/updated.sql" or die;
+	print $fb $b;
+	close $fb;
+	my ($out, $err);
+	IPC::Run::run([ 'diff', '-u', "$dir/fresh.sql", "$dir/updated.sql" ], '>', \$out, '2>', \$err);
+	my @l = split /\n/, $out // '';
+	return join("\n", @l[ 0 .. ($#l < 80 ? $#l : 80) ]);
+}
+
+$node->stop;
+done_testing();
