@@ -351,11 +351,19 @@ MaterializeResult(FunctionCallInfo fcinfo)
 				 errmsg("materialize mode required, but it is not allowed in this context")));
 
 	oldcxt = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+	/*
+	 * The executor usually tells the row type it expects (and checks the
+	 * result against it); building it from the catalog is the fallback.
+	 */
+	if (rsinfo->expectedDesc != NULL)
+		tupdesc = rsinfo->expectedDesc;
+	else if (get_call_result_type(fcinfo, NULL, &tupdesc) == TYPEFUNC_COMPOSITE)
+		tupdesc = CreateTupleDescCopy(tupdesc);
+	else
 		elog(ERROR, "return type must be a row type");
 	rsinfo->returnMode = SFRM_Materialize;
 	rsinfo->setResult = tuplestore_begin_heap(false, false, work_mem);
-	rsinfo->setDesc = CreateTupleDescCopy(tupdesc);
+	rsinfo->setDesc = tupdesc;
 	MemoryContextSwitchTo(oldcxt);
 }
 
