@@ -353,17 +353,16 @@ MaterializeResult(FunctionCallInfo fcinfo)
 	oldcxt = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
 	/*
 	 * The executor usually tells the row type it expects (and checks the
-	 * result against it); building it from the catalog is the fallback.
+	 * result against it); building it from the catalog is the fallback.  A
+	 * copy either way: the executor frees setDesc after the call.
 	 */
 	if (rsinfo->expectedDesc != NULL)
 		tupdesc = rsinfo->expectedDesc;
-	else if (get_call_result_type(fcinfo, NULL, &tupdesc) == TYPEFUNC_COMPOSITE)
-		tupdesc = CreateTupleDescCopy(tupdesc);
-	else
+	else if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 	rsinfo->returnMode = SFRM_Materialize;
 	rsinfo->setResult = tuplestore_begin_heap(false, false, work_mem);
-	rsinfo->setDesc = tupdesc;
+	rsinfo->setDesc = CreateTupleDescCopy(tupdesc);
 	MemoryContextSwitchTo(oldcxt);
 }
 
