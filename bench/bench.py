@@ -1,0 +1,541 @@
+#!/usr/bin/env python3
+"""invitetomedia benchmark driver (called by bench/run; see bench/README-section.md).
+
+Starts nothing by itself: bench/run hands it a running throwaway cluster
+(socket directory and port).  It loads the site, runs the pgbench scenarios
+in two modes (loaded site, fresh install), the scale probe and the memory
+check, and writes CSV, Markdown and a gnuplot PNG.
+"""
+import argparse
+import base64
+import hashlib
+import os
+import re
+import subprocess
+import sys
+import time
+import zlib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import scenarios as S  # noqa: E402
+
+BIN = "/usr/lib/postgresql/15/bin"
+MULTI_LINKS = 500          # 1000-use links (n = -1 .. -500)
+
+
+def log(*a):
+    print(*a, flush=True)
+
+
+class PG:
+    def __init__(self, sock, port):
+        self.sock, self.port = sock, str(port)
+
+    def base(self, prog):
+        return [os.path.join(BIN, prog), "-h", self.sock, "-p", self.port, "-U", "postgres"]
+
+    def psql(self, sql, db="site", check=True, stdin=None):
+        cmd = self.base("psql") + ["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", db]
+        if stdin is None:
+            cmd += ["-c", sql]
+        r = subprocess.run(cmd, input=stdin, capture_output=True, text=True)
+        if check and r.returncode != 0:
+            raise RuntimeError("psql failed: %s\n%s" % (sql[:300] if sql else "<stdin>", r.stderr))
+        return r.stdout.strip()
+
+    def psql_file(self, path, db):
+        cmd = self.base("psql") + ["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", db, "-f", path]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError("psql -f %s failed:\n%s" % (path, r.stderr))
+        return r.stdout
+
+
+# --- tokens -----------------------------------------------------------------
+
+def make_token():
+    """A token in the extension's format: itm_ + base64url(32 random bytes + CRC-32)."""
+    rnd = os.urandom(32)
+    payload = rnd + zlib.crc32(rnd).to_bytes(4, "big")
+    tok = "itm_" + base64.urlsafe_b64encode(payload).decode()
+    return tok, hashlib.sha256(tok.encode()).hexdigest()
+
+
+SETUP_SQL = """
+CREATE EXTENSION pgcrypto SCHEMA public;
+CREATE EXTENSION invitetomedia;
+INSERT INTO invitetomedia.email_templates VALUES
+  ('t', 'Invite to {MEDIA_TITLE}', 'Hi {FIRST_NAME}, {INVITER_NAME} invites you to {MEDIA_TITLE} as {ROLE} until {EXPIRES_AT}: {URL}');
+UPDATE invitetomedia.settings SET enabled = true, link_reusability = 1, link_duration = 525600,
+       invite_email_template = 't', link_base_url = 'https://media.example.com/invitetomedia/';
+INSERT INTO invitetomedia.users (user_id, email, first_name, last_name, role) VALUES
+  ('inviter', 'inviter@example.com', 'Ivy', 'Inviter', 'admin'),
+  ('guest', 'guest@example.com', 'Guest', 'User', 'viewer');
+INSERT INTO invitetomedia.media VALUES ('m1', 'webcast', 'Town hall', 'inviter');
+CREATE SCHEMA bench;
+CREATE TABLE bench.tokens (n bigint PRIMARY KEY, token text NOT NULL, email text NOT NULL);
+CREATE SEQUENCE bench.distinct_seq;
+CREATE SEQUENCE bench.multi_seq;
+"""
+
+
+def load(pg, db, rows, workdir):
+    """Creates db with the extension and rows single-use links (n = 1..rows),
+    plus the hot unlimited link (n = 0) and MULTI_LINKS 1000-use links (n < 0),
+    every invitee an existing user.  Returns seconds taken."""
+    t0 = time.time()
+    pg.psql("CREATE DATABASE %s" % db, db="postgres")
+    pg.psql(SETUP_SQL, db=db)
+    pg.psql_file(os.path.join(HERE, "plpgsql_reference.sql"), db)
+    d = os.path.join(workdir, "load_" + db)
+    os.makedirs(d, exist_ok=True)
+    os.chmod(d, 0o755)
+    fi = open(os.path.join(d, "invites.tsv"), "w")
+    fu = open(os.path.join(d, "users.tsv"), "w")
+    ft = open(os.path.join(d, "tokens.tsv"), "w")
+    exp = "2099-01-01 00:00:00+00"
+
+    def put(n, email, max_uses):
+        tok, h = make_token()
+        fi.write("\\\\x%s\tm1\tviewer\t%s\tF%d\tL%d\tinviter\t%s\t%d\n" % (h, email, n, n, exp, max_uses))
+        fu.write("u%d\t%s\tF%d\tL%d\tviewer\n" % (n, email, n, n))
+        ft.write("%d\t%s\t%s\n" % (n, tok, email))
+
+    put(0, "hot@example.com", -1)
+    for k in range(1, MULTI_LINKS + 1):
+        put(-k, "multi%d@example.com" % k, 1000)
+    for n in range(1, rows + 1):
+        put(n, "u%d@example.com" % n, 1)
+    for f in (fi, fu, ft):
+        f.close()
+        os.chmod(f.name, 0o644)
+    tgen = time.time() - t0
+    cols = "(token_hash, media_id, role, email, first_name, last_name, invited_by, expires_at, max_uses)"
+    procs = []
+    for sql in ("COPY invitetomedia.invites %s FROM '%s/invites.tsv'" % (cols, d),
+                "COPY invitetomedia.users (user_id, email, first_name, last_name, role) FROM '%s/users.tsv'" % d,
+                "COPY bench.tokens FROM '%s/tokens.tsv'" % d):
+        procs.append(subprocess.Popen(pg.base("psql") + ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db, "-c", sql]))
+    for p in procs:
+        if p.wait() != 0:
+            raise RuntimeError("COPY failed")
+    pg.psql("VACUUM (FREEZE, ANALYZE)", db=db)
+    for f in ("invites.tsv", "users.tsv", "tokens.tsv"):
+        os.unlink(os.path.join(d, f))
+    took = time.time() - t0
+    log("  loaded %s: %d single-use links + %d others in %.0f s (generation %.0f s)"
+        % (db, rows, MULTI_LINKS + 1, took, tgen))
+    return took
+
+
+def make_fresh_template(pg):
+    """A fresh install: the extension, settings, one media, the inviter, the
+    guest, the hot and 1000-use links; never vacuumed nor analysed."""
+    pg.psql("CREATE DATABASE fresh_tpl", db="postgres")
+    pg.psql(SETUP_SQL, db="fresh_tpl")
+    pg.psql_file(os.path.join(HERE, "plpgsql_reference.sql"), "fresh_tpl")
+    lines = []
+    rows = [(0, "hot@example.com", -1)] + [(-k, "multi%d@example.com" % k, 1000)
+                                            for k in range(1, MULTI_LINKS + 1)]
+    for n, email, mu in rows:
+        tok, h = make_token()
+        lines.append("INSERT INTO invitetomedia.invites (token_hash, media_id, role, email, first_name,"
+                     " last_name, invited_by, expires_at, max_uses) VALUES ('\\x%s', 'm1', 'viewer', '%s',"
+                     " 'F', 'L', 'inviter', '2099-01-01', %d);" % (h, email, mu))
+        lines.append("INSERT INTO invitetomedia.users VALUES ('u%d', '%s', 'F', 'L', 'viewer');" % (n, email))
+        lines.append("INSERT INTO bench.tokens VALUES (%d, '%s', '%s');" % (n, tok, email))
+    pg.psql(None, db="fresh_tpl", stdin="BEGIN;\n" + "\n".join(lines) + "\nCOMMIT;\n")
+
+
+RESET_SQL = """
+UPDATE invitetomedia.invites i SET use_count = 0, used_up_at = NULL
+  FROM (SELECT DISTINCT invite_id FROM invitetomedia.redemptions) r
+ WHERE i.invite_id = r.invite_id;
+DELETE FROM invitetomedia.invites WHERE invite_id > %(max_invite)s;
+DELETE FROM invitetomedia.redemptions;
+DELETE FROM invitetomedia.outbox;
+DELETE FROM invitetomedia.users WHERE user_id NOT IN ('inviter', 'guest') AND user_id !~ '^u-?[0-9]+$';
+SELECT setval('bench.distinct_seq', 1, false), setval('bench.multi_seq', 1, false);
+"""
+
+
+def reset_site(pg, max_invite):
+    pg.psql(RESET_SQL % {"max_invite": max_invite})
+    pg.psql("VACUUM (ANALYZE) invitetomedia.invites, invitetomedia.redemptions, invitetomedia.outbox,"
+            " invitetomedia.users")
+    pg.psql("CHECKPOINT")
+
+
+# --- pgbench ----------------------------------------------------------------
+
+def pgbench(pg, db, name, scripts, clients, seconds, outdir, defines, transactions=None):
+    files = []
+    for i, (text, weight) in enumerate(scripts):
+        p = os.path.join(outdir, "scripts", "%s.%d.sql" % (name, i))
+        with open(p, "w") as f:
+            f.write(text)
+        files += ["-f", "%s@%d" % (p, weight)]
+    logdir = os.path.join(outdir, "pgbench_logs")
+    prefix = os.path.join(logdir, name.replace("/", "_"))
+    cmd = pg.base("pgbench") + ["-n", "-M", "prepared", "-r", "-c", str(clients),
+                                "-j", str(min(clients, 2)), "-l", "--log-prefix", prefix]
+    cmd += ["-t", str(transactions)] if transactions else ["-T", str(seconds)]
+    for k, v in defines.items():
+        cmd += ["-D", "%s=%s" % (k, v)]
+    cmd += files + [db]
+    load1 = os.getloadavg()[0]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    with open(os.path.join(outdir, "pgbench_output.txt"), "a") as f:
+        f.write("### %s\n$ %s\n%s\n%s\n" % (name, " ".join(cmd), r.stdout, r.stderr))
+    out = r.stdout
+    res = {"ok": r.returncode == 0, "loadavg": load1, "stderr": r.stderr.strip()[-500:]}
+    m = re.search(r"number of transactions actually processed: (\d+)", out)
+    res["xacts"] = int(m.group(1)) if m else 0
+    m = re.search(r"latency average = ([\d.]+) ms", out)
+    res["lat_ms"] = float(m.group(1)) if m else float("nan")
+    m = re.search(r"tps = ([\d.]+) \(without initial connection time\)", out)
+    res["tps"] = float(m.group(1)) if m else 0.0
+    m = re.search(r"number of failed transactions: (\d+)", out)
+    res["failed"] = int(m.group(1)) if m else 0
+    # per-statement latencies (-r): the consume statement of a composite script
+    stmts = re.findall(r"^\s+([\d.]+)\s+\d+\s+(.*)$", out, re.M)
+    cons = [float(l) for l, s in stmts if "consume" in s or "UPDATE invitetomedia.invites" in s]
+    res["consume_stmt_ms"] = cons[0] if cons else None
+    # p99 from the per-transaction logs (latency is the 3rd field, in us)
+    lats = []
+    for fn in os.listdir(logdir):
+        if fn.startswith(os.path.basename(prefix) + "."):
+            path = os.path.join(logdir, fn)
+            with open(path) as f:
+                for line in f:
+                    p = line.split()
+                    if len(p) >= 3 and p[2].isdigit():
+                        lats.append(int(p[2]))
+            os.unlink(path)
+    lats.sort()
+    res["p99_ms"] = lats[min(len(lats) - 1, int(len(lats) * 0.99))] / 1000.0 if lats else float("nan")
+    return res
+
+
+def statuses(pg, db):
+    s = pg.psql("SELECT string_agg(status || '=' || n, ' ' ORDER BY status) FROM"
+                " (SELECT status, count(*) AS n FROM invitetomedia.redemptions GROUP BY status) x", db=db)
+    return s or "none"
+
+
+# --- memory -----------------------------------------------------------------
+
+def memory_check(pg, calls, outdir):
+    """Consumes of the hot unlimited link, one session, memory before/after."""
+    mem = "SELECT 'MEM', '%s', sum(total_bytes), sum(used_bytes) FROM pg_backend_memory_contexts;\n"
+    out = ["\\pset format unaligned", "\\pset tuples_only on",
+           "PREPARE c AS SELECT c.status FROM bench.tokens t,"
+           " LATERAL invitetomedia.invite_consume(t.token, t.email) c WHERE t.n = 0;",
+           mem % "start", "\\o /dev/null"]
+    out += ["EXECUTE c;"] * 1000
+    out += ["\\o", mem % "warm", "\\o /dev/null"]
+    out += ["EXECUTE c;"] * calls
+    out += ["\\o", mem % "end"]
+    t0 = time.time()
+    r = pg.psql(None, stdin="\n".join(out) + "\n")
+    took = time.time() - t0
+    vals = {}
+    for line in r.splitlines():
+        p = line.split("|")
+        if p[0] == "MEM":
+            vals[p[1]] = (int(p[2]), int(p[3]))
+    ok = pg.psql("SELECT count(*) FROM invitetomedia.redemptions WHERE status = 'ok'")
+    session = {"calls": calls, "start": vals["start"][0], "warm": vals["warm"][0], "end": vals["end"][0],
+               "used_warm": vals["warm"][1], "used_end": vals["end"][1], "seconds": took, "ok": int(ok)}
+    pg.psql("DELETE FROM invitetomedia.redemptions; UPDATE invitetomedia.invites SET use_count = 0"
+            " WHERE max_uses = -1")
+    pg.psql("VACUUM invitetomedia.invites, invitetomedia.redemptions")
+
+    # the same inside one statement: a DO block (committing every 100 calls so
+    # the hot row's versions can be pruned)
+    do = """
+DO $$
+DECLARE tok text; em text; b0 bigint; b1 bigint; u0 bigint; u1 bigint;
+BEGIN
+  SELECT t.token, t.email INTO tok, em FROM bench.tokens t WHERE t.n = 0;
+  FOR i IN 1..1000 LOOP PERFORM invitetomedia.invite_consume(tok, em); END LOOP;
+  COMMIT;
+  SELECT sum(total_bytes), sum(used_bytes) INTO b0, u0 FROM pg_backend_memory_contexts;
+  FOR i IN 1..%d LOOP
+    PERFORM invitetomedia.invite_consume(tok, em);
+    IF i %% 100 = 0 THEN COMMIT; END IF;
+  END LOOP;
+  COMMIT;
+  SELECT sum(total_bytes), sum(used_bytes) INTO b1, u1 FROM pg_backend_memory_contexts;
+  RAISE NOTICE 'MEMDO|%%|%%|%%|%%', b0, b1, u0, u1;
+END
+$$;
+""" % calls
+    t0 = time.time()
+    cmd = pg.base("psql") + ["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", "site", "-c", do]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    took = time.time() - t0
+    m = re.search(r"MEMDO\|(\d+)\|(\d+)\|(\d+)\|(\d+)", r.stderr)
+    doblk = None
+    if m:
+        doblk = {"calls": calls, "warm": int(m.group(1)), "end": int(m.group(2)),
+                 "used_warm": int(m.group(3)), "used_end": int(m.group(4)), "seconds": took}
+    else:
+        log("  DO-block memory check failed: " + r.stderr[-500:])
+    ok2 = pg.psql("SELECT count(*) FROM invitetomedia.redemptions WHERE status = 'ok'")
+    if doblk:
+        doblk["ok"] = int(ok2)
+    pg.psql("DELETE FROM invitetomedia.redemptions; UPDATE invitetomedia.invites SET use_count = 0"
+            " WHERE max_uses = -1")
+    pg.psql("VACUUM invitetomedia.invites, invitetomedia.redemptions")
+    return session, doblk
+
+
+# --- report -----------------------------------------------------------------
+
+def fmt(x, nd=1):
+    if x is None or x != x:
+        return "-"
+    return "%.*f" % (nd, x)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sock", required=True)
+    ap.add_argument("--port", required=True)
+    ap.add_argument("--rows", type=int, default=10000)
+    ap.add_argument("--seconds", type=int, default=20)
+    ap.add_argument("--clients", default="1,2,8")
+    ap.add_argument("--scenarios", default=",".join(S.SCENARIOS))
+    ap.add_argument("--impls", default=",".join(S.IMPLS))
+    ap.add_argument("--modes", default="loaded,fresh")
+    ap.add_argument("--memory-calls", type=int, default=1000000)
+    ap.add_argument("--scale-xacts", type=int, default=5000)
+    ap.add_argument("--pool", type=int, default=0,
+                    help="single-use links loaded (default: max(rows, seconds * 25000))")
+    ap.add_argument("--outdir", required=True)
+    ap.add_argument("--results", required=True)
+    ap.add_argument("--conf", required=True)
+    a = ap.parse_args()
+
+    pg = PG(a.sock, a.port)
+    clients = [int(c) for c in a.clients.split(",")]
+    scen = a.scenarios.split(",")
+    impls = a.impls.split(",")
+    modes = a.modes.split(",")
+    os.makedirs(os.path.join(a.outdir, "scripts"), exist_ok=True)
+    os.makedirs(os.path.join(a.outdir, "pgbench_logs"), exist_ok=True)
+    os.makedirs(a.results, exist_ok=True)
+
+    # the pool must hold every single-use link one run can take (reset between runs)
+    site_rows = max(a.rows, a.pool or a.seconds * 30000)
+    log("== loading the site: %d single-use links (--rows %d)" % (site_rows, a.rows))
+    load_s = load(pg, "site", site_rows, a.outdir)
+    max_invite = int(pg.psql("SELECT max(invite_id) FROM invitetomedia.invites"))
+    site_invites = int(pg.psql("SELECT count(*) FROM invitetomedia.invites"))
+    if "fresh" in modes:
+        make_fresh_template(pg)
+
+    results = []
+    for mode in modes:
+        for sc in scen:
+            for cl in clients:
+                for impl in impls:
+                    name = "%s.%s.%s.c%d" % (mode, sc, impl, cl)
+                    scripts = S.scripts(sc, impl, mode)
+                    if mode == "loaded":
+                        db = "site"
+                        defines = {"lo": 1, "hi": site_rows}
+                        rows = site_invites
+                    else:
+                        db = "fresh_run"
+                        pg.psql("DROP DATABASE IF EXISTS fresh_run", db="postgres")
+                        pg.psql("CREATE DATABASE fresh_run TEMPLATE fresh_tpl", db="postgres")
+                        defines = {"lo": -MULTI_LINKS, "hi": -1}
+                        rows = int(pg.psql("SELECT count(*) FROM invitetomedia.invites", db=db))
+                    r = pgbench(pg, db, name, scripts, cl, a.seconds, a.outdir, defines)
+                    st = statuses(pg, db) if sc in S.CONSUMING else ""
+                    rows_end = int(pg.psql("SELECT count(*) FROM invitetomedia.invites", db=db)) \
+                        if mode == "fresh" else rows
+                    if mode == "loaded":
+                        reset_site(pg, max_invite)
+                    r.update(mode=mode, scenario=sc, impl=impl, clients=cl, rows=rows,
+                             rows_end=rows_end, statuses=st)
+                    nok = int(re.search(r"ok=(\d+)", st).group(1)) if re.search(r"ok=(\d+)", st) else 0
+                    # every consume must have taken the ok path (mixed: about 90 % of transactions)
+                    need = r["xacts"] * (0.8 if sc == "mixed" else 1.0)
+                    bad = (not r["ok"]) or r["failed"] or (
+                        sc in S.CONSUMING and (nok < need or any(not p.startswith("ok=") for p in st.split())))
+                    r["note"] = "CHECK" if bad else ""
+                    results.append(r)
+                    log("  %-44s tps %9s  lat %7s ms  p99 %7s ms  %s %s%s" % (
+                        name, fmt(r["tps"]), fmt(r["lat_ms"], 3), fmt(r["p99_ms"], 3), st, r["note"],
+                        (" " + r["stderr"]) if not r["ok"] else ""))
+    if "fresh" in modes:
+        pg.psql("DROP DATABASE IF EXISTS fresh_run", db="postgres")
+
+    # ratio to the floor
+    idx = {(r["mode"], r["scenario"], r["impl"], r["clients"]): r for r in results}
+    for r in results:
+        f = idx.get((r["mode"], r["scenario"], "floor", r["clients"]))
+        r["ratio"] = r["tps"] / f["tps"] if f and f["tps"] else None
+
+    # --- scale probe: consume latency, 1 client, fixed transactions ----------
+    scale = {}
+    if a.scale_xacts:
+        log("== scale probe: %d consumes of distinct links, 1 client" % a.scale_xacts)
+        small = 10000
+        load(pg, "scale10k", small, a.outdir)
+        for db, label in (("scale10k", small), ("site", site_invites)):
+            for impl in ("c", "floor"):
+                r = pgbench(pg, db, "scale.%s.%s" % (db, impl), S.scripts("consume_distinct", impl, "loaded"),
+                            1, 0, a.outdir, {"lo": 1, "hi": 1}, transactions=min(a.scale_xacts, small // 2))
+                st = statuses(pg, db)
+                scale[(label, impl)] = r
+                log("  %-10s rows %9d  %-6s lat %s ms p99 %s ms  %s" % (db, label, impl, fmt(r["lat_ms"], 3),
+                                                                    fmt(r["p99_ms"], 3), st))
+                if db == "site":
+                    reset_site(pg, max_invite)
+                else:
+                    pg.psql("DELETE FROM invitetomedia.redemptions; UPDATE invitetomedia.invites SET"
+                            " use_count = 0, used_up_at = NULL WHERE use_count > 0;"
+                            " SELECT setval('bench.distinct_seq', 1, false)", db=db)
+        pg.psql("DROP DATABASE scale10k", db="postgres")
+
+    # --- memory ---------------------------------------------------------------
+    mem_s = mem_do = None
+    if a.memory_calls:
+        log("== memory: %d consumes in one session (and in one DO block)" % a.memory_calls)
+        mem_s, mem_do = memory_check(pg, a.memory_calls, a.outdir)
+        log("  session: %s" % mem_s)
+        log("  DO block: %s" % mem_do)
+
+    # --- targets --------------------------------------------------------------
+    def tps(mode, sc, impl, cl):
+        r = idx.get((mode, sc, impl, cl))
+        return r["tps"] if r else None
+
+    targets = []
+
+    def target(desc, value, need, cmp=">="):
+        if value is None:
+            targets.append((desc, "-", need, "NOT RUN"))
+            return
+        ok = value >= need if cmp == ">=" else value <= need
+        targets.append((desc, "%.2f" % value, ("%s %.2f" % (cmp, need)), "PASS" if ok else "FAIL"))
+
+    def ratio(x, y):
+        return x / y if x and y else None
+
+    for mode in modes:
+        target("%s: consume distinct, 2 clients, C / floor" % mode,
+               ratio(tps(mode, "consume_distinct", "c", 2), tps(mode, "consume_distinct", "floor", 2)), 0.85)
+        target("%s: consume distinct, 2 clients, C / PL/pgSQL" % mode,
+               ratio(tps(mode, "consume_distinct", "c", 2), tps(mode, "consume_distinct", "plpgsql", 2)), 1.3)
+        for cl in clients:
+            target("%s: create without email, %d clients, C / PL/pgSQL" % (mode, cl),
+                   ratio(tps(mode, "create", "c", cl), tps(mode, "create", "plpgsql", cl)), 1.3)
+        target("%s: hot unlimited link / distinct links, 8 clients, C" % mode,
+               ratio(tps(mode, "consume_hot", "c", 8), tps(mode, "consume_distinct", "c", 8)), 0.7)
+    if scale:
+        big = site_invites
+        v = ratio(scale[(big, "c")]["lat_ms"], scale[(10000, "c")]["lat_ms"])
+        if big >= 10000000:
+            target("scale: consume latency at %d rows / at 10k rows, C" % big, v, 1.5, "<=")
+        else:
+            targets.append(("scale: consume latency at %d rows / at 10k rows, C (target is for 10M: run --rows 10000000)"
+                            % big, "%.2f" % v if v else "-", "<= 1.50", "n/a"))
+    if mem_s:
+        grow = (mem_s["end"] - mem_s["warm"]) / 1048576.0
+        target("memory: %d consumes in one session, growth after warm-up (MB)" % mem_s["calls"], grow, 1.0, "<=")
+        grow0 = (mem_s["end"] - mem_s["start"]) / 1048576.0
+        targets.append(("memory: same, growth from the session's first call (MB, info)", "%.2f" % grow0, "-", "info"))
+    if mem_do:
+        grow = (mem_do["end"] - mem_do["warm"]) / 1048576.0
+        target("memory: %d consumes in one DO block, growth (MB)" % mem_do["calls"], grow, 1.0, "<=")
+
+    # --- output ---------------------------------------------------------------
+    hdr = ["mode", "operation", "impl", "clients", "rows", "rows_end", "tps", "lat_ms", "p99_ms",
+           "ratio_to_floor", "consume_stmt_ms", "statuses", "loadavg", "note"]
+    csvp = os.path.join(a.results, "latest.csv")
+    with open(csvp, "w") as f:
+        f.write(",".join(hdr) + "\n")
+        for r in results:
+            f.write(",".join(str(x) for x in [
+                r["mode"], r["scenario"], r["impl"], r["clients"], r["rows"], r["rows_end"],
+                fmt(r["tps"]), fmt(r["lat_ms"], 3), fmt(r["p99_ms"], 3), fmt(r["ratio"], 2),
+                fmt(r["consume_stmt_ms"], 3), r["statuses"], fmt(r["loadavg"], 2), r["note"]]) + "\n")
+
+    md = []
+    md.append("Run %s on %s (%d cores), PostgreSQL %s; %d s per run, `-M prepared`; site %d invites (loaded in %.0f s)."
+              % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.uname().nodename, os.cpu_count(),
+                 pg.psql("SHOW server_version", db="postgres"), a.seconds, site_invites, load_s))
+    md.append("")
+    md.append("Configuration: `" + "`, `".join(open(a.conf).read().split("\n")[:-1]) + "`")
+    md.append("")
+    md.append("| mode | operation | impl | clients | rows | tps | mean ms | p99 ms | x floor | statuses |")
+    md.append("|---|---|---|---:|---:|---:|---:|---:|---:|---|")
+    for r in results:
+        rows = str(r["rows"]) if r["mode"] == "loaded" else "%d→%d" % (r["rows"], r["rows_end"])
+        md.append("| %s | %s | %s | %d | %s | %s | %s | %s | %s | %s |" % (
+            r["mode"], r["scenario"], r["impl"], r["clients"], rows, fmt(r["tps"], 0), fmt(r["lat_ms"], 3),
+            fmt(r["p99_ms"], 3), fmt(r["ratio"], 2), r["statuses"] + (" **" + r["note"] + "**" if r["note"] else "")))
+    if scale:
+        md.append("")
+        md.append("Scale probe (1 client, %d consumes of distinct links, fixed count):" % min(a.scale_xacts, 5000))
+        md.append("")
+        md.append("| rows | impl | mean ms | p99 ms |")
+        md.append("|---:|---|---:|---:|")
+        for (rows, impl), r in sorted(scale.items()):
+            md.append("| %d | %s | %s | %s |" % (rows, impl, fmt(r["lat_ms"], 3), fmt(r["p99_ms"], 3)))
+    if mem_s:
+        md.append("")
+        md.append("Memory (sum of pg_backend_memory_contexts.total_bytes): session of %d consumes: %d → %d (after 1000-call warm-up) → %d bytes in %.0f s, %d ok"
+                  % (mem_s["calls"], mem_s["start"], mem_s["warm"], mem_s["end"], mem_s["seconds"], mem_s["ok"]))
+        if mem_do:
+            md.append("; one DO block of %d consumes: %d → %d bytes in %.0f s." % (
+                mem_do["calls"], mem_do["warm"], mem_do["end"], mem_do["seconds"]))
+    md.append("")
+    md.append("| target | measured | needed | result |")
+    md.append("|---|---:|---:|---|")
+    for t in targets:
+        md.append("| %s | %s | %s | %s |" % t)
+    mdp = os.path.join(a.results, "latest.md")
+    with open(mdp, "w") as f:
+        f.write("\n".join(md) + "\n")
+
+    # --- plot -----------------------------------------------------------------
+    panels = []
+    for mode in modes:
+        for cl in sorted(set([c for c in clients if c == 2] or clients[:1]) | {max(clients)}):
+            dp = os.path.join(a.outdir, "plot_%s_%d.dat" % (mode, cl))
+            with open(dp, "w") as f:
+                f.write("op c floor plpgsql\n")
+                for sc in scen:
+                    f.write("%s %s\n" % (sc, " ".join(fmt(tps(mode, sc, i, cl) or 0, 0) for i in S.IMPLS)))
+            panels.append((mode, cl, dp))
+    gp = ["set terminal pngcairo size 1400,%d font 'sans,10'" % (380 * ((len(panels) + 1) // 2)) if False else
+          "set terminal png size 1400,%d" % (380 * ((len(panels) + 1) // 2)),
+          "set output '%s'" % os.path.join(a.results, "latest.png"),
+          "set multiplot layout %d,2 title 'invitetomedia: transactions per second (higher is better)'"
+          % ((len(panels) + 1) // 2),
+          "set style data histograms", "set style histogram clustered gap 1",
+          "set style fill solid 0.8 border -1", "set xtics rotate by -25 scale 0",
+          "set key top right", "set grid ytics", "set yrange [0:*]"]
+    for mode, cl, dp in panels:
+        gp.append("set title '%s, %d clients'" % (mode, cl))
+        gp.append("plot '%s' using 2:xtic(1) title 'C' lc rgb '#1f77b4', '' using 3 title 'floor (one SQL statement)' lc rgb '#7f7f7f', '' using 4 title 'PL/pgSQL' lc rgb '#ff7f0e'" % dp)
+    gp.append("unset multiplot")
+    gpp = os.path.join(a.outdir, "plot.gp")
+    with open(gpp, "w") as f:
+        f.write("\n".join(gp) + "\n")
+    subprocess.run(["gnuplot", gpp], check=False)
+
+    log("")
+    log(open(mdp).read())
+    log("wrote %s, %s, %s" % (csvp, mdp, os.path.join(a.results, "latest.png")))
+
+
+if __name__ == "__main__":
+    main()

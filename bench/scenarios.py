@@ -1,0 +1,149 @@
+"""pgbench scripts of the benchmark, by scenario and implementation.
+
+Every consume-like script picks its link with the same look-up in
+bench.tokens (a primary-key probe, numbered n):
+  n >= 1   the single-use links of the pool, taken in order of a sequence
+  n = 0    the hot unlimited link
+  n <= -1  the 1000-use links (link -(1 + k / 1000) for the k-th use)
+so that look-up costs every implementation, the floor included, the same.
+
+Implementations: "c" (the extension), "floor" (one hand-written statement
+with the minimum the job needs) and "plpgsql" (bench/plpgsql_reference.sql).
+"""
+
+# --- where the token and email come from -------------------------------------
+
+PICK = {
+    "distinct": ("bench.tokens t", "t.n = (SELECT nextval('bench.distinct_seq'))"),
+    "hot": ("bench.tokens t", "t.n = 0"),
+    "multi": ("bench.tokens t", "t.n = -1 - (SELECT nextval('bench.multi_seq')) / 1000"),
+    "random": ("bench.tokens t", "t.n = :n"),
+    # fresh install: the token just created by the same script (\gset)
+    "created": ("(SELECT :tok::text AS token, 'guest@example.com'::text AS email) t", "true"),
+}
+
+
+def consume(impl, pick):
+    frm, where = PICK[pick]
+    if impl == "c":
+        return ("SELECT c.status FROM %s, LATERAL invitetomedia.invite_consume(t.token, t.email) c"
+                " WHERE %s;\n" % (frm, where))
+    if impl == "plpgsql":
+        return ("SELECT c.status FROM %s, LATERAL bench.plpgsql_invite_consume(t.token, t.email) c"
+                " WHERE %s;\n" % (frm, where))
+    # the floor: hash, conditional UPDATE, user look-up, redemption record
+    return ("""WITH t AS (SELECT t.token, t.email FROM %s WHERE %s),
+upd AS (
+  UPDATE invitetomedia.invites i
+     SET use_count = i.use_count + 1,
+         used_up_at = CASE WHEN i.max_uses <> -1 AND i.use_count + 1 >= i.max_uses THEN now() END
+    FROM t
+   WHERE i.token_hash = public.digest(t.token, 'sha256')
+     AND i.revoked_at IS NULL
+     AND i.expires_at > now()
+     AND lower(i.email) = lower(btrim(t.email))
+     AND (i.max_uses = -1 OR i.use_count < i.max_uses)
+  RETURNING i.invite_id, i.media_id, i.role, i.email, i.first_name, i.last_name,
+            i.max_uses, i.use_count, i.expires_at),
+who AS (SELECT u.user_id FROM invitetomedia.users u, upd WHERE lower(u.email) = lower(upd.email)),
+rec AS (INSERT INTO invitetomedia.redemptions (invite_id, status, user_id)
+        SELECT upd.invite_id, 'ok', (SELECT user_id FROM who) FROM upd RETURNING redemption_id)
+SELECT 'ok' AS status, upd.invite_id, upd.media_id, upd.role, (SELECT user_id FROM who) AS user_id,
+       upd.first_name, upd.last_name,
+       CASE WHEN upd.max_uses = -1 THEN NULL ELSE upd.max_uses - upd.use_count END AS uses_left,
+       upd.expires_at, (SELECT redemption_id FROM rec)
+  FROM upd;
+""" % (frm, where)).replace("\n", " ") + "\n"
+
+
+def check(impl, pick):
+    frm, where = PICK[pick]
+    if impl == "c":
+        return ("SELECT c.status FROM %s, LATERAL invitetomedia.invite_check(t.token) c"
+                " WHERE %s;\n" % (frm, where))
+    if impl == "plpgsql":
+        return ("SELECT c.status FROM %s, LATERAL bench.plpgsql_invite_check(t.token) c"
+                " WHERE %s;\n" % (frm, where))
+    return ("SELECT i.media_id, m.title, i.role, i.expires_at,"
+            " CASE WHEN i.max_uses = -1 THEN NULL ELSE i.max_uses - i.use_count END"
+            " FROM %s JOIN invitetomedia.invites i ON i.token_hash = public.digest(t.token, 'sha256')"
+            " LEFT JOIN invitetomedia.media m ON m.media_id = i.media_id"
+            " WHERE %s AND i.revoked_at IS NULL AND i.expires_at > now()"
+            " AND (i.max_uses = -1 OR i.use_count < i.max_uses);\n" % (frm, where))
+
+
+def create(impl, email, send_email, gset=False):
+    """email is an SQL expression; with gset the token lands in :tok."""
+    tail = " \\gset\n" if gset else ";\n"
+    if impl == "c":
+        return ("SELECT token AS tok FROM invitetomedia.invite_create('m1', 'inviter', %s,"
+                " 'Ann', 'Lee', 'viewer', %s)%s" % (email, "true" if send_email else "false", tail))
+    if impl == "plpgsql":
+        return ("SELECT token AS tok FROM bench.plpgsql_invite_create('m1', 'inviter', %s,"
+                " 'Ann', 'Lee', 'viewer', %s)%s" % (email, "true" if send_email else "false", tail))
+    # the floor: the policies, the token, its hash, the INSERT (and the outbox)
+    sql = """WITH a AS (SELECT %s::text AS email,
+                  'itm_' || translate(encode(public.gen_random_bytes(36), 'base64'), '+/', '-_') AS token),
+s AS (SELECT link_duration, link_reusability, link_base_url FROM invitetomedia.settings),
+ins AS (
+  INSERT INTO invitetomedia.invites
+         (token_hash, media_id, role, email, first_name, last_name, invited_by, expires_at, max_uses)
+  SELECT public.digest(a.token, 'sha256'), 'm1', 'viewer', a.email, 'Ann', 'Lee', 'inviter',
+         now() + make_interval(mins => s.link_duration), s.link_reusability
+    FROM a, s
+   WHERE invitetomedia.may_invite('inviter', 'm1') AND invitetomedia.domain_allowed(a.email)
+  RETURNING invite_id, expires_at, max_uses)""" % email
+    if send_email:
+        sql += """,
+ob AS (
+  INSERT INTO invitetomedia.outbox (invite_id, to_email, to_name, subject, body)
+  SELECT ins.invite_id, a.email, 'Ann Lee',
+         replace(tp.subject, '{MEDIA_TITLE}', 'Town hall'),
+         replace(replace(tp.body, '{FIRST_NAME}', 'Ann'), '{URL}', s.link_base_url || a.token)
+    FROM ins, a, s, invitetomedia.email_templates tp WHERE tp.name = 't'
+  RETURNING message_id)
+SELECT ins.invite_id, a.token AS tok, s.link_base_url || a.token AS url, ins.expires_at, ins.max_uses,
+       pg_notify('invitetomedia_email', (SELECT message_id FROM ob)::text)
+  FROM ins, a, s"""
+    else:
+        sql += """
+SELECT ins.invite_id, a.token AS tok, s.link_base_url || a.token AS url, ins.expires_at, ins.max_uses
+  FROM ins, a, s"""
+    return sql.replace("\n", " ") + tail
+
+
+NEW_EMAIL = "'new' || :r || '@example.com'"
+RAND = "\\set r random(1, 2000000000)\n"
+
+# scenario -> (implementations, function(impl, mode) -> list of (script text, weight))
+IMPLS = ("c", "floor", "plpgsql")
+
+
+def scripts(scenario, impl, mode):
+    """The pgbench scripts (text, weight) of one run."""
+    if scenario == "consume_distinct":
+        if mode == "loaded":
+            return [(consume(impl, "distinct"), 1)]
+        # fresh install: each transaction creates the link it then consumes
+        return [(RAND + create(impl, "'guest@example.com'", False, gset=True)
+                 + consume(impl, "created"), 1)]
+    if scenario == "consume_hot":
+        return [(consume(impl, "hot"), 1)]
+    if scenario == "consume_1000use":
+        return [(consume(impl, "multi"), 1)]
+    if scenario == "check":
+        return [("\\set n random(:lo, :hi)\n" + check(impl, "random"), 1)]
+    if scenario == "create":
+        return [(RAND + create(impl, NEW_EMAIL, False), 1)]
+    if scenario == "create_email":
+        return [(RAND + create(impl, NEW_EMAIL, True), 1)]
+    if scenario == "mixed":
+        return [
+            (scripts("consume_distinct", impl, mode)[0][0], 9),
+            (RAND + create(impl, NEW_EMAIL, False), 1)]
+    raise ValueError(scenario)
+
+
+SCENARIOS = ("consume_distinct", "consume_hot", "consume_1000use", "check",
+             "create", "create_email", "mixed")
+CONSUMING = ("consume_distinct", "consume_hot", "consume_1000use", "mixed")
