@@ -37,3 +37,8 @@ clean: sender-clean
 
 # long tests (soak, fuzzing, valgrind): make check-long
 include test/long.mk
+
+# the benchmark (README, "Performance"); bench/run takes options
+.PHONY: bench
+bench:
+	bench/run $(BENCH_OPTS)
