@@ -82,26 +82,25 @@ typedef struct ItmPlan
 
 /*---- saved plans -------------------------------------------------------*/
 
-/* Everything invite_create needs to decide, in one round trip. */
+/*
+ * Everything invite_create needs to decide, in one round trip: settings,
+ * template, media, inviter, and the two policies exactly as a DBA reads
+ * them (may_invite() and domain_allowed()).  The errors are raised in the
+ * documented order whatever this evaluated.
+ */
 static ItmPlan create_context_plan = {
 	NULL,
 	"SELECT s.enabled, s.link_duration, s.link_reusability, s.link_base_url,"
 	"       s.invite_email_template IS NULL, t.subject, t.body,"
 	"       m.media_id IS NOT NULL, m.media_type, m.title,"
 	"       u.user_id IS NOT NULL,"
-	"       pg_catalog.concat_ws(' ', u.first_name, u.last_name)"
+	"       pg_catalog.concat_ws(' ', u.first_name, u.last_name),"
+	"       invitetomedia.may_invite($2, $1), invitetomedia.domain_allowed($3)"
 	"  FROM invitetomedia.settings s"
 	"  LEFT JOIN invitetomedia.email_templates t"
 	"         ON t.name OPERATOR(pg_catalog.=) s.invite_email_template"
 	"  LEFT JOIN invitetomedia.media m ON m.media_id OPERATOR(pg_catalog.=) $1"
 	"  LEFT JOIN invitetomedia.users u ON u.user_id OPERATOR(pg_catalog.=) $2",
-	2, {TEXTOID, TEXTOID}
-};
-
-/* The policies, exactly as a DBA reads them. */
-static ItmPlan create_policy_plan = {
-	NULL,
-	"SELECT invitetomedia.may_invite($2, $1), invitetomedia.domain_allowed($3)",
 	3, {TEXTOID, TEXTOID, TEXTOID}
 };
 
@@ -572,6 +571,8 @@ invite_create(PG_FUNCTION_ARGS)
 			   *media_title,
 			   *inviter_name;
 	bool		template_unset;
+	bool		may_invite;
+	bool		domain_allowed;
 	unsigned char random[ITM_TOKEN_RANDOM_BYTES];
 	char		token[ITM_TOKEN_LEN + 1];
 	char	   *url;
@@ -607,9 +608,10 @@ invite_create(PG_FUNCTION_ARGS)
 				 errmsg("invalid role \"%s\"", Clip(role, 64)),
 				 errhint("The role is viewer, moderator or speaker.")));
 
-	/* settings, media, inviter, template */
+	/* settings, media, inviter, template, policies */
 	args[0] = CStringGetTextDatum(media_id);
 	args[1] = CStringGetTextDatum(inviter_id);
+	args[2] = CStringGetTextDatum(email);
 	RunPlan(&create_context_plan, args, NULL, false, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		elog(ERROR, "invitetomedia.settings does not hold exactly one row");
@@ -636,6 +638,8 @@ invite_create(PG_FUNCTION_ARGS)
 				 errmsg("user \"%s\" does not exist", Clip(inviter_id, 100)),
 				 errdetail("The inviter must be a user in invitetomedia.users.")));
 	inviter_name = ColText(12);
+	may_invite = ColBool(13);
+	domain_allowed = ColBool(14);
 
 	if (!RoleAllowedForMedia(role, media_type))
 		ereport(ERROR,
@@ -644,15 +648,13 @@ invite_create(PG_FUNCTION_ARGS)
 				 errdetail("On-demand media (video, audio, image, document, quiz) take viewer only; live media (webcast, simulive, diy_live, room) take viewer, moderator or speaker.")));
 
 	/* the policies */
-	args[2] = CStringGetTextDatum(email);
-	RunPlan(&create_policy_plan, args, NULL, false, SPI_OK_SELECT);
-	if (!ColBool(1))
+	if (!may_invite)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("user \"%s\" may not invite to media \"%s\"",
 						Clip(inviter_id, 100), Clip(media_id, 100)),
 				 errdetail("Inviters are the media's owner, co-owners, co-editors and co-publishers who also pass settings.allowed_users_roles; see invitetomedia.may_invite().")));
-	if (!ColBool(2))
+	if (!domain_allowed)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("the domain of \"%s\" is restricted for new users", email),
