@@ -511,12 +511,12 @@ def main():
         for cl in sorted(set([c for c in clients if c == 2] or clients[:1]) | {max(clients)}):
             dp = os.path.join(a.outdir, "plot_%s_%d.dat" % (mode, cl))
             with open(dp, "w") as f:
-                f.write("op c floor plpgsql\n")
+                f.write("# op c floor plpgsql\n")
                 for sc in scen:
                     f.write("%s %s\n" % (sc, " ".join(fmt(tps(mode, sc, i, cl) or 0, 0) for i in S.IMPLS)))
             panels.append((mode, cl, dp))
-    gp = ["set terminal pngcairo size 1400,%d font 'sans,10'" % (380 * ((len(panels) + 1) // 2)) if False else
-          "set terminal png size 1400,%d" % (380 * ((len(panels) + 1) // 2)),
+    gp = ["set terminal png size 1400,%d" % (380 * ((len(panels) + 1) // 2)),
+          "set termoption noenhanced",   # scenario names hold underscores
           "set output '%s'" % os.path.join(a.results, "latest.png"),
           "set multiplot layout %d,2 title 'invitetomedia: transactions per second (higher is better)'"
           % ((len(panels) + 1) // 2),
