@@ -346,29 +346,22 @@ itm_build_message(const itm_identity *id, long long message_id,
 	g_mime_format_options_set_newline_format(options, GMIME_NEWLINE_FORMAT_UNIX);
 	stream = g_mime_stream_mem_new();
 	if (g_mime_object_write_to_stream(GMIME_OBJECT(msg), options, stream) < 0)
-	{
 		snprintf(err, errlen, "could not format the message");
-		g_object_unref(stream);
-		g_mime_format_options_free(options);
-		g_object_unref(msg);
-		g_date_time_unref(now);
-		g_free(msgid);
-		g_free(text);
-		g_free(subj);
-		g_free(name);
-		return -1;
-	}
-	bytes = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(stream));
-	*out = malloc(bytes->len + 1);
-	if (*out != NULL)
+	else
 	{
-		memcpy(*out, bytes->data, bytes->len);
-		(*out)[bytes->len] = '\0';
-		*outlen = bytes->len;
+		bytes = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(stream));
+		*out = malloc(bytes->len + 1);
+		if (*out != NULL)
+		{
+			memcpy(*out, bytes->data, bytes->len);
+			(*out)[bytes->len] = '\0';
+			*outlen = bytes->len;
+		}
+		else
+			snprintf(err, errlen, "out of memory");
+		/* the body held a live link: do not leave copies lying around */
+		memset(bytes->data, 0, bytes->len);
 	}
-
-	/* the body held a live link: do not leave copies lying around */
-	memset(bytes->data, 0, bytes->len);
 	memset(text, 0, strlen(text));
 
 	g_object_unref(stream);
@@ -379,10 +372,5 @@ itm_build_message(const itm_identity *id, long long message_id,
 	g_free(text);
 	g_free(subj);
 	g_free(name);
-	if (*out == NULL)
-	{
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	return 0;
+	return (*out == NULL) ? -1 : 0;
 }
