@@ -8,7 +8,7 @@
  * CRC-32) and the table keeps only its SHA-256.  The SQL-callable functions
  * here are the application's API; the rules they apply are SQL objects a
  * DBA can read: the settings table, and the functions may_invite() and
- * domain_allowed(), which are also the row-level security policies.
+ * domain_allowed().
  *
  * Concurrency.  invite_consume must never hand out more uses than a link
  * has, whatever number of sessions race for it.  The use is taken by one
@@ -23,14 +23,33 @@
  * transaction, so the UPDATE is the first write: the redemption record and
  * the directory look-up ride in the same statement.
  *
+ * A consume with a device_id first takes the invite's row lock, and only
+ * then looks for an earlier use by that device, in a statement of its own:
+ * under READ COMMITTED that statement's snapshot is taken after the lock
+ * was granted, so it sees the use of a racing consume by the same device
+ * that committed first (a double click), and answers rejoin instead of
+ * taking a second use.
+ *
  * Redemption records have no foreign key to invites on purpose: the key
  * check would take a share lock on the invite row for every consume, and
  * share locks from many sessions on one hot row become multixacts.
  *
- * Every query is prepared once per backend with SPI_prepare/SPI_keepplan
- * and is fully schema-qualified, operators included; the functions run as
- * SECURITY DEFINER with search_path = pg_catalog, pg_temp (see the install
- * script), so nothing a caller plants in public or pg_temp is ever called.
+ * Trust.  Every query is prepared once per backend with SPI_prepare and
+ * SPI_keepplan and is fully schema-qualified, operators included; the
+ * functions run as SECURITY DEFINER with search_path = pg_catalog, pg_temp
+ * (see the install script), so nothing a caller plants in public or pg_temp
+ * is ever called.  The tables are a DBA's to alter, so the C code trusts
+ * neither the type nor the nullability of a column it reads: each saved
+ * query casts what it returns to the type the C code reads, its result
+ * columns are named beside it (an enum and an ItmCol array, checked against
+ * the plan when it is prepared and against every result), and a NULL where
+ * none belongs is an error that names the column, never a dereference.
+ *
+ * Versions.  One library serves every database of the cluster, whatever
+ * version of the extension each has installed.  Where a query depends on
+ * the schema, the SQL function of each version names its own C symbol
+ * (invite_consume for 1.0, invite_consume_1_0_1 for 1.0.1), as
+ * pg_stat_statements does, and the C code picks the matching query.
  *
  * Memory: each call does its work between SPI_connect and SPI_finish, so
  * everything it allocates lives in SPI's per-call context and is released
@@ -47,6 +66,7 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
+#include "commands/trigger.h"
 #include "common/cryptohash.h"
 #include "common/sha2.h"
 #include "executor/spi.h"
@@ -55,8 +75,11 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "tcop/utility.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
+#include "utils/plancache.h"
+#include "utils/rel.h"
 #include "utils/timestamp.h"
 
 #include "src/itm_text.h"
@@ -67,17 +90,43 @@
 #define ItmCryptohashError(ctx) "unknown error"
 #endif
 
+#if PG_VERSION_NUM >= 160000
+#define ItmRelationOwnercheck(relid, roleid) \
+	object_ownercheck(RelationRelationId, (relid), (roleid))
+#else
+#define ItmRelationOwnercheck(relid, roleid) pg_class_ownercheck((relid), (roleid))
+#endif
+
 PG_MODULE_MAGIC;
 
 #define NOTIFY_CHANNEL "invitetomedia_email"
 
+/* The schema an SQL function was declared by: see "Versions" above. */
+typedef enum ItmApi
+{
+	ITM_API_1_0 = 0,
+	ITM_API_1_0_1,
+	ITM_API_COUNT
+} ItmApi;
+
+/* One result column of a saved query. */
+typedef struct ItmCol
+{
+	const char *name;			/* its name in the query's SELECT list */
+	Oid			type;			/* the type the query casts it to */
+	bool		nullable;		/* NULL is a legitimate value here */
+	const char *source;			/* what it reads, for errors ("invites.email") */
+} ItmCol;
+
 /* A prepared statement kept for the life of the backend. */
 typedef struct ItmPlan
 {
-	SPIPlanPtr	plan;
 	const char *sql;
 	int			nargs;
 	Oid			argtypes[9];
+	int			ncols;			/* result columns (0: none are read) */
+	const ItmCol *cols;
+	SPIPlanPtr	plan;
 } ItmPlan;
 
 /*---- saved plans -------------------------------------------------------*/
@@ -88,113 +137,307 @@ typedef struct ItmPlan
  * them (may_invite() and domain_allowed()).  The errors are raised in the
  * documented order whatever this evaluated.
  */
+enum
+{
+	CTX_ENABLED,
+	CTX_LINK_DURATION,
+	CTX_LINK_REUSABILITY,
+	CTX_LINK_BASE_URL,
+	CTX_TEMPLATE_NAME,
+	CTX_TEMPLATE_FOUND,
+	CTX_SUBJECT,
+	CTX_BODY,
+	CTX_MEDIA_FOUND,
+	CTX_MEDIA_TYPE,
+	CTX_MEDIA_TITLE,
+	CTX_INVITER_FOUND,
+	CTX_INVITER_NAME,
+	CTX_MAY_INVITE,
+	CTX_DOMAIN_ALLOWED,
+	CTX_NCOLS
+};
+static const ItmCol create_context_cols[CTX_NCOLS] = {
+	[CTX_ENABLED] = {"enabled", BOOLOID, false, "settings.enabled"},
+	[CTX_LINK_DURATION] = {"link_duration", INT4OID, false, "settings.link_duration"},
+	[CTX_LINK_REUSABILITY] = {"link_reusability", INT4OID, false, "settings.link_reusability"},
+	[CTX_LINK_BASE_URL] = {"link_base_url", TEXTOID, false, "settings.link_base_url"},
+	[CTX_TEMPLATE_NAME] = {"template_name", TEXTOID, true, "settings.invite_email_template"},
+	[CTX_TEMPLATE_FOUND] = {"template_found", BOOLOID, false, "email_templates.name"},
+	[CTX_SUBJECT] = {"subject", TEXTOID, true, "email_templates.subject"},
+	[CTX_BODY] = {"body", TEXTOID, true, "email_templates.body"},
+	[CTX_MEDIA_FOUND] = {"media_found", BOOLOID, false, "media.media_id"},
+	[CTX_MEDIA_TYPE] = {"media_type", TEXTOID, true, "media.media_type"},
+	[CTX_MEDIA_TITLE] = {"media_title", TEXTOID, true, "media.title"},
+	[CTX_INVITER_FOUND] = {"inviter_found", BOOLOID, false, "users.user_id"},
+	[CTX_INVITER_NAME] = {"inviter_name", TEXTOID, true, "users.first_name"},
+	[CTX_MAY_INVITE] = {"may_invite", BOOLOID, true, "may_invite()"},
+	[CTX_DOMAIN_ALLOWED] = {"domain_allowed", BOOLOID, true, "domain_allowed()"},
+};
 static ItmPlan create_context_plan = {
-	NULL,
-	"SELECT s.enabled, s.link_duration, s.link_reusability, s.link_base_url,"
-	"       s.invite_email_template IS NULL, t.subject, t.body,"
-	"       m.media_id IS NOT NULL, m.media_type, m.title,"
-	"       u.user_id IS NOT NULL,"
-	"       pg_catalog.concat_ws(' ', u.first_name, u.last_name),"
-	"       invitetomedia.may_invite($2, $1), invitetomedia.domain_allowed($3)"
+	"SELECT s.enabled::pg_catalog.bool AS enabled,"
+	"       s.link_duration::pg_catalog.int4 AS link_duration,"
+	"       s.link_reusability::pg_catalog.int4 AS link_reusability,"
+	"       s.link_base_url::pg_catalog.text AS link_base_url,"
+	"       s.invite_email_template::pg_catalog.text AS template_name,"
+	"       t.name IS NOT NULL AS template_found,"
+	"       t.subject::pg_catalog.text AS subject,"
+	"       t.body::pg_catalog.text AS body,"
+	"       m.media_id IS NOT NULL AS media_found,"
+	"       m.media_type::pg_catalog.text AS media_type,"
+	"       m.title::pg_catalog.text AS media_title,"
+	"       u.user_id IS NOT NULL AS inviter_found,"
+	"       pg_catalog.concat_ws(' ', u.first_name, u.last_name)::pg_catalog.text AS inviter_name,"
+	"       invitetomedia.may_invite($2, $1)::pg_catalog.bool AS may_invite,"
+	"       invitetomedia.domain_allowed($3)::pg_catalog.bool AS domain_allowed"
 	"  FROM invitetomedia.settings s"
 	"  LEFT JOIN invitetomedia.email_templates t"
 	"         ON t.name OPERATOR(pg_catalog.=) s.invite_email_template"
 	"  LEFT JOIN invitetomedia.media m ON m.media_id OPERATOR(pg_catalog.=) $1"
 	"  LEFT JOIN invitetomedia.users u ON u.user_id OPERATOR(pg_catalog.=) $2",
-	3, {TEXTOID, TEXTOID, TEXTOID}
+	3, {TEXTOID, TEXTOID, TEXTOID},
+	CTX_NCOLS, create_context_cols, NULL
 };
 
+enum
+{
+	INS_INVITE_ID,
+	INS_EXPIRES_AT,
+	INS_EXPIRES_TEXT,
+	INS_NCOLS
+};
+static const ItmCol create_insert_cols[INS_NCOLS] = {
+	[INS_INVITE_ID] = {"invite_id", INT8OID, false, "invites.invite_id"},
+	[INS_EXPIRES_AT] = {"expires_at", TIMESTAMPTZOID, false, "invites.expires_at"},
+	[INS_EXPIRES_TEXT] = {"expires_text", TEXTOID, false, "invites.expires_at"},
+};
 static ItmPlan create_insert_plan = {
-	NULL,
 	"INSERT INTO invitetomedia.invites"
 	"  (token_hash, media_id, role, email, first_name, last_name, invited_by,"
 	"   expires_at, max_uses)"
 	" VALUES ($1, $2, $3, $4, $5, $6, $7,"
 	"   pg_catalog.now() OPERATOR(pg_catalog.+) pg_catalog.make_interval(mins => $8), $9)"
-	" RETURNING invite_id, expires_at,"
-	"   pg_catalog.to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI \"UTC\"')",
-	9, {BYTEAOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, INT4OID}
+	" RETURNING invite_id::pg_catalog.int8 AS invite_id,"
+	"   expires_at::pg_catalog.timestamptz AS expires_at,"
+	"   pg_catalog.to_char(expires_at::pg_catalog.timestamptz AT TIME ZONE 'UTC',"
+	"                      'YYYY-MM-DD HH24:MI \"UTC\"') AS expires_text",
+	9, {BYTEAOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, INT4OID},
+	INS_NCOLS, create_insert_cols, NULL
 };
 
-static ItmPlan create_outbox_plan = {
-	NULL,
-	"INSERT INTO invitetomedia.outbox (invite_id, to_email, to_name, subject, body)"
-	" VALUES ($1, $2, $3, $4, $5) RETURNING message_id",
-	5, {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID}
+enum
+{
+	OUT_MESSAGE_ID,
+	OUT_NCOLS
 };
+static const ItmCol create_outbox_cols[OUT_NCOLS] = {
+	[OUT_MESSAGE_ID] = {"message_id", INT8OID, false, "outbox.message_id"},
+};
+static ItmPlan create_outbox_plan = {
+	"INSERT INTO invitetomedia.outbox (invite_id, to_email, to_name, subject, body)"
+	" VALUES ($1, $2, $3, $4, $5) RETURNING message_id::pg_catalog.int8 AS message_id",
+	5, {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID},
+	OUT_NCOLS, create_outbox_cols, NULL
+};
+
+/*
+ * How a user is found by the invitee's email: ASCII case-insensitively in
+ * 1.0.1, whose index is on lower(email COLLATE "C"); 1.0's index is on
+ * lower(email), which its look-up keeps using.
+ */
+#define USER_KEY_1_0	"pg_catalog.lower(us.email)"
+#define USER_KEY_1_0_1	"pg_catalog.lower(us.email COLLATE \"C\")"
 
 /*
  * The use itself: one UPDATE carrying every condition, then the redemption
  * record with the invitee's user_id, in the same statement.  $2 is the typed
- * email, trimmed and lower-cased.  A user that does not exist yet is created
- * by a second statement (create_user_plan): only a first use by a new email
- * pays for it.
+ * email, trimmed and ASCII-lower-cased.  A user that does not exist yet is
+ * created by a second statement (create_user_plan): only a first use by a
+ * new email pays for it.
  */
-static ItmPlan consume_plan = {
-	NULL,
-	"WITH upd AS ("
-	"  UPDATE invitetomedia.invites i"
-	"     SET use_count = i.use_count OPERATOR(pg_catalog.+) 1,"
-	"         used_up_at = CASE WHEN i.max_uses OPERATOR(pg_catalog.<>) -1"
-	"                            AND i.use_count OPERATOR(pg_catalog.+) 1"
-	"                                OPERATOR(pg_catalog.>=) i.max_uses"
-	"                           THEN pg_catalog.now() END"
-	"   WHERE i.token_hash OPERATOR(pg_catalog.=) $1"
-	"     AND i.revoked_at IS NULL"
-	"     AND i.expires_at OPERATOR(pg_catalog.>) pg_catalog.now()"
-	"     AND pg_catalog.lower(i.email) OPERATOR(pg_catalog.=) $2"
-	"     AND (i.max_uses OPERATOR(pg_catalog.=) -1"
-	"          OR i.use_count OPERATOR(pg_catalog.<) i.max_uses)"
-	"     AND (SELECT s.enabled FROM invitetomedia.settings s)"
-	"  RETURNING i.invite_id, i.media_id, i.role, i.email, i.first_name,"
-	"            i.last_name, i.max_uses, i.use_count, i.expires_at"
-	"), rec AS ("
-	"  INSERT INTO invitetomedia.redemptions (invite_id, status, device_id, user_id)"
-	"  SELECT upd.invite_id, 'ok', $3,"
-	"         (SELECT us.user_id FROM invitetomedia.users us"
-	"           WHERE pg_catalog.lower(us.email) OPERATOR(pg_catalog.=) $2)"
-	"    FROM upd"
-	"  RETURNING redemption_id, user_id"
-	")"
-	" SELECT upd.invite_id, upd.media_id, upd.role, rec.user_id, upd.first_name,"
-	"        upd.last_name, upd.max_uses, upd.use_count, upd.expires_at,"
-	"        rec.redemption_id, upd.email"
-	"   FROM upd, rec",
-	3, {BYTEAOID, TEXTOID, TEXTOID}
+#define CONSUME_SQL(USER_KEY) \
+	"WITH upd AS ("													\
+	"  UPDATE invitetomedia.invites i"								\
+	"     SET use_count = i.use_count OPERATOR(pg_catalog.+) 1,"	\
+	"         used_up_at = CASE WHEN i.max_uses OPERATOR(pg_catalog.<>) -1" \
+	"                            AND i.use_count OPERATOR(pg_catalog.+) 1" \
+	"                                OPERATOR(pg_catalog.>=) i.max_uses" \
+	"                           THEN pg_catalog.now() END"			\
+	"   WHERE i.token_hash OPERATOR(pg_catalog.=) $1"				\
+	"     AND i.revoked_at IS NULL"									\
+	"     AND i.expires_at OPERATOR(pg_catalog.>) pg_catalog.now()" \
+	"     AND pg_catalog.lower(i.email COLLATE \"C\") OPERATOR(pg_catalog.=) $2" \
+	"     AND (i.max_uses OPERATOR(pg_catalog.=) -1"				\
+	"          OR i.use_count OPERATOR(pg_catalog.<) i.max_uses)"	\
+	"     AND (SELECT s.enabled FROM invitetomedia.settings s)"		\
+	"  RETURNING i.invite_id, i.media_id, i.role, i.email, i.first_name," \
+	"            i.last_name, i.max_uses, i.use_count, i.expires_at" \
+	"), rec AS ("													\
+	"  INSERT INTO invitetomedia.redemptions (invite_id, status, device_id, user_id)" \
+	"  SELECT upd.invite_id, 'ok', $3,"								\
+	"         (SELECT us.user_id FROM invitetomedia.users us"		\
+	"           WHERE " USER_KEY " OPERATOR(pg_catalog.=) $2)"		\
+	"    FROM upd"													\
+	"  RETURNING redemption_id, user_id"							\
+	")"																\
+	" SELECT upd.invite_id::pg_catalog.int8 AS invite_id,"			\
+	"        upd.media_id::pg_catalog.text AS media_id,"			\
+	"        upd.role::pg_catalog.text AS role,"					\
+	"        rec.user_id::pg_catalog.text AS user_id,"				\
+	"        upd.first_name::pg_catalog.text AS first_name,"		\
+	"        upd.last_name::pg_catalog.text AS last_name,"			\
+	"        upd.max_uses::pg_catalog.int4 AS max_uses,"			\
+	"        upd.use_count::pg_catalog.int4 AS use_count,"			\
+	"        upd.expires_at::pg_catalog.timestamptz AS expires_at,"	\
+	"        rec.redemption_id::pg_catalog.int8 AS redemption_id,"	\
+	"        upd.email::pg_catalog.text AS email"					\
+	"   FROM upd, rec"
+
+enum
+{
+	USE_INVITE_ID,
+	USE_MEDIA_ID,
+	USE_ROLE,
+	USE_USER_ID,
+	USE_FIRST_NAME,
+	USE_LAST_NAME,
+	USE_MAX_USES,
+	USE_USE_COUNT,
+	USE_EXPIRES_AT,
+	USE_REDEMPTION_ID,
+	USE_EMAIL,
+	USE_NCOLS
+};
+static const ItmCol consume_cols[USE_NCOLS] = {
+	[USE_INVITE_ID] = {"invite_id", INT8OID, false, "invites.invite_id"},
+	[USE_MEDIA_ID] = {"media_id", TEXTOID, true, "invites.media_id"},
+	[USE_ROLE] = {"role", TEXTOID, true, "invites.role"},
+	[USE_USER_ID] = {"user_id", TEXTOID, true, "users.user_id"},
+	[USE_FIRST_NAME] = {"first_name", TEXTOID, true, "invites.first_name"},
+	[USE_LAST_NAME] = {"last_name", TEXTOID, true, "invites.last_name"},
+	[USE_MAX_USES] = {"max_uses", INT4OID, false, "invites.max_uses"},
+	[USE_USE_COUNT] = {"use_count", INT4OID, false, "invites.use_count"},
+	[USE_EXPIRES_AT] = {"expires_at", TIMESTAMPTZOID, true, "invites.expires_at"},
+	[USE_REDEMPTION_ID] = {"redemption_id", INT8OID, false, "redemptions.redemption_id"},
+	[USE_EMAIL] = {"email", TEXTOID, false, "invites.email"},
+};
+static ItmPlan consume_plan[ITM_API_COUNT] = {
+	[ITM_API_1_0] = {CONSUME_SQL(USER_KEY_1_0), 3, {BYTEAOID, TEXTOID, TEXTOID},
+	USE_NCOLS, consume_cols, NULL},
+	[ITM_API_1_0_1] = {CONSUME_SQL(USER_KEY_1_0_1), 3, {BYTEAOID, TEXTOID, TEXTOID},
+	USE_NCOLS, consume_cols, NULL},
 };
 
 /*
- * First use by an email no user has: user_id = the lower-cased email, role
- * anonymous, names from the invite.  Nothing is returned on a conflict: a
- * concurrent first use created the user, or another address owns the id.
+ * First use by an email no user has: user_id = the ASCII-lower-cased email
+ * ($1), role anonymous, names from the invite.  Nothing is returned on a
+ * conflict: a concurrent first use created the user, or another address
+ * owns the id.
  */
+enum
+{
+	NEWUSER_USER_ID,
+	NEWUSER_NCOLS
+};
+static const ItmCol user_id_cols[NEWUSER_NCOLS] = {
+	[NEWUSER_USER_ID] = {"user_id", TEXTOID, false, "users.user_id"},
+};
 static ItmPlan create_user_plan = {
-	NULL,
 	"INSERT INTO invitetomedia.users (user_id, email, first_name, last_name, role)"
-	" VALUES (pg_catalog.lower($1), $1, $2, $3, 'anonymous')"
-	" ON CONFLICT DO NOTHING RETURNING user_id",
-	3, {TEXTOID, TEXTOID, TEXTOID}
+	" VALUES ($1, $2, $3, $4, 'anonymous')"
+	" ON CONFLICT DO NOTHING RETURNING user_id::pg_catalog.text AS user_id",
+	4, {TEXTOID, TEXTOID, TEXTOID, TEXTOID},
+	NEWUSER_NCOLS, user_id_cols, NULL
+};
+
+/* The rare path: a user appeared concurrently for the invitee's email. */
+#define FIND_USER_SQL(USER_KEY) \
+	"SELECT us.user_id::pg_catalog.text AS user_id FROM invitetomedia.users us" \
+	" WHERE " USER_KEY " OPERATOR(pg_catalog.=) $1"
+static ItmPlan find_user_plan[ITM_API_COUNT] = {
+	[ITM_API_1_0] = {FIND_USER_SQL(USER_KEY_1_0), 1, {TEXTOID}, NEWUSER_NCOLS, user_id_cols, NULL},
+	[ITM_API_1_0_1] = {FIND_USER_SQL(USER_KEY_1_0_1), 1, {TEXTOID}, NEWUSER_NCOLS, user_id_cols, NULL},
+};
+
+static ItmPlan set_redemption_user_plan = {
+	"UPDATE invitetomedia.redemptions SET user_id = $2"
+	" WHERE redemption_id OPERATOR(pg_catalog.=) $1",
+	2, {INT8OID, TEXTOID}, 0, NULL, NULL
+};
+
+/*
+ * A consume with a device_id waits here for the link's row lock (held by a
+ * consume or revoke in flight) before it looks for the device's earlier use.
+ */
+static ItmPlan lock_invite_plan = {
+	"SELECT 1 FROM invitetomedia.invites i"
+	" WHERE i.token_hash OPERATOR(pg_catalog.=) $1"
+	"   FOR NO KEY UPDATE",
+	1, {BYTEAOID}, 0, NULL, NULL
 };
 
 /* Why a consume took nothing (or whether this device rejoins). */
-static ItmPlan consume_diagnose_plan = {
-	NULL,
-	"SELECT i.invite_id, i.media_id, i.role, i.first_name, i.last_name,"
-	"       i.max_uses, i.use_count, i.expires_at,"
-	"       s.enabled, i.revoked_at IS NOT NULL,"
-	"       i.expires_at OPERATOR(pg_catalog.<=) pg_catalog.now(),"
-	"       pg_catalog.lower(i.email) OPERATOR(pg_catalog.=) $2,"
-	"       ($3::text IS NOT NULL AND EXISTS ("
-	"          SELECT 1 FROM invitetomedia.redemptions r"
-	"           WHERE r.invite_id OPERATOR(pg_catalog.=) i.invite_id"
-	"             AND r.device_id OPERATOR(pg_catalog.=) $3"
-	"             AND r.status OPERATOR(pg_catalog.=) ANY (ARRAY['ok', 'rejoin']))),"
-	"       (SELECT us.user_id FROM invitetomedia.users us"
-	"         WHERE pg_catalog.lower(us.email) OPERATOR(pg_catalog.=)"
-	"               pg_catalog.lower(i.email))"
-	"  FROM invitetomedia.invites i CROSS JOIN invitetomedia.settings s"
-	" WHERE i.token_hash OPERATOR(pg_catalog.=) $1",
-	3, {BYTEAOID, TEXTOID, TEXTOID}
+#define DIAGNOSE_SQL(USER_KEY) \
+	"SELECT i.invite_id::pg_catalog.int8 AS invite_id,"			\
+	"       i.media_id::pg_catalog.text AS media_id,"				\
+	"       i.role::pg_catalog.text AS role,"						\
+	"       i.first_name::pg_catalog.text AS first_name,"			\
+	"       i.last_name::pg_catalog.text AS last_name,"				\
+	"       i.max_uses::pg_catalog.int4 AS max_uses,"				\
+	"       i.use_count::pg_catalog.int4 AS use_count,"				\
+	"       i.expires_at::pg_catalog.timestamptz AS expires_at,"	\
+	"       s.enabled::pg_catalog.bool AS enabled,"					\
+	"       i.revoked_at IS NOT NULL AS revoked,"					\
+	"       i.expires_at OPERATOR(pg_catalog.<=) pg_catalog.now() AS expired," \
+	"       pg_catalog.lower(i.email COLLATE \"C\") OPERATOR(pg_catalog.=) $2 AS email_matches," \
+	"       ($3::pg_catalog.text IS NOT NULL AND EXISTS ("			\
+	"          SELECT 1 FROM invitetomedia.redemptions r"			\
+	"           WHERE r.invite_id OPERATOR(pg_catalog.=) i.invite_id" \
+	"             AND r.device_id OPERATOR(pg_catalog.=) $3"		\
+	"             AND r.status OPERATOR(pg_catalog.=) ANY (ARRAY['ok', 'rejoin']))) AS device_seen," \
+	"       (SELECT us.user_id::pg_catalog.text FROM invitetomedia.users us" \
+	"         WHERE " USER_KEY " OPERATOR(pg_catalog.=) $2) AS user_id" \
+	"  FROM invitetomedia.invites i CROSS JOIN invitetomedia.settings s" \
+	" WHERE i.token_hash OPERATOR(pg_catalog.=) $1"
+
+enum
+{
+	DX_INVITE_ID,
+	DX_MEDIA_ID,
+	DX_ROLE,
+	DX_FIRST_NAME,
+	DX_LAST_NAME,
+	DX_MAX_USES,
+	DX_USE_COUNT,
+	DX_EXPIRES_AT,
+	DX_ENABLED,
+	DX_REVOKED,
+	DX_EXPIRED,
+	DX_EMAIL_MATCHES,
+	DX_DEVICE_SEEN,
+	DX_USER_ID,
+	DX_NCOLS
+};
+static const ItmCol diagnose_cols[DX_NCOLS] = {
+	[DX_INVITE_ID] = {"invite_id", INT8OID, false, "invites.invite_id"},
+	[DX_MEDIA_ID] = {"media_id", TEXTOID, true, "invites.media_id"},
+	[DX_ROLE] = {"role", TEXTOID, true, "invites.role"},
+	[DX_FIRST_NAME] = {"first_name", TEXTOID, true, "invites.first_name"},
+	[DX_LAST_NAME] = {"last_name", TEXTOID, true, "invites.last_name"},
+	[DX_MAX_USES] = {"max_uses", INT4OID, false, "invites.max_uses"},
+	[DX_USE_COUNT] = {"use_count", INT4OID, false, "invites.use_count"},
+	[DX_EXPIRES_AT] = {"expires_at", TIMESTAMPTZOID, false, "invites.expires_at"},
+	[DX_ENABLED] = {"enabled", BOOLOID, false, "settings.enabled"},
+	[DX_REVOKED] = {"revoked", BOOLOID, false, "invites.revoked_at"},
+	[DX_EXPIRED] = {"expired", BOOLOID, false, "invites.expires_at"},
+	[DX_EMAIL_MATCHES] = {"email_matches", BOOLOID, false, "invites.email"},
+	[DX_DEVICE_SEEN] = {"device_seen", BOOLOID, false, "redemptions.device_id"},
+	[DX_USER_ID] = {"user_id", TEXTOID, true, "users.user_id"},
+};
+static ItmPlan consume_diagnose_plan[ITM_API_COUNT] = {
+	[ITM_API_1_0] = {DIAGNOSE_SQL(USER_KEY_1_0), 3, {BYTEAOID, TEXTOID, TEXTOID},
+	DX_NCOLS, diagnose_cols, NULL},
+	[ITM_API_1_0_1] = {DIAGNOSE_SQL(USER_KEY_1_0_1), 3, {BYTEAOID, TEXTOID, TEXTOID},
+	DX_NCOLS, diagnose_cols, NULL},
 };
 
 /*
@@ -204,60 +447,100 @@ static ItmPlan consume_diagnose_plan = {
  * committed leaves nothing to record.  It does not conflict with consumes.
  */
 static ItmPlan record_plan = {
-	NULL,
 	"INSERT INTO invitetomedia.redemptions (invite_id, status, device_id, user_id)"
 	" SELECT i.invite_id, $2, $3, $4 FROM invitetomedia.invites i"
 	"  WHERE i.invite_id OPERATOR(pg_catalog.=) $1"
 	"    FOR KEY SHARE",
-	4, {INT8OID, TEXTOID, TEXTOID, TEXTOID}
+	4, {INT8OID, TEXTOID, TEXTOID, TEXTOID}, 0, NULL, NULL
 };
 
-/* The rare path: a user appeared concurrently for the invitee's email. */
-static ItmPlan find_user_plan = {
-	NULL,
-	"SELECT us.user_id FROM invitetomedia.users us"
-	" WHERE pg_catalog.lower(us.email) OPERATOR(pg_catalog.=) $1",
-	1, {TEXTOID}
+enum
+{
+	CHK_ENABLED,
+	CHK_REVOKED,
+	CHK_EXPIRED,
+	CHK_MAX_USES,
+	CHK_USE_COUNT,
+	CHK_MEDIA_ID,
+	CHK_MEDIA_TITLE,
+	CHK_ROLE,
+	CHK_EXPIRES_AT,
+	CHK_NCOLS
 };
-
-static ItmPlan set_redemption_user_plan = {
-	NULL,
-	"UPDATE invitetomedia.redemptions SET user_id = $2"
-	" WHERE redemption_id OPERATOR(pg_catalog.=) $1",
-	2, {INT8OID, TEXTOID}
+static const ItmCol check_cols[CHK_NCOLS] = {
+	[CHK_ENABLED] = {"enabled", BOOLOID, false, "settings.enabled"},
+	[CHK_REVOKED] = {"revoked", BOOLOID, false, "invites.revoked_at"},
+	[CHK_EXPIRED] = {"expired", BOOLOID, false, "invites.expires_at"},
+	[CHK_MAX_USES] = {"max_uses", INT4OID, false, "invites.max_uses"},
+	[CHK_USE_COUNT] = {"use_count", INT4OID, false, "invites.use_count"},
+	[CHK_MEDIA_ID] = {"media_id", TEXTOID, true, "invites.media_id"},
+	[CHK_MEDIA_TITLE] = {"media_title", TEXTOID, true, "media.title"},
+	[CHK_ROLE] = {"role", TEXTOID, true, "invites.role"},
+	[CHK_EXPIRES_AT] = {"expires_at", TIMESTAMPTZOID, true, "invites.expires_at"},
 };
-
 static ItmPlan check_plan = {
-	NULL,
-	"SELECT s.enabled, i.revoked_at IS NOT NULL,"
-	"       i.expires_at OPERATOR(pg_catalog.<=) pg_catalog.now(),"
-	"       i.max_uses, i.use_count, i.media_id, m.title, i.role, i.expires_at"
+	"SELECT s.enabled::pg_catalog.bool AS enabled,"
+	"       i.revoked_at IS NOT NULL AS revoked,"
+	"       i.expires_at OPERATOR(pg_catalog.<=) pg_catalog.now() AS expired,"
+	"       i.max_uses::pg_catalog.int4 AS max_uses,"
+	"       i.use_count::pg_catalog.int4 AS use_count,"
+	"       i.media_id::pg_catalog.text AS media_id,"
+	"       m.title::pg_catalog.text AS media_title,"
+	"       i.role::pg_catalog.text AS role,"
+	"       i.expires_at::pg_catalog.timestamptz AS expires_at"
 	"  FROM invitetomedia.invites i CROSS JOIN invitetomedia.settings s"
 	"  LEFT JOIN invitetomedia.media m ON m.media_id OPERATOR(pg_catalog.=) i.media_id"
 	" WHERE i.token_hash OPERATOR(pg_catalog.=) $1",
-	1, {BYTEAOID}
+	1, {BYTEAOID},
+	CHK_NCOLS, check_cols, NULL
 };
 
 /* Locks the invite: a revoke and a consume of the same link queue up. */
+enum
+{
+	RVK_INVITED_BY,
+	RVK_MEDIA_ID,
+	RVK_REVOKED,
+	RVK_ACTOR_FOUND,
+	RVK_ACTOR_ROLE,
+	RVK_NCOLS
+};
+static const ItmCol revoke_lookup_cols[RVK_NCOLS] = {
+	[RVK_INVITED_BY] = {"invited_by", TEXTOID, true, "invites.invited_by"},
+	[RVK_MEDIA_ID] = {"media_id", TEXTOID, true, "invites.media_id"},
+	[RVK_REVOKED] = {"revoked", BOOLOID, false, "invites.revoked_at"},
+	[RVK_ACTOR_FOUND] = {"actor_found", BOOLOID, false, "users.user_id"},
+	[RVK_ACTOR_ROLE] = {"actor_role", TEXTOID, true, "users.role"},
+};
 static ItmPlan revoke_lookup_plan = {
-	NULL,
-	"SELECT i.invited_by, i.media_id, i.revoked_at IS NOT NULL,"
-	"       u.user_id IS NOT NULL, u.role"
+	"SELECT i.invited_by::pg_catalog.text AS invited_by,"
+	"       i.media_id::pg_catalog.text AS media_id,"
+	"       i.revoked_at IS NOT NULL AS revoked,"
+	"       u.user_id IS NOT NULL AS actor_found,"
+	"       u.role::pg_catalog.text AS actor_role"
 	"  FROM invitetomedia.invites i"
 	"  LEFT JOIN invitetomedia.users u ON u.user_id OPERATOR(pg_catalog.=) $2"
 	" WHERE i.invite_id OPERATOR(pg_catalog.=) $1"
 	"   FOR UPDATE OF i",
-	2, {INT8OID, TEXTOID}
+	2, {INT8OID, TEXTOID},
+	RVK_NCOLS, revoke_lookup_cols, NULL
 };
 
+enum
+{
+	MAY_ALLOWED,
+	MAY_NCOLS
+};
+static const ItmCol revoke_may_cols[MAY_NCOLS] = {
+	[MAY_ALLOWED] = {"allowed", BOOLOID, true, "may_invite()"},
+};
 static ItmPlan revoke_may_plan = {
-	NULL,
-	"SELECT invitetomedia.may_invite($1, $2)",
-	2, {TEXTOID, TEXTOID}
+	"SELECT invitetomedia.may_invite($1, $2)::pg_catalog.bool AS allowed",
+	2, {TEXTOID, TEXTOID},
+	MAY_NCOLS, revoke_may_cols, NULL
 };
 
 static ItmPlan revoke_plan = {
-	NULL,
 	"WITH r AS ("
 	"  UPDATE invitetomedia.invites SET revoked_at = pg_catalog.now(), revoked_by = $2"
 	"   WHERE invite_id OPERATOR(pg_catalog.=) $1 AND revoked_at IS NULL"
@@ -265,19 +548,46 @@ static ItmPlan revoke_plan = {
 	")"
 	" DELETE FROM invitetomedia.outbox o USING r"
 	"  WHERE o.invite_id OPERATOR(pg_catalog.=) r.invite_id AND o.sent_at IS NULL",
-	2, {INT8OID, TEXTOID}
+	2, {INT8OID, TEXTOID}, 0, NULL, NULL
 };
 
 static ItmPlan purge_plan = {
-	NULL,
 	"DELETE FROM invitetomedia.invites"
 	" WHERE expires_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) $1)"
 	"    OR revoked_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) $1)"
 	"    OR used_up_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) $1)",
-	1, {INTERVALOID}
+	1, {INTERVALOID}, 0, NULL, NULL
 };
 
-/*---- helpers -------------------------------------------------------------*/
+/*---- running plans and reading their results ----------------------------*/
+
+/* The plan whose rows SPI_tuptable holds: the column readers check it. */
+static const ItmPlan *current_result = NULL;
+
+/*
+ * Checks a result's row type against the columns named beside the query.
+ * The casts in the query fix the types whatever a DBA did to the tables,
+ * so a mismatch is a bug in this file.
+ */
+static void
+CheckResultDesc(const ItmPlan *p, TupleDesc desc, bool check_names)
+{
+	int			i;
+
+	if (desc == NULL || desc->natts != p->ncols)
+		elog(ERROR, "invitetomedia: query returns %d columns, expected %d: %.60s",
+			 desc ? desc->natts : 0, p->ncols, p->sql);
+	for (i = 0; i < p->ncols; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (att->atttypid != p->cols[i].type ||
+			(check_names && strcmp(NameStr(att->attname), p->cols[i].name) != 0))
+			elog(ERROR, "invitetomedia: result column %d is \"%s\" of type %u, expected \"%s\" of type %u",
+				 i + 1, NameStr(att->attname), att->atttypid,
+				 p->cols[i].name, p->cols[i].type);
+	}
+}
 
 /* Prepares the statement the first time this backend needs it. */
 static SPIPlanPtr
@@ -286,9 +596,17 @@ GetPlan(ItmPlan *p)
 	if (p->plan == NULL)
 	{
 		SPIPlanPtr	plan = SPI_prepare(p->sql, p->nargs, p->argtypes);
+		List	   *sources;
 
 		if (plan == NULL)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		sources = SPI_plan_get_plan_sources(plan);
+		if (p->ncols > 0)
+		{
+			if (list_length(sources) != 1)
+				elog(ERROR, "invitetomedia: a saved query must be one statement");
+			CheckResultDesc(p, ((CachedPlanSource *) linitial(sources))->resultDesc, true);
+		}
 		if (SPI_keepplan(plan) != 0)
 			elog(ERROR, "SPI_keepplan failed");
 		p->plan = plan;
@@ -305,32 +623,85 @@ RunPlan(ItmPlan *p, Datum *values, const char *nulls, bool read_only, int expect
 	if (rc != expected)
 		elog(ERROR, "SPI_execute_plan returned %s, expected %s",
 			 SPI_result_code_string(rc), SPI_result_code_string(expected));
+	current_result = NULL;
+	if (p->ncols > 0)
+	{
+		if (SPI_tuptable == NULL)
+			elog(ERROR, "invitetomedia: query returned no result set");
+		/* a re-planned query could in principle change shape: cheap to see */
+		CheckResultDesc(p, SPI_tuptable->tupdesc, false);
+		current_result = p;
+	}
 }
 
+/*
+ * Column col of the first result row of p.  A NULL in a column that may
+ * not hold one is an error naming what it reads: a NOT NULL constraint was
+ * dropped, or rows were written where constraints do not fire.
+ */
 static Datum
-ColDatum(int row, int col, bool *isnull)
+Col(const ItmPlan *p, int col, bool *isnull)
 {
-	return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, isnull);
+	Datum		d;
+
+	if (current_result != p || col < 0 || col >= p->ncols || SPI_processed < 1)
+		elog(ERROR, "invitetomedia: column %d read from the wrong result", col);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col + 1, isnull);
+	if (*isnull && !p->cols[col].nullable)
+		ereport(ERROR,
+				(errcode(ERRCODE_NOT_NULL_VIOLATION),
+				 errmsg("invitetomedia.%s is NULL", p->cols[col].source),
+				 errdetail("The extension's schema declares it NOT NULL; the constraint was dropped, or the row was written where constraints are not checked."),
+				 errhint("Set a value, and restore the NOT NULL constraint.")));
+	return d;
 }
 
+/* A boolean column; a NULL (where one may be) counts as false. */
 static bool
-ColBool(int col)
+ColBool(const ItmPlan *p, int col)
 {
 	bool		isnull;
-	Datum		d = ColDatum(0, col, &isnull);
+	Datum		d = Col(p, col, &isnull);
 
 	return !isnull && DatumGetBool(d);
 }
 
-/* NULL-safe text column as a C string (NULL stays NULL). */
-static char *
-ColText(int col)
+static int32
+ColInt4(const ItmPlan *p, int col)
 {
 	bool		isnull;
-	Datum		d = ColDatum(0, col, &isnull);
+	Datum		d = Col(p, col, &isnull);
+
+	return isnull ? 0 : DatumGetInt32(d);
+}
+
+static int64
+ColInt8(const ItmPlan *p, int col)
+{
+	bool		isnull;
+	Datum		d = Col(p, col, &isnull);
+
+	return isnull ? 0 : DatumGetInt64(d);
+}
+
+/* A text column as a C string; NULL stays NULL (where it may be one). */
+static char *
+ColText(const ItmPlan *p, int col)
+{
+	bool		isnull;
+	Datum		d = Col(p, col, &isnull);
 
 	return isnull ? NULL : TextDatumGetCString(d);
 }
+
+/* A column copied into a result row (the types match: see CheckResultDesc). */
+static void
+ColToResult(const ItmPlan *p, int col, Datum *values, bool *nulls, int rescol)
+{
+	values[rescol] = Col(p, col, &nulls[rescol]);
+}
+
+/*---- arguments and results ---------------------------------------------*/
 
 /* Sets up the materialize-mode result of a set-returning function. */
 static void
@@ -546,7 +917,265 @@ Render(const char *tmpl, const char *const values[ITM_PH_COUNT])
 	return out;
 }
 
+/*
+ * A rendered subject is one line without control characters (a title or a
+ * name from the directory may hold a line break: header injection for any
+ * sender built on email_claim), and never holds the link: {URL} stays
+ * literal there, should a template with {URL} in its subject get past the
+ * template's CHECK (where constraints are not checked).
+ */
+static char *
+RenderSubject(const char *tmpl, const char *const values[ITM_PH_COUNT])
+{
+	const char *subject_values[ITM_PH_COUNT];
+	char	   *out;
+	int			k;
+
+	for (k = 0; k < ITM_PH_COUNT; k++)
+		subject_values[k] = values[k];
+	subject_values[ITM_PH_URL] = "{URL}";
+	out = Render(tmpl, subject_values);
+	out[itm_single_line(out, strlen(out))] = '\0';
+	return out;
+}
+
 /*---- invite_create ---------------------------------------------------------*/
+
+/* The arguments of invite_create, checked on their own. */
+typedef struct CreateArgs
+{
+	char	   *media_id;
+	char	   *inviter_id;
+	char	   *email;
+	char	   *first_name;
+	char	   *last_name;
+	char	   *role;
+	bool		send_email;
+} CreateArgs;
+
+/* What invite_create read: settings, template, media, inviter, policies. */
+typedef struct CreateContext
+{
+	bool		enabled;
+	int32		link_duration;
+	int32		link_reusability;
+	char	   *base_url;
+	char	   *template_name;	/* NULL: invites by email are disabled */
+	bool		template_found;
+	char	   *subject;
+	char	   *body;
+	bool		media_found;
+	char	   *media_type;
+	char	   *media_title;
+	bool		inviter_found;
+	char	   *inviter_name;
+	bool		may_invite;
+	bool		domain_allowed;
+} CreateContext;
+
+/* The new link. */
+typedef struct CreatedInvite
+{
+	int64		invite_id;
+	char		token[ITM_TOKEN_LEN + 1];
+	char	   *url;
+	Datum		expires_at;
+	char	   *expires_text;
+} CreatedInvite;
+
+/* Each argument's syntax (22023), after the NULL checks: nothing is read yet. */
+static void
+ReadCreateArgs(FunctionCallInfo fcinfo, CreateArgs *a)
+{
+	a->media_id = IdArg(fcinfo, 0, "media_id");
+	a->inviter_id = IdArg(fcinfo, 1, "inviter_id");
+	a->email = EmailArg(fcinfo, 2, "email");
+	a->first_name = NameArg(fcinfo, 3, "first_name");
+	a->last_name = NameArg(fcinfo, 4, "last_name");
+	a->role = TextArg(fcinfo, 5, "role");
+	a->send_email = PG_GETARG_BOOL(6);
+	if (strcmp(a->role, "viewer") != 0 && strcmp(a->role, "moderator") != 0 &&
+		strcmp(a->role, "speaker") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid role \"%s\"", Clip(a->role, 64)),
+				 errhint("The role is viewer, moderator or speaker.")));
+}
+
+/* One statement reads everything the rules need. */
+static void
+ReadCreateContext(const CreateArgs *a, CreateContext *c)
+{
+	ItmPlan    *p = &create_context_plan;
+	Datum		args[3];
+
+	args[0] = CStringGetTextDatum(a->media_id);
+	args[1] = CStringGetTextDatum(a->inviter_id);
+	args[2] = CStringGetTextDatum(a->email);
+	RunPlan(p, args, NULL, false, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("invitetomedia.settings holds %llu rows instead of one",
+						(unsigned long long) SPI_processed),
+				 errhint(SPI_processed == 0 ?
+						 "Restore it with INSERT INTO invitetomedia.settings DEFAULT VALUES, then set it up again." :
+						 "Delete the extra rows, keeping the one with singleton = true.")));
+
+	c->enabled = ColBool(p, CTX_ENABLED);
+	c->link_duration = ColInt4(p, CTX_LINK_DURATION);
+	c->link_reusability = ColInt4(p, CTX_LINK_REUSABILITY);
+	c->base_url = ColText(p, CTX_LINK_BASE_URL);
+	c->template_name = ColText(p, CTX_TEMPLATE_NAME);
+	c->template_found = ColBool(p, CTX_TEMPLATE_FOUND);
+	c->subject = ColText(p, CTX_SUBJECT);
+	c->body = ColText(p, CTX_BODY);
+	c->media_found = ColBool(p, CTX_MEDIA_FOUND);
+	c->media_type = ColText(p, CTX_MEDIA_TYPE);
+	c->media_title = ColText(p, CTX_MEDIA_TITLE);
+	c->inviter_found = ColBool(p, CTX_INVITER_FOUND);
+	c->inviter_name = ColText(p, CTX_INVITER_NAME);
+	c->may_invite = ColBool(p, CTX_MAY_INVITE);
+	c->domain_allowed = ColBool(p, CTX_DOMAIN_ALLOWED);
+}
+
+/* The rules, in the documented order (README, invite_create). */
+static void
+CheckCreateRules(const CreateArgs *a, const CreateContext *c)
+{
+	if (!c->enabled)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("invitetomedia is disabled"),
+				 errhint("An administrator enables it with UPDATE invitetomedia.settings SET enabled = true.")));
+	if (!c->media_found)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("media \"%s\" does not exist", Clip(a->media_id, 100))));
+	if (!c->inviter_found)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("user \"%s\" does not exist", Clip(a->inviter_id, 100)),
+				 errdetail("The inviter must be a user in invitetomedia.users.")));
+	if (c->media_type == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NOT_NULL_VIOLATION),
+				 errmsg("invitetomedia.media.media_type is NULL for media \"%s\"",
+						Clip(a->media_id, 100)),
+				 errhint("Set the media's type.")));
+
+	if (!RoleAllowedForMedia(a->role, c->media_type))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("role \"%s\" is not allowed for media of type \"%s\"",
+						a->role, Clip(c->media_type, 64)),
+				 errdetail("On-demand media (video, audio, image, document, quiz) take viewer only; live media (webcast, simulive, diy_live, room) take viewer, moderator or speaker.")));
+
+	/* the policies */
+	if (!c->may_invite)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("user \"%s\" may not invite to media \"%s\"",
+						Clip(a->inviter_id, 100), Clip(a->media_id, 100)),
+				 errdetail("Inviters are the media's owner, co-owners, co-editors and co-publishers who also pass settings.allowed_users_roles; see invitetomedia.may_invite().")));
+	if (!c->domain_allowed)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("the domain of \"%s\" is restricted for new users", a->email),
+				 errdetail("No user has this address, and its domain is listed, or lies under one listed, in settings.restrict_new_user_domains."),
+				 errhint("Invite the person's existing account, or ask an administrator to change restrict_new_user_domains.")));
+
+	/* the template, when the link goes out by email */
+	if (!a->send_email)
+		return;
+	if (c->template_name == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("invites by email are disabled"),
+				 errdetail("settings.invite_email_template is NULL."),
+				 errhint("Create the link without send_email, or ask an administrator to choose an email template.")));
+	if (!c->template_found)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the invite email template \"%s\" does not exist",
+						Clip(c->template_name, 100)),
+				 errdetail("settings.invite_email_template names a template that is not in invitetomedia.email_templates."),
+				 errhint("Create the template, or set settings.invite_email_template to an existing one (or to NULL to disable invites by email).")));
+	if (c->subject == NULL || c->body == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the invite email template \"%s\" has no %s",
+						Clip(c->template_name, 100), c->subject == NULL ? "subject" : "body"),
+				 errdetail("settings.invite_email_template names a template whose subject or body is NULL."),
+				 errhint("Give the template a subject and a body with {URL}.")));
+}
+
+/* A token from the strong random source; only its hash is stored. */
+static void
+InsertInvite(const CreateArgs *a, const CreateContext *c, CreatedInvite *inv)
+{
+	ItmPlan    *p = &create_insert_plan;
+	unsigned char random[ITM_TOKEN_RANDOM_BYTES];
+	Datum		args[9];
+
+	if (!pg_strong_random(random, sizeof(random)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate a random token")));
+	itm_token_encode(random, inv->token);
+	explicit_bzero(random, sizeof(random));
+	inv->url = psprintf("%s%s", c->base_url, inv->token);
+
+	args[0] = PointerGetDatum(TokenHash(inv->token, ITM_TOKEN_LEN));
+	args[1] = CStringGetTextDatum(a->media_id);
+	args[2] = CStringGetTextDatum(a->role);
+	args[3] = CStringGetTextDatum(a->email);
+	args[4] = CStringGetTextDatum(a->first_name);
+	args[5] = CStringGetTextDatum(a->last_name);
+	args[6] = CStringGetTextDatum(a->inviter_id);
+	args[7] = Int32GetDatum(c->link_duration);
+	args[8] = Int32GetDatum(c->link_reusability);
+	RunPlan(p, args, NULL, false, SPI_OK_INSERT_RETURNING);
+	if (SPI_processed != 1)
+		elog(ERROR, "invitetomedia: the invite insert returned %llu rows",
+			 (unsigned long long) SPI_processed);
+	inv->invite_id = ColInt8(p, INS_INVITE_ID);
+	inv->expires_at = Col(p, INS_EXPIRES_AT, &(bool) {0});
+	inv->expires_text = ColText(p, INS_EXPIRES_TEXT);
+}
+
+/* The email goes into the outbox in this transaction; NOTIFY wakes a sender. */
+static void
+QueueInviteEmail(const CreateArgs *a, const CreateContext *c, const CreatedInvite *inv)
+{
+	ItmPlan    *p = &create_outbox_plan;
+	const char *values[ITM_PH_COUNT];
+	Datum		args[5];
+	int64		message_id;
+
+	values[ITM_PH_URL] = inv->url;
+	values[ITM_PH_FIRST_NAME] = a->first_name;
+	values[ITM_PH_LAST_NAME] = a->last_name;
+	values[ITM_PH_EMAIL] = a->email;
+	values[ITM_PH_MEDIA_TITLE] = c->media_title ? c->media_title : "";
+	values[ITM_PH_ROLE] = a->role;
+	values[ITM_PH_EXPIRES_AT] = inv->expires_text;
+	values[ITM_PH_INVITER_NAME] = c->inviter_name ? c->inviter_name : "";
+
+	args[0] = Int64GetDatum(inv->invite_id);
+	args[1] = CStringGetTextDatum(a->email);
+	args[2] = CStringGetTextDatum(psprintf("%s %s", a->first_name, a->last_name));
+	args[3] = CStringGetTextDatum(RenderSubject(c->subject, values));
+	args[4] = CStringGetTextDatum(Render(c->body, values));
+	RunPlan(p, args, NULL, false, SPI_OK_INSERT_RETURNING);
+	if (SPI_processed != 1)
+		elog(ERROR, "invitetomedia: the outbox insert returned %llu rows",
+			 (unsigned long long) SPI_processed);
+	message_id = ColInt8(p, OUT_MESSAGE_ID);
+
+	/* a wake-up call only: any role may LISTEN, so no token, no address */
+	Async_Notify(NOTIFY_CHANNEL, psprintf(INT64_FORMAT, message_id));
+}
 
 PG_FUNCTION_INFO_V1(invite_create);
 Datum
@@ -555,36 +1184,14 @@ invite_create(PG_FUNCTION_ARGS)
 	static const char *const argnames[] = {
 		"media_id", "inviter_id", "email", "first_name", "last_name", "role", "send_email"
 	};
-	char	   *media_id,
-			   *inviter_id,
-			   *email,
-			   *first_name,
-			   *last_name,
-			   *role;
-	bool		send_email;
-	int			link_duration,
-				link_reusability;
-	char	   *base_url,
-			   *subject_tmpl,
-			   *body_tmpl,
-			   *media_type,
-			   *media_title,
-			   *inviter_name;
-	bool		template_unset;
-	bool		may_invite;
-	bool		domain_allowed;
-	unsigned char random[ITM_TOKEN_RANDOM_BYTES];
-	char		token[ITM_TOKEN_LEN + 1];
-	char	   *url;
-	int64		invite_id;
-	Datum		expires_at;
-	char	   *expires_text;
-	Datum		args[9];
+	CreateArgs	a;
+	CreateContext c;
+	CreatedInvite inv;
 	Datum		result[5];
 	bool		result_nulls[5] = {false, false, false, false, false};
 	int			i;
 
-	for (i = 0; i < 7; i++)
+	for (i = 0; i < (int) lengthof(argnames); i++)
 		RequireArg(fcinfo, i, argnames[i]);
 	PreventCommandIfReadOnly("invite_create()");
 	MaterializeResult(fcinfo);
@@ -593,138 +1200,21 @@ invite_create(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
-	/* the arguments, on their own: nothing read yet */
-	media_id = IdArg(fcinfo, 0, "media_id");
-	inviter_id = IdArg(fcinfo, 1, "inviter_id");
-	email = EmailArg(fcinfo, 2, "email");
-	first_name = NameArg(fcinfo, 3, "first_name");
-	last_name = NameArg(fcinfo, 4, "last_name");
-	role = TextArg(fcinfo, 5, "role");
-	send_email = PG_GETARG_BOOL(6);
-	if (strcmp(role, "viewer") != 0 && strcmp(role, "moderator") != 0 &&
-		strcmp(role, "speaker") != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid role \"%s\"", Clip(role, 64)),
-				 errhint("The role is viewer, moderator or speaker.")));
+	ReadCreateArgs(fcinfo, &a);
+	ReadCreateContext(&a, &c);
+	CheckCreateRules(&a, &c);
+	InsertInvite(&a, &c, &inv);
+	if (a.send_email)
+		QueueInviteEmail(&a, &c, &inv);
 
-	/* settings, media, inviter, template, policies */
-	args[0] = CStringGetTextDatum(media_id);
-	args[1] = CStringGetTextDatum(inviter_id);
-	args[2] = CStringGetTextDatum(email);
-	RunPlan(&create_context_plan, args, NULL, false, SPI_OK_SELECT);
-	if (SPI_processed != 1)
-		elog(ERROR, "invitetomedia.settings does not hold exactly one row");
-	if (!ColBool(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("invitetomedia is disabled"),
-				 errhint("An administrator enables it with UPDATE invitetomedia.settings SET enabled = true.")));
-	link_duration = DatumGetInt32(ColDatum(0, 2, &(bool){0}));
-	link_reusability = DatumGetInt32(ColDatum(0, 3, &(bool){0}));
-	base_url = ColText(4);
-	template_unset = ColBool(5);
-	subject_tmpl = ColText(6);
-	body_tmpl = ColText(7);
-	if (!ColBool(8))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("media \"%s\" does not exist", Clip(media_id, 100))));
-	media_type = ColText(9);
-	media_title = ColText(10);
-	if (!ColBool(11))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("user \"%s\" does not exist", Clip(inviter_id, 100)),
-				 errdetail("The inviter must be a user in invitetomedia.users.")));
-	inviter_name = ColText(12);
-	may_invite = ColBool(13);
-	domain_allowed = ColBool(14);
-
-	if (!RoleAllowedForMedia(role, media_type))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("role \"%s\" is not allowed for media of type \"%s\"", role, media_type),
-				 errdetail("On-demand media (video, audio, image, document, quiz) take viewer only; live media (webcast, simulive, diy_live, room) take viewer, moderator or speaker.")));
-
-	/* the policies */
-	if (!may_invite)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("user \"%s\" may not invite to media \"%s\"",
-						Clip(inviter_id, 100), Clip(media_id, 100)),
-				 errdetail("Inviters are the media's owner, co-owners, co-editors and co-publishers who also pass settings.allowed_users_roles; see invitetomedia.may_invite().")));
-	if (!domain_allowed)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("the domain of \"%s\" is restricted for new users", email),
-				 errdetail("No user has this address, and its domain is listed, or lies under one listed, in settings.restrict_new_user_domains."),
-				 errhint("Invite the person's existing account, or ask an administrator to change restrict_new_user_domains.")));
-
-	if (send_email && template_unset)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("invites by email are disabled"),
-				 errdetail("settings.invite_email_template is NULL."),
-				 errhint("Create the link without send_email, or ask an administrator to choose an email template.")));
-
-	/* the token: only its hash is stored */
-	if (!pg_strong_random(random, sizeof(random)))
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not generate a random token")));
-	itm_token_encode(random, token);
-	explicit_bzero(random, sizeof(random));
-	url = psprintf("%s%s", base_url, token);
-
-	args[0] = PointerGetDatum(TokenHash(token, ITM_TOKEN_LEN));
-	args[1] = CStringGetTextDatum(media_id);
-	args[2] = CStringGetTextDatum(role);
-	args[3] = CStringGetTextDatum(email);
-	args[4] = CStringGetTextDatum(first_name);
-	args[5] = CStringGetTextDatum(last_name);
-	args[6] = CStringGetTextDatum(inviter_id);
-	args[7] = Int32GetDatum(link_duration);
-	args[8] = Int32GetDatum(link_reusability);
-	RunPlan(&create_insert_plan, args, NULL, false, SPI_OK_INSERT_RETURNING);
-	invite_id = DatumGetInt64(ColDatum(0, 1, &(bool){0}));
-	expires_at = ColDatum(0, 2, &(bool){0});
-	expires_text = ColText(3);
-
-	if (send_email)
-	{
-		const char *values[ITM_PH_COUNT];
-		int64		message_id;
-
-		values[ITM_PH_URL] = url;
-		values[ITM_PH_FIRST_NAME] = first_name;
-		values[ITM_PH_LAST_NAME] = last_name;
-		values[ITM_PH_EMAIL] = email;
-		values[ITM_PH_MEDIA_TITLE] = media_title ? media_title : "";
-		values[ITM_PH_ROLE] = role;
-		values[ITM_PH_EXPIRES_AT] = expires_text;
-		values[ITM_PH_INVITER_NAME] = inviter_name;
-
-		args[0] = Int64GetDatum(invite_id);
-		args[1] = CStringGetTextDatum(email);
-		args[2] = CStringGetTextDatum(psprintf("%s %s", first_name, last_name));
-		args[3] = CStringGetTextDatum(Render(subject_tmpl, values));
-		args[4] = CStringGetTextDatum(Render(body_tmpl, values));
-		RunPlan(&create_outbox_plan, args, NULL, false, SPI_OK_INSERT_RETURNING);
-		message_id = DatumGetInt64(ColDatum(0, 1, &(bool){0}));
-
-		/* a wake-up call only: any role may LISTEN, so no token, no address */
-		Async_Notify(NOTIFY_CHANNEL, psprintf(INT64_FORMAT, message_id));
-	}
-
-	result[0] = Int64GetDatum(invite_id);
-	result[1] = CStringGetTextDatum(token);
-	result[2] = CStringGetTextDatum(url);
-	result[3] = expires_at;
-	result[4] = Int32GetDatum(link_reusability);
+	result[0] = Int64GetDatum(inv.invite_id);
+	result[1] = CStringGetTextDatum(inv.token);
+	result[2] = CStringGetTextDatum(inv.url);
+	result[3] = inv.expires_at;
+	result[4] = Int32GetDatum(c.link_reusability);
 	PutResultRow(fcinfo, result, result_nulls);
 
-	explicit_bzero(token, sizeof(token));
+	explicit_bzero(inv.token, sizeof(inv.token));
 	SPI_finish();
 	return (Datum) 0;
 }
@@ -748,37 +1238,34 @@ static const char *const consume_status_names[] = {
 	"rejoin", "exhausted", "ok"
 };
 
-/*
- * Reads the link with consume_diagnose_plan and works out its status, the
- * first that applies in the documented order.  Leaves the row in
- * SPI_tuptable for the caller.
- */
-static ConsumeStatus
-DiagnoseConsume(Datum *args, const char *nulls)
+/* The result row's columns (invite_consume's RETURNS TABLE). */
+enum
 {
-	bool		isnull;
-	int32		max_uses;
-	int32		use_count;
+	CR_STATUS,
+	CR_INVITE_ID,
+	CR_MEDIA_ID,
+	CR_ROLE,
+	CR_USER_ID,
+	CR_FIRST_NAME,
+	CR_LAST_NAME,
+	CR_USES_LEFT,
+	CR_EXPIRES_AT,
+	CR_NCOLS
+};
 
-	RunPlan(&consume_diagnose_plan, args, nulls, false, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-		return CS_NOT_FOUND;
-	if (!ColBool(9))
-		return CS_DISABLED;
-	if (ColBool(10))
-		return CS_REVOKED;
-	if (ColBool(11))
-		return CS_EXPIRED;
-	if (!ColBool(12))
-		return CS_EMAIL_MISMATCH;
-	if (ColBool(13))
-		return CS_REJOIN;
-	max_uses = DatumGetInt32(ColDatum(0, 6, &isnull));
-	use_count = DatumGetInt32(ColDatum(0, 7, &isnull));
-	if (max_uses != -1 && use_count >= max_uses)
-		return CS_EXHAUSTED;
-	return CS_OK;
-}
+/* One call: its arguments as the queries take them, and its answer. */
+typedef struct ConsumeCall
+{
+	ItmApi		api;
+	char	   *email_key;		/* typed email, trimmed, ASCII-lower-cased */
+	Datum		args[3];		/* token hash, email_key, device_id */
+	char		nulls[3];
+	ConsumeStatus status;
+	int64		invite_id;		/* when the link is known */
+	char	   *user_id;		/* for the record of a rejoin */
+	Datum		result[CR_NCOLS];
+	bool		result_nulls[CR_NCOLS];
+} ConsumeCall;
 
 /* uses_left as returned: NULL for unlimited links */
 static void
@@ -789,37 +1276,203 @@ SetUsesLeft(Datum *result, bool *nulls, int col, int32 max_uses, int32 use_count
 		result[col] = Int32GetDatum(max_uses - use_count);
 }
 
-PG_FUNCTION_INFO_V1(invite_consume);
-Datum
-invite_consume(PG_FUNCTION_ARGS)
+/*
+ * Reads the link with consume_diagnose_plan and works out its status, the
+ * first that applies in the documented order.  For a rejoin it fills the
+ * result row.
+ */
+static void
+DiagnoseConsume(ConsumeCall *call)
 {
+	ItmPlan    *p = &consume_diagnose_plan[call->api];
+	int32		max_uses;
+	int32		use_count;
+
+	RunPlan(p, call->args, call->nulls, false, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+	{
+		call->status = CS_NOT_FOUND;
+		return;
+	}
+	call->invite_id = ColInt8(p, DX_INVITE_ID);
+	max_uses = ColInt4(p, DX_MAX_USES);
+	use_count = ColInt4(p, DX_USE_COUNT);
+	if (!ColBool(p, DX_ENABLED))
+		call->status = CS_DISABLED;
+	else if (ColBool(p, DX_REVOKED))
+		call->status = CS_REVOKED;
+	else if (ColBool(p, DX_EXPIRED))
+		call->status = CS_EXPIRED;
+	else if (!ColBool(p, DX_EMAIL_MATCHES))
+		call->status = CS_EMAIL_MISMATCH;
+	else if (ColBool(p, DX_DEVICE_SEEN))
+		call->status = CS_REJOIN;
+	else if (max_uses != -1 && use_count >= max_uses)
+		call->status = CS_EXHAUSTED;
+	else
+		call->status = CS_OK;
+
+	if (call->status == CS_REJOIN)
+	{
+		call->user_id = ColText(p, DX_USER_ID);
+		call->result[CR_INVITE_ID] = Int64GetDatum(call->invite_id);
+		call->result_nulls[CR_INVITE_ID] = false;
+		ColToResult(p, DX_MEDIA_ID, call->result, call->result_nulls, CR_MEDIA_ID);
+		ColToResult(p, DX_ROLE, call->result, call->result_nulls, CR_ROLE);
+		ColToResult(p, DX_USER_ID, call->result, call->result_nulls, CR_USER_ID);
+		ColToResult(p, DX_FIRST_NAME, call->result, call->result_nulls, CR_FIRST_NAME);
+		ColToResult(p, DX_LAST_NAME, call->result, call->result_nulls, CR_LAST_NAME);
+		ColToResult(p, DX_EXPIRES_AT, call->result, call->result_nulls, CR_EXPIRES_AT);
+		SetUsesLeft(call->result, call->result_nulls, CR_USES_LEFT, max_uses, use_count);
+	}
+}
+
+/*
+ * The first use by an email no user has creates the user; returns the
+ * user_id and puts it on the redemption record.
+ */
+static char *
+EnsureInviteeUser(ConsumeCall *call, int64 redemption_id, Datum invite_email,
+				  Datum first_name, bool first_name_null,
+				  Datum last_name, bool last_name_null)
+{
+	ItmPlan    *p = &create_user_plan;
+	Datum		args[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+	char	   *user_id;
+
+	args[0] = CStringGetTextDatum(call->email_key);
+	args[1] = invite_email;
+	args[2] = first_name;
+	args[3] = last_name;
+	if (first_name_null)
+		nulls[2] = 'n';
+	if (last_name_null)
+		nulls[3] = 'n';
+	RunPlan(p, args, nulls, false, SPI_OK_INSERT_RETURNING);
+	if (SPI_processed == 1)
+		user_id = ColText(p, NEWUSER_USER_ID);
+	else
+	{
+		/*
+		 * Not created: another session created it concurrently (take it), or
+		 * another address owns this user_id.
+		 */
+		ItmPlan    *f = &find_user_plan[call->api];
+
+		args[0] = CStringGetTextDatum(call->email_key);
+		RunPlan(f, args, NULL, false, SPI_OK_SELECT);
+		if (SPI_processed != 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNIQUE_VIOLATION),
+					 errmsg("could not create a user for \"%s\"", call->email_key),
+					 errdetail("The user_id \"%s\" belongs to a user with another email address.",
+							   call->email_key),
+					 errhint("Give that user this email address, or change its user_id.")));
+		user_id = ColText(f, NEWUSER_USER_ID);
+	}
+	args[0] = Int64GetDatum(redemption_id);
+	args[1] = CStringGetTextDatum(user_id);
+	RunPlan(&set_redemption_user_plan, args, NULL, false, SPI_OK_UPDATE);
+	return user_id;
+}
+
+/*
+ * Takes a use with the one UPDATE that holds every condition; true if it
+ * did (and fills the result row).
+ */
+static bool
+TakeUse(ConsumeCall *call)
+{
+	ItmPlan    *p = &consume_plan[call->api];
+	char	   *user_id;
+	int64		redemption_id;
+	bool		isnull;
+	Datum		email;
+	Datum		first_name;
+	Datum		last_name;
+	bool		first_name_null;
+	bool		last_name_null;
+
+	RunPlan(p, call->args, call->nulls, false, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		return false;
+
+	call->status = CS_OK;
+	call->invite_id = ColInt8(p, USE_INVITE_ID);
+	call->result[CR_INVITE_ID] = Int64GetDatum(call->invite_id);
+	call->result_nulls[CR_INVITE_ID] = false;
+	ColToResult(p, USE_MEDIA_ID, call->result, call->result_nulls, CR_MEDIA_ID);
+	ColToResult(p, USE_ROLE, call->result, call->result_nulls, CR_ROLE);
+	ColToResult(p, USE_FIRST_NAME, call->result, call->result_nulls, CR_FIRST_NAME);
+	ColToResult(p, USE_LAST_NAME, call->result, call->result_nulls, CR_LAST_NAME);
+	ColToResult(p, USE_EXPIRES_AT, call->result, call->result_nulls, CR_EXPIRES_AT);
+	SetUsesLeft(call->result, call->result_nulls, CR_USES_LEFT,
+				ColInt4(p, USE_MAX_USES), ColInt4(p, USE_USE_COUNT));
+
+	user_id = ColText(p, USE_USER_ID);
+	if (user_id == NULL)
+	{
+		redemption_id = ColInt8(p, USE_REDEMPTION_ID);
+		email = Col(p, USE_EMAIL, &isnull);
+		first_name = Col(p, USE_FIRST_NAME, &first_name_null);
+		last_name = Col(p, USE_LAST_NAME, &last_name_null);
+		user_id = EnsureInviteeUser(call, redemption_id, email,
+									first_name, first_name_null,
+									last_name, last_name_null);
+	}
+	call->result[CR_USER_ID] = CStringGetTextDatum(user_id);
+	call->result_nulls[CR_USER_ID] = false;
+	return true;
+}
+
+/* Every attempt on a known link that took no use is recorded. */
+static void
+RecordAttempt(ConsumeCall *call)
+{
+	Datum		args[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+
+	args[0] = Int64GetDatum(call->invite_id);
+	args[1] = CStringGetTextDatum(consume_status_names[call->status]);
+	args[2] = call->args[2];
+	nulls[2] = call->nulls[2];
+	if (call->user_id)
+		args[3] = CStringGetTextDatum(call->user_id);
+	else
+		nulls[3] = 'n';
+	RunPlan(&record_plan, args, nulls, false, SPI_OK_INSERT);
+}
+
+static Datum
+ConsumeImpl(FunctionCallInfo fcinfo, ItmApi api)
+{
+	ConsumeCall call;
 	text	   *token;
-	char	   *email_key;
-	char	   *device_id = NULL;
-	Datum		args[3];
-	char		nulls[3] = {' ', ' ', ' '};
-	Datum		result[9];
-	bool		result_nulls[9];
-	ConsumeStatus status = CS_NOT_FOUND;
+	bool		has_device;
 	int			attempt;
 	int			i;
 
 	RequireArg(fcinfo, 0, "token");
 	RequireArg(fcinfo, 1, "email");
 	MaterializeResult(fcinfo);
-	for (i = 0; i < 9; i++)
-	{
-		result[i] = (Datum) 0;
-		result_nulls[i] = true;
-	}
+	memset(&call, 0, sizeof(call));
+	call.api = api;
+	call.status = CS_NOT_FOUND;
+	for (i = 0; i < CR_NCOLS; i++)
+		call.result_nulls[i] = true;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
-	if (!PG_ARGISNULL(2))
-		device_id = IdArg(fcinfo, 2, "device_id");
+	has_device = !PG_ARGISNULL(2);
+	call.nulls[0] = call.nulls[1] = call.nulls[2] = ' ';
+	if (has_device)
+		call.args[2] = CStringGetTextDatum(IdArg(fcinfo, 2, "device_id"));
+	else
+		call.nulls[2] = 'n';
 
-	/* a malformed, mistyped or forged token: no table is read */
+	/* a malformed or mistyped token (bad checksum): no table is read */
 	token = PG_GETARG_TEXT_PP(0);
 	if (!itm_token_valid(VARDATA_ANY(token), VARSIZE_ANY_EXHDR(token)))
 		goto done;
@@ -827,22 +1480,21 @@ invite_consume(PG_FUNCTION_ARGS)
 	/* from here on it writes: refuse clearly on a standby */
 	PreventCommandIfReadOnly("invite_consume()");
 
-	email_key = EmailKey(text_to_cstring(PG_GETARG_TEXT_PP(1)));
-	args[0] = PointerGetDatum(TokenHash(VARDATA_ANY(token), VARSIZE_ANY_EXHDR(token)));
-	args[1] = CStringGetTextDatum(email_key);
-	if (device_id)
-		args[2] = CStringGetTextDatum(device_id);
-	else
-		nulls[2] = 'n';
+	call.email_key = EmailKey(text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	call.args[0] = PointerGetDatum(TokenHash(VARDATA_ANY(token), VARSIZE_ANY_EXHDR(token)));
+	call.args[1] = CStringGetTextDatum(call.email_key);
 
 	/*
-	 * A device that already redeemed this link rejoins without taking a use;
-	 * that needs a look before the UPDATE.
+	 * A device that already redeemed this link rejoins without taking a
+	 * use.  The look for its earlier use comes after the row lock, in a
+	 * statement of its own, so that it sees a racing use by the same device
+	 * that committed while this one waited (see the file's header).
 	 */
-	if (device_id)
+	if (has_device)
 	{
-		status = DiagnoseConsume(args, nulls);
-		if (status != CS_OK)
+		RunPlan(&lock_invite_plan, call.args, call.nulls, false, SPI_OK_SELECT);
+		DiagnoseConsume(&call);
+		if (call.status != CS_OK)
 			goto refused;
 	}
 
@@ -853,64 +1505,10 @@ invite_consume(PG_FUNCTION_ARGS)
 	 */
 	for (attempt = 0; attempt < 3; attempt++)
 	{
-		RunPlan(&consume_plan, args, nulls, false, SPI_OK_SELECT);
-		if (SPI_processed == 1)
-		{
-			bool		isnull;
-			int64		invite_id = DatumGetInt64(ColDatum(0, 1, &isnull));
-			char	   *user_id = ColText(4);
-			int32		max_uses = DatumGetInt32(ColDatum(0, 7, &isnull));
-			int32		use_count = DatumGetInt32(ColDatum(0, 8, &isnull));
-
-			status = CS_OK;
-			result[1] = Int64GetDatum(invite_id);
-			result[2] = ColDatum(0, 2, &result_nulls[2]);
-			result[3] = ColDatum(0, 3, &result_nulls[3]);
-			result[5] = ColDatum(0, 5, &result_nulls[5]);
-			result[6] = ColDatum(0, 6, &result_nulls[6]);
-			result[8] = ColDatum(0, 9, &result_nulls[8]);
-			result_nulls[1] = false;
-			SetUsesLeft(result, result_nulls, 7, max_uses, use_count);
-
-			if (user_id == NULL)
-			{
-				int64		redemption_id = DatumGetInt64(ColDatum(0, 10, &isnull));
-				Datum		uargs[3];
-
-				/* a first use by a new email: create the user */
-				uargs[0] = ColDatum(0, 11, &isnull);
-				uargs[1] = result[5];
-				uargs[2] = result[6];
-				RunPlan(&create_user_plan, uargs, NULL, false, SPI_OK_INSERT_RETURNING);
-				if (SPI_processed == 1)
-					user_id = ColText(1);
-				else
-				{
-					/*
-					 * Not created: another session created it concurrently
-					 * (take it), or another address owns this user_id.
-					 */
-					uargs[0] = CStringGetTextDatum(email_key);
-					RunPlan(&find_user_plan, uargs, NULL, false, SPI_OK_SELECT);
-					if (SPI_processed != 1)
-						ereport(ERROR,
-								(errcode(ERRCODE_UNIQUE_VIOLATION),
-								 errmsg("could not create a user for \"%s\"", email_key),
-								 errdetail("The user_id \"%s\" belongs to a user with another email address.", email_key),
-								 errhint("Give that user this email address, or change its user_id.")));
-					user_id = ColText(1);
-				}
-				uargs[0] = Int64GetDatum(redemption_id);
-				uargs[1] = CStringGetTextDatum(user_id);
-				RunPlan(&set_redemption_user_plan, uargs, NULL, false, SPI_OK_UPDATE);
-			}
-			result[4] = CStringGetTextDatum(user_id);
-			result_nulls[4] = false;
+		if (TakeUse(&call))
 			goto done;
-		}
-
-		status = DiagnoseConsume(args, nulls);
-		if (status != CS_OK)
+		DiagnoseConsume(&call);
+		if (call.status != CS_OK)
 			goto refused;
 	}
 	ereport(ERROR,
@@ -919,51 +1517,30 @@ invite_consume(PG_FUNCTION_ARGS)
 			 errhint("Try again.")));
 
 refused:
-	if (status != CS_NOT_FOUND)
-	{
-		/* every attempt on a known link is recorded: invite_id, when, status, device */
-		bool		isnull;
-		int64		invite_id = DatumGetInt64(ColDatum(0, 1, &isnull));
-		char	   *user_id = NULL;
-		Datum		rargs[4];
-		char		rnulls[4] = {' ', ' ', ' ', ' '};
-
-		if (status == CS_REJOIN)
-		{
-			user_id = ColText(14);
-			result[1] = Int64GetDatum(invite_id);
-			result[2] = ColDatum(0, 2, &result_nulls[2]);
-			result[3] = ColDatum(0, 3, &result_nulls[3]);
-			result[5] = ColDatum(0, 4, &result_nulls[5]);
-			result[6] = ColDatum(0, 5, &result_nulls[6]);
-			result[8] = ColDatum(0, 8, &result_nulls[8]);
-			if (user_id)
-			{
-				result[4] = CStringGetTextDatum(user_id);
-				result_nulls[4] = false;
-			}
-			result_nulls[1] = false;
-			SetUsesLeft(result, result_nulls, 7,
-						DatumGetInt32(ColDatum(0, 6, &isnull)),
-						DatumGetInt32(ColDatum(0, 7, &isnull)));
-		}
-		rargs[0] = Int64GetDatum(invite_id);
-		rargs[1] = CStringGetTextDatum(consume_status_names[status]);
-		rargs[2] = args[2];
-		rnulls[2] = nulls[2];
-		if (user_id)
-			rargs[3] = CStringGetTextDatum(user_id);
-		else
-			rnulls[3] = 'n';
-		RunPlan(&record_plan, rargs, rnulls, false, SPI_OK_INSERT);
-	}
+	if (call.status != CS_NOT_FOUND)
+		RecordAttempt(&call);
 
 done:
-	result[0] = CStringGetTextDatum(consume_status_names[status]);
-	result_nulls[0] = false;
-	PutResultRow(fcinfo, result, result_nulls);
+	call.result[CR_STATUS] = CStringGetTextDatum(consume_status_names[call.status]);
+	call.result_nulls[CR_STATUS] = false;
+	PutResultRow(fcinfo, call.result, call.result_nulls);
 	SPI_finish();
 	return (Datum) 0;
+}
+
+/* The 1.0 SQL function: a 1.0 database's users index is on lower(email). */
+PG_FUNCTION_INFO_V1(invite_consume);
+Datum
+invite_consume(PG_FUNCTION_ARGS)
+{
+	return ConsumeImpl(fcinfo, ITM_API_1_0);
+}
+
+PG_FUNCTION_INFO_V1(invite_consume_1_0_1);
+Datum
+invite_consume_1_0_1(PG_FUNCTION_ARGS)
+{
+	return ConsumeImpl(fcinfo, ITM_API_1_0_1);
 }
 
 /*---- invite_check ----------------------------------------------------------*/
@@ -972,6 +1549,7 @@ PG_FUNCTION_INFO_V1(invite_check);
 Datum
 invite_check(PG_FUNCTION_ARGS)
 {
+	ItmPlan    *p = &check_plan;
 	text	   *token;
 	const char *status = "not_found";
 	Datum		result[6];
@@ -982,35 +1560,35 @@ invite_check(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
+	/* a malformed or mistyped token (bad checksum): no table is read */
 	token = PG_GETARG_TEXT_PP(0);
 	if (itm_token_valid(VARDATA_ANY(token), VARSIZE_ANY_EXHDR(token)))
 	{
 		Datum		args[1];
 
 		args[0] = PointerGetDatum(TokenHash(VARDATA_ANY(token), VARSIZE_ANY_EXHDR(token)));
-		RunPlan(&check_plan, args, NULL, true, SPI_OK_SELECT);
+		RunPlan(p, args, NULL, true, SPI_OK_SELECT);
 		if (SPI_processed == 1)
 		{
-			bool		isnull;
-			int32		max_uses = DatumGetInt32(ColDatum(0, 4, &isnull));
-			int32		use_count = DatumGetInt32(ColDatum(0, 5, &isnull));
+			int32		max_uses = ColInt4(p, CHK_MAX_USES);
+			int32		use_count = ColInt4(p, CHK_USE_COUNT);
 
 			/* consume's order, without the email and device checks */
-			if (!ColBool(1))
+			if (!ColBool(p, CHK_ENABLED))
 				status = "disabled";
-			else if (ColBool(2))
+			else if (ColBool(p, CHK_REVOKED))
 				status = "revoked";
-			else if (ColBool(3))
+			else if (ColBool(p, CHK_EXPIRED))
 				status = "expired";
 			else if (max_uses != -1 && use_count >= max_uses)
 				status = "exhausted";
 			else
 			{
 				status = "ok";
-				result[1] = ColDatum(0, 6, &result_nulls[1]);
-				result[2] = ColDatum(0, 7, &result_nulls[2]);
-				result[3] = ColDatum(0, 8, &result_nulls[3]);
-				result[4] = ColDatum(0, 9, &result_nulls[4]);
+				ColToResult(p, CHK_MEDIA_ID, result, result_nulls, 1);
+				ColToResult(p, CHK_MEDIA_TITLE, result, result_nulls, 2);
+				ColToResult(p, CHK_ROLE, result, result_nulls, 3);
+				ColToResult(p, CHK_EXPIRES_AT, result, result_nulls, 4);
 				SetUsesLeft(result, result_nulls, 5, max_uses, use_count);
 			}
 		}
@@ -1027,6 +1605,7 @@ PG_FUNCTION_INFO_V1(invite_revoke);
 Datum
 invite_revoke(PG_FUNCTION_ARGS)
 {
+	ItmPlan    *p = &revoke_lookup_plan;
 	int64		invite_id;
 	char	   *actor_id;
 	char	   *invited_by;
@@ -1046,32 +1625,32 @@ invite_revoke(PG_FUNCTION_ARGS)
 	actor_id = IdArg(fcinfo, 1, "actor_id");
 	args[0] = Int64GetDatum(invite_id);
 	args[1] = CStringGetTextDatum(actor_id);
-	RunPlan(&revoke_lookup_plan, args, NULL, false, SPI_OK_SELECT);
+	RunPlan(p, args, NULL, false, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("invite %lld does not exist", (long long) invite_id)));
-	invited_by = ColText(1);
-	media_id = ColText(2);
-	already = ColBool(3);
-	if (!ColBool(4))
+	invited_by = ColText(p, RVK_INVITED_BY);
+	media_id = ColText(p, RVK_MEDIA_ID);
+	already = ColBool(p, RVK_REVOKED);
+	if (!ColBool(p, RVK_ACTOR_FOUND))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("user \"%s\" does not exist", Clip(actor_id, 100))));
-	actor_role = ColText(5);
+	actor_role = ColText(p, RVK_ACTOR_ROLE);
 
 	/* the inviter, an administrator, or anyone who may invite on the media */
-	allowed = strcmp(invited_by, actor_id) == 0 ||
-		strcmp(actor_role, "admin") == 0 ||
-		strcmp(actor_role, "unmoderated_admin") == 0;
-	if (!allowed)
+	allowed = (invited_by != NULL && strcmp(invited_by, actor_id) == 0) ||
+		(actor_role != NULL && (strcmp(actor_role, "admin") == 0 ||
+								strcmp(actor_role, "unmoderated_admin") == 0));
+	if (!allowed && media_id != NULL)
 	{
 		Datum		margs[2];
 
 		margs[0] = CStringGetTextDatum(actor_id);
 		margs[1] = CStringGetTextDatum(media_id);
 		RunPlan(&revoke_may_plan, margs, NULL, false, SPI_OK_SELECT);
-		allowed = ColBool(1);
+		allowed = SPI_processed == 1 && ColBool(&revoke_may_plan, MAY_ALLOWED);
 	}
 	if (!allowed)
 		ereport(ERROR,
@@ -1093,20 +1672,29 @@ Datum
 invite_purge(PG_FUNCTION_ARGS)
 {
 	Interval   *keep;
-	Interval	zero;
+	TimestampTz now;
+	TimestampTz cutoff;
 	uint64		purged;
 	Datum		args[1];
 
 	RequireArg(fcinfo, 0, "keep");
 	PreventCommandIfReadOnly("invite_purge()");
 	keep = PG_GETARG_INTERVAL_P(0);
-	memset(&zero, 0, sizeof(zero));
-	if (DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(keep),
-										  IntervalPGetDatum(&zero))) < 0)
+
+	/*
+	 * What counts is the cutoff the query computes, now() - keep: an
+	 * interval such as '-3 mons 91 days' compares as positive (a month
+	 * counts 30 days there) yet puts the cutoff in the future.
+	 */
+	now = GetCurrentTransactionStartTimestamp();
+	cutoff = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
+													 TimestampTzGetDatum(now),
+													 IntervalPGetDatum(keep)));
+	if (cutoff > now)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("keep must not be negative"),
-				 errhint("Pass how long finished links are kept, e.g. '30 days', or '0' to purge them all now.")));
+				 errhint("Links finished before now() - keep are purged, so that must not be later than now: pass how long finished links are kept, e.g. '30 days', or '0' to purge them all now.")));
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -1115,6 +1703,47 @@ invite_purge(PG_FUNCTION_ARGS)
 	purged = SPI_processed;
 	SPI_finish();
 	PG_RETURN_INT64((int64) purged);
+}
+
+/*---- invites_write_guard ---------------------------------------------------*/
+
+/*
+ * Statement trigger on invitetomedia.invites: only its owner (the API
+ * functions run as the owner) or a member of the owning role writes links.
+ * A role a DBA granted INSERT, UPDATE, DELETE or TRUNCATE would otherwise
+ * bypass what invite_create enforces (settings, roles, domains) or undo a
+ * revoke.  In C: it fires for every consume's UPDATE.
+ */
+PG_FUNCTION_INFO_V1(invites_write_guard);
+Datum
+invites_write_guard(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	const char *op;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) ||
+		!TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event))
+		elog(ERROR, "invites_write_guard: must be fired BEFORE, FOR EACH STATEMENT");
+
+	if (!ItmRelationOwnercheck(RelationGetRelid(trigdata->tg_relation), GetUserId()))
+	{
+		if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+			op = "INSERT";
+		else if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+			op = "UPDATE";
+		else if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
+			op = "DELETE";
+		else
+			op = "TRUNCATE";
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("%s on invitetomedia.%s is reserved to its owner",
+						op, RelationGetRelationName(trigdata->tg_relation)),
+				 errdetail("Links are written only through the API, which applies the settings and the policies."),
+				 errhint("Use invite_create(), invite_revoke() or invite_purge().")));
+	}
+	return PointerGetDatum(NULL);
 }
 
 /*---- normalize_domain ------------------------------------------------------*/

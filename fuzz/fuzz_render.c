@@ -15,7 +15,10 @@
  *    pass, a placeholder is replaced by its value and the value is never
  *    scanned again, anything else is copied;
  *  - values are never rescanned: rendering again with every value replaced
- *    by the text "{URL}" gives, where each value was, the literal "{URL}".
+ *    by the text "{URL}" gives, where each value was, the literal "{URL}";
+ *  - itm_single_line() on the rendered text (the subject's treatment) leaves
+ *    no C0/C1 control, DEL, U+2028 or U+2029, never grows the text, is
+ *    idempotent, and changes nothing in text that had none of them.
  *
  *-------------------------------------------------------------------------
  */
@@ -91,6 +94,88 @@ dup_exact(const unsigned char *p, size_t len)
 	return c;
 }
 
+/* true if the code point at s[i] (UTF-8) is one itm_single_line replaces */
+static int
+breaks_line(const unsigned char *s, size_t len, size_t i)
+{
+	if (s[i] < 0x20 || s[i] == 0x7F)
+		return 1;
+	if (s[i] == 0xC2 && i + 1 < len && s[i + 1] >= 0x80 && s[i + 1] <= 0x9F)
+		return 1;
+	if (s[i] == 0xE2 && i + 2 < len && s[i + 1] == 0x80 &&
+		(s[i + 2] == 0xA8 || s[i + 2] == 0xA9))
+		return 1;
+	return 0;
+}
+
+/* strict UTF-8 (no overlong forms, surrogates or code points past U+10FFFF) */
+static int
+valid_utf8(const unsigned char *s, size_t len)
+{
+	size_t		i = 0;
+
+	while (i < len)
+	{
+		unsigned char c = s[i];
+		size_t		n;
+		unsigned long cp;
+		size_t		k;
+
+		if (c < 0x80)
+		{
+			i++;
+			continue;
+		}
+		if (c >= 0xC2 && c <= 0xDF)
+			n = 2, cp = c & 0x1F;
+		else if (c >= 0xE0 && c <= 0xEF)
+			n = 3, cp = c & 0x0F;
+		else if (c >= 0xF0 && c <= 0xF4)
+			n = 4, cp = c & 0x07;
+		else
+			return 0;
+		if (i + n > len)
+			return 0;
+		for (k = 1; k < n; k++)
+		{
+			if ((s[i + k] & 0xC0) != 0x80)
+				return 0;
+			cp = (cp << 6) | (s[i + k] & 0x3F);
+		}
+		if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
+			(cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
+			return 0;
+		i += n;
+	}
+	return 1;
+}
+
+static void
+check_single_line(const char *text, size_t len)
+{
+	char	   *a = dup_exact((const unsigned char *) text, len);
+	char	   *b;
+	size_t		n;
+	size_t		n2;
+	size_t		i;
+	int			had = 0;
+
+	for (i = 0; i < len; i++)
+		had |= breaks_line((const unsigned char *) text, len, i);
+	n = itm_single_line(a, len);
+	CHECK(n <= len);
+	for (i = 0; i < n; i++)
+		CHECK(!breaks_line((const unsigned char *) a, n, i));
+	/* (the server hands over valid UTF-8 only; other input may change) */
+	if (!had && valid_utf8((const unsigned char *) text, len))
+		CHECK(n == len && (len == 0 || memcmp(a, text, len) == 0));
+	b = dup_exact((const unsigned char *) a, n);
+	n2 = itm_single_line(b, n);
+	CHECK(n2 == n && (n == 0 || memcmp(a, b, n) == 0));
+	free(b);
+	free(a);
+}
+
 int
 LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
@@ -137,6 +222,9 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 	CHECK(refn == n);
 	CHECK(n == 0 || memcmp(out, ref, n) == 0);
 	free(ref);
+
+	/* the subject's treatment: one line, no control character */
+	check_single_line(out, n);
 	free(out);
 
 	/* values are not rescanned: "{URL}" as every value stays literal */

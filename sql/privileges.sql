@@ -44,14 +44,14 @@ SELECT p.oid::regprocedure AS executable_by_public
   FROM pg_proc p
  WHERE p.pronamespace = 'invitetomedia'::regnamespace
    AND has_function_privilege('regress_itm_nobody', p.oid, 'EXECUTE')
- ORDER BY 1::text;
+ ORDER BY p.oid::regprocedure::text;
 SELECT p.oid::regprocedure AS api_function, p.prosecdef AS security_definer, p.proconfig
   FROM pg_proc p
  WHERE p.pronamespace = 'invitetomedia'::regnamespace AND p.prokind = 'f'
    AND p.proname IN ('invite_create', 'invite_consume', 'invite_check', 'invite_revoke',
                      'invite_purge', 'email_claim', 'email_sent', 'email_failed',
                      'may_invite', 'domain_allowed')
- ORDER BY 1::text;
+ ORDER BY p.oid::regprocedure::text;
 
 ------------------------------------------------------------------------------
 -- the application role

@@ -349,7 +349,8 @@ Utf8Next(const unsigned char *s, size_t len, size_t *adv)
 	}
 	if ((size_t) n > len)
 	{
-		*adv = len;
+		/* truncated: step over the lead byte only, so what follows is seen */
+		*adv = 1;
 		return 0xFFFD;
 	}
 	for (i = 1; i < n; i++)
@@ -418,6 +419,38 @@ itm_trim_spaces(const char **s, size_t *len)
 	}
 	while (*len > 0 && ((*s)[*len - 1] == ' ' || (*s)[*len - 1] == '\t'))
 		(*len)--;
+}
+
+size_t
+itm_single_line(char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *) s;
+	size_t		i = 0;
+	size_t		n = 0;
+	bool		in_run = false;
+
+	while (i < len)
+	{
+		size_t		adv;
+		int32_t		cp = Utf8Next(p + i, len - i, &adv);
+
+		if (cp < 0x20 || cp == 0x7F || (cp >= 0x80 && cp <= 0x9F) ||
+			cp == 0x2028 || cp == 0x2029)
+		{
+			if (!in_run)
+				s[n++] = ' ';
+			in_run = true;
+		}
+		else
+		{
+			/* n <= i: moving left never overwrites what is still to read */
+			memmove(s + n, s + i, adv);
+			n += adv;
+			in_run = false;
+		}
+		i += adv;
+	}
+	return n;
 }
 
 static const struct

@@ -83,6 +83,14 @@ extern int32_t itm_text_forbidden(const char *s, size_t len);
 extern size_t itm_utf8_chars(const char *s, size_t len);
 extern void itm_trim_spaces(const char **s, size_t *len);
 
+/*
+ * Makes s (len bytes) one line, in place: every run of line-breaking or
+ * control code points (C0 and C1 controls, DEL, U+2028, U+2029) becomes one
+ * space.  Returns the new length, never more than len.  For email subjects:
+ * a media title may hold a line break, a header must not.
+ */
+extern size_t itm_single_line(char *s, size_t len);
+
 /* Template placeholders, in the order of the values passed to itm_render. */
 typedef enum ItmPlaceholder
 {
