@@ -88,6 +88,46 @@ BEGIN
 END
 $$;
 
+-- The directory is the application's: a DBA may retype users.role (to an
+-- enum, say).  The rule reads it as text whatever its type.
+CREATE OR REPLACE FUNCTION invitetomedia.may_invite(actor_id text, media_id text) RETURNS boolean
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN EXISTS (
+        SELECT 1
+          FROM invitetomedia.users u
+          JOIN invitetomedia.media m ON m.media_id OPERATOR(pg_catalog.=) may_invite.media_id
+          CROSS JOIN invitetomedia.settings s
+         WHERE u.user_id OPERATOR(pg_catalog.=) may_invite.actor_id
+           -- the owner, or a collaborator who manages the entry (not co_viewer)
+           AND (m.owner_id OPERATOR(pg_catalog.=) u.user_id
+                OR EXISTS (SELECT 1 FROM invitetomedia.media_collaborators c
+                            WHERE c.media_id OPERATOR(pg_catalog.=) m.media_id
+                              AND c.user_id OPERATOR(pg_catalog.=) u.user_id
+                              AND c.permission OPERATOR(pg_catalog.=) ANY
+                                  (ARRAY['co_owner', 'co_editor', 'co_publisher'])))
+           -- and passes settings.allowed_users_roles
+           AND CASE s.allowed_users_roles
+                WHEN 'private_only' THEN invitetomedia.role_rank(u.role::pg_catalog.text)
+                     OPERATOR(pg_catalog.>=) invitetomedia.role_rank('private_only')
+                WHEN 'admin' THEN invitetomedia.role_rank(u.role::pg_catalog.text)
+                     OPERATOR(pg_catalog.>=) invitetomedia.role_rank('admin')
+                WHEN 'unmoderated_admin' THEN u.role::pg_catalog.text OPERATOR(pg_catalog.=) 'unmoderated_admin'
+                WHEN 'specific' THEN
+                     EXISTS (SELECT 1 FROM invitetomedia.allowed_users a
+                              WHERE a.principal_type OPERATOR(pg_catalog.=) 'user'
+                                AND a.principal_id OPERATOR(pg_catalog.=) u.user_id)
+                  OR EXISTS (SELECT 1 FROM invitetomedia.allowed_users a
+                               JOIN invitetomedia.group_members g
+                                 ON g.group_id OPERATOR(pg_catalog.=) a.principal_id
+                              WHERE a.principal_type OPERATOR(pg_catalog.=) 'group'
+                                AND g.user_id OPERATOR(pg_catalog.=) u.user_id)
+                ELSE false
+               END);
+END
+$$;
 -- invite_consume finds the invitee's user through the new index: the 1.0.1
 -- entry point of the library uses lower(email COLLATE "C").  (The 1.0 entry
 -- point keeps the 1.0 look-up, which a 1.0 database's index serves.)

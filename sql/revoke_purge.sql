@@ -64,3 +64,18 @@ SELECT invitetomedia.invite_purge('0') AS purged_with_zero;
 SELECT email FROM invitetomedia.invites ORDER BY invite_id;
 SELECT pg_temp.try($$SELECT invitetomedia.invite_purge('-1 day')$$);
 SELECT pg_temp.try($$SELECT invitetomedia.invite_purge(NULL)$$);
+
+-- a keep that only looks positive: interval comparison counts a month as
+-- 30 days, so '-12 mons 361 days' compares above zero, yet now() minus it
+-- is 4 or 5 days ahead (a year has 365 or 366): live links would go
+SELECT '-12 mons 361 days'::interval > '0' AS compares_positive,
+       now() - '-12 mons 361 days'::interval > now() AS cutoff_ahead;
+UPDATE invitetomedia.settings SET enabled = true;
+SELECT count(*) AS made FROM invitetomedia.invite_create('live', 'owner', 'live@outside.example', 'L', 'Ive');
+SELECT count(*) AS links_before FROM invitetomedia.invites;
+SELECT pg_temp.try($$SELECT invitetomedia.invite_purge('-12 mons 361 days')$$);
+SELECT pg_temp.try($$SELECT invitetomedia.invite_purge('1 year -370 days')$$);
+SELECT count(*) AS links_after FROM invitetomedia.invites;
+-- a keep whose cutoff is not ahead is fine, months and all
+SELECT invitetomedia.invite_purge('1 mon -20 days') AS purged_finished_only;
+SELECT count(*) AS links_left FROM invitetomedia.invites;
