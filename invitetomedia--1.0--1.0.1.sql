@@ -365,49 +365,72 @@ REVOKE ALL ON FUNCTION invitetomedia.email_claim(integer, interval),
  * in pg_init_privs, which holds the privileges as the scripts left them.
  * Grants a DBA made after the install are not there, and are kept.  The
  * documented grants (EXECUTE on the two pure helpers to PUBLIC) stay.
- * Future update scripts run this same block over their new objects.
+ *
+ * A GRANT or REVOKE run by an extension script records the object's whole
+ * ACL as the extension's own, the DBA's grants included, and pg_dump leaves
+ * those out: so each object's recorded privileges are set back to what the
+ * scripts gave, less what is revoked here.  Future update scripts run this
+ * same block over their new objects.
  */
 DO $$
 DECLARE
+    obj record;
     r record;
 BEGIN
-    FOR r IN
-        SELECT CASE o.type WHEN 'function' THEN 'FUNCTION'
+    FOR obj IN
+        SELECT i.classoid, i.objoid, i.initprivs,
+               CASE o.type WHEN 'function' THEN 'FUNCTION'
                            WHEN 'sequence' THEN 'SEQUENCE'
-                           WHEN 'type' THEN 'TYPE'
-                           WHEN 'schema' THEN 'SCHEMA'
                            ELSE 'TABLE' END AS kind,
-               o.identity, a.privilege_type,
-               CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
-                    ELSE pg_catalog.quote_ident(a.grantee::pg_catalog.regrole::pg_catalog.text)
-               END AS grantee
+               o.identity,
+               d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+               AND d.objid OPERATOR(pg_catalog.=) ANY (ARRAY[
+                   'invitetomedia.role_rank(text)'::pg_catalog.regprocedure,
+                   'invitetomedia.normalize_domain(text)'::pg_catalog.regprocedure]::pg_catalog.oid[])
+                 AS public_may_execute
           FROM pg_catalog.pg_depend d
           JOIN pg_catalog.pg_init_privs i
             ON i.classoid OPERATOR(pg_catalog.=) d.classid
            AND i.objoid OPERATOR(pg_catalog.=) d.objid
            AND i.objsubid OPERATOR(pg_catalog.=) 0
-          CROSS JOIN LATERAL pg_catalog.aclexplode(i.initprivs) a
           CROSS JOIN LATERAL pg_catalog.pg_identify_object(d.classid, d.objid, 0) o
          WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass
            AND d.refobjid OPERATOR(pg_catalog.=)
                (SELECT e.oid FROM pg_catalog.pg_extension e
                  WHERE e.extname OPERATOR(pg_catalog.=) 'invitetomedia')
            AND d.deptype OPERATOR(pg_catalog.=) 'e'
-           AND o.type OPERATOR(pg_catalog.<>) 'type'     -- USAGE on row types is harmless
-           AND a.grantee OPERATOR(pg_catalog.<>) a.grantor
-           -- the documented grants
-           AND NOT (a.grantee OPERATOR(pg_catalog.=) 0
-                    AND a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'
-                    AND d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
-                    AND d.objid OPERATOR(pg_catalog.=) ANY (ARRAY[
-                        'invitetomedia.role_rank(text)'::pg_catalog.regprocedure,
-                        'invitetomedia.normalize_domain(text)'::pg_catalog.regprocedure]::pg_catalog.oid[]))
-         ORDER BY 2, 3, 4
+           AND o.type OPERATOR(pg_catalog.=) ANY
+               (ARRAY['table', 'view', 'sequence', 'function'])
+         ORDER BY o.identity
     LOOP
-        EXECUTE pg_catalog.format('REVOKE %s ON %s %s FROM %s CASCADE',
-                                  r.privilege_type, r.kind, r.identity, r.grantee);
-        RAISE NOTICE 'revoked % on % % from % (a default privilege of the installing role)',
-                     r.privilege_type, pg_catalog.lower(r.kind), r.identity, r.grantee;
+        -- an ACL item is the grants of one grantor to one grantee
+        FOR r IN
+            SELECT a.privilege_type,
+                   CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+                        ELSE pg_catalog.quote_ident(a.grantee::pg_catalog.regrole::pg_catalog.text)
+                   END AS grantee
+              FROM pg_catalog.aclexplode(obj.initprivs) a
+             WHERE a.grantee OPERATOR(pg_catalog.<>) a.grantor
+               AND NOT (obj.public_may_execute AND a.grantee OPERATOR(pg_catalog.=) 0
+                        AND a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE')
+             ORDER BY 2, 1
+        LOOP
+            EXECUTE pg_catalog.format('REVOKE %s ON %s %s FROM %s CASCADE',
+                                      r.privilege_type, obj.kind, obj.identity, r.grantee);
+            RAISE NOTICE 'revoked % on % % from % (a default privilege of the installing role)',
+                         r.privilege_type, pg_catalog.lower(obj.kind), obj.identity, r.grantee;
+        END LOOP;
+        IF FOUND THEN
+            UPDATE pg_catalog.pg_init_privs i
+               SET initprivs = ARRAY(
+                       SELECT x FROM pg_catalog.unnest(obj.initprivs) AS x
+                        WHERE (SELECT a.grantee OPERATOR(pg_catalog.=) a.grantor
+                                      OR (obj.public_may_execute AND a.grantee OPERATOR(pg_catalog.=) 0)
+                                 FROM pg_catalog.aclexplode(ARRAY[x]) a LIMIT 1))
+             WHERE i.classoid OPERATOR(pg_catalog.=) obj.classoid
+               AND i.objoid OPERATOR(pg_catalog.=) obj.objoid
+               AND i.objsubid OPERATOR(pg_catalog.=) 0;
+        END IF;
     END LOOP;
 END
 $$;
