@@ -7,6 +7,13 @@
  * message (message.c), piped to a sendmail-compatible command (spawn.c)
  * and confirmed with email_sent() or email_failed().
  *
+ * From extension version 1.0.1 on, every claim has a number (claim_no) and
+ * the confirmations name it: once a lease has run out and another sender
+ * has claimed the message again, a late confirmation of the old claim
+ * changes nothing ("superseded") instead of making the message due again
+ * while the new claimant is still sending it.  Against a database still at
+ * 1.0, whose email_claim returns no claim_no, the 1.0 forms are used.
+ *
  * Delivery is at least once: a message whose sendmail command succeeded
  * but whose confirmation never reached the database (crash, kill -9,
  * network loss) is claimed again when its lease runs out and sent again.
@@ -34,7 +41,7 @@
 #include "message.h"
 #include "spawn.h"
 
-#define SENDER_VERSION "1.0"
+#define SENDER_VERSION "1.0.1"
 #define CHANNEL "invitetomedia_email"
 #define MAX_BACKOFF 30			/* seconds between reconnection attempts, at most */
 
@@ -53,6 +60,22 @@ static int	opt_once = 0;
 static int	opt_verbose = 0;
 
 static itm_identity identity;
+
+/*
+ * Which confirmation forms the last email_claim result called for: -1 not
+ * known yet, 0 the 1.0 forms (no claim_no column), 1 the claim-aware forms.
+ * Only kept to log a change once, not per batch.
+ */
+static int	claim_api = -1;
+
+/*
+ * While a claim-aware confirmation runs, the server's WARNINGs are held here
+ * instead of logged: the one that says a claim was superseded is told by
+ * the message's own log line.  Anything else is logged after the call.
+ */
+static int	hold_warnings = 0;
+static int	held_warnings = 0;
+static char held_warning[512];
 
 /* signals */
 static volatile sig_atomic_t stop_requested = 0;
@@ -190,12 +213,49 @@ wait_for(int fd, double seconds)
 
 /* server notices and errors, on one line with our prefix */
 static void
-notice_processor(void *arg, const char *message)
+notice_receiver(void *arg, const PGresult *res)
 {
+	const char *severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
 	char		buf[512];
 
 	(void) arg;
-	log_line("server: %s", one_line(message, buf, sizeof(buf)));
+	if (hold_warnings && severity != NULL && strcmp(severity, "WARNING") == 0)
+	{
+		if (held_warnings++ == 0)
+			one_line(PQresultErrorMessage(res), held_warning, sizeof(held_warning));
+		return;
+	}
+	log_line("server: %s", one_line(PQresultErrorMessage(res), buf, sizeof(buf)));
+}
+
+/* starts holding the server's WARNINGs (see hold_warnings) */
+static void
+hold_server_warnings(void)
+{
+	hold_warnings = 1;
+	held_warnings = 0;
+	held_warning[0] = '\0';
+}
+
+/*
+ * Stops holding WARNINGs; logs those held unless the caller has explained
+ * them (explained).  Returns how many were held.
+ */
+static int
+release_server_warnings(int explained)
+{
+	int			n = held_warnings;
+
+	hold_warnings = 0;
+	held_warnings = 0;
+	if (n > 0 && !explained)
+	{
+		if (n == 1)
+			log_line("server: %s", held_warning);
+		else
+			log_line("server: %s (and %d more warnings)", held_warning, n - 1);
+	}
+	return n;
 }
 
 static PGconn *
@@ -218,7 +278,7 @@ connect_db(void)
 		PQfinish(conn);
 		return NULL;
 	}
-	PQsetNoticeProcessor(conn, notice_processor, NULL);
+	PQsetNoticeReceiver(conn, notice_receiver, NULL);
 	/* names, subjects and bodies are handled as UTF-8 */
 	if (PQsetClientEncoding(conn, "UTF8") != 0)
 	{
@@ -249,63 +309,142 @@ result_status(PGconn *conn, PGresult *res, ExecStatusType expected, const char *
 	return DB_ERROR;
 }
 
-/* email_sent(): *still_queued tells whether the message was still queued */
-static db_status
-confirm_sent(PGconn *conn, const char *id, int *still_queued)
+/* what a confirmation found */
+typedef enum
 {
-	const char *params[1] = {id};
+	CONFIRM_DONE,				/* sent, or the failure recorded (pending, dead) */
+	CONFIRM_NOT_QUEUED,			/* already sent, dead, or gone (invite revoked) */
+	CONFIRM_SUPERSEDED			/* our claim is no longer current: another
+								 * sender claimed the message after our lease
+								 * ran out, and owns it now */
+} confirm_outcome;
+
+/*
+ * One claimed message: the columns of an email_claim row.  claim_no is NULL
+ * when the database is at 1.0 (no claim numbers).
+ */
+typedef struct
+{
+	const char *id;
+	const char *to_email;
+	const char *to_name;
+	const char *subject;
+	const char *body;
+	const char *claim_no;
+} claimed_message;
+
+/* the positions of email_claim's columns in a result, by name */
+typedef struct
+{
+	int			message_id;
+	int			to_email;
+	int			to_name;
+	int			subject;
+	int			body;
+	int			claim_no;		/* -1: extension 1.0, no claim numbers */
+} claim_columns;
+
+/*
+ * email_sent(), with the claim number when there is one.  The claim-aware
+ * form returns false both when the message is no longer queued (already
+ * sent, by whichever claim, dead, or gone) and when the claim was
+ * superseded while the message is still unsent; only the latter comes with
+ * a WARNING.
+ */
+static db_status
+confirm_sent(PGconn *conn, const claimed_message *m, confirm_outcome *outcome)
+{
+	const char *params[2] = {m->id, m->claim_no};
 	PGresult   *res;
 	db_status	st;
+	int			marked;
+	int			warnings = 0;
 
-	res = PQexecParams(conn, "SELECT invitetomedia.email_sent($1::pg_catalog.int8)",
-					   1, NULL, params, NULL, NULL, 0);
+	if (m->claim_no != NULL)
+	{
+		hold_server_warnings();
+		res = PQexecParams(conn,
+						   "SELECT invitetomedia.email_sent($1::pg_catalog.int8, $2::pg_catalog.int4)",
+						   2, NULL, params, NULL, NULL, 0);
+	}
+	else
+		res = PQexecParams(conn, "SELECT invitetomedia.email_sent($1::pg_catalog.int8)",
+						   1, NULL, params, NULL, NULL, 0);
 	st = result_status(conn, res, PGRES_TUPLES_OK, "email_sent");
-	*still_queued = (st == DB_OK && PQntuples(res) == 1 &&
-					 strcmp(PQgetvalue(res, 0, 0), "t") == 0);
+	marked = (st == DB_OK && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) &&
+			  strcmp(PQgetvalue(res, 0, 0), "t") == 0);
+	if (m->claim_no != NULL)
+		warnings = release_server_warnings(st == DB_OK && !marked);
+	if (marked)
+		*outcome = CONFIRM_DONE;
+	else if (st == DB_OK && warnings > 0)
+		*outcome = CONFIRM_SUPERSEDED;
+	else
+		*outcome = CONFIRM_NOT_QUEUED;
 	PQclear(res);
 	return st;
 }
 
-/* email_failed(): state receives pending, dead or "" (no longer queued) */
+/*
+ * email_failed(), with the claim number when there is one.  state receives
+ * pending or dead when the failure was recorded (*outcome CONFIRM_DONE).
+ */
 static db_status
-confirm_failed(PGconn *conn, const char *id, const char *error,
-			   char *state, size_t statelen)
+confirm_failed(PGconn *conn, const claimed_message *m, const char *error,
+			   confirm_outcome *outcome, char *state, size_t statelen)
 {
-	const char *params[2] = {id, error};
+	const char *params[3] = {m->id, error, m->claim_no};
 	PGresult   *res;
 	db_status	st;
 
-	res = PQexecParams(conn,
-					   "SELECT invitetomedia.email_failed($1::pg_catalog.int8, $2::pg_catalog.text)",
-					   2, NULL, params, NULL, NULL, 0);
+	if (m->claim_no != NULL)
+	{
+		hold_server_warnings();
+		res = PQexecParams(conn,
+						   "SELECT invitetomedia.email_failed($1::pg_catalog.int8, $2::pg_catalog.text, $3::pg_catalog.int4)",
+						   3, NULL, params, NULL, NULL, 0);
+	}
+	else
+		res = PQexecParams(conn,
+						   "SELECT invitetomedia.email_failed($1::pg_catalog.int8, $2::pg_catalog.text)",
+						   2, NULL, params, NULL, NULL, 0);
 	st = result_status(conn, res, PGRES_TUPLES_OK, "email_failed");
 	state[0] = '\0';
+	*outcome = CONFIRM_NOT_QUEUED;
 	if (st == DB_OK && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
-		snprintf(state, statelen, "%s", PQgetvalue(res, 0, 0));
+	{
+		const char *v = PQgetvalue(res, 0, 0);
+
+		if (strcmp(v, "superseded") == 0)
+			*outcome = CONFIRM_SUPERSEDED;
+		else
+		{
+			*outcome = CONFIRM_DONE;
+			snprintf(state, statelen, "%s", v);
+		}
+	}
+	if (m->claim_no != NULL)
+		release_server_warnings(*outcome == CONFIRM_SUPERSEDED);
 	PQclear(res);
 	return st;
 }
 
 /* builds, pipes and confirms one claimed message */
 static db_status
-deliver_one(PGconn *conn, PGresult *claim, int row)
+deliver_one(PGconn *conn, const claimed_message *m)
 {
-	const char *id = PQgetvalue(claim, row, 0);
-	const char *to_email = PQgetisnull(claim, row, 1) ? NULL : PQgetvalue(claim, row, 1);
-	const char *to_name = PQgetisnull(claim, row, 2) ? NULL : PQgetvalue(claim, row, 2);
-	const char *subject = PQgetisnull(claim, row, 3) ? NULL : PQgetvalue(claim, row, 3);
-	const char *body = PQgetisnull(claim, row, 4) ? NULL : PQgetvalue(claim, row, 4);
 	char		masked[300];
 	char		err[600];
 	char		state[32];
 	char	   *data = NULL;
 	size_t		len = 0;
 	int			failed;
+	confirm_outcome outcome;
 	db_status	st;
 
-	itm_mask_address(to_email, masked, sizeof(masked));
-	failed = itm_build_message(&identity, strtoll(id, NULL, 10), to_email,
-							   to_name, subject, body, &data, &len,
+	itm_mask_address(m->to_email, masked, sizeof(masked));
+	failed = itm_build_message(&identity, strtoll(m->id, NULL, 10), m->to_email,
+							   m->to_name, m->subject, m->body, &data, &len,
 							   err, sizeof(err)) != 0;
 	if (!failed)
 		failed = itm_run_sendmail(opt_sendmail, data, len, opt_timeout,
@@ -316,32 +455,94 @@ deliver_one(PGconn *conn, PGresult *claim, int row)
 		free(data);
 	}
 
+	/*
+	 * A superseded claim is not confirmed again: the sender that holds the
+	 * newer claim confirms the message, and nothing we could retry would
+	 * change that.
+	 */
 	if (!failed)
 	{
-		int			still_queued;
-
-		st = confirm_sent(conn, id, &still_queued);
+		st = confirm_sent(conn, m, &outcome);
 		if (st != DB_OK)
 			log_line("message %s to %s: handed to sendmail, NOT confirmed (it will be sent again after its lease)",
-					 id, masked);
-		else if (still_queued)
-			log_line("message %s to %s: sent", id, masked);
+					 m->id, masked);
+		else if (outcome == CONFIRM_DONE)
+			log_line("message %s to %s: sent", m->id, masked);
+		else if (outcome == CONFIRM_SUPERSEDED)
+			log_line("message %s to %s: sent, but superseded (another sender claimed it after our lease ran out)",
+					 m->id, masked);
 		else
-			log_line("message %s to %s: sent, but it was no longer queued (invite revoked?)",
-					 id, masked);
+			log_line("message %s to %s: sent, but it was no longer queued (sent by another sender, or the invite was revoked)",
+					 m->id, masked);
 		return st;
 	}
 
-	st = confirm_failed(conn, id, err, state, sizeof(state));
+	st = confirm_failed(conn, m, err, &outcome, state, sizeof(state));
 	if (st != DB_OK)
-		log_line("message %s to %s: failed: %s (failure NOT recorded)", id, masked, err);
+		log_line("message %s to %s: failed: %s (failure NOT recorded)", m->id, masked, err);
+	else if (outcome == CONFIRM_SUPERSEDED)
+		log_line("message %s to %s: failed, superseded (another sender claimed it after our lease ran out): %s",
+				 m->id, masked, err);
 	else if (strcmp(state, "dead") == 0)
-		log_line("message %s to %s: failed, dead (no more attempts): %s", id, masked, err);
+		log_line("message %s to %s: failed, dead (no more attempts): %s", m->id, masked, err);
 	else if (strcmp(state, "pending") == 0)
-		log_line("message %s to %s: failed, will retry: %s", id, masked, err);
+		log_line("message %s to %s: failed, will retry: %s", m->id, masked, err);
 	else
-		log_line("message %s to %s: failed, no longer queued: %s", id, masked, err);
+		log_line("message %s to %s: failed, no longer queued: %s", m->id, masked, err);
 	return st;
+}
+
+/*
+ * Finds email_claim's columns in res by name.  "SELECT *" gives five at
+ * extension version 1.0 and claim_no as well from 1.0.1 on, so each result
+ * tells which confirmation forms apply, without another round trip and
+ * even after an ALTER EXTENSION UPDATE under a running sender.  Returns -1
+ * if one of the 1.0 columns is missing.
+ */
+static int
+find_claim_columns(const PGresult *res, claim_columns *c)
+{
+	int			has_claims;
+
+	c->message_id = PQfnumber(res, "message_id");
+	c->to_email = PQfnumber(res, "to_email");
+	c->to_name = PQfnumber(res, "to_name");
+	c->subject = PQfnumber(res, "subject");
+	c->body = PQfnumber(res, "body");
+	c->claim_no = PQfnumber(res, "claim_no");
+	if (c->message_id < 0 || c->to_email < 0 || c->to_name < 0 ||
+		c->subject < 0 || c->body < 0)
+		return -1;
+
+	/* said once, and again only if the database changes under us */
+	has_claims = c->claim_no >= 0;
+	if (has_claims != claim_api)
+	{
+		if (!has_claims)
+			log_line("email_claim returns no claim numbers (extension version 1.0): confirming by message id alone; update the extension to 1.0.1 so that a late confirmation cannot disturb a newer claim");
+		else if (claim_api == 0 || opt_verbose)
+			log_line("email_claim returns claim numbers: confirmations name their claim");
+		claim_api = has_claims;
+	}
+	return 0;
+}
+
+static const char *
+value_or_null(const PGresult *res, int row, int col)
+{
+	return PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
+}
+
+/* row of an email_claim result, as a claimed_message pointing into res */
+static void
+claimed_row(const PGresult *res, int row, const claim_columns *c, claimed_message *m)
+{
+	m->id = PQgetvalue(res, row, c->message_id);
+	m->to_email = value_or_null(res, row, c->to_email);
+	m->to_name = value_or_null(res, row, c->to_name);
+	m->subject = value_or_null(res, row, c->subject);
+	m->body = value_or_null(res, row, c->body);
+	m->claim_no = c->claim_no >= 0 ? value_or_null(res, row, c->claim_no) : NULL;
 }
 
 /*
@@ -369,12 +570,13 @@ drain(PGconn *conn)
 		PGresult   *res;
 		db_status	st;
 		double		claimed_at = now_seconds();
+		claim_columns cols;
 		int			n;
 		int			skipped = 0;
 
+		/* "*": the columns differ between versions (find_claim_columns) */
 		res = PQexecParams(conn,
-						   "SELECT message_id, to_email, to_name, subject, body "
-						   "FROM invitetomedia.email_claim($1::pg_catalog.int4, $2::pg_catalog.interval)",
+						   "SELECT * FROM invitetomedia.email_claim($1::pg_catalog.int4, $2::pg_catalog.interval)",
 						   2, NULL, params, NULL, NULL, 0);
 		st = result_status(conn, res, PGRES_TUPLES_OK, "email_claim");
 		if (st != DB_OK)
@@ -382,20 +584,37 @@ drain(PGconn *conn)
 			PQclear(res);
 			return st;
 		}
+		if (find_claim_columns(res, &cols) != 0)
+		{
+			/*
+			 * Not an outbox this sender knows.  Whatever it claimed becomes
+			 * due again when the lease runs out.
+			 */
+			log_line("email_claim failed: its result lacks a column this sender needs (message_id, to_email, to_name, subject, body)");
+			PQclear(res);
+			return DB_ERROR;
+		}
 		n = PQntuples(res);
 		if (opt_verbose && n > 0)
 			log_line("claimed %d message(s)", n);
 		for (int i = 0; i < n; i++)
 		{
+			claimed_message m;
+
+			claimed_row(res, i, &cols, &m);
 			if (stop_requested)
 			{
 				char		state[32];
+				confirm_outcome outcome;
 
-				st = confirm_failed(conn, PQgetvalue(res, i, 0),
+				st = confirm_failed(conn, &m,
 									"not attempted: the sender was stopping",
-									state, sizeof(state));
-				if (st == DB_OK)
-					log_line("message %s: handed back (stopping)", PQgetvalue(res, i, 0));
+									&outcome, state, sizeof(state));
+				if (st == DB_OK && outcome == CONFIRM_SUPERSEDED)
+					log_line("message %s: not handed back, superseded (another sender claimed it after our lease ran out)",
+							 m.id);
+				else if (st == DB_OK)
+					log_line("message %s: handed back (stopping)", m.id);
 			}
 			else if (now_seconds() - claimed_at > opt_lease - margin)
 			{
@@ -403,7 +622,7 @@ drain(PGconn *conn)
 				st = DB_OK;
 			}
 			else
-				st = deliver_one(conn, res, i);
+				st = deliver_one(conn, &m);
 			if (st == DB_LOST)
 			{
 				PQclear(res);

@@ -6,7 +6,8 @@
 # a MIME parser independent of the GMime that wrote them.
 #
 # Every sender in this file connects as a role holding only the documented
-# GRANTs (USAGE on the schema, EXECUTE on email_claim/email_sent/email_failed).
+# GRANTs (USAGE on the schema, EXECUTE on email_claim and on both forms of
+# email_sent and email_failed).  Claim numbers are tested in t/060_claims.pl.
 use strict;
 use warnings FATAL => 'all';
 
@@ -87,7 +88,10 @@ CREATE ROLE sender LOGIN;
 GRANT USAGE ON SCHEMA invitetomedia TO sender;
 GRANT EXECUTE ON FUNCTION invitetomedia.email_claim(integer, interval),
                           invitetomedia.email_sent(bigint),
-                          invitetomedia.email_failed(bigint, text) TO sender;
+                          invitetomedia.email_failed(bigint, text),
+                          invitetomedia.email_sent(bigint, integer),
+                          invitetomedia.email_failed(bigint, text, integer)
+   TO sender;
 CREATE ROLE app LOGIN;
 GRANT USAGE ON SCHEMA invitetomedia TO app;
 EOSQL
