@@ -1,0 +1,171 @@
+# The README's role recipes run as written, and the roles they make can do,
+# and cannot do, what the text says.
+#
+# Each recipe in README.md is the ```sql block that follows a marker
+# <!-- readme-test: NAME -->.  The blocks are taken from the README itself
+# (a README edit that breaks one fails here), run in the README's order on a
+# fresh database, then each role is tried as the text promises:
+#  - directory-sync-role, directory-sync-trigger: the sync role keeps
+#    invitetomedia.users in step with an application table through the
+#    sample trigger (insert, update, a changed id, delete) and may run the
+#    README's UPDATE ... WHERE, DELETE ... WHERE and INSERT ... ON CONFLICT
+#    DO UPDATE itself; it cannot read invites or change settings;
+#  - application-role: creates, checks, consumes and revokes links; cannot
+#    read invites, purge or claim emails;
+#  - maintenance-role: purges; cannot create links;
+#  - sender-role: claims and confirms emails (both call forms); cannot read
+#    the outbox.
+use strict;
+use warnings FATAL => 'all';
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $srcdir = $ENV{ITM_SRCDIR} || '.';
+my $readme = slurp_file("$srcdir/README.md");
+
+# marker name => SQL, in the README's order
+my @recipes;
+while ($readme =~ /<!-- readme-test: ([\w-]+) -->\s*\n[ \t]*```sql\n(.*?)\n[ \t]*```/sg)
+{
+	push @recipes, [ $1, $2 ];
+}
+my %recipe = map { $_->[0] => $_->[1] } @recipes;
+for my $name (qw(directory-sync-role directory-sync-trigger application-role
+	maintenance-role sender-role))
+{
+	ok(exists $recipe{$name}, "README has the recipe $name");
+}
+
+my $node = PostgreSQL::Test::Cluster->new('readme');
+$node->init;
+$node->start;
+$node->safe_psql('postgres', 'CREATE DATABASE site');
+$node->safe_psql('site', q{
+	CREATE EXTENSION invitetomedia CASCADE;
+	UPDATE invitetomedia.settings SET enabled = true;
+	INSERT INTO invitetomedia.users VALUES ('olivia', 'olivia@media.example', 'Olivia', 'Owner', 'private_only');
+	INSERT INTO invitetomedia.media VALUES ('0_launch', 'webcast', 'Spring launch', 'olivia');
+	INSERT INTO invitetomedia.email_templates VALUES ('t', 'Invitation', 'Open {URL}');
+	UPDATE invitetomedia.settings SET invite_email_template = 't';
+	-- the application's own table the sample trigger mirrors
+	CREATE SCHEMA app;
+	CREATE TABLE app.users (id text PRIMARY KEY, email text, first_name text,
+	                        last_name text, role text);
+});
+
+for my $r (@recipes)
+{
+	my ($name, $sql) = @$r;
+	my ($ret, $out, $err) = $node->psql('site', $sql, on_error_stop => 1);
+	is($ret, 0, "recipe $name runs as written") or diag($err);
+}
+# the application writes its table as the sync role
+$node->safe_psql('site', q{
+	GRANT USAGE ON SCHEMA app TO media_sync;
+	GRANT SELECT, INSERT, UPDATE, DELETE ON app.users TO media_sync;
+});
+
+# runs $sql as $role; returns '' on success or the SQLSTATE of the error
+sub as_role
+{
+	my ($role, $sql) = @_;
+	my ($ret, $out, $err) = $node->psql('site',
+		"SET ROLE $role;\n$sql",
+		on_error_stop => 1,
+		extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+	return '' if $ret == 0;
+	return $err =~ /ERROR:\s+([0-9A-Z]{5})/ ? $1 : "failed: $err";
+}
+
+sub value
+{
+	my ($sql) = @_;
+	return $node->safe_psql('site', $sql);
+}
+
+# -- directory sync ----------------------------------------------------------
+is(as_role('media_sync', q{INSERT INTO app.users VALUES ('g1', 'gina@site.example', 'Gina', 'G', 'viewer')}),
+	'', 'sync: an application insert is mirrored');
+is(value(q{SELECT email FROM invitetomedia.users WHERE user_id = 'g1'}), 'gina@site.example',
+	'sync: the user is in the directory');
+is(as_role('media_sync', q{UPDATE app.users SET email = 'gina@new.example', role = 'admin' WHERE id = 'g1'}),
+	'', 'sync: an application update is mirrored (ON CONFLICT DO UPDATE)');
+is(value(q{SELECT email || ' ' || role FROM invitetomedia.users WHERE user_id = 'g1'}),
+	'gina@new.example admin', 'sync: the directory has the new values');
+is(as_role('media_sync', q{UPDATE app.users SET id = 'g2' WHERE id = 'g1'}),
+	'', 'sync: a changed user id is mirrored');
+is(value(q{SELECT string_agg(user_id, ',') FROM invitetomedia.users WHERE email = 'gina@new.example'}),
+	'g2', 'sync: the directory row follows the new id');
+is(as_role('media_sync', q{DELETE FROM app.users WHERE id = 'g2'}), '',
+	'sync: an application delete is mirrored');
+is(value(q{SELECT count(*) FROM invitetomedia.users WHERE user_id LIKE 'g%'}), '0',
+	'sync: the user is gone from the directory');
+is(as_role('media_sync', q{
+	INSERT INTO invitetomedia.media VALUES ('m2', 'video', 'Film', 'olivia')
+	    ON CONFLICT (media_id) DO UPDATE SET title = EXCLUDED.title;
+	UPDATE invitetomedia.media SET title = 'Film 2' WHERE media_id = 'm2';
+	INSERT INTO invitetomedia.media_collaborators VALUES ('m2', 'olivia', 'co_editor');
+	DELETE FROM invitetomedia.media_collaborators WHERE media_id = 'm2';
+	INSERT INTO invitetomedia.group_members VALUES ('g', 'olivia');
+	DELETE FROM invitetomedia.group_members WHERE group_id = 'g';
+	DELETE FROM invitetomedia.media WHERE media_id = 'm2';
+}), '', 'sync: writes every directory table directly');
+is(as_role('media_sync', 'SELECT count(*) FROM invitetomedia.invites'), '42501',
+	'sync: cannot read invites');
+is(as_role('media_sync', 'UPDATE invitetomedia.settings SET enabled = false'), '42501',
+	'sync: cannot change settings');
+
+# -- the application -------------------------------------------------------
+my $made = $node->safe_psql('site', q{
+	SET ROLE media_app;
+	SELECT invite_id || ' ' || token FROM invitetomedia.invite_create('0_launch', 'olivia',
+	       'guest@outside.example', 'Gina', 'Guest', 'speaker', true);
+});
+my ($invite_id, $token) = split / /, $made;
+like($token, qr/^itm_[A-Za-z0-9_-]{48}$/, 'app: creates a link');
+is($node->safe_psql('site', "SET ROLE media_app; SELECT status FROM invitetomedia.invite_check('$token')"),
+	'ok', 'app: checks it');
+is($node->safe_psql('site',
+		"SET ROLE media_app; SELECT status FROM invitetomedia.invite_consume('$token', 'Guest\@Outside.example', 'device-1')"),
+	'ok', 'app: consumes it');
+is($node->safe_psql('site', "SET ROLE media_app; SELECT invitetomedia.invite_revoke($invite_id, 'olivia')"),
+	't', 'app: revokes it');
+is(as_role('media_app', 'SELECT token_hash FROM invitetomedia.invites'), '42501',
+	'app: cannot read token hashes');
+is(as_role('media_app', 'SELECT body FROM invitetomedia.outbox'), '42501', 'app: cannot read bodies');
+is(as_role('media_app', q{SELECT invitetomedia.invite_purge('0')}), '42501', 'app: cannot purge');
+is(as_role('media_app', 'SELECT * FROM invitetomedia.email_claim()'), '42501', 'app: cannot claim emails');
+is(as_role('media_app', 'UPDATE invitetomedia.settings SET enabled = false'), '42501',
+	'app: cannot change settings');
+
+# -- maintenance -----------------------------------------------------------
+is(as_role('media_maint', q{SELECT invitetomedia.invite_purge('0')}), '', 'maint: purges');
+is(value('SELECT count(*) FROM invitetomedia.invites'), '0', 'maint: the revoked link is purged');
+is(as_role('media_maint', q{SELECT * FROM invitetomedia.invite_create('0_launch', 'olivia', 'x@outside.example', 'X', 'Y')}),
+	'42501', 'maint: cannot create links');
+
+# -- the sender ------------------------------------------------------------
+$node->safe_psql('site', q{
+	SELECT count(*) FROM invitetomedia.invite_create('0_launch', 'olivia', 'a@outside.example', 'A', 'B', 'viewer', true);
+	SELECT count(*) FROM invitetomedia.invite_create('0_launch', 'olivia', 'b@outside.example', 'A', 'B', 'viewer', true);
+});
+my $claimed = $node->safe_psql('site',
+	q{SET ROLE invitetomedia_sender; SELECT string_agg(message_id || ':' || claim_no, ' ' ORDER BY message_id) FROM invitetomedia.email_claim()});
+my @claims = map { [ split /:/ ] } split / /, $claimed;
+is(scalar(@claims), 2, 'sender: claims the due messages');
+is($node->safe_psql('site',
+		"SET ROLE invitetomedia_sender; SELECT invitetomedia.email_sent($claims[0][0], $claims[0][1])"),
+	't', 'sender: confirms with the claim number');
+is($node->safe_psql('site',
+		"SET ROLE invitetomedia_sender; SELECT invitetomedia.email_failed($claims[1][0], 'relay down')"),
+	'pending', 'sender: reports a failure with the 1.0 form');
+is(as_role('invitetomedia_sender', 'SELECT body FROM invitetomedia.outbox'), '42501',
+	'sender: cannot read the outbox');
+is(as_role('invitetomedia_sender',
+		q{SELECT * FROM invitetomedia.invite_create('0_launch', 'olivia', 'x@outside.example', 'X', 'Y')}),
+	'42501', 'sender: cannot create links');
+
+$node->stop;
+done_testing();
