@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# The demo's steps; run by demo.sh inside pg_virtualenv (PG* variables set).
+# The demo's steps; run by demo.sh inside pg_virtualenv (PG* variables set),
+# as postgres, with TMPDIR private to the run.
 set -euo pipefail
 
 q() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# bold step titles on a terminal only: escape codes in a log are noise
+if [ -t 1 ]; then
+    step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+else
+    step() { printf '\n== %s\n' "$*"; }
+fi
 say() { printf '%s\n' "$*"; }
 
 step "1. CREATE EXTENSION invitetomedia CASCADE"
@@ -42,9 +48,9 @@ SELECT enabled, link_duration, link_reusability, allowed_users_roles,
 SQL
 
 step "4. A listener waits on channel invitetomedia_email (as the sender does)"
-fifo=$(mktemp -u /tmp/itm-demo-listener.XXXXXX)
+fifo=$(mktemp -u)
 mkfifo "$fifo"
-listener_out=$(mktemp /tmp/itm-demo-listener-out.XXXXXX)
+listener_out=$(mktemp)
 psql -X -q <"$fifo" >"$listener_out" 2>&1 &
 listener=$!
 exec 3>"$fifo"
@@ -52,7 +58,9 @@ echo "LISTEN invitetomedia_email;" >&3
 say "   listening (backend of psql pid $listener)"
 
 step "5. Carl, a co-editor, invites an outside speaker, with email"
-q -v ON_ERROR_STOP=1 <<'SQL'
+# the token comes back through a file of this run's own (demos may overlap)
+tokfile=$(mktemp)
+q -v tokfile="$tokfile" <<'SQL'
 SELECT invite_id, token, url, expires_at, max_uses
   FROM invitetomedia.invite_create('0_launch', 'carl', 'Zoe.Guest@Outside.example',
                                    'Zoë', 'Guest', 'speaker', send_email => true) \gset
@@ -61,12 +69,12 @@ SELECT invite_id, token, url, expires_at, max_uses
 \echo '   url:        ' :url
 \echo '   expires_at: ' :expires_at
 \echo '   max_uses:   ' :max_uses
-\o /tmp/itm-demo-token
+\o :tokfile
 \qecho :token
 \o
 SQL
-token=$(tr -d '[:space:]' </tmp/itm-demo-token)
-rm -f /tmp/itm-demo-token
+token=$(tr -d '[:space:]' <"$tokfile")
+rm -f "$tokfile"
 
 step "6. The NOTIFY reached the listener (payload: the message id only)"
 echo "SELECT 'listener polled';" >&3
@@ -85,7 +93,7 @@ SELECT * FROM invitetomedia.email_queue;
 SQL
 
 step "7b. The sender delivers it (sendmail stand-in: one file per message)"
-maildir=$(mktemp -d /tmp/itm-demo-mail.XXXXXX)
+maildir=$(mktemp -d)
 FAKE_MAIL_DIR="$maildir" "$ITM_TOP/invitetomedia-sender" --once \
     --from 'Media Portal <invites@media.example.com>' --domain media.example.com \
     --sendmail "$ITM_TOP/sender/test/fake-sendmail -t -i" 2>&1 | sed 's/^/   /'

@@ -4,7 +4,33 @@
 # Builds and installs the extension, starts a temporary PostgreSQL 15
 # cluster, fills it with a small media site and walks an invite from
 # creation, through its email, to its uses.  Nothing on the machine's own
-# clusters is touched.
+# clusters is touched.  Demos and test runs may run at the same time: each
+# has its own cluster, as postgres, in a scratch directory of its own
+# (scripts/throwaway.sh).
 set -euo pipefail
-. "$(dirname "$0")/setup.sh"
-exec pg_virtualenv -v 15 bash "$ITM_TOP/scripts/demo-session.sh"
+
+if [ $# -ne 0 ]; then
+    echo "usage: bash scripts/demo.sh" >&2
+    exit 2
+fi
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/.." && pwd)
+
+bash "$here/setup.sh"
+. "$here/throwaway.sh"
+
+# What the demo runs, copied out of the tree under the build lock: postgres
+# may not be able to read the tree, and another run may be rebuilding it.
+dir=$(itm_scratch invitetomedia-demo)
+trap 'rm -rf "$dir"' EXIT
+mkdir -p "$dir/top/scripts" "$dir/top/sender/test"
+(
+    flock -s 9
+    cp "$top/scripts/demo-session.sh" "$dir/top/scripts/"
+    cp "$top/invitetomedia-sender" "$dir/top/"
+    cp "$top/sender/test/fake-sendmail" "$dir/top/sender/test/"
+) 9>>"$ITM_BUILD_LOCK"
+chown -R postgres: "$dir/top"
+
+# no exec: this shell stays the parent, so that killing it ends the cluster
+itm_virtualenv "$dir" env ITM_TOP="$dir/top" bash "$dir/top/scripts/demo-session.sh"

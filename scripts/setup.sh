@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what invitetomedia needs on Debian 12 and builds and installs the
-# extension (and the sender).  Run as root; sourced by demo.sh and test.sh.
+# extension (and the sender).  Run as root, by demo.sh and test.sh:
+#   bash scripts/setup.sh [make option...]
+# ITM_EXTRA_PACKAGES names more packages to install.
 set -euo pipefail
 
 if [ "$(id -u)" != 0 ]; then
@@ -8,8 +10,7 @@ if [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 
-ITM_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-export ITM_TOP
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 # Packages: the server and its build files, TAP test modules, the sender's
 # MIME library, and what the tests use to read messages.
@@ -22,10 +23,21 @@ for p in $ITM_PACKAGES ${ITM_EXTRA_PACKAGES:-}; do
 done
 if [ -n "$missing" ]; then
     echo "== installing:$missing"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+    # apt takes its own lock; wait for it rather than fail when another
+    # run installs at the same time
+    apt-get -o DPkg::Lock::Timeout=300 update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 \
+        install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
+# Runs may overlap (two demos and a test run): one build and install at a
+# time in the tree, or two makes write the same objects at once.  Readers
+# of the built tree (test.sh's copy) take the lock shared.  install -C
+# leaves identical installed files alone, so that backends of a run under
+# way never load a library that another run is rewriting.
 echo "== building and installing invitetomedia"
-make -C "$ITM_TOP" -s PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
-make -C "$ITM_TOP" -s PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config install >/dev/null
+exec 9>>/tmp/invitetomedia-build.lock
+flock 9
+make -C "$top" -s PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config "$@"
+make -C "$top" -s PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config \
+    install_bin='/usr/bin/install -C' "$@" >/dev/null

@@ -1,90 +1,228 @@
 #!/usr/bin/env bash
-# The whole test suite on a throwaway cluster, as root (or with sudo):
-#   bash scripts/test.sh            regression, isolation and TAP tests
+# The whole test suite on throwaway clusters, as root (or with sudo):
+#   bash scripts/test.sh            regression, isolation, TAP, the 1.0 suite
+#                                   against the new library, two demos at once
 #   bash scripts/test.sh --long     also `make check-long` (soak, fuzzing, valgrind)
-# Ends with one line "N passed, M failed"; exits non-zero if anything failed.
+# Ends with one line "N passed, M failed"; exits non-zero if anything failed
+# or nothing passed.  Every test file (pg_regress, isolation), TAP assertion,
+# fuzzer and demo counts as one; so does a runner that exits non-zero
+# without reporting a failed test (it never started, or died): a suite that
+# cannot run must not read as "0 failed".
+#
+# ITM_TEST_BREAK=STAGE (setup, regress, isolation, tap, compat, demo, long)
+# hands that stage's runner a bogus option, so that it fails before running
+# anything: how to check that such a failure is counted.
 set -uo pipefail
 
-long=no
-if [ "${1:-}" = "--long" ]; then
-    long=yes
-    # libFuzzer (clang's runtime) and valgrind for the long checks
-    ITM_EXTRA_PACKAGES="clang-14 libclang-rt-14-dev valgrind"
-fi
-
-. "$(dirname "$0")/setup.sh" || exit 1
-set +e   # setup.sh stops at the first error; from here on every suite runs
-
-# PostgreSQL will not run as root: the tests run as postgres, from a copy of
-# the tree it can write to.  No existing cluster is touched: pg_virtualenv
-# makes a throwaway one, and the TAP tests make their own.
-work=$(mktemp -d /tmp/invitetomedia-test.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-(cd "$ITM_TOP" && tar --exclude=.git -cf - .) | (cd "$work" && tar xf -)
-chown -R postgres: "$work"
-log="$work/test.log"
-PGBIN=/usr/lib/postgresql/15/bin
-
-as_pg() {
-    (cd "$work" && runuser -u postgres -- env PATH="$PGBIN:$PATH" "$@")
-}
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/.." && pwd)
 
 passed=0
 failed=0
-
-# pg_regress and isolation: one line per test file, "ok" or "FAILED"
-count_pg_regress() {
-    local p f
-    p=$(grep -cE '^(test +)?[a-z0-9_]+ +\.\.\. ok' "$1")
-    f=$(grep -cE '^(test +)?[a-z0-9_]+ +\.\.\. (FAILED|failed)' "$1")
-    passed=$((passed + p))
-    failed=$((failed + f))
-    echo "   -> $p passed, $f failed"
+finish() {
+    echo "$passed passed, $failed failed"
+    [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ] && exit 0
+    exit 1
 }
 
-echo "== regression tests (pg_regress)"
-as_pg pg_virtualenv -v 15 make -s installcheck ISOLATION= TAP_TESTS= >"$work/regress.log" 2>&1
-grep -E '\.\.\. ' "$work/regress.log"
-count_pg_regress "$work/regress.log"
-[ -f "$work/regression.diffs" ] && cat "$work/regression.diffs"
+long=no
+case "${1:-}" in
+    "") ;;
+    --long)
+        long=yes
+        # libFuzzer (clang's runtime) and valgrind for the long checks
+        export ITM_EXTRA_PACKAGES="clang-14 libclang-rt-14-dev valgrind" ;;
+    *)
+        echo "usage: bash scripts/test.sh [--long]" >&2
+        failed=1
+        finish ;;
+esac
 
-echo "== isolation tests"
-as_pg pg_virtualenv -v 15 make -s installcheck REGRESS= TAP_TESTS= >"$work/isolation.log" 2>&1
-grep -E '\.\.\. ' "$work/isolation.log"
-count_pg_regress "$work/isolation.log"
-[ -f "$work/output_iso/regression.diffs" ] && cat "$work/output_iso/regression.diffs"
+# the bogus option for ITM_TEST_BREAK's stage, nothing for the others
+brk() { [ "${ITM_TEST_BREAK:-}" = "$1" ] && echo --itm-test-break; }
 
-# TAP: every assertion counts; a script that dies counts as one failure
-echo "== TAP tests"
-as_pg make -s installcheck REGRESS= ISOLATION= PROVE_FLAGS='-v' >"$work/tap.log" 2>&1
-grep -E '^(t/.*\.pl \.\.|# (crashes|fuzz|soak|[A-Za-z ]+:))|^not ok|Dubious|^Result' "$work/tap.log"
-p=$(grep -cE '^ *ok [0-9]+' "$work/tap.log")
-f=$(grep -cE '^ *not ok [0-9]+' "$work/tap.log")
-d=$(grep -cE 'Dubious, test returned|No plan found|Bad plan' "$work/tap.log")
-passed=$((passed + p))
-failed=$((failed + f + d))
-echo "   -> $p passed, $((f + d)) failed"
-if [ $((f + d)) -gt 0 ]; then
-    grep -B2 -A15 -E '^ *not ok|Dubious' "$work/tap.log" | head -200
-    for l in "$work"/tmp_check/log/*.log; do [ -f "$l" ] && { echo "--- $l"; tail -30 "$l"; }; done
-fi
-
-if [ "$long" = yes ]; then
-    # each fuzzer, the soak's assertions and the valgrind scan count
-    echo "== long checks (make check-long: fuzzing, soak, valgrind)"
-    as_pg make -k -s check-long PROVE_FLAGS='-v' >"$work/long.log" 2>&1
-    rc=$?
-    grep -E '^(fuzz .*: |valgrind: |t-long/.*\.pl \.\.|# (soak|transactions|errors|[a-z ]+:)|^not ok|Result)' "$work/long.log"
-    p=$(grep -cE '^ *ok [0-9]+|^fuzz .*executions, no crash|^valgrind: no report' "$work/long.log")
-    f=$(grep -cE '^ *not ok [0-9]+|^fuzz .*FAILED|^valgrind: (the|reports)|Dubious, test returned' "$work/long.log")
-    if [ $rc -ne 0 ] && [ "$f" -eq 0 ]; then
+# tally LOG RC P F: adds a runner's P passed and F failed tests to the
+# counts; a non-zero exit that no failed test explains is one failure more.
+tally() {
+    local log=$1 rc=$2 p=$3 f=$4
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
         f=1
-        tail -40 "$work/long.log"
+        echo "   !! the runner exited with status $rc and no test failed; its log ends:"
+        tail -n 40 "$log" | sed 's/^/   | /'
     fi
     passed=$((passed + p))
     failed=$((failed + f))
     echo "   -> $p passed, $f failed"
+}
+
+# pg_regress and pg_isolation_regress: one line per test file, "ok" or
+# "FAILED"; the diffs of failures are in DIFFS
+count_regress() {
+    local log=$1 rc=$2 diffs=$3 p f
+    grep -E '^(test +| +)?[a-z0-9_]+ +\.\.\. ' "$log"
+    p=$(grep -cE '^(test +| +)?[a-z0-9_]+ +\.\.\. ok' "$log")
+    f=$(grep -cE '^(test +| +)?[a-z0-9_]+ +\.\.\. (FAILED|failed)' "$log")
+    [ "$f" -gt 0 ] && [ -f "$diffs" ] && cat "$diffs"
+    tally "$log" "$rc" "$p" "$f"
+}
+
+# prove -v: every assertion counts.  Prints one line per test script with
+# its result, and the diagnostics that carry figures ("# soak: ..."); sets
+# tap_passed and tap_failed, and tap_failures to the names of the scripts
+# that failed.  A script that fails without a failed assertion (died, bad
+# plan) counts as one failure; planned tests that did not run count as
+# failed.
+count_tap() {
+    local log=$1 rc=$2 totals failures
+    totals=$(mktemp)
+    failures=$(mktemp)
+    awk -v totals="$totals" -v failures="$failures" '
+        function done_file(   f) {
+            if (file == "") return
+            f = nok > missing ? nok : missing
+            if (verdict !~ /^(ok|skipped)/ && f == 0) f = 1
+            if (verdict == "") verdict = "no result"
+            printf "%s %s (%d passed, %d failed)\n", head, \
+                (verdict == "ok" || verdict ~ /^skipped/) ? verdict : "FAILED: " verdict, ok, f
+            P += ok; F += f
+            if (f > 0) { sub(/^.*\//, "", file); sub(/\.pl$/, "", file); print file > failures }
+            file = ""
+        }
+        /^t(-long)?\/[^ ]+\.pl \.+( |$)/ {
+            done_file()
+            file = $1; ok = nok = missing = 0; verdict = ""
+            match($0, /^[^ ]+ \.+/); head = substr($0, 1, RLENGTH)
+            rest = substr($0, RLENGTH + 2)
+            if (rest ~ /^skipped/) verdict = rest
+            next
+        }
+        file != "" && /^ok [0-9]+/ { ok++; next }
+        file != "" && /^not ok [0-9]+/ { nok++; next }
+        file != "" && /^ok$/ { verdict = "ok"; next }
+        file != "" && /^(Dubious|No subtests run)/ {
+            verdict = verdict (verdict == "" ? "" : "; ") $0; next
+        }
+        file != "" && /^Failed [0-9]+\/[0-9]+ subtests/ {
+            split($2, n, "/"); missing = n[1] + 0
+            verdict = verdict (verdict == "" ? "" : "; ") $1 " " $2 " " $3; next
+        }
+        /^(Test Summary Report|Files=|All tests successful|Result:)/ { done_file(); next }
+        /^# [A-Za-z][A-Za-z ]*:/ && !/^# Looks like/ { print }
+        END { done_file(); print P + 0, F + 0 > totals }
+    ' "$log"
+    read -r tap_passed tap_failed <"$totals"
+    tap_failures=$(cat "$failures")
+    rm -f "$totals" "$failures"
+    if [ "$tap_failed" -gt 0 ] || [ "$rc" -ne 0 ]; then
+        grep -B2 -A15 -E '^not ok|^Dubious|^No subtests run' "$log" | head -200
+    fi
+}
+
+echo "== setup (packages, build, install)"
+bash "$here/setup.sh" $(brk setup)
+rc=$?
+if [ $rc -ne 0 ]; then
+    echo "   !! setup failed with status $rc: nothing was tested"
+    failed=1
+    finish
 fi
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
+. "$here/throwaway.sh"
+
+# Everything of this run lives in one scratch directory: the tree copy
+# (PostgreSQL refuses root, so the tests run as postgres, from a copy it can
+# write), the logs, the clusters.  The copy is taken under the build lock so
+# that an overlapping run's build cannot hand it half-written objects.
+work=$(itm_scratch invitetomedia-test) || { failed=1; finish; }
+trap 'rm -rf "$work"' EXIT
+tree=$work/tree
+logs=$work/logs
+mkdir -p "$tree" "$logs"
+(
+    flock -s 9
+    (cd "$top" && tar --exclude=.git -cf - .) | (cd "$tree" && tar xf -)
+) 9>>"$ITM_BUILD_LOCK"
+# earlier results in the source tree are not this run's
+rm -rf "$tree"/results "$tree"/regression.* "$tree"/output_iso "$tree"/tmp_check
+chown -R postgres: "$work"
+
+# Two demos run while the regression tests do: runs must overlap (each has
+# its own cluster and scratch directory).  They die with this script.
+demo_pids=()
+for i in 1 2; do
+    setpriv --pdeathsig KILL bash "$here/demo.sh" $(brk demo) >"$logs/demo$i.log" 2>&1 &
+    demo_pids+=($!)
+done
+
+echo "== regression tests (pg_regress)"
+itm_virtualenv "$tree" make -s installcheck ISOLATION= TAP_TESTS= \
+    EXTRA_REGRESS_OPTS="$(brk regress)" >"$logs/regress.log" 2>&1
+count_regress "$logs/regress.log" $? "$tree/regression.diffs"
+
+echo "== two demos at once (scripts/demo.sh), beside the regression tests"
+p=0; f=0
+for i in 1 2; do
+    wait "${demo_pids[$((i - 1))]}"
+    r=$?
+    # a demo ends with "Done."; it stops at its first failed step
+    if [ $r -eq 0 ] && grep -q '^Done\. ' "$logs/demo$i.log"; then
+        echo "demo $i ... ok"
+        p=$((p + 1))
+    else
+        echo "demo $i ... FAILED (status $r); its log ends:"
+        tail -n 40 "$logs/demo$i.log" | sed 's/^/   | /'
+        f=$((f + 1))
+    fi
+done
+tally /dev/null 0 $p $f
+
+echo "== isolation tests"
+itm_virtualenv "$tree" make -s installcheck REGRESS= TAP_TESTS= \
+    EXTRA_REGRESS_OPTS="$(brk isolation)" >"$logs/isolation.log" 2>&1
+count_regress "$logs/isolation.log" $? "$tree/output_iso/regression.diffs"
+
+# The frozen 1.0 suite, on the extension created at version 1.0, against
+# the library just built: what a site that has not run ALTER EXTENSION
+# UPDATE yet runs.  test/compat/run.sh runs four runners, each counted.
+echo "== 1.0 suite against the new library"
+itm_virtualenv "$tree" bash test/compat/run.sh 1.0 "$work/compat" $(brk compat) \
+    >"$logs/compat.log" 2>&1
+rc=$?
+f0=$failed
+for l in "$work"/compat/*.log; do
+    [ -f "$l" ] || continue
+    echo "-- ${l##*/}"
+    count_regress "$l" "$(cat "${l%.log}.rc" 2>/dev/null || echo 1)" "${l%.log}/regression.diffs"
+done
+# the cluster did not start, or run.sh died: nothing above explains it
+if [ $rc -ne 0 ] && [ "$failed" -eq "$f0" ]; then
+    tally "$logs/compat.log" $rc 0 0
+fi
+
+echo "== TAP tests"
+itm_as_postgres "$tree" make -s installcheck REGRESS= ISOLATION= \
+    PROVE_FLAGS="-v $(brk tap)" >"$logs/tap.log" 2>&1
+rc=$?
+count_tap "$logs/tap.log" $rc
+tally "$logs/tap.log" $rc "$tap_passed" "$tap_failed"
+# the server logs of the scripts that failed
+for t in $tap_failures; do
+    for l in "$tree"/tmp_check/log/"$t"_*.log; do
+        [ -f "$l" ] && { echo "--- $l"; tail -30 "$l"; }
+    done
+done
+
+if [ "$long" = yes ]; then
+    # each fuzzer, the soak's assertions and the valgrind scan count
+    echo "== long checks (make check-long: fuzzing, soak, valgrind)"
+    itm_as_postgres "$tree" make -k -s check-long PROVE_FLAGS="-v $(brk long)" \
+        >"$logs/long.log" 2>&1
+    rc=$?
+    grep -E '^(fuzz .*: |valgrind: )' "$logs/long.log"
+    count_tap "$logs/long.log" $rc
+    p=$(grep -cE '^fuzz .*executions, no crash|^valgrind: no report' "$logs/long.log")
+    f=$(grep -cE '^fuzz .*FAILED|^valgrind: (the|reports)' "$logs/long.log")
+    tally "$logs/long.log" $rc $((p + tap_passed)) $((f + tap_failed))
+fi
+
+finish
