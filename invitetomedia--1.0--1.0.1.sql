@@ -209,6 +209,15 @@ ALTER TABLE invitetomedia.outbox
 COMMENT ON COLUMN invitetomedia.outbox.claim_no IS
 'how many times the message was claimed; email_claim returns it as the claim''s identity';
 
+-- A message's identity outside this database: message_id repeats in a
+-- second database, a reinstall or a restored copy, and a receiver that
+-- de-duplicates on Message-ID would drop real mail.  Random, kept with the
+-- message, so every retry of it carries the same one.
+ALTER TABLE invitetomedia.outbox
+    ADD COLUMN message_key uuid NOT NULL DEFAULT pg_catalog.gen_random_uuid();
+COMMENT ON COLUMN invitetomedia.outbox.message_key IS
+'random identity of the message for its Message-ID header: unique across databases, stable across retries';
+
 -- email_claim returns one more column, which needs a new function; the old
 -- one is renamed first so that the grants a DBA gave on it can be carried
 -- over below, then dropped.
@@ -216,7 +225,7 @@ ALTER FUNCTION invitetomedia.email_claim(integer, interval) RENAME TO email_clai
 
 CREATE FUNCTION invitetomedia.email_claim(batch integer DEFAULT 10, lease interval DEFAULT '5 minutes')
 RETURNS TABLE(message_id bigint, to_email text, to_name text, subject text, body text,
-              claim_no integer)
+              claim_no integer, message_key uuid)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -262,11 +271,11 @@ BEGIN
            next_attempt_at = now() + lease
       FROM due
      WHERE o.message_id = due.message_id
-    RETURNING o.message_id, o.to_email, o.to_name, o.subject, o.body, o.claim_no;
+    RETURNING o.message_id, o.to_email, o.to_name, o.subject, o.body, o.claim_no, o.message_key;
 END
 $$;
 COMMENT ON FUNCTION invitetomedia.email_claim(integer, interval) IS
-'claims up to batch due outbox messages for lease (FOR UPDATE SKIP LOCKED: no two senders get the same message); claim_no identifies the claim for email_sent and email_failed';
+'claims up to batch due outbox messages for lease (FOR UPDATE SKIP LOCKED: no two senders get the same message); claim_no identifies the claim for email_sent, email_failed and email_release; message_key identifies the message for its Message-ID';
 
 CREATE FUNCTION invitetomedia.email_sent(message_id bigint, claim_no integer) RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -302,7 +311,8 @@ $$;
 COMMENT ON FUNCTION invitetomedia.email_sent(bigint, integer) IS
 'marks an outbox message sent under claim claim_no and scrubs its body; false if already sent, no longer queued, or the claim was superseded (then nothing changes)';
 
-CREATE FUNCTION invitetomedia.email_failed(message_id bigint, error text, claim_no integer) RETURNS text
+CREATE FUNCTION invitetomedia.email_failed(message_id bigint, error text, claim_no integer,
+                                           permanent boolean DEFAULT false) RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -311,8 +321,8 @@ DECLARE
     current_claim integer;
     result text;
 BEGIN
-    IF message_id IS NULL OR claim_no IS NULL THEN
-        RAISE EXCEPTION 'email_failed: message_id and claim_no must not be NULL'
+    IF message_id IS NULL OR claim_no IS NULL OR permanent IS NULL THEN
+        RAISE EXCEPTION 'email_failed: message_id, claim_no and permanent must not be NULL'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
     SELECT o.claim_no INTO current_claim
@@ -333,7 +343,10 @@ BEGIN
     UPDATE invitetomedia.outbox o
        SET last_error = left(coalesce(error, 'unknown error'), 1000),
            claimed_until = NULL,
-           dead_at = CASE WHEN o.attempts >= st.email_max_attempts THEN now() END,
+           -- a failure that retrying cannot mend (a message that cannot be
+           -- built, a mailer's permanent refusal) is dead at once
+           dead_at = CASE WHEN email_failed.permanent OR o.attempts >= st.email_max_attempts
+                          THEN now() END,
            -- exponential backoff: delay, 2 x delay, 4 x delay ... capped at 1 day
            next_attempt_at = now() + least(st.email_retry_delay
                                            * power(2, least(greatest(o.attempts - 1, 0), 20)),
@@ -343,8 +356,33 @@ BEGIN
     RETURN result;
 END
 $$;
-COMMENT ON FUNCTION invitetomedia.email_failed(bigint, text, integer) IS
-'records a failed delivery under claim claim_no: pending or dead as email_failed(bigint, text); superseded (nothing changed) if another claim is current; NULL if not queued';
+COMMENT ON FUNCTION invitetomedia.email_failed(bigint, text, integer, boolean) IS
+'records a failed delivery under claim claim_no: pending or dead as email_failed(bigint, text), dead at once if permanent; superseded (nothing changed) if another claim is current; NULL if not queued';
+
+CREATE FUNCTION invitetomedia.email_release(message_id bigint, claim_no integer) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF message_id IS NULL OR claim_no IS NULL THEN
+        RAISE EXCEPTION 'email_release: message_id and claim_no must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- not attempted: the claim's attempt is given back and the message is
+    -- due now, so that restarts cannot use up its attempts untried
+    UPDATE invitetomedia.outbox o
+       SET attempts = greatest(o.attempts - 1, 0),
+           claimed_until = NULL,
+           next_attempt_at = now()
+     WHERE o.message_id = email_release.message_id
+       AND o.claim_no = email_release.claim_no
+       AND o.claimed_until IS NOT NULL
+       AND o.sent_at IS NULL AND o.dead_at IS NULL;
+    RETURN FOUND;
+END
+$$;
+COMMENT ON FUNCTION invitetomedia.email_release(bigint, integer) IS
+'hands back a message claimed under claim_no but not attempted (a sender stopping): due now, the attempt not counted; false if the claim is no longer current';
 
 ------------------------------------------------------------------------------
 -- privileges: exactly the documented ones
@@ -352,7 +390,8 @@ COMMENT ON FUNCTION invitetomedia.email_failed(bigint, text, integer) IS
 
 REVOKE ALL ON FUNCTION invitetomedia.email_claim(integer, interval),
                        invitetomedia.email_sent(bigint, integer),
-                       invitetomedia.email_failed(bigint, text, integer),
+                       invitetomedia.email_failed(bigint, text, integer, boolean),
+                       invitetomedia.email_release(bigint, integer),
                        invitetomedia.invites_write_guard(),
                        invitetomedia.invites_truncate_cleanup()
     FROM PUBLIC;
@@ -446,7 +485,7 @@ BEGIN
      * A sender role keeps working across the update: what a DBA granted on
      * the 1.0 email_claim, email_sent and email_failed (grants that are not
      * the extension's own, i.e. not in pg_init_privs) is granted on their
-     * 1.0.1 forms too.  A grant made by an extension script counts as the
+     * 1.0.1 forms too, and email_release goes with email_claim.  A grant made by an extension script counts as the
      * extension's own, which pg_dump leaves out (a restore would lose it):
      * each new function's recorded initial privileges are put back as they
      * were before these grants.
@@ -459,7 +498,9 @@ BEGIN
                        ('invitetomedia.email_sent(bigint)',
                         'invitetomedia.email_sent(bigint, integer)'),
                        ('invitetomedia.email_failed(bigint, text)',
-                        'invitetomedia.email_failed(bigint, text, integer)')) AS pairs(old_fn, new_fn)
+                        'invitetomedia.email_failed(bigint, text, integer, boolean)'),
+                       ('invitetomedia.email_claim_1_0(integer, interval)',
+                        'invitetomedia.email_release(bigint, integer)')) AS pairs(old_fn, new_fn)
     LOOP
         SELECT i.initprivs INTO saved
           FROM pg_catalog.pg_init_privs i

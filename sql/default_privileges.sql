@@ -56,7 +56,7 @@ SELECT has_function_privilege('regress_itm_sender2', 'invitetomedia.email_claim(
        has_function_privilege('regress_itm_sender2', 'invitetomedia.email_sent(bigint)', 'EXECUTE') AS sent,
        has_function_privilege('regress_itm_sender2', 'invitetomedia.email_sent(bigint, integer)', 'EXECUTE') AS sent_claim,
        has_function_privilege('regress_itm_sender2', 'invitetomedia.email_failed(bigint, text)', 'EXECUTE') AS failed,
-       has_function_privilege('regress_itm_sender2', 'invitetomedia.email_failed(bigint, text, integer)', 'EXECUTE') AS failed_claim,
+       has_function_privilege('regress_itm_sender2', 'invitetomedia.email_failed(bigint, text, integer, boolean)', 'EXECUTE') AS failed_claim,
        has_table_privilege('regress_itm_report', 'invitetomedia.email_queue', 'SELECT') AS report;
 -- and they are the DBA's, not the extension's: pg_dump writes them out
 -- (it leaves out what pg_init_privs records as the extension's own)

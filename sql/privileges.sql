@@ -49,7 +49,7 @@ SELECT p.oid::regprocedure AS api_function, p.prosecdef AS security_definer, p.p
   FROM pg_proc p
  WHERE p.pronamespace = 'invitetomedia'::regnamespace AND p.prokind = 'f'
    AND p.proname IN ('invite_create', 'invite_consume', 'invite_check', 'invite_revoke',
-                     'invite_purge', 'email_claim', 'email_sent', 'email_failed',
+                     'invite_purge', 'email_claim', 'email_sent', 'email_failed', 'email_release',
                      'may_invite', 'domain_allowed')
  ORDER BY p.oid::regprocedure::text;
 

@@ -120,7 +120,8 @@ my $can = q{
 my $expected =
 	'invitetomedia.email_claim(integer,interval)=true '
   . 'invitetomedia.email_failed(bigint,text)=true '
-  . 'invitetomedia.email_failed(bigint,text,integer)=true '
+  . 'invitetomedia.email_failed(bigint,text,integer,boolean)=true '
+  . 'invitetomedia.email_release(bigint,integer)=true '
   . 'invitetomedia.email_sent(bigint)=true '
   . 'invitetomedia.email_sent(bigint,integer)=true';
 is($node->safe_psql('grants', $can), $expected,

@@ -90,7 +90,7 @@ GRANT EXECUTE ON FUNCTION invitetomedia.email_claim(integer, interval),
                           invitetomedia.email_sent(bigint),
                           invitetomedia.email_failed(bigint, text),
                           invitetomedia.email_sent(bigint, integer),
-                          invitetomedia.email_failed(bigint, text, integer)
+                          invitetomedia.email_failed(bigint, text, integer, boolean)
    TO sender;
 CREATE ROLE app LOGIN;
 GRANT USAGE ON SCHEMA invitetomedia TO app;

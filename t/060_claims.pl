@@ -242,11 +242,11 @@ GRANT EXECUTE ON FUNCTION invitetomedia.email_claim(integer, interval),
                           invitetomedia.email_sent(bigint),
                           invitetomedia.email_failed(bigint, text),
                           invitetomedia.email_sent(bigint, integer),
-                          invitetomedia.email_failed(bigint, text, integer)
+                          invitetomedia.email_failed(bigint, text, integer, boolean)
    TO sender;
 GRANT EXECUTE ON FUNCTION invitetomedia.email_claim(integer, interval),
                           invitetomedia.email_sent(bigint, integer),
-                          invitetomedia.email_failed(bigint, text, integer)
+                          invitetomedia.email_failed(bigint, text, integer, boolean)
    TO claimsender;
 EOSQL
 is(sql("SELECT extversion FROM pg_extension WHERE extname = 'invitetomedia'"),
@@ -423,7 +423,7 @@ EOSQL
 	is(sql_in($db,
 		"SELECT has_function_privilege('sender', 'invitetomedia.email_claim(integer, interval)', 'EXECUTE'),
 		        has_function_privilege('sender', 'invitetomedia.email_sent(bigint, integer)', 'EXECUTE'),
-		        has_function_privilege('sender', 'invitetomedia.email_failed(bigint, text, integer)', 'EXECUTE')"),
+		        has_function_privilege('sender', 'invitetomedia.email_failed(bigint, text, integer, boolean)', 'EXECUTE')"),
 		't|t|t', "the update carries the sender role's grants over to the 1.0.1 functions");
 	# without the 1.0 forms, only a claim-aware confirmation can succeed
 	sql_in($db, 'REVOKE EXECUTE ON FUNCTION invitetomedia.email_sent(bigint),
