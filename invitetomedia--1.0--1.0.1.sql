@@ -39,6 +39,17 @@ BEGIN
                   HINT = 'Merge or correct those users, then run ALTER EXTENSION invitetomedia UPDATE again.';
     END IF;
 
+    -- a link_base_url the token would be glued onto ('https://x/join')
+    IF EXISTS (SELECT 1 FROM invitetomedia.settings s
+                WHERE pg_catalog."right"(s.link_base_url, 1) OPERATOR(pg_catalog.<>) ALL
+                      (ARRAY['/', '=', '?', '#', '&'])) THEN
+        RAISE EXCEPTION 'settings.link_base_url does not end in /, =, ?, # or &: %',
+                        (SELECT pg_catalog.quote_literal(s.link_base_url) FROM invitetomedia.settings s)
+            USING ERRCODE = 'check_violation',
+                  DETAIL = 'The token is appended to link_base_url as it is: links made with it do not work.',
+                  HINT = 'Add the missing / (or ?token=) with UPDATE invitetomedia.settings SET link_base_url = ..., then run ALTER EXTENSION invitetomedia UPDATE again.';
+    END IF;
+
     -- a {URL} in a subject would keep the live link after the body is scrubbed
     SELECT pg_catalog.string_agg(pg_catalog.quote_literal(t.name), ', ')
       INTO tmpl
@@ -52,6 +63,188 @@ BEGIN
     END IF;
 END
 $$;
+
+------------------------------------------------------------------------------
+-- settings a DBA cannot wreck by accident, and errors that say what to do
+------------------------------------------------------------------------------
+
+-- the token is appended to link_base_url: it must end where a token can
+-- follow (the trigger says so in words; the CHECK is the rule)
+ALTER TABLE invitetomedia.settings
+    ADD CONSTRAINT settings_link_base_url_ends_before_token
+    CHECK (pg_catalog."right"(link_base_url, 1) OPERATOR(pg_catalog.=) ANY
+           (ARRAY['/', '=', '?', '#', '&']));
+
+CREATE OR REPLACE FUNCTION invitetomedia.settings_validate() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d text;
+    problem text;
+    normalized text[] := '{}';
+BEGIN
+    IF NEW.singleton IS DISTINCT FROM true THEN
+        RAISE EXCEPTION 'invitetomedia.settings holds exactly one row'
+            USING ERRCODE = 'check_violation',
+                  HINT = 'Update the existing row instead.';
+    END IF;
+    IF NEW.link_duration IS NULL OR NEW.link_duration < 1 OR NEW.link_duration > 525600 THEN
+        RAISE EXCEPTION 'invalid link_duration: %', coalesce(NEW.link_duration::text, 'NULL')
+            USING ERRCODE = 'check_violation',
+                  DETAIL = 'link_duration is in minutes and must be between 1 and 525600 (one year).';
+    END IF;
+    IF NEW.link_reusability IS NULL OR NEW.link_reusability = 0 OR NEW.link_reusability < -1 THEN
+        RAISE EXCEPTION 'invalid link_reusability: %', coalesce(NEW.link_reusability::text, 'NULL')
+            USING ERRCODE = 'check_violation',
+                  DETAIL = 'link_reusability is 1 for a single-use link, -1 for unlimited uses, or a number of uses greater than 1.';
+    END IF;
+    IF NEW.allowed_users_roles IS NULL OR NEW.allowed_users_roles
+            NOT IN ('private_only', 'admin', 'unmoderated_admin', 'specific') THEN
+        RAISE EXCEPTION 'invalid allowed_users_roles: %', coalesce(quote_literal(NEW.allowed_users_roles), 'NULL')
+            USING ERRCODE = 'check_violation',
+                  DETAIL = 'allowed_users_roles is one of ''private_only'', ''admin'', ''unmoderated_admin'', ''specific''.';
+    END IF;
+    IF NEW.restrict_new_user_domains IS NULL THEN
+        RAISE EXCEPTION 'invalid restrict_new_user_domains: NULL'
+            USING ERRCODE = 'check_violation',
+                  HINT = 'Use an empty array to restrict no domain.';
+    END IF;
+    FOREACH d IN ARRAY NEW.restrict_new_user_domains LOOP
+        IF d IS NULL THEN
+            RAISE EXCEPTION 'invalid restrict_new_user_domains: NULL element'
+                USING ERRCODE = 'check_violation',
+                      DETAIL = 'Each element is a domain such as ''university.edu''.';
+        END IF;
+        BEGIN
+            d := invitetomedia.normalize_domain(d);
+        EXCEPTION WHEN invalid_parameter_value THEN
+            GET STACKED DIAGNOSTICS problem = PG_EXCEPTION_DETAIL;
+            RAISE EXCEPTION 'invalid restrict_new_user_domains element %', quote_literal(left(d, 100))
+                USING ERRCODE = 'check_violation',
+                      DETAIL = problem,
+                      HINT = 'Each element is a domain such as ''university.edu'' (lower-case, without @); internationalised domains in punycode (xn--).';
+        END;
+        IF NOT d = ANY (normalized) THEN
+            normalized := normalized || d;
+        END IF;
+    END LOOP;
+    NEW.restrict_new_user_domains := normalized;
+    IF NEW.link_base_url IS NULL
+       OR NEW.link_base_url !~* '^https?://[^\s/?#]+[^\s]*$'
+       OR NEW.link_base_url ~ '[\x01-\x20\x7f]'
+       OR length(NEW.link_base_url) > 2000 THEN
+        RAISE EXCEPTION 'invalid link_base_url: %', coalesce(quote_literal(left(NEW.link_base_url, 100)), 'NULL')
+            USING ERRCODE = 'check_violation',
+                  DETAIL = 'link_base_url must be an http:// or https:// URL with a host, without spaces or control characters, at most 2000 characters.',
+                  HINT = 'The token is appended to it, e.g. ''https://media.example.com/invitetomedia/''.';
+    END IF;
+
+    -- the token is glued on: 'https://x/join' would give 'https://x/joinitm_...'
+    IF right(NEW.link_base_url, 1) NOT IN ('/', '=', '?', '#', '&') THEN
+        RAISE EXCEPTION 'invalid link_base_url: %', quote_literal(left(NEW.link_base_url, 100))
+            USING ERRCODE = 'check_violation',
+                  DETAIL = 'The token is appended to link_base_url as it is, so it must end in /, =, ?, # or &.',
+                  HINT = format('Write %L for a path, or %L for a query parameter.',
+                                left(NEW.link_base_url, 100) || '/', left(NEW.link_base_url, 100) || '?token=');
+    END IF;
+    IF NEW.email_max_attempts IS NULL OR NEW.email_max_attempts < 1 OR NEW.email_max_attempts > 100 THEN
+        RAISE EXCEPTION 'invalid email_max_attempts: %', coalesce(NEW.email_max_attempts::text, 'NULL')
+            USING ERRCODE = 'check_violation',
+                  DETAIL = 'email_max_attempts must be between 1 and 100.';
+    END IF;
+    IF NEW.email_retry_delay IS NULL OR NEW.email_retry_delay < '1 second'
+       OR NEW.email_retry_delay > '1 day' THEN
+        RAISE EXCEPTION 'invalid email_retry_delay: %', coalesce(NEW.email_retry_delay::text, 'NULL')
+            USING ERRCODE = 'check_violation',
+                  DETAIL = 'email_retry_delay must be between 1 second and 1 day.';
+    END IF;
+    -- a name that no template has: the foreign key would say so too, by its
+    -- constraint name only.  (A role that may not read the templates gets
+    -- the foreign key's message.)
+    IF NEW.invite_email_template IS NOT NULL THEN
+        BEGIN
+            IF NOT EXISTS (SELECT 1 FROM invitetomedia.email_templates t
+                            WHERE t.name = NEW.invite_email_template) THEN
+                RAISE EXCEPTION 'invalid invite_email_template: %', quote_literal(left(NEW.invite_email_template, 100))
+                    USING ERRCODE = 'foreign_key_violation',
+                          DETAIL = 'No row of invitetomedia.email_templates has that name.',
+                          HINT = 'Create the template first (INSERT INTO invitetomedia.email_templates (name, subject, body) ...), or set invite_email_template to NULL to send no invite emails.';
+            END IF;
+        EXCEPTION WHEN insufficient_privilege THEN
+            NULL;
+        END;
+    END IF;
+    IF NEW.enabled IS NULL THEN
+        RAISE EXCEPTION 'invalid enabled: NULL'
+            USING ERRCODE = 'check_violation',
+                  DETAIL = 'enabled is true or false.';
+    END IF;
+
+    -- A second row is never stored.  An INSERT while the row exists (as
+    -- pg_restore does after CREATE EXTENSION made the default row) replaces
+    -- the existing row, but only while that row still holds the defaults:
+    -- an INSERT must never silently reset what a DBA set and did not name.
+    IF TG_OP = 'INSERT' AND EXISTS (SELECT 1 FROM invitetomedia.settings) THEN
+        IF NOT EXISTS (
+            SELECT 1 FROM invitetomedia.settings s
+             WHERE s.enabled = false AND s.link_duration = 1440
+               AND s.link_reusability = 1 AND s.allowed_users_roles = 'private_only'
+               AND s.invite_email_template IS NULL AND s.restrict_new_user_domains = '{}'
+               AND s.link_base_url = 'http://localhost/invitetomedia/'
+               AND s.email_max_attempts = 8 AND s.email_retry_delay = '1 minute') THEN
+            RAISE EXCEPTION 'invitetomedia.settings already holds its row, changed since the install'
+                USING ERRCODE = 'unique_violation',
+                      DETAIL = 'An INSERT replaces the row only while it holds the defaults (as when a restore fills a new database), so that it cannot reset settings it does not name.',
+                      HINT = 'Change settings with UPDATE invitetomedia.settings SET ...';
+        END IF;
+        UPDATE invitetomedia.settings s SET
+            enabled = NEW.enabled,
+            link_duration = NEW.link_duration,
+            link_reusability = NEW.link_reusability,
+            allowed_users_roles = NEW.allowed_users_roles,
+            invite_email_template = NEW.invite_email_template,
+            restrict_new_user_domains = NEW.restrict_new_user_domains,
+            link_base_url = NEW.link_base_url,
+            email_max_attempts = NEW.email_max_attempts,
+            email_retry_delay = NEW.email_retry_delay;
+        RETURN NULL;
+    END IF;
+    RETURN NEW;
+END
+$$;
+-- Templates get the same treatment: the CHECKs stay the rule, this names
+-- the problem and the fix.
+CREATE FUNCTION invitetomedia.email_templates_validate() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NEW.body IS NOT NULL AND strpos(NEW.body, '{URL}') = 0 THEN
+        RAISE EXCEPTION 'invalid body for email template %: it has no {URL}', quote_literal(left(NEW.name, 100))
+            USING ERRCODE = 'check_violation',
+                  DETAIL = 'The link is written where {URL} stands; a body without it would send no link.',
+                  HINT = 'Put {URL} in the body, e.g. ''Open {URL} to join.''';
+    END IF;
+    IF NEW.subject IS NOT NULL AND strpos(NEW.subject, '{URL}') > 0 THEN
+        RAISE EXCEPTION 'invalid subject for email template %: it has {URL}', quote_literal(left(NEW.name, 100))
+            USING ERRCODE = 'check_violation',
+                  DETAIL = 'A subject is kept after the message is sent, when the body and its live link are scrubbed.',
+                  HINT = 'Put {URL} in the body only.';
+    END IF;
+    IF NEW.subject IS NOT NULL AND NEW.subject ~ '[\x01-\x1f\x7f]' THEN
+        RAISE EXCEPTION 'invalid subject for email template %: it holds a control character', quote_literal(left(NEW.name, 100))
+            USING ERRCODE = 'check_violation',
+                  DETAIL = 'A subject is one line: line breaks and other control characters are refused.';
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION invitetomedia.email_templates_validate() IS
+'trigger: explains why an email template is refused ({URL} missing from the body or in the subject, a control character in the subject)';
+CREATE TRIGGER email_templates_validate
+    BEFORE INSERT OR UPDATE ON invitetomedia.email_templates
+    FOR EACH ROW EXECUTE FUNCTION invitetomedia.email_templates_validate();
 
 ------------------------------------------------------------------------------
 -- comparisons that do not depend on the database's collation
@@ -392,6 +585,7 @@ REVOKE ALL ON FUNCTION invitetomedia.email_claim(integer, interval),
                        invitetomedia.email_sent(bigint, integer),
                        invitetomedia.email_failed(bigint, text, integer, boolean),
                        invitetomedia.email_release(bigint, integer),
+                       invitetomedia.email_templates_validate(),
                        invitetomedia.invites_write_guard(),
                        invitetomedia.invites_truncate_cleanup()
     FROM PUBLIC;

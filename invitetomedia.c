@@ -838,14 +838,28 @@ EmailArg(FunctionCallInfo fcinfo, int argno, const char *argname)
 	itm_trim_spaces(&s, &len);
 	code = itm_email_check(s, len, NULL, &dcode);
 	if (code != ITM_EMAIL_OK)
+	{
+		const char *at = memchr(s, '@', len);
+		const char *hint = NULL;
+
+		/*
+		 * The detail names the character class at fault; the hint names the
+		 * syntax the address used, which the parser does not accept.
+		 */
+		if (code == ITM_EMAIL_NON_ASCII || dcode == ITM_DOMAIN_NON_ASCII)
+			hint = "Write an internationalised domain in its punycode (xn--) form.";
+		else if (memchr(s, '(', len) != NULL || memchr(s, ')', len) != NULL)
+			hint = "Comments (text in parentheses) are not accepted: write the bare address.";
+		else if (at != NULL && at + 1 < s + len && at[1] == '[')
+			hint = "IP literals (such as [192.0.2.1]) are not accepted: write the domain name.";
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid email address \"%s\"", Clip(raw, 100)),
 				 errdetail("%s%s%s", itm_email_problem(code),
 						   code == ITM_EMAIL_DOMAIN ? " " : "",
 						   code == ITM_EMAIL_DOMAIN ? itm_domain_problem(dcode) : ""),
-				 (code == ITM_EMAIL_NON_ASCII || dcode == ITM_DOMAIN_NON_ASCII) ?
-				 errhint("Write an internationalised domain in its punycode (xn--) form.") : 0));
+				 hint ? errhint("%s", hint) : 0));
+	}
 	return pnstrdup(s, len);
 }
 

@@ -154,3 +154,22 @@ SELECT max_uses, expires_at = :'expires_at' AS expiry_kept,
        expires_at BETWEEN now() + interval '59 minutes' AND now() + interval '61 minutes' AS in_an_hour
   FROM invitetomedia.invites WHERE invite_id = :invite_id;
 SELECT max_uses FROM invitetomedia.invite_create('live', 'owner', 'unlimited@outside.example', 'U', 'U');
+
+-- IP literals and comments: the hint says why
+CREATE FUNCTION pg_temp.hint(sql text) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    h text;
+BEGIN
+    EXECUTE sql;
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS h = PG_EXCEPTION_HINT;
+    RETURN SQLSTATE || ': ' || h;
+END
+$$;
+UPDATE invitetomedia.settings SET enabled = true;
+SELECT e AS email, pg_temp.hint(format(
+         'SELECT * FROM invitetomedia.invite_create(%L, %L, %L, %L, %L)', 'vid', 'owner', e, 'A', 'B')) AS refused
+  FROM (VALUES ('a@[127.0.0.1]'), ('a@[IPv6:2001:db8::1]'), ('a@b.example (comment)'),
+               ('(comment)a@b.example'), ('a@bücher.example')) v(e);

@@ -122,3 +122,34 @@ RESET ROLE;
 REVOKE ALL ON invitetomedia.settings, invitetomedia.email_templates FROM itm_dba;
 REVOKE ALL ON SCHEMA invitetomedia FROM itm_dba;
 DROP ROLE itm_dba;
+
+-- an INSERT never silently resets what it does not name: it replaces the
+-- row only while the row holds the defaults (a restore into a new
+-- database), and is refused once the row was changed
+UPDATE invitetomedia.settings
+   SET enabled = false, link_duration = 1440, link_reusability = 1,
+       allowed_users_roles = 'private_only', invite_email_template = NULL,
+       restrict_new_user_domains = '{}', link_base_url = 'http://localhost/invitetomedia/',
+       email_max_attempts = 8, email_retry_delay = '1 minute';
+INSERT INTO invitetomedia.settings (enabled, link_duration) VALUES (true, 60);
+SELECT enabled, link_duration, link_base_url FROM invitetomedia.settings;
+UPDATE invitetomedia.settings SET link_base_url = 'https://media.example.com/join/';
+SELECT pg_temp.try($$INSERT INTO invitetomedia.settings (enabled, link_duration) VALUES (true, 90)$$);
+SELECT enabled, link_duration, link_base_url FROM invitetomedia.settings;
+-- back to every default: an INSERT may replace it again
+UPDATE invitetomedia.settings SET enabled = false, link_duration = 1440,
+       link_base_url = 'http://localhost/invitetomedia/';
+INSERT INTO invitetomedia.settings (link_reusability) VALUES (2);
+SELECT enabled, link_duration, link_reusability FROM invitetomedia.settings;
+SELECT count(*) AS rows FROM invitetomedia.settings;
+
+-- a link_base_url the token would be glued onto
+SELECT pg_temp.try($$UPDATE invitetomedia.settings SET link_base_url = 'https://media.example.com/invitetomedia'$$);
+UPDATE invitetomedia.settings SET link_base_url = 'https://media.example.com/join?token=';
+UPDATE invitetomedia.settings SET link_base_url = 'https://media.example.com/#/invite/';
+SELECT link_base_url FROM invitetomedia.settings;
+-- the CHECK holds where triggers do not fire
+BEGIN;
+SET LOCAL session_replication_role = replica;
+SELECT pg_temp.try($$UPDATE invitetomedia.settings SET link_base_url = 'https://media.example.com/x'$$);
+COMMIT;

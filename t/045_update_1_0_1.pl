@@ -1,9 +1,10 @@
 # The update from 1.0 to 1.0.1 on databases that hold what 1.0 allowed:
 #  - a queued message whose subject holds a line break (a media title did)
 #    is mended, so the new CHECK on the outbox holds;
-#  - a template with {URL} in its subject, or two users whose addresses
-#    differ only in case (distinct to a Turkish lower()), refuse the update
-#    with a hint and change nothing; once mended, the update goes through;
+#  - a template with {URL} in its subject, a link_base_url the token would
+#    be glued onto, or two users whose addresses differ only in case
+#    (distinct to a Turkish lower()), refuse the update with a hint and
+#    change nothing; once mended, the update goes through;
 #  - the sender role's grants follow email_claim, email_sent and
 #    email_failed to their 1.0.1 forms and survive pg_dump and restore;
 #  - the new library serves the database at 1.0 before the update and at
@@ -78,6 +79,19 @@ is(version('urlsubj'), '1.0', '... and changes nothing');
 $node->safe_psql('urlsubj', q{UPDATE invitetomedia.email_templates SET subject = 'Your link'});
 is(update_error('urlsubj'), '', 'once mended, the update goes through');
 
+# -- a link_base_url the token is glued onto ---------------------------------
+at_1_0('url');
+$node->safe_psql('url',
+	q{UPDATE invitetomedia.settings SET link_base_url = 'https://media.example.com/join'});
+$err = update_error('url');
+like($err, qr/23514.*link_base_url does not end in \/, =, \?, # or &: 'https:\/\/media.example.com\/join'/s,
+	'a link_base_url without a final / refuses the update (23514)');
+like($err, qr/HINT:\s+Add the missing \//, '... with a hint');
+is(version('url'), '1.0', '... and changes nothing');
+$node->safe_psql('url',
+	q{UPDATE invitetomedia.settings SET link_base_url = 'https://media.example.com/join/'});
+is(update_error('url'), '', 'once mended, the update goes through');
+
 # -- users that differ only in ASCII case, in a Turkish database ------------
 at_1_0('tr', q{TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8'
 			   LOCALE_PROVIDER icu ICU_LOCALE 'tr-TR'});
@@ -116,7 +130,7 @@ my $can = q{
 	SELECT string_agg(p.oid::regprocedure::text || '=' ||
 	                  has_function_privilege('itm_sender', p.oid, 'EXECUTE'), ' ' ORDER BY p.oid::regprocedure::text)
 	  FROM pg_proc p
-	 WHERE p.pronamespace = 'invitetomedia'::regnamespace AND p.proname LIKE 'email\_%'};
+	 WHERE p.pronamespace = 'invitetomedia'::regnamespace AND p.proname IN ('email_claim', 'email_sent', 'email_failed', 'email_release')};
 my $expected =
 	'invitetomedia.email_claim(integer,interval)=true '
   . 'invitetomedia.email_failed(bigint,text)=true '
