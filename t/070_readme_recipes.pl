@@ -1,20 +1,25 @@
-# The README's role recipes run as written, and the roles they make can do,
-# and cannot do, what the text says.
-#
-# Each recipe in README.md is the ```sql block that follows a marker
-# <!-- readme-test: NAME -->.  The blocks are taken from the README itself
-# (a README edit that breaks one fails here), run in the README's order on a
-# fresh database, then each role is tried as the text promises:
-#  - directory-sync-role, directory-sync-trigger: the sync role keeps
-#    invitetomedia.users in step with an application table through the
-#    sample trigger (insert, update, a changed id, delete) and may run the
-#    README's UPDATE ... WHERE, DELETE ... WHERE and INSERT ... ON CONFLICT
-#    DO UPDATE itself; it cannot read invites or change settings;
-#  - application-role: creates, checks, consumes and revokes links; cannot
+# The README is executable documentation.  Every ```sql block in README.md
+# runs here, in the README's order, on a fresh database (a README edit that
+# breaks one fails this test), and the roles the recipes make can do, and
+# cannot do, what the text says:
+#  - a block marked <!-- readme-test: signature --> is a function's
+#    signature: it must match the installed function (arguments, defaults,
+#    result);
+#  - every other block runs as written, with psql, stopping at the first
+#    error.  The only thing made beforehand is the application's own table
+#    app.users, which the directory-sync example names;
+#  - blocks marked <!-- readme-test: NAME --> are the role recipes; after
+#    all blocks ran, each role is tried:
+#    directory-sync-role, directory-sync-trigger: the sync role keeps
+#    invitetomedia.users in step with app.users through the sample trigger
+#    (insert, update, a changed id, delete) and may run UPDATE ... WHERE,
+#    DELETE ... WHERE and INSERT ... ON CONFLICT DO UPDATE itself; it cannot
+#    read invites or change settings;
+#    application-role: creates, checks, consumes and revokes links; cannot
 #    read invites, purge or claim emails;
-#  - maintenance-role: purges; cannot create links;
-#  - sender-role: claims and confirms emails (both call forms); cannot read
-#    the outbox.
+#    maintenance-role: purges; cannot create links;
+#    sender-role: claims, confirms and hands back emails (both call forms);
+#    cannot read the outbox.
 use strict;
 use warnings FATAL => 'all';
 
@@ -25,13 +30,16 @@ use Test::More;
 my $srcdir = $ENV{ITM_SRCDIR} || '.';
 my $readme = slurp_file("$srcdir/README.md");
 
-# marker name => SQL, in the README's order
-my @recipes;
-while ($readme =~ /<!-- readme-test: ([\w-]+) -->\s*\n[ \t]*```sql\n(.*?)\n[ \t]*```/sg)
+# every sql block: [marker or '', text, line]
+my @blocks;
+while ($readme =~ /(?:<!-- readme-test: ([\w-]+) -->\s*\n)?[ \t]*```sql\n(.*?)\n[ \t]*```/sg)
 {
-	push @recipes, [ $1, $2 ];
+	my ($marker, $sql) = ($1 // '', $2);
+	my $line = 1 + (substr($readme, 0, $-[0]) =~ tr/\n//);
+	push @blocks, [ $marker, $sql, $line ];
 }
-my %recipe = map { $_->[0] => $_->[1] } @recipes;
+ok(@blocks >= 10, scalar(@blocks) . ' sql blocks in the README');
+my %recipe = map { $_->[0] => $_->[1] } grep { $_->[0] ne '' } @blocks;
 for my $name (qw(directory-sync-role directory-sync-trigger application-role
 	maintenance-role sender-role))
 {
@@ -42,29 +50,60 @@ my $node = PostgreSQL::Test::Cluster->new('readme');
 $node->init;
 $node->start;
 $node->safe_psql('postgres', 'CREATE DATABASE site');
+# the application's own table the sample trigger mirrors
 $node->safe_psql('site', q{
-	CREATE EXTENSION invitetomedia CASCADE;
-	UPDATE invitetomedia.settings SET enabled = true;
-	INSERT INTO invitetomedia.users VALUES ('olivia', 'olivia@media.example', 'Olivia', 'Owner', 'private_only');
-	INSERT INTO invitetomedia.media VALUES ('0_launch', 'webcast', 'Spring launch', 'olivia');
-	INSERT INTO invitetomedia.email_templates VALUES ('t', 'Invitation', 'Open {URL}');
-	UPDATE invitetomedia.settings SET invite_email_template = 't';
-	-- the application's own table the sample trigger mirrors
 	CREATE SCHEMA app;
 	CREATE TABLE app.users (id text PRIMARY KEY, email text, first_name text,
 	                        last_name text, role text);
 });
 
-for my $r (@recipes)
+sub normalize
 {
-	my ($name, $sql) = @$r;
-	my ($ret, $out, $err) = $node->psql('site', $sql, on_error_stop => 1);
-	is($ret, 0, "recipe $name runs as written") or diag($err);
+	my ($t) = @_;
+	$t =~ s/::[a-z ]+\b//g;    # the catalog writes 'viewer'::text
+	$t =~ s/timestamp with time zone/timestamptz/g;
+	$t =~ s/\s+/ /g;
+	$t =~ s/\( /(/g;
+	$t =~ s/ \)/)/g;
+	$t =~ s/^ | $//g;
+	return $t;
 }
-# the application writes its table as the sync role
+
+for my $b (@blocks)
+{
+	my ($marker, $sql, $line) = @$b;
+	if ($marker eq 'signature')
+	{
+		while ($sql =~ /(\w+)\((.*?)\)\s*RETURNS\s+(TABLE\(.*?\)|\w+)/sg)
+		{
+			my ($fn, $args, $result) = ($1, $2, $3);
+			my $catalog = $node->safe_psql('site', qq{
+				SELECT string_agg(pg_get_function_arguments(p.oid) || ') RETURNS ' ||
+				                  pg_get_function_result(p.oid), ' | ')
+				  FROM pg_proc p
+				 WHERE p.pronamespace = 'invitetomedia'::regnamespace AND p.proname = '$fn'});
+			my @forms = map { normalize("$fn($_") } split / \| /, $catalog;
+			ok((grep { $_ eq normalize("$fn($args) RETURNS $result") } @forms),
+				"README line $line: the signature of $fn is the installed one")
+			  or diag("README: " . normalize("$fn($args) RETURNS $result") . "\ncatalog: @forms");
+		}
+		next;
+	}
+	my ($ret, $out, $err) = $node->psql('site', $sql, on_error_stop => 1);
+	is($ret, 0, "README line $line: the block runs as written" . ($marker ? " ($marker)" : ''))
+	  or diag($err);
+}
+
+# what the Getting started block made
+is($node->safe_psql('site',
+		q{SELECT status FROM invitetomedia.redemptions ORDER BY redemption_id LIMIT 1}),
+	'ok', 'Getting started: the guest consumed her link');
+# the application writes its table as the sync role; the sender needs a template
 $node->safe_psql('site', q{
 	GRANT USAGE ON SCHEMA app TO media_sync;
 	GRANT SELECT, INSERT, UPDATE, DELETE ON app.users TO media_sync;
+	INSERT INTO invitetomedia.email_templates VALUES ('t', 'Invitation', 'Open {URL}');
+	UPDATE invitetomedia.settings SET invite_email_template = 't';
 });
 
 # runs $sql as $role; returns '' on success or the SQLSTATE of the error
@@ -100,7 +139,7 @@ is(value(q{SELECT string_agg(user_id, ',') FROM invitetomedia.users WHERE email 
 	'g2', 'sync: the directory row follows the new id');
 is(as_role('media_sync', q{DELETE FROM app.users WHERE id = 'g2'}), '',
 	'sync: an application delete is mirrored');
-is(value(q{SELECT count(*) FROM invitetomedia.users WHERE user_id LIKE 'g%'}), '0',
+is(value(q{SELECT count(*) FROM invitetomedia.users WHERE user_id IN ('g1', 'g2')}), '0',
 	'sync: the user is gone from the directory');
 is(as_role('media_sync', q{
 	INSERT INTO invitetomedia.media VALUES ('m2', 'video', 'Film', 'olivia')
@@ -161,6 +200,15 @@ is($node->safe_psql('site',
 is($node->safe_psql('site',
 		"SET ROLE invitetomedia_sender; SELECT invitetomedia.email_failed($claims[1][0], 'relay down')"),
 	'pending', 'sender: reports a failure with the 1.0 form');
+my $third = $node->safe_psql('site', q{
+	SELECT count(*) FROM invitetomedia.invite_create('0_launch', 'olivia', 'c@outside.example', 'A', 'B', 'viewer', true);
+	SET ROLE invitetomedia_sender;
+	SELECT message_id || ':' || claim_no FROM invitetomedia.email_claim();
+});
+my ($mid, $cno) = split /:/, (split /\n/, $third)[-1];
+is($node->safe_psql('site',
+		"SET ROLE invitetomedia_sender; SELECT invitetomedia.email_release($mid, $cno)"),
+	't', 'sender: hands back a message it did not attempt');
 is(as_role('invitetomedia_sender', 'SELECT body FROM invitetomedia.outbox'), '42501',
 	'sender: cannot read the outbox');
 is(as_role('invitetomedia_sender',
