@@ -97,9 +97,23 @@ maildir=$(mktemp -d)
 FAKE_MAIL_DIR="$maildir" "$ITM_TOP/invitetomedia-sender" --once \
     --from 'Media Portal <invites@media.example.com>' --domain media.example.com \
     --sendmail "$ITM_TOP/sender/test/fake-sendmail -t -i" 2>&1 | sed 's/^/   /'
+# the message as its reader sees it: the main headers, then the body
+# decoded (on the wire it is quoted-printable, which wraps the link with =)
 for f in "$maildir"/*.eml; do
-    say "   --- $f"
-    sed 's/^/   | /' "$f"
+    say "   --- $(basename "$f"), as the guest reads it"
+    python3 - "$f" <<'PY' | sed 's/^/   | /'
+import email
+import email.policy
+import sys
+
+with open(sys.argv[1], 'rb') as fh:
+    msg = email.message_from_binary_file(fh, policy=email.policy.default)
+for name in ('From', 'To', 'Subject', 'Message-ID'):
+    if msg[name]:
+        print(f'{name}: {msg[name]}')
+print()
+print(msg.get_body(preferencelist=('plain',)).get_content().rstrip())
+PY
 done
 rm -rf "$maildir"
 q -c "SELECT message_id, state, attempts, sent_at IS NOT NULL AS sent FROM invitetomedia.email_messages"
@@ -109,6 +123,7 @@ step "8. The guest opens the link: the lobby page checks it"
 q -c "SELECT * FROM invitetomedia.invite_check('$token')"
 
 step "9. The guest types her email (any case, stray spaces): ok"
+say "   typed: '  zoe.guest@outside.EXAMPLE ' (invited: zoe.guest@outside.example)"
 q -c "SELECT * FROM invitetomedia.invite_consume('$token', '  zoe.guest@outside.EXAMPLE ', 'zoes-laptop')"
 
 step "10. The same link again from another device: exhausted (single use)"
