@@ -17,8 +17,19 @@
  * Delivery is at least once: a message whose sendmail command succeeded
  * but whose confirmation never reached the database (crash, kill -9,
  * network loss) is claimed again when its lease runs out and sent again.
- * Every copy carries the same Message-ID, <itm-MESSAGE_ID@DOMAIN>, so the
- * receiving side can drop the duplicate.
+ * Every copy carries the same Message-ID, <itm-MESSAGE_KEY@DOMAIN>, so the
+ * receiving side can drop the duplicate.  The key is a random UUID kept
+ * with the message (1.0.1): message ids start again at 1 in every
+ * database, reinstall or restored copy, and a receiver that drops
+ * duplicates by Message-ID would drop real mail if they were used.
+ * Against a 1.0 database, which has no keys, <itm-MESSAGE_ID@DOMAIN>.
+ *
+ * Exit status: 0 when stopped by a signal, or with --once when everything
+ * due was delivered and confirmed; 1 with --once when the database could
+ * not be reached or a result could not be recorded (a message handed to
+ * sendmail without confirmation will be sent again); 64 (EX_USAGE) for a
+ * bad command line; 78 (EX_CONFIG) when the database lacks the extension
+ * or the role a privilege, which retrying cannot cure.
  *
  * The body holds a live invite link: it is never logged.
  */
@@ -45,6 +56,16 @@
 #define CHANNEL "invitetomedia_email"
 #define MAX_BACKOFF 30			/* seconds between reconnection attempts, at most */
 
+/* sysexits.h */
+#define EXIT_USAGE 64			/* EX_USAGE: the command line is wrong */
+#define EXIT_CONFIG 78			/* EX_CONFIG: the database or role is not set up */
+
+/*
+ * How many failures in a row that retrying will not cure (see
+ * setup_failure_seen) the daemon takes before it gives up.
+ */
+#define SETUP_FAILURES_MAX 3
+
 static const char *progname = "invitetomedia-sender";
 
 /* options */
@@ -62,11 +83,40 @@ static int	opt_verbose = 0;
 static itm_identity identity;
 
 /*
- * Which confirmation forms the last email_claim result called for: -1 not
- * known yet, 0 the 1.0 forms (no claim_no column), 1 the claim-aware forms.
+ * What the last email_claim result offered: -1 not known yet, 0 nothing
+ * new (extension 1.0: no claim_no column, the 1.0 confirmation forms), 1
+ * claim numbers only (an early 1.0.1), 2 claim numbers and message keys
+ * (1.0.1: email_release and email_failed's permanent come with them).
  * Only kept to log a change once, not per batch.
  */
 static int	claim_api = -1;
+
+/*
+ * Failures that retrying will not cure: the extension is not installed in
+ * the database (undefined function, schema or table) or the role lacks a
+ * privilege.  The same one SETUP_FAILURES_MAX times in a row stops the
+ * daemon with EXIT_CONFIG: a service manager then shows a failed unit
+ * rather than a sender that looks healthy and sends nothing.  "In a row"
+ * ends with a success of the same call: a sender whose email_sent is
+ * refused still claims fine, and must not count that as a recovery (each
+ * of its messages would be sent again after every lease).
+ */
+static int	setup_failures = 0;
+static char setup_failure[600];	/* "what failed: server message" */
+static char setup_failure_what[32];	/* what failed: email_claim, ... */
+
+/*
+ * While a message is handed back (hand_back): a refused email_release is
+ * done without, and is no reason to stop the sender.
+ */
+static int	handing_back = 0;
+
+/*
+ * --once: messages whose outcome could not be recorded (handed to
+ * sendmail but not confirmed: they will be sent again; or failed without
+ * the failure recorded).  Any makes the exit status 1, so that cron says so.
+ */
+static int	unsettled = 0;
 
 /*
  * While a claim-aware confirmation runs, the server's WARNINGs are held here
@@ -79,6 +129,7 @@ static char held_warning[512];
 
 /* signals */
 static volatile sig_atomic_t stop_requested = 0;
+static volatile sig_atomic_t stop_signal = 0;
 static int	wake_pipe[2] = {-1, -1};
 
 /* outcome of talking to the database */
@@ -86,6 +137,8 @@ typedef enum
 {
 	DB_OK,
 	DB_ERROR,					/* a query failed, the connection is fine */
+	DB_BROKEN,					/* a query failed in a way retrying will not
+								 * cure (setup_failure_seen) */
 	DB_LOST						/* the connection is gone */
 } db_status;
 
@@ -144,8 +197,8 @@ handle_stop(int signo)
 	int			save_errno = errno;
 	ssize_t		rc;
 
-	(void) signo;
 	stop_requested = 1;
+	stop_signal = signo;
 	rc = write(wake_pipe[1], "x", 1);
 	(void) rc;
 	errno = save_errno;
@@ -155,19 +208,77 @@ static void
 setup_signals(void)
 {
 	struct sigaction sa;
+	sigset_t	none;
 
 	if (pipe2(wake_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
 	{
 		log_line("could not create a pipe: %s", strerror(errno));
 		exit(1);
 	}
+
+	/*
+	 * What the parent left us is not trusted.  A SIGCHLD it ignored would
+	 * make the kernel reap the sendmail commands itself, so that waitpid
+	 * fails and every message looks lost and is sent again; a mask it
+	 * blocked would keep SIGTERM from stopping the sender.  Both are
+	 * inherited across exec.
+	 */
+	signal(SIGCHLD, SIG_DFL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = handle_stop;
 	sigemptyset(&sa.sa_mask);
 	sa.sa_flags = 0;			/* no SA_RESTART: waits return early */
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	/* a closed terminal or a "reload" must not drop claimed messages */
+	sigaction(SIGHUP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
+}
+
+static const char *
+signal_name(int signo)
+{
+	switch (signo)
+	{
+		case SIGTERM:
+			return "SIGTERM";
+		case SIGINT:
+			return "SIGINT";
+		case SIGHUP:
+			return "SIGHUP";
+		default:
+			return "a signal";
+	}
+}
+
+/*
+ * Gives descriptors 0, 1 and 2 a file if they have none (/dev/null): a
+ * program started with them closed would otherwise get its first pipe or
+ * the database socket there, and a log line to stderr would go into the
+ * database protocol stream.
+ */
+static void
+ensure_standard_fds(void)
+{
+	for (int fd = 0; fd <= 2; fd++)
+	{
+		int			nfd;
+
+		if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+			continue;
+		nfd = open("/dev/null", O_RDWR);
+		if (nfd < 0)
+			_exit(71);			/* EX_OSERR; nowhere to say why */
+		if (nfd != fd)
+		{
+			if (dup2(nfd, fd) < 0)
+				_exit(71);
+			close(nfd);
+		}
+	}
 }
 
 static void
@@ -211,6 +322,33 @@ wait_for(int fd, double seconds)
 	return fd >= 0 && (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) != 0;
 }
 
+/*
+ * A server error or notice on one line, tersely: "ERROR: primary; HINT:
+ * hint".  Never the DETAIL or CONTEXT: they can quote a row's contents (an
+ * address, a link).  A message made by libpq itself (a lost connection)
+ * has no fields: its text is used, on one line.
+ */
+static const char *
+server_message(const PGresult *res, char *buf, size_t buflen)
+{
+	const char *severity = res ? PQresultErrorField(res, PG_DIAG_SEVERITY) : NULL;
+	const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+	const char *hint = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_HINT) : NULL;
+	char		p[400];
+	char		h[400];
+
+	if (primary == NULL)
+		return one_line(res ? PQresultErrorMessage(res) : "", buf, buflen);
+	one_line(primary, p, sizeof(p));
+	if (hint != NULL)
+		one_line(hint, h, sizeof(h));
+	/* cut short if need be: the start says the most */
+	if (snprintf(buf, buflen, "%s%s%s%s%s", severity ? severity : "", severity ? ": " : "",
+				 p, hint ? "; HINT: " : "", hint ? h : "") < 0)
+		snprintf(buf, buflen, "%s", p);
+	return buf;
+}
+
 /* server notices and errors, on one line with our prefix */
 static void
 notice_receiver(void *arg, const PGresult *res)
@@ -222,10 +360,10 @@ notice_receiver(void *arg, const PGresult *res)
 	if (hold_warnings && severity != NULL && strcmp(severity, "WARNING") == 0)
 	{
 		if (held_warnings++ == 0)
-			one_line(PQresultErrorMessage(res), held_warning, sizeof(held_warning));
+			server_message(res, held_warning, sizeof(held_warning));
 		return;
 	}
-	log_line("server: %s", one_line(PQresultErrorMessage(res), buf, sizeof(buf)));
+	log_line("server: %s", server_message(res, buf, sizeof(buf)));
 }
 
 /* starts holding the server's WARNINGs (see hold_warnings) */
@@ -258,15 +396,145 @@ release_server_warnings(int explained)
 	return n;
 }
 
+/*
+ * Connection settings the sender supplies when neither the connection
+ * string nor the environment sets them.  Without them, connecting to a
+ * host that does not answer waits for the kernel's TCP timeout (minutes),
+ * and a connection whose server vanished without a word (a failover, a
+ * dropped NAT entry, a cable) looks open for hours: the sender waits on
+ * LISTEN for notifications that never come, or on a reply that never
+ * comes.  With them a dead peer is noticed within about a minute and the
+ * sender reconnects.  (libpq ignores the TCP ones on a Unix socket.)
+ */
+static const struct
+{
+	const char *keyword;
+	const char *value;
+}			conn_fallbacks[] = {
+	{"connect_timeout", "10"},	/* seconds per host to connect */
+	{"keepalives", "1"},
+	{"keepalives_idle", "30"},	/* seconds of silence before probing */
+	{"keepalives_interval", "10"},	/* seconds between probes */
+	{"keepalives_count", "3"},	/* probes unanswered: the peer is gone */
+	{"tcp_user_timeout", "60000"},	/* milliseconds sent data may wait for
+									 * an acknowledgement */
+};
+
+#define N_FALLBACKS (sizeof(conn_fallbacks) / sizeof(conn_fallbacks[0]))
+
+/* PQconnectdbParams' arrays: the fallbacks missing, then the user's */
+static const char *conn_keywords[N_FALLBACKS + 3];
+static const char *conn_values[N_FALLBACKS + 3];
+static int	conn_fallback_added[N_FALLBACKS];
+
+/* libpq's own rule: a URI, or anything with an "=", is a connection string */
+static int
+is_connection_string(const char *s)
+{
+	return strncmp(s, "postgresql://", 13) == 0 ||
+		strncmp(s, "postgres://", 11) == 0 || strchr(s, '=') != NULL;
+}
+
+static int
+option_is_set(const PQconninfoOption *opts, const char *keyword)
+{
+	for (; opts != NULL && opts->keyword != NULL; opts++)
+	{
+		if (strcmp(opts->keyword, keyword) == 0)
+			return opts->val != NULL && opts->val[0] != '\0';
+	}
+	return 0;
+}
+
+/*
+ * Fills conn_keywords and conn_values: each fallback the user did not set,
+ * in CONNINFO or through the environment (PQconndefaults: PG* variables
+ * such as PGCONNECT_TIMEOUT, and a service file named by PGSERVICE), then
+ * CONNINFO itself as an expanded dbname, so that whatever it sets wins
+ * anyway.  Returns -1 with a message in err if CONNINFO does not parse:
+ * every connection attempt would fail the same way.
+ */
+static int
+prepare_connection(char *err, size_t errlen)
+{
+	PQconninfoOption *given = NULL;
+	PQconninfoOption *defaults;
+	int			k = 0;
+
+	if (opt_conninfo != NULL && is_connection_string(opt_conninfo))
+	{
+		char	   *msg = NULL;
+
+		given = PQconninfoParse(opt_conninfo, &msg);
+		if (given == NULL)
+		{
+			char		buf[400];
+
+			snprintf(err, errlen, "invalid connection string: %s",
+					 msg ? one_line(msg, buf, sizeof(buf)) : "out of memory");
+			PQfreemem(msg);
+			return -1;
+		}
+	}
+	defaults = PQconndefaults();
+	for (size_t i = 0; i < N_FALLBACKS; i++)
+	{
+		conn_fallback_added[i] = !option_is_set(given, conn_fallbacks[i].keyword) &&
+			!option_is_set(defaults, conn_fallbacks[i].keyword);
+		if (conn_fallback_added[i])
+		{
+			conn_keywords[k] = conn_fallbacks[i].keyword;
+			conn_values[k++] = conn_fallbacks[i].value;
+		}
+	}
+	conn_keywords[k] = "fallback_application_name";
+	conn_values[k++] = "invitetomedia-sender";
+	if (opt_conninfo != NULL)
+	{
+		conn_keywords[k] = "dbname";
+		conn_values[k++] = opt_conninfo;
+	}
+	conn_keywords[k] = NULL;
+	conn_values[k] = NULL;
+	PQconninfoFree(given);
+	PQconninfoFree(defaults);
+	return 0;
+}
+
+/* --verbose: the timeouts in effect, and which the sender added */
+static void
+log_connection_settings(PGconn *conn)
+{
+	PQconninfoOption *opts = PQconninfo(conn);
+	char		set[300] = "";
+	char		added[300] = "";
+
+	for (size_t i = 0; i < N_FALLBACKS; i++)
+	{
+		char	   *list = conn_fallback_added[i] ? added : set;
+		const char *v = NULL;
+
+		for (PQconninfoOption *o = opts; o != NULL && o->keyword != NULL; o++)
+		{
+			if (strcmp(o->keyword, conn_fallbacks[i].keyword) == 0)
+				v = o->val;
+		}
+		snprintf(list + strlen(list), 300 - strlen(list), "%s%s=%s",
+				 list[0] ? " " : "", conn_fallbacks[i].keyword, v ? v : "(none)");
+	}
+	log_line("connection timeouts: %s%s%s%s%s", set, set[0] ? " as set" : "",
+			 set[0] && added[0] ? "; " : "", added, added[0] ? " added by the sender" : "");
+	PQconninfoFree(opts);
+}
+
 static PGconn *
 connect_db(void)
 {
-	const char *keywords[] = {"dbname", "fallback_application_name", NULL};
-	const char *values[] = {opt_conninfo, "invitetomedia-sender", NULL};
+	static int	logged_settings = 0;
 	PGconn	   *conn;
 	char		buf[512];
 
-	conn = PQconnectdbParams(keywords, values, 1);
+	conn = PQconnectdbParams(conn_keywords, conn_values, 1);
 	if (conn == NULL)
 	{
 		log_line("could not connect: out of memory");
@@ -287,32 +555,102 @@ connect_db(void)
 		PQfinish(conn);
 		return NULL;
 	}
+	if (opt_verbose && !logged_settings)
+	{
+		log_connection_settings(conn);
+		logged_settings = 1;
+	}
 	return conn;
+}
+
+/*
+ * What to do about an error that retrying will not cure, by SQLSTATE; NULL
+ * for any other error.
+ */
+static const char *
+setup_advice(const char *sqlstate)
+{
+	if (sqlstate == NULL)
+		return NULL;
+	if (strcmp(sqlstate, "42883") == 0 ||	/* undefined_function */
+		strcmp(sqlstate, "3F000") == 0 ||	/* invalid_schema_name */
+		strcmp(sqlstate, "42P01") == 0) /* undefined_table */
+		return "is the extension installed in this database? Install it (CREATE EXTENSION invitetomedia) or point the sender at the database that has it";
+	if (strcmp(sqlstate, "42501") == 0) /* insufficient_privilege */
+		return "the sender's role lacks a privilege: grant what the README's section \"A database role for the sender\" grants";
+	return NULL;
+}
+
+/* advice for an error that may pass (the server is a standby, for now) */
+static const char *
+other_advice(const char *sqlstate)
+{
+	if (sqlstate != NULL && strcmp(sqlstate, "25006") == 0) /* read_only_sql_transaction */
+		return "the server is read-only (a standby?): connect to the primary, e.g. with target_session_attrs=read-write in the connection string";
+	return NULL;
+}
+
+/* counts a failure that retrying will not cure (see setup_failures) */
+static void
+setup_failure_seen(const char *what, const char *message)
+{
+	char		key[sizeof(setup_failure)];
+
+	snprintf(key, sizeof(key), "%s: %s", what, message);
+	if (setup_failures > 0 && strcmp(key, setup_failure) == 0)
+		setup_failures++;
+	else
+	{
+		snprintf(setup_failure, sizeof(setup_failure), "%s", key);
+		snprintf(setup_failure_what, sizeof(setup_failure_what), "%s", what);
+		setup_failures = 1;
+	}
 }
 
 static db_status
 result_status(PGconn *conn, PGresult *res, ExecStatusType expected, const char *what)
 {
 	char		buf[512];
+	const char *sqlstate;
+	const char *advice;
 
 	if (res != NULL && PQresultStatus(res) == expected)
+	{
+		/* the call that failed for good works now */
+		if (setup_failures > 0 && strcmp(what, setup_failure_what) == 0)
+			setup_failures = 0;
 		return DB_OK;
+	}
 	if (PQstatus(conn) != CONNECTION_OK)
 	{
 		log_line("connection lost during %s: %s", what,
 				 one_line(PQerrorMessage(conn), buf, sizeof(buf)));
 		return DB_LOST;
 	}
-	log_line("%s failed: %s", what,
-			 one_line(res ? PQresultErrorMessage(res) : PQerrorMessage(conn),
-					  buf, sizeof(buf)));
+	if (res == NULL)
+	{
+		log_line("%s failed: %s", what, one_line(PQerrorMessage(conn), buf, sizeof(buf)));
+		return DB_ERROR;
+	}
+	server_message(res, buf, sizeof(buf));
+	sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	if ((advice = setup_advice(sqlstate)) != NULL)
+	{
+		log_line("%s failed: %s; %s", what, buf, advice);
+		if (!handing_back)
+			setup_failure_seen(what, buf);
+		return DB_BROKEN;
+	}
+	advice = other_advice(sqlstate);
+	log_line("%s failed: %s%s%s", what, buf, advice ? "; " : "", advice ? advice : "");
 	return DB_ERROR;
 }
 
 /* what a confirmation found */
 typedef enum
 {
-	CONFIRM_DONE,				/* sent, or the failure recorded (pending, dead) */
+	CONFIRM_DONE,				/* sent, the failure recorded (pending, dead),
+								 * or handed back */
 	CONFIRM_NOT_QUEUED,			/* already sent, dead, or gone (invite revoked) */
 	CONFIRM_SUPERSEDED			/* our claim is no longer current: another
 								 * sender claimed the message after our lease
@@ -321,7 +659,11 @@ typedef enum
 
 /*
  * One claimed message: the columns of an email_claim row.  claim_no is NULL
- * when the database is at 1.0 (no claim numbers).
+ * when the database is at 1.0 (no claim numbers).  ref is what goes into
+ * the Message-ID: the message key, or the id where there are no keys (1.0);
+ * NULL if the key column is there but empty, which builds no message.
+ * release says whether the database has email_release and the permanent
+ * form of email_failed (it returned keys, 1.0.1).
  */
 typedef struct
 {
@@ -331,6 +673,8 @@ typedef struct
 	const char *subject;
 	const char *body;
 	const char *claim_no;
+	const char *ref;
+	int			release;
 } claimed_message;
 
 /* the positions of email_claim's columns in a result, by name */
@@ -342,6 +686,7 @@ typedef struct
 	int			subject;
 	int			body;
 	int			claim_no;		/* -1: extension 1.0, no claim numbers */
+	int			message_key;	/* -1: no message keys (1.0, early 1.0.1) */
 } claim_columns;
 
 /*
@@ -386,23 +731,30 @@ confirm_sent(PGconn *conn, const claimed_message *m, confirm_outcome *outcome)
 }
 
 /*
- * email_failed(), with the claim number when there is one.  state receives
- * pending or dead when the failure was recorded (*outcome CONFIRM_DONE).
+ * email_failed(), with the claim number when there is one, and permanent
+ * (dead at once) where the database has it: against an older one a
+ * permanent failure is recorded as an ordinary one.  state receives pending
+ * or dead when the failure was recorded (*outcome CONFIRM_DONE).
  */
 static db_status
 confirm_failed(PGconn *conn, const claimed_message *m, const char *error,
-			   confirm_outcome *outcome, char *state, size_t statelen)
+			   int permanent, confirm_outcome *outcome, char *state, size_t statelen)
 {
-	const char *params[3] = {m->id, error, m->claim_no};
+	const char *params[4] = {m->id, error, m->claim_no, permanent ? "true" : "false"};
 	PGresult   *res;
 	db_status	st;
 
 	if (m->claim_no != NULL)
 	{
 		hold_server_warnings();
-		res = PQexecParams(conn,
-						   "SELECT invitetomedia.email_failed($1::pg_catalog.int8, $2::pg_catalog.text, $3::pg_catalog.int4)",
-						   3, NULL, params, NULL, NULL, 0);
+		if (m->release)
+			res = PQexecParams(conn,
+							   "SELECT invitetomedia.email_failed($1::pg_catalog.int8, $2::pg_catalog.text, $3::pg_catalog.int4, $4::pg_catalog.bool)",
+							   4, NULL, params, NULL, NULL, 0);
+		else
+			res = PQexecParams(conn,
+							   "SELECT invitetomedia.email_failed($1::pg_catalog.int8, $2::pg_catalog.text, $3::pg_catalog.int4)",
+							   3, NULL, params, NULL, NULL, 0);
 	}
 	else
 		res = PQexecParams(conn,
@@ -429,6 +781,58 @@ confirm_failed(PGconn *conn, const claimed_message *m, const char *error,
 	return st;
 }
 
+/*
+ * Hands back a claimed message that was not attempted (the sender is
+ * stopping, its lease ran short, or an error stopped the batch); why is
+ * the error recorded where email_failed has to do.  With email_release (1.0.1) it is due
+ * at once and its claim's attempt is not counted: stopping and starting
+ * the sender cannot use up a message's attempts untried, nor hold it back
+ * for the retry delay.  Against an older database, or if the call is
+ * refused, it is recorded as a failure (email_failed), as up to 1.0.1: due
+ * after the retry delay, the attempt counted.  *outcome is CONFIRM_DONE if
+ * it was handed back, CONFIRM_SUPERSEDED if the claim is no longer ours
+ * (claimed again by another sender, or no longer queued: email_release
+ * does not tell these apart).
+ */
+static int	no_release = 0;	/* email_release was refused: do without */
+
+static db_status
+hand_back(PGconn *conn, const claimed_message *m, const char *why,
+		  confirm_outcome *outcome)
+{
+	db_status	st;
+	char		state[32];
+
+	handing_back = 1;
+	if (m->release && !no_release)
+	{
+		const char *params[2] = {m->id, m->claim_no};
+		PGresult   *res;
+
+		res = PQexecParams(conn,
+						   "SELECT invitetomedia.email_release($1::pg_catalog.int8, $2::pg_catalog.int4)",
+						   2, NULL, params, NULL, NULL, 0);
+		st = result_status(conn, res, PGRES_TUPLES_OK, "email_release");
+		if (st == DB_OK)
+			*outcome = (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) &&
+						strcmp(PQgetvalue(res, 0, 0), "t") == 0)
+				? CONFIRM_DONE : CONFIRM_SUPERSEDED;
+		PQclear(res);
+		if (st != DB_BROKEN)
+		{
+			handing_back = 0;
+			return st;
+		}
+		log_line("handing messages back with email_failed instead (they count an attempt and wait for the retry delay)");
+		no_release = 1;
+	}
+	st = confirm_failed(conn, m, why, 0, outcome, state, sizeof(state));
+	if (*outcome == CONFIRM_NOT_QUEUED)
+		*outcome = CONFIRM_SUPERSEDED;
+	handing_back = 0;
+	return st;
+}
+
 /* builds, pipes and confirms one claimed message */
 static db_status
 deliver_one(PGconn *conn, const claimed_message *m)
@@ -438,17 +842,29 @@ deliver_one(PGconn *conn, const claimed_message *m)
 	char		state[32];
 	char	   *data = NULL;
 	size_t		len = 0;
+	int			built;
 	int			failed;
+	int			permanent = 0;
 	confirm_outcome outcome;
 	db_status	st;
 
 	itm_mask_address(m->to_email, masked, sizeof(masked));
-	failed = itm_build_message(&identity, strtoll(m->id, NULL, 10), m->to_email,
-							   m->to_name, m->subject, m->body, &data, &len,
-							   err, sizeof(err)) != 0;
-	if (!failed)
-		failed = itm_run_sendmail(opt_sendmail, data, len, opt_timeout,
-								  err, sizeof(err)) != 0;
+	built = itm_build_message(&identity, m->ref, m->to_email, m->to_name,
+							  m->subject, m->body, &data, &len, err, sizeof(err));
+	if (built == 0)
+	{
+		itm_send_result sent = itm_run_sendmail(opt_sendmail, data, len, opt_timeout,
+												err, sizeof(err));
+
+		failed = sent != ITM_SEND_OK;
+		permanent = sent == ITM_SEND_PERMFAIL;
+	}
+	else
+	{
+		/* a row that makes no message (an invalid address) never will */
+		failed = 1;
+		permanent = built == -1;
+	}
 	if (data != NULL)
 	{
 		memset(data, 0, len);	/* it held the live link */
@@ -464,8 +880,11 @@ deliver_one(PGconn *conn, const claimed_message *m)
 	{
 		st = confirm_sent(conn, m, &outcome);
 		if (st != DB_OK)
+		{
 			log_line("message %s to %s: handed to sendmail, NOT confirmed (it will be sent again after its lease)",
 					 m->id, masked);
+			unsettled++;
+		}
 		else if (outcome == CONFIRM_DONE)
 			log_line("message %s to %s: sent", m->id, masked);
 		else if (outcome == CONFIRM_SUPERSEDED)
@@ -477,12 +896,17 @@ deliver_one(PGconn *conn, const claimed_message *m)
 		return st;
 	}
 
-	st = confirm_failed(conn, m, err, &outcome, state, sizeof(state));
+	st = confirm_failed(conn, m, err, permanent, &outcome, state, sizeof(state));
 	if (st != DB_OK)
+	{
 		log_line("message %s to %s: failed: %s (failure NOT recorded)", m->id, masked, err);
+		unsettled++;
+	}
 	else if (outcome == CONFIRM_SUPERSEDED)
 		log_line("message %s to %s: failed, superseded (another sender claimed it after our lease ran out): %s",
 				 m->id, masked, err);
+	else if (strcmp(state, "dead") == 0 && permanent)
+		log_line("message %s to %s: failed permanently, dead: %s", m->id, masked, err);
 	else if (strcmp(state, "dead") == 0)
 		log_line("message %s to %s: failed, dead (no more attempts): %s", m->id, masked, err);
 	else if (strcmp(state, "pending") == 0)
@@ -494,15 +918,15 @@ deliver_one(PGconn *conn, const claimed_message *m)
 
 /*
  * Finds email_claim's columns in res by name.  "SELECT *" gives five at
- * extension version 1.0 and claim_no as well from 1.0.1 on, so each result
- * tells which confirmation forms apply, without another round trip and
- * even after an ALTER EXTENSION UPDATE under a running sender.  Returns -1
- * if one of the 1.0 columns is missing.
+ * extension version 1.0 and claim_no and message_key as well from 1.0.1
+ * on, so each result tells which confirmation forms apply, without another
+ * round trip and even after an ALTER EXTENSION UPDATE under a running
+ * sender.  Returns -1 if one of the 1.0 columns is missing.
  */
 static int
 find_claim_columns(const PGresult *res, claim_columns *c)
 {
-	int			has_claims;
+	int			api;
 
 	c->message_id = PQfnumber(res, "message_id");
 	c->to_email = PQfnumber(res, "to_email");
@@ -510,19 +934,25 @@ find_claim_columns(const PGresult *res, claim_columns *c)
 	c->subject = PQfnumber(res, "subject");
 	c->body = PQfnumber(res, "body");
 	c->claim_no = PQfnumber(res, "claim_no");
+	c->message_key = PQfnumber(res, "message_key");
 	if (c->message_id < 0 || c->to_email < 0 || c->to_name < 0 ||
 		c->subject < 0 || c->body < 0)
 		return -1;
+	/* keys without claim numbers: no such version; use neither */
+	if (c->claim_no < 0)
+		c->message_key = -1;
 
 	/* said once, and again only if the database changes under us */
-	has_claims = c->claim_no >= 0;
-	if (has_claims != claim_api)
+	api = c->claim_no < 0 ? 0 : c->message_key < 0 ? 1 : 2;
+	if (api != claim_api)
 	{
-		if (!has_claims)
+		if (api == 0)
 			log_line("email_claim returns no claim numbers (extension version 1.0): confirming by message id alone; update the extension to 1.0.1 so that a late confirmation cannot disturb a newer claim");
-		else if (claim_api == 0 || opt_verbose)
-			log_line("email_claim returns claim numbers: confirmations name their claim");
-		claim_api = has_claims;
+		else if (api == 1)
+			log_line("email_claim returns claim numbers but no message keys: Message-IDs carry the message id, which another database can repeat; update the extension");
+		else if (claim_api >= 0 || opt_verbose)
+			log_line("email_claim returns claim numbers: confirmations name their claim, Message-IDs carry the message key");
+		claim_api = api;
 	}
 	return 0;
 }
@@ -543,6 +973,8 @@ claimed_row(const PGresult *res, int row, const claim_columns *c, claimed_messag
 	m->subject = value_or_null(res, row, c->subject);
 	m->body = value_or_null(res, row, c->body);
 	m->claim_no = c->claim_no >= 0 ? value_or_null(res, row, c->claim_no) : NULL;
+	m->release = c->message_key >= 0;
+	m->ref = m->release ? value_or_null(res, row, c->message_key) : m->id;
 }
 
 /*
@@ -550,9 +982,11 @@ claimed_row(const PGresult *res, int row, const claim_columns *c, claimed_messag
  *
  * A message is only started while its lease has time left (at least
  * min(--timeout, lease/2) seconds): past that, another sender may claim it
- * again.  Messages skipped that way stay claimed and become due again when
- * their lease runs out.  On a stop signal the message in hand is finished
- * and the rest of the batch is handed back with email_failed().
+ * again.  Messages skipped that way are handed back (hand_back) where the
+ * database has email_release, so that they are claimed again at once;
+ * otherwise they stay claimed and become due again when their lease runs
+ * out.  On a stop signal, or a failure that retrying will not cure, the
+ * message in hand is finished and the rest of the batch is handed back.
  */
 static db_status
 drain(PGconn *conn)
@@ -569,10 +1003,12 @@ drain(PGconn *conn)
 	{
 		PGresult   *res;
 		db_status	st;
+		db_status	broken = DB_OK;
 		double		claimed_at = now_seconds();
 		claim_columns cols;
 		int			n;
 		int			skipped = 0;
+		int			released = 0;
 
 		/* "*": the columns differ between versions (find_claim_columns) */
 		res = PQexecParams(conn,
@@ -600,40 +1036,55 @@ drain(PGconn *conn)
 		for (int i = 0; i < n; i++)
 		{
 			claimed_message m;
+			confirm_outcome outcome;
 
 			claimed_row(res, i, &cols, &m);
-			if (stop_requested)
+			if (stop_requested || broken != DB_OK)
 			{
-				char		state[32];
-				confirm_outcome outcome;
-
-				st = confirm_failed(conn, &m,
-									"not attempted: the sender was stopping",
-									&outcome, state, sizeof(state));
+				st = hand_back(conn, &m,
+							   stop_requested ? "not attempted: the sender was stopping"
+							   : "not attempted: the sender stopped on an error",
+							   &outcome);
 				if (st == DB_OK && outcome == CONFIRM_SUPERSEDED)
-					log_line("message %s: not handed back, superseded (another sender claimed it after our lease ran out)",
+					log_line("message %s: not handed back, superseded or no longer queued (another sender claimed it after our lease ran out, or it was sent or revoked)",
 							 m.id);
 				else if (st == DB_OK)
-					log_line("message %s: handed back (stopping)", m.id);
+					log_line("message %s: handed back (%s)", m.id,
+							 stop_requested ? "stopping" : "not attempted after an error that retrying will not cure");
 			}
 			else if (now_seconds() - claimed_at > opt_lease - margin)
 			{
 				skipped++;
 				st = DB_OK;
+				if (m.release && !no_release)
+				{
+					st = hand_back(conn, &m, "not attempted: its lease ran short", &outcome);
+					released += st == DB_OK && outcome == CONFIRM_DONE;
+				}
 			}
 			else
+			{
 				st = deliver_one(conn, &m);
+				if (st == DB_BROKEN)
+					broken = st;
+			}
 			if (st == DB_LOST)
 			{
 				PQclear(res);
 				return st;
 			}
 		}
-		if (skipped > 0)
-			log_line("%d claimed message(s) left for after their lease (batch took too long; lower --batch or raise --lease)",
-					 skipped);
+		if (released > 0)
+			log_line("%d claimed message(s) handed back unstarted, their lease running short (the batch took too long; lower --batch or raise --lease)",
+					 released);
+		if (skipped > released)
+			log_line("%d claimed message(s) left for after their lease (the batch took too long; lower --batch or raise --lease)",
+					 skipped - released);
 		PQclear(res);
-		if (n < opt_batch)
+		if (broken != DB_OK)
+			return broken;
+		/* what was handed back is due now: claim it again */
+		if (n < opt_batch && released == 0)
 			break;
 	}
 	return DB_OK;
@@ -667,27 +1118,43 @@ run_once(void)
 		return 1;
 	st = drain(conn);
 	PQfinish(conn);
-	return st == DB_OK ? 0 : 1;
+	if (st == DB_BROKEN)
+		return EXIT_CONFIG;
+	if (unsettled > 0)
+		log_line("%d message outcome(s) could not be recorded: a message handed to sendmail without confirmation will be sent again after its lease",
+				 unsettled);
+	return st == DB_OK && unsettled == 0 ? 0 : 1;
 }
 
-/* listens and drains until stopped; returns DB_LOST to reconnect */
+/*
+ * Listens and drains until stopped or something goes wrong; returns why
+ * (DB_OK: stopped).  *listening says whether it got as far as listening
+ * with a first drain done, i.e. whether the connection was a good one.
+ */
 static db_status
-serve(PGconn *conn)
+serve(PGconn *conn, int *listening)
 {
 	PGresult   *res;
 	db_status	st;
 	double		next_poll;
 
+	*listening = 0;
 	res = PQexec(conn, "LISTEN " CHANNEL);
 	st = result_status(conn, res, PGRES_COMMAND_OK, "LISTEN");
 	PQclear(res);
 	if (st != DB_OK)
-		return DB_LOST;			/* start over on a new connection */
+		return st;				/* start over on a new connection */
 
 	/* what was queued while no sender was listening */
-	if (drain(conn) == DB_LOST)
-		return DB_LOST;
-	log_line("connected, listening on %s", CHANNEL);
+	st = drain(conn);
+	if (st == DB_LOST || st == DB_BROKEN)
+		return st;
+	*listening = 1;
+	if (setup_failures > 0)
+		log_line("connected, listening on %s; but %s, and retrying will not cure that (see above)",
+				 CHANNEL, setup_failure);
+	else
+		log_line("connected, listening on %s", CHANNEL);
 	next_poll = now_seconds() + opt_poll;
 
 	while (!stop_requested)
@@ -717,8 +1184,9 @@ serve(PGconn *conn)
 			continue;
 		if (opt_verbose)
 			log_line("draining (%s)", notes > 0 ? "notification" : "poll");
-		if (drain(conn) == DB_LOST)
-			return DB_LOST;
+		st = drain(conn);
+		if (st == DB_LOST || st == DB_BROKEN)
+			return st;
 		next_poll = now_seconds() + opt_poll;
 	}
 	if (stop_requested)
@@ -731,6 +1199,13 @@ serve(PGconn *conn)
 	return DB_LOST;
 }
 
+/*
+ * Connects, serves, and reconnects after whatever went wrong, waiting 1,
+ * 2, 4 ... up to MAX_BACKOFF seconds between attempts until a connection
+ * gets as far as listening.  A LISTEN refused (a standby: "cannot execute
+ * LISTEN during recovery") or a failing first drain waits just as a failed
+ * connection does, instead of trying again every second for ever.
+ */
 static int
 run_daemon(void)
 {
@@ -740,6 +1215,7 @@ run_daemon(void)
 	{
 		PGconn	   *conn = connect_db();
 		db_status	st;
+		int			listening;
 
 		if (conn == NULL)
 		{
@@ -748,16 +1224,24 @@ run_daemon(void)
 			backoff = backoff * 2 > MAX_BACKOFF ? MAX_BACKOFF : backoff * 2;
 			continue;
 		}
-		backoff = 1;
-		st = serve(conn);
+		st = serve(conn, &listening);
 		PQfinish(conn);
-		if (st == DB_LOST && !stop_requested)
+		if (stop_requested)
+			break;
+		if (st == DB_BROKEN && setup_failures >= SETUP_FAILURES_MAX)
 		{
-			/* the server may be restarting: give it a moment */
-			wait_for(-1, 1);
+			log_line("giving up: %s (%d times in a row); retrying will not cure it",
+					 setup_failure, setup_failures);
+			return EXIT_CONFIG;
 		}
+		/* a good connection that broke: the server may be restarting */
+		if (listening)
+			backoff = 1;
+		log_line("reconnecting in %d s", backoff);
+		wait_for(-1, backoff);
+		backoff = backoff * 2 > MAX_BACKOFF ? MAX_BACKOFF : backoff * 2;
 	}
-	log_line("stopped");
+	log_line("stopped (%s)", signal_name(stop_signal));
 	return 0;
 }
 
@@ -772,6 +1256,9 @@ usage(FILE *out)
 			"\n"
 			"CONNINFO is a libpq connection string or URI (\"host=db dbname=app user=sender\",\n"
 			"\"postgresql://sender@db/app\"); without it the PG* environment variables apply.\n"
+			"Unless it (or the environment) sets them, the sender adds connect_timeout=10,\n"
+			"keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3\n"
+			"and tcp_user_timeout=60000.\n"
 			"\n"
 			"Options:\n"
 			"  -s, --sendmail=CMD  command the message is piped to, run with /bin/sh -c\n"
@@ -779,7 +1266,7 @@ usage(FILE *out)
 			"                      recipients from the headers and exit 0 once it accepted\n"
 			"  -f, --from=ADDR     From address, \"addr@host\" or \"Name <addr@host>\"\n"
 			"                      (default: invitetomedia@localhost)\n"
-			"  -d, --domain=NAME   domain of Message-IDs <itm-ID@NAME> (default: host name)\n"
+			"  -d, --domain=NAME   domain of Message-IDs <itm-KEY@NAME> (default: host name)\n"
 			"  -b, --batch=N       messages claimed at a time, 1..1000 (default: 10)\n"
 			"  -l, --lease=SECONDS how long a claim lasts before another sender may take\n"
 			"                      the message again, 1..86400 (default: 300)\n"
@@ -787,15 +1274,20 @@ usage(FILE *out)
 			"                      notifications (default: 30)\n"
 			"  -t, --timeout=SECONDS  kill a sendmail command running longer (default: 60)\n"
 			"  -1, --once          deliver what is due now and exit\n"
-			"  -v, --verbose       log claims and wake-ups too\n"
+			"  -v, --verbose       log claims, wake-ups and connection timeouts too\n"
 			"  -V, --version       print the version and exit\n"
 			"  -h, --help          print this help and exit\n"
 			"\n"
 			"One line per message goes to standard error: message id, masked recipient,\n"
-			"outcome.  Bodies and links are never logged.  SIGTERM or SIGINT: finish the\n"
-			"message in hand, then exit 0.  Delivery is at least once; copies of a message\n"
-			"share its Message-ID.\n",
-			progname, progname);
+			"outcome.  Bodies and links are never logged.  SIGTERM, SIGINT or SIGHUP:\n"
+			"finish the message in hand, hand the other claimed ones back, exit 0.\n"
+			"Delivery is at least once; copies of a message share its Message-ID.\n"
+			"\n"
+			"Exit status: 0 stopped by a signal, or --once and everything confirmed;\n"
+			"1 --once and the database unreachable or an outcome not recorded;\n"
+			"64 a bad command line; 78 the database lacks the extension or the role a\n"
+			"privilege (the daemon gives up after %d such identical failures in a row).\n",
+			progname, progname, SETUP_FAILURES_MAX);
 }
 
 static int
@@ -810,7 +1302,7 @@ parse_int(const char *arg, const char *name, int min, int max)
 	{
 		fprintf(stderr, "%s: %s must be an integer between %d and %d, not \"%s\"\n",
 				progname, name, min, max, arg);
-		exit(2);
+		exit(EXIT_USAGE);
 	}
 	return (int) v;
 }
@@ -835,6 +1327,9 @@ main(int argc, char **argv)
 	int			c;
 	int			rc;
 	char		err[512];
+
+	/* before anything opens a file */
+	ensure_standard_fds();
 
 	while ((c = getopt_long(argc, argv, "s:f:d:b:l:p:t:1vVh", long_options, NULL)) != -1)
 	{
@@ -876,7 +1371,7 @@ main(int argc, char **argv)
 				return 0;
 			default:
 				fprintf(stderr, "Try \"%s --help\" for more information.\n", progname);
-				return 2;
+				return EXIT_USAGE;
 		}
 	}
 	if (optind < argc)
@@ -885,20 +1380,23 @@ main(int argc, char **argv)
 	{
 		fprintf(stderr, "%s: too many arguments (first extra: \"%s\")\n", progname, argv[optind]);
 		fprintf(stderr, "Try \"%s --help\" for more information.\n", progname);
-		return 2;
+		return EXIT_USAGE;
 	}
 	if (opt_sendmail[0] == '\0')
 	{
 		fprintf(stderr, "%s: --sendmail must not be empty\n", progname);
-		return 2;
+		return EXIT_USAGE;
 	}
 
 	setvbuf(stderr, NULL, _IOLBF, 0);
 	itm_message_init();
-	if (itm_identity_init(&identity, opt_from, opt_domain, err, sizeof(err)) != 0)
+	if (itm_identity_init(&identity, opt_from, opt_domain, err, sizeof(err)) != 0 ||
+		prepare_connection(err, sizeof(err)) != 0)
 	{
 		fprintf(stderr, "%s: %s\n", progname, err);
-		return 2;
+		itm_identity_free(&identity);
+		itm_message_shutdown();
+		return EXIT_USAGE;
 	}
 	if (opt_timeout >= opt_lease)
 		log_line("warning: --timeout (%d s) is not below --lease (%d s): a slow sendmail may deliver a message another sender claimed again",

@@ -177,14 +177,70 @@ body_text(const char *s)
 	return out;
 }
 
+/*
+ * The display name of a --from value: what precedes the '<', without
+ * surrounding spaces, unquoted if the whole of it is one quoted string.
+ * Returns NULL (name is malformed: an unbalanced quote, or a quote or
+ * backslash outside a quoted string) or a g_malloc'd copy, "" for none.
+ */
+static char *
+from_display_name(const char *start, const char *end)
+{
+	GString    *name;
+
+	while (start < end && *start == ' ')
+		start++;
+	while (end > start && end[-1] == ' ')
+		end--;
+	if (start == end)
+		return g_strdup("");
+	name = g_string_new(NULL);
+	if (*start == '"')
+	{
+		const char *p;
+
+		/* a quoted-string: \x stands for x, and it must end at the end */
+		for (p = start + 1; p < end && *p != '"'; p++)
+		{
+			if (*p == '\\' && p + 1 < end)
+				p++;
+			g_string_append_c(name, *p);
+		}
+		if (p != end - 1)
+		{
+			g_string_free(name, TRUE);
+			return NULL;
+		}
+	}
+	else
+	{
+		/*
+		 * Unquoted: taken as the text it is (GMime quotes it on output),
+		 * but a stray quote or backslash means the value was meant to be
+		 * quoted and is not well formed.
+		 */
+		for (const char *p = start; p < end; p++)
+		{
+			if (*p == '"' || *p == '\\')
+			{
+				g_string_free(name, TRUE);
+				return NULL;
+			}
+		}
+		g_string_append_len(name, start, end - start);
+	}
+	return g_string_free(name, FALSE);
+}
+
 int
 itm_identity_init(itm_identity *id, const char *from, const char *domain,
 				  char *err, size_t errlen)
 {
-	InternetAddressList *list;
-	InternetAddress *ia;
-	const char *addr;
-	const char *name;
+	const char *lt;
+	const char *gt;
+	const char *end;
+	char	   *addr;
+	char	   *name = NULL;
 
 	memset(id, 0, sizeof(*id));
 	if (from == NULL || !g_utf8_validate(from, -1, NULL))
@@ -200,27 +256,48 @@ itm_identity_init(itm_identity *id, const char *from, const char *domain,
 			return -1;
 		}
 	}
-	list = internet_address_list_parse(NULL, from);
-	if (list == NULL || internet_address_list_length(list) != 1 ||
-		!INTERNET_ADDRESS_IS_MAILBOX(ia = internet_address_list_get_address(list, 0)))
+
+	/*
+	 * Parsed here, strictly, rather than by an RFC 5322 address-list
+	 * parser: such a parser recovers from what it does not understand
+	 * ("a@b@c.com" became "a@b", "Media <a@b.com" was taken), and a From
+	 * address that is not the one the operator meant is refused by relays
+	 * or lands the mail in spam.  Two forms: "addr@host", or a display
+	 * name (optional, may be quoted) and exactly one "<addr@host>" at the
+	 * end.
+	 */
+	while (*from == ' ')
+		from++;
+	end = from + strlen(from);
+	while (end > from && end[-1] == ' ')
+		end--;
+	lt = strchr(from, '<');
+	gt = strchr(from, '>');
+	if (lt == NULL && gt == NULL)
+		addr = g_strndup(from, end - from);
+	else if (lt != NULL && gt == end - 1 && strchr(lt + 1, '<') == NULL &&
+			 gt > lt && (name = from_display_name(from, lt)) != NULL)
+		addr = g_strndup(lt + 1, gt - lt - 1);
+	else
 	{
-		if (list)
-			g_object_unref(list);
-		snprintf(err, errlen, "--from must be one address, e.g. 'Media <invites@example.com>'");
+		snprintf(err, errlen,
+				 "--from must be \"addr@example.com\" or \"Name <addr@example.com>\" (one address, the name optional), not \"%.200s\"",
+				 from);
 		return -1;
 	}
-	addr = internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(ia));
 	if (!itm_address_is_safe(addr))
 	{
-		g_object_unref(list);
-		snprintf(err, errlen, "--from address is not a plain ASCII address: %.200s", from);
+		snprintf(err, errlen,
+				 "--from address \"%.200s\" is not a plain ASCII addr@host (one @, a dot-atom before it, a domain name after it)",
+				 addr);
+		g_free(addr);
+		g_free(name);
 		return -1;
 	}
-	id->from_addr = g_strdup(addr);
-	name = internet_address_get_name(ia);
+	id->from_addr = addr;
 	if (name != NULL && *name != '\0')
 		id->from_name = header_text(name);
-	g_object_unref(list);
+	g_free(name);
 
 	if (domain != NULL)
 	{
@@ -267,8 +344,84 @@ add_mailbox(InternetAddressList *list, const char *name, const char *addr)
 	g_object_unref(ia);
 }
 
+/* a Message-ID's left part after "itm-": letters, digits, hyphens */
+static int
+message_ref_is_safe(const char *ref)
+{
+	size_t		len = ref ? strlen(ref) : 0;
+
+	if (len == 0 || len > 64)
+		return 0;
+	for (const char *p = ref; *p; p++)
+	{
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			  (*p >= '0' && *p <= '9') || *p == '-'))
+			return 0;
+	}
+	return 1;
+}
+
+/* p is at a body line that is just "." (body: where the body starts) */
+static int
+is_lone_dot(const unsigned char *data, size_t len, const unsigned char *body,
+			const unsigned char *p)
+{
+	return body != NULL && p >= body && *p == '.' && p[-1] == '\n' &&
+		(p + 1 == data + len || p[1] == '\n');
+}
+
+/*
+ * Copies a formatted message into a malloc'd buffer, writing every body
+ * line that is a lone "." as "=2E", its quoted-printable form.
+ *
+ * A sendmail run without -i (or -oi) takes a lone "." line for the end of
+ * the message and drops the rest, and GMime's quoted-printable encoder
+ * leaves a "." as it is, even one that its own soft line breaks put on a
+ * line of its own.  "=2E" decodes to the same ".", so the message reads the
+ * same whatever the mailer's options.  (Dot-stuffing, "..", would be read
+ * back as two dots by a mailer run with -i.)  The body is all
+ * quoted-printable, so every line after the header is one: headers cannot
+ * hold a lone "." (a folded line starts with white space).
+ */
+static char *
+copy_escaping_dots(const unsigned char *data, size_t len, size_t *outlen)
+{
+	const unsigned char *body = NULL;
+	size_t		dots = 0;
+	char	   *out;
+	char	   *o;
+
+	for (size_t i = 0; i + 1 < len; i++)
+	{
+		if (data[i] == '\n' && data[i + 1] == '\n')
+		{
+			body = data + i + 2;
+			break;
+		}
+	}
+	for (const unsigned char *p = data; p < data + len; p++)
+		dots += is_lone_dot(data, len, body, p);
+	out = malloc(len + 2 * dots + 1);
+	if (out == NULL)
+		return NULL;
+	o = out;
+	for (const unsigned char *p = data; p < data + len; p++)
+	{
+		if (is_lone_dot(data, len, body, p))
+		{
+			memcpy(o, "=2E", 3);
+			o += 3;
+		}
+		else
+			*o++ = (char) *p;
+	}
+	*o = '\0';
+	*outlen = (size_t) (o - out);
+	return out;
+}
+
 int
-itm_build_message(const itm_identity *id, long long message_id,
+itm_build_message(const itm_identity *id, const char *message_ref,
 				  const char *to_email, const char *to_name,
 				  const char *subject, const char *body,
 				  char **out, size_t *outlen, char *err, size_t errlen)
@@ -298,6 +451,11 @@ itm_build_message(const itm_identity *id, long long message_id,
 		snprintf(err, errlen, "message has no body");
 		return -1;
 	}
+	if (!message_ref_is_safe(message_ref))
+	{
+		snprintf(err, errlen, "invalid message key (not letters, digits and hyphens)");
+		return -1;
+	}
 	if ((to_name && !g_utf8_validate(to_name, -1, NULL)) ||
 		(subject && !g_utf8_validate(subject, -1, NULL)) ||
 		!g_utf8_validate(body, -1, NULL))
@@ -309,7 +467,7 @@ itm_build_message(const itm_identity *id, long long message_id,
 	name = header_text(to_name ? to_name : "");
 	subj = header_text(subject ? subject : "");
 	text = body_text(body);
-	msgid = g_strdup_printf("itm-%lld@%s", message_id, id->domain);
+	msgid = g_strdup_printf("itm-%s@%s", message_ref, id->domain);
 	now = g_date_time_new_now_local();
 
 	/* pretty headers: From, To, Subject, Date, Message-Id, MIME-Version */
@@ -350,14 +508,8 @@ itm_build_message(const itm_identity *id, long long message_id,
 	else
 	{
 		bytes = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(stream));
-		*out = malloc(bytes->len + 1);
-		if (*out != NULL)
-		{
-			memcpy(*out, bytes->data, bytes->len);
-			(*out)[bytes->len] = '\0';
-			*outlen = bytes->len;
-		}
-		else
+		*out = copy_escaping_dots(bytes->data, bytes->len, outlen);
+		if (*out == NULL)
 			snprintf(err, errlen, "out of memory");
 		/* the body held a live link: do not leave copies lying around */
 		memset(bytes->data, 0, bytes->len);
@@ -372,5 +524,6 @@ itm_build_message(const itm_identity *id, long long message_id,
 	g_free(text);
 	g_free(subj);
 	g_free(name);
-	return (*out == NULL) ? -1 : 0;
+	/* the message was fine: building it failed for want of memory */
+	return (*out == NULL) ? -2 : 0;
 }

@@ -25,7 +25,7 @@ const char *itm_gmime_version(void);
 
 /*
  * Parses and validates a --from value ("addr@example.com" or
- * "Name <addr@example.com>") and a --domain value (NULL: this host's name)
+ * "Name <addr@example.com>", the name optionally quoted; nothing else) and a --domain value (NULL: this host's name)
  * into *id.  Returns 0, or -1 with a message in err.
  */
 int			itm_identity_init(itm_identity *id, const char *from,
@@ -46,12 +46,17 @@ int			itm_address_is_safe(const char *addr);
 void		itm_mask_address(const char *addr, char *buf, size_t buflen);
 
 /*
- * Builds the complete message for one outbox row.  On success returns 0
- * and a malloc'd buffer (*out, *outlen) holding the message with LF line
- * ends, as a sendmail command reads it.  On failure returns -1 with the
- * reason in err (the reason never contains the body).
+ * Builds the complete message for one outbox row.  message_ref goes into
+ * its Message-ID, <itm-MESSAGE_REF@DOMAIN>: the message's key (a UUID),
+ * or its id against a database without keys (extension 1.0).  On success
+ * returns 0 and a malloc'd buffer (*out, *outlen) holding the message with
+ * LF line ends, as a sendmail command reads it.  On failure returns -1 if
+ * the row cannot make a message (an invalid recipient address, no body,
+ * text that is not UTF-8: retrying will not change that) or -2 if
+ * building failed for another reason (out of memory), with the reason in
+ * err (the reason never contains the body).
  */
-int			itm_build_message(const itm_identity *id, long long message_id,
+int			itm_build_message(const itm_identity *id, const char *message_ref,
 							  const char *to_email, const char *to_name,
 							  const char *subject, const char *body,
 							  char **out, size_t *outlen,

@@ -13,12 +13,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #define OUTPUT_KEEP 400			/* bytes of the command's output kept */
+
+/* sysexits.h: the range of its codes, and the one that means "try later" */
+#define EX__BASE 64
+#define EX_TEMPFAIL 75
+#define EX__MAX 78
 
 static double
 now_seconds(void)
@@ -59,6 +65,7 @@ child_exec(const char *command, int in_fd, int out_fd)
 	signal(SIGPIPE, SIG_DFL);
 	signal(SIGINT, SIG_DFL);
 	signal(SIGTERM, SIG_DFL);
+	signal(SIGHUP, SIG_DFL);
 	if (dup2(in_fd, STDIN_FILENO) < 0 || dup2(out_fd, STDOUT_FILENO) < 0 ||
 		dup2(out_fd, STDERR_FILENO) < 0)
 		_exit(126);
@@ -68,7 +75,22 @@ child_exec(const char *command, int in_fd, int out_fd)
 	_exit(127);
 }
 
-int
+/* what an exit status other than 0 means for the message */
+static itm_send_result
+classify_status(int code)
+{
+	/*
+	 * sysexits.h codes describe the failure.  EX_TEMPFAIL says "try again
+	 * later"; the others (EX_NOUSER, EX_DATAERR, EX_UNAVAILABLE, ...) say
+	 * that trying again will fail again.  Any other status (1, a shell's
+	 * 126 or 127) says nothing either way: retried, as up to 1.0.1.
+	 */
+	if (code >= EX__BASE && code <= EX__MAX && code != EX_TEMPFAIL)
+		return ITM_SEND_PERMFAIL;
+	return ITM_SEND_TEMPFAIL;
+}
+
+itm_send_result
 itm_run_sendmail(const char *command, const char *data, size_t len,
 				 int timeout_secs, char *err, size_t errlen)
 {
@@ -77,6 +99,8 @@ itm_run_sendmail(const char *command, const char *data, size_t len,
 	pid_t		pid;
 	size_t		written = 0;
 	int			write_errno = 0;
+	int			wait_errno = 0;
+	int			unread = 0;
 	int			in_open = 1;
 	int			out_open = 1;
 	int			exited = 0;
@@ -89,14 +113,14 @@ itm_run_sendmail(const char *command, const char *data, size_t len,
 	if (pipe2(in_pipe, O_CLOEXEC) != 0)
 	{
 		snprintf(err, errlen, "could not create a pipe: %s", strerror(errno));
-		return -1;
+		return ITM_SEND_TEMPFAIL;
 	}
 	if (pipe2(out_pipe, O_CLOEXEC) != 0)
 	{
 		snprintf(err, errlen, "could not create a pipe: %s", strerror(errno));
 		close(in_pipe[0]);
 		close(in_pipe[1]);
-		return -1;
+		return ITM_SEND_TEMPFAIL;
 	}
 	pid = fork();
 	if (pid < 0)
@@ -106,13 +130,20 @@ itm_run_sendmail(const char *command, const char *data, size_t len,
 		close(in_pipe[1]);
 		close(out_pipe[0]);
 		close(out_pipe[1]);
-		return -1;
+		return ITM_SEND_TEMPFAIL;
 	}
 	if (pid == 0)
 		child_exec(command, in_pipe[0], out_pipe[1]);
 
 	setpgid(pid, pid);			/* also here: no race with the child */
-	close(in_pipe[0]);
+
+	/*
+	 * The read end of the command's input stays open here too, to see
+	 * afterwards whether the command left part of the message unread: a
+	 * small message fits in the pipe at once, so a command that read only
+	 * its first line and exited 0 would otherwise look like one that took
+	 * it all.
+	 */
 	close(out_pipe[1]);
 	fcntl(in_pipe[1], F_SETFL, fcntl(in_pipe[1], F_GETFL) | O_NONBLOCK);
 	fcntl(out_pipe[0], F_SETFL, fcntl(out_pipe[0], F_GETFL) | O_NONBLOCK);
@@ -142,6 +173,17 @@ itm_run_sendmail(const char *command, const char *data, size_t len,
 
 			if (r == pid)
 				exited = 1;
+			else if (r < 0 && errno != EINTR)
+			{
+				/*
+				 * ECHILD: someone else reaped the command (SIGCHLD was
+				 * ignored, which main() undoes, or another waitpid).  Its
+				 * fate is unknown; waiting on would only end in a
+				 * "timeout" and a kill of whatever has the pid now.
+				 */
+				wait_errno = errno;
+				break;
+			}
 		}
 		if (left <= 0)
 			break;
@@ -223,8 +265,19 @@ itm_run_sendmail(const char *command, const char *data, size_t len,
 		close(in_pipe[1]);
 	if (out_open)
 		close(out_pipe[0]);
+	/* what the command left in its input; our end is the only one left */
+	if (exited && ioctl(in_pipe[0], FIONREAD, &unread) != 0)
+		unread = 0;
+	close(in_pipe[0]);
 	first_line(output, output_len, line, sizeof(line));
 
+	if (wait_errno != 0)
+	{
+		snprintf(err, errlen,
+				 "lost track of the sendmail command (waitpid: %s): whether it took the message is unknown",
+				 strerror(wait_errno));
+		return ITM_SEND_TEMPFAIL;
+	}
 	if (!exited)
 	{
 		/* the deadline passed: kill the whole group */
@@ -234,26 +287,40 @@ itm_run_sendmail(const char *command, const char *data, size_t len,
 			;
 		snprintf(err, errlen, "sendmail command timed out after %d s%s%s",
 				 timeout_secs, line[0] ? ": " : "", line);
-		return -1;
+		return ITM_SEND_TEMPFAIL;
 	}
 	if (WIFSIGNALED(status))
 	{
 		snprintf(err, errlen, "sendmail command killed by signal %d%s%s",
 				 WTERMSIG(status), line[0] ? ": " : "", line);
-		return -1;
+		return ITM_SEND_TEMPFAIL;
 	}
 	if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
 	{
 		snprintf(err, errlen, "sendmail command exited with status %d%s%s",
 				 WEXITSTATUS(status), line[0] ? ": " : "", line);
-		return -1;
+		return classify_status(WEXITSTATUS(status));
 	}
+
+	/*
+	 * Status 0 counts only for a command that read the whole message: one
+	 * that stopped early (a lone "." taken for the end, a wrapper that read
+	 * the headers only) did not send what we gave it.
+	 */
 	if (written != len)
 	{
 		snprintf(err, errlen,
-				 "sendmail command exited without reading the whole message (%s)",
-				 write_errno ? strerror(write_errno) : "input not consumed");
-		return -1;
+				 "sendmail command exited 0 without reading the whole message (%s; %zu of %zu bytes written)",
+				 write_errno ? strerror(write_errno) : "it stopped reading",
+				 written, len);
+		return ITM_SEND_TEMPFAIL;
 	}
-	return 0;
+	if (unread > 0)
+	{
+		snprintf(err, errlen,
+				 "sendmail command exited 0 without reading the whole message (%d of %zu bytes left unread)",
+				 unread, len);
+		return ITM_SEND_TEMPFAIL;
+	}
+	return ITM_SEND_OK;
 }

@@ -6,8 +6,10 @@
 # a MIME parser independent of the GMime that wrote them.
 #
 # Every sender in this file connects as a role holding only the documented
-# GRANTs (USAGE on the schema, EXECUTE on email_claim and on both forms of
-# email_sent and email_failed).  Claim numbers are tested in t/060_claims.pl.
+# GRANTs (USAGE on the schema, EXECUTE on email_claim, email_release and on
+# both forms of email_sent and email_failed).  Claim numbers are tested in
+# t/060_claims.pl, what an operator and a service manager see (errors,
+# signals, exit statuses, mailer failures) in t/080_sender_operator.pl.
 use strict;
 use warnings FATAL => 'all';
 
@@ -90,7 +92,8 @@ GRANT EXECUTE ON FUNCTION invitetomedia.email_claim(integer, interval),
                           invitetomedia.email_sent(bigint),
                           invitetomedia.email_failed(bigint, text),
                           invitetomedia.email_sent(bigint, integer),
-                          invitetomedia.email_failed(bigint, text, integer, boolean)
+                          invitetomedia.email_failed(bigint, text, integer, boolean),
+                          invitetomedia.email_release(bigint, integer)
    TO sender;
 CREATE ROLE app LOGIN;
 GRANT USAGE ON SCHEMA invitetomedia TO app;
@@ -98,7 +101,8 @@ EOSQL
 
 my $connstr = $node->connstr('postgres') . ' user=sender';
 
-# creates an invite with email; returns {invite_id, token, url, message_id}
+# creates an invite with email; returns {invite_id, token, url, message_id,
+# message_key}
 sub invite
 {
 	my ($email, $first, $last) = @_;
@@ -109,9 +113,11 @@ sub invite
 			                                    'viewer', send_email => true)",
 			lit($email), lit($first), lit($last)));
 	my ($invite_id, $token, $url) = split /\|/, $row;
-	my $message_id = sql(
-		"SELECT max(message_id) FROM invitetomedia.outbox WHERE invite_id = $invite_id");
+	my ($message_id, $message_key) = split /\|/, sql(
+		"SELECT message_id, message_key FROM invitetomedia.outbox
+		  WHERE invite_id = $invite_id ORDER BY message_id DESC LIMIT 1");
 	return {
+		message_key => $message_key,
 		invite_id => $invite_id,
 		token => $token,
 		url => $url,
@@ -270,10 +276,25 @@ sub outbox_all_sent
 	IPC::Run::run([ $sender, '--version' ], '>', \$out, '2>', \$err);
 	like($out, qr/^invitetomedia-sender \d/, '--version');
 	IPC::Run::run([ $sender, '--batch', '0' ], '>', \$out, '2>', \$err);
-	is($? >> 8, 2, 'a bad option value exits 2');
+	is($? >> 8, 64, 'a bad option value exits 64 (EX_USAGE)');
 	IPC::Run::run([ $sender, '--from', "x\@y.example\r\nBcc: z\@w.example", '--once' ],
 		'>', \$out, '2>', \$err);
-	is($? >> 8, 2, 'a --from with CR/LF is refused');
+	is($? >> 8, 64, 'a --from with CR/LF is refused');
+	# --from is one address, bare or in <...> after an optional name;
+	# nothing is guessed from what does not parse
+	for my $bad ('a@b@c.com', 'Media <a@b.com', 'Media a@b.com>', 'Media <a@b.com> x',
+		'A <a@b.com> <c@d.com>', 'a@b.com, c@d.com', '<a@b.com', '"Media <a@b.com>',
+		'Media "Inc" <a@b.com>', '<>', 'a@b.com (Media)', '')
+	{
+		IPC::Run::run([ $sender, '--from', $bad, '--once', 'dbname=nonexistent' ],
+			'>', \$out, '2>', \$err);
+		is($? >> 8, 64, "--from '$bad' is refused with 64 (EX_USAGE)");
+		like($err, qr/--from/, "--from '$bad': the message names --from");
+	}
+	like($err, qr/^invitetomedia-sender: --from (must be|address)/m, 'with a clear message');
+	IPC::Run::run([ $sender, '--once', "host=x 'port" ], '>', \$out, '2>', \$err);
+	is($? >> 8, 64, 'a connection string that does not parse exits 64');
+	like($err, qr/invalid connection string/, 'saying so');
 }
 
 ###########################################################################
@@ -313,8 +334,10 @@ my %by_email;
 		ok($m->{headers_ascii}, "$addr: header bytes are ASCII (RFC 2047)");
 		ok($m->{max_line} <= 998, "$addr: no line over 998 octets");
 		is($m->{mime_version}, '1.0', "$addr: MIME-Version");
-		is($m->{message_id}, "<itm-$i->{message_id}\@test.example>",
-			"$addr: Message-ID carries the outbox message_id");
+		like($i->{message_key}, qr/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/,
+			"$addr: the outbox gave the message a key");
+		is($m->{message_id}, "<itm-$i->{message_key}\@test.example>",
+			"$addr: Message-ID carries the outbox message_key");
 		ok($m->{date_ok}, "$addr: Date parses, with a time zone");
 		is_deeply($m->{from}, [ [ 'Media Invites', 'invites@test.example' ] ],
 			"$addr: From");
@@ -393,6 +416,10 @@ EOSQL
 		         WHERE to_email LIKE 'inj%' AND sent_at IS NULL
 		           AND last_error LIKE 'invalid recipient address%'"),
 			2, 'unsafe recipient addresses are refused with email_failed');
+		is(sql("SELECT string_agg(m.state || '/' || m.attempts, ',')
+		          FROM invitetomedia.email_messages m
+		         WHERE to_email LIKE 'inj%' AND last_error IS NOT NULL"),
+			'dead/1,dead/1', 'as permanent failures: dead after one attempt');
 	}
 	sql("DELETE FROM invitetomedia.outbox WHERE to_email LIKE 'inj%'");
 }
@@ -455,7 +482,7 @@ EOSQL
 
 	my %count;
 	$count{ $_->{message_id} }++ for @{ parse_mail(mail_files($dir)) };
-	my @missing = grep { !$count{"<itm-$_->{message_id}\@test.example>"} } @invites;
+	my @missing = grep { !$count{"<itm-$_->{message_key}\@test.example>"} } @invites;
 	is(scalar @missing, 0, 'every message was delivered');
 	my $extra = 0;
 	$extra += $_ - 1 for values %count;

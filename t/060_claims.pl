@@ -4,7 +4,9 @@
 # message after it.  From 1.0.1 on, email_claim returns claim_no, the claim's
 # identity, and email_sent(message_id, claim_no) and
 # email_failed(message_id, error, claim_no) change nothing for a claim that
-# is no longer current.
+# is no longer current.  The same release gives each message a key for its
+# Message-ID (message_key), email_release to hand back a claim not
+# attempted, and email_failed(..., permanent).
 #
 #  1. the SQL API with two "senders" on two connections and an expired lease
 #  2. the real sender against a 1.0.1 database (claim-aware confirmations)
@@ -153,6 +155,21 @@ sub mail_files
 	return scalar @files;
 }
 
+# the Message-IDs of the messages stored in dir, sorted
+sub message_ids
+{
+	my ($dir) = @_;
+	opendir(my $dh, $dir) or die "opendir $dir: $!";
+	my @files = grep { /\.eml$/ } readdir $dh;
+	closedir $dh;
+	my @ids;
+	for my $f (@files)
+	{
+		push @ids, $1 if slurp("$dir/$f") =~ /^Message-Id:\s*(\S+)/mi;
+	}
+	return sort @ids;
+}
+
 # messages fake-sendmail is reading or sleeping on
 sub in_flight
 {
@@ -242,11 +259,13 @@ GRANT EXECUTE ON FUNCTION invitetomedia.email_claim(integer, interval),
                           invitetomedia.email_sent(bigint),
                           invitetomedia.email_failed(bigint, text),
                           invitetomedia.email_sent(bigint, integer),
-                          invitetomedia.email_failed(bigint, text, integer, boolean)
+                          invitetomedia.email_failed(bigint, text, integer, boolean),
+                          invitetomedia.email_release(bigint, integer)
    TO sender;
 GRANT EXECUTE ON FUNCTION invitetomedia.email_claim(integer, interval),
                           invitetomedia.email_sent(bigint, integer),
-                          invitetomedia.email_failed(bigint, text, integer, boolean)
+                          invitetomedia.email_failed(bigint, text, integer, boolean),
+                          invitetomedia.email_release(bigint, integer)
    TO claimsender;
 EOSQL
 is(sql("SELECT extversion FROM pg_extension WHERE extname = 'invitetomedia'"),
@@ -381,6 +400,9 @@ is(sql("SELECT extversion FROM pg_extension WHERE extname = 'invitetomedia'"),
 	          FROM invitetomedia.outbox WHERE message_id = $id"),
 		'1|t|1',
 		'sent under claim 1 by a role that may call only the claim-aware forms');
+	my $key = sql("SELECT message_key FROM invitetomedia.outbox WHERE message_id = $id");
+	is_deeply([ message_ids($dir) ], ["<itm-$key\@test.example>"],
+		'1.0.1 database: the Message-ID carries the message key');
 }
 
 {
@@ -412,6 +434,8 @@ EOSQL
 	like($log, qr/^invitetomedia-sender: message $id to o\*\*\*\@example\.org: sent$/m,
 		'and confirms with the 1.0 forms');
 	is(state_of($id, $db), 'sent', 'the message is sent');
+	is_deeply([ message_ids($dir) ], ["<itm-$id\@test.example>"],
+		'1.0 database (no message keys): the Message-ID carries the message id');
 
 	# the update, under a running sender: the next claim result has claim_no
 	my $s = start_sender(dir => $dir, db => $db, args => [ '--poll' => 300 ]);
@@ -439,6 +463,9 @@ EOSQL
 		'it logged the switch to claim numbers once the database had them');
 	unlike($slog, qr/server:|failed/, 'no server message, nothing failed');
 	is(mail_files($dir), 2, 'two messages delivered from the old database');
+	my $next_key = sql_in($db, "SELECT message_key FROM invitetomedia.outbox WHERE message_id = $next");
+	is_deeply([ message_ids($dir) ], [ sort "<itm-$id\@test.example>", "<itm-$next_key\@test.example>" ],
+		'after the update, Message-IDs carry the message key');
 }
 
 ###########################################################################

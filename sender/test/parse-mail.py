@@ -38,6 +38,7 @@ def describe(path):
         "header_names": [k for k, _ in msg.items()],
         "headers_ascii": all(b < 128 for b in head),
         "max_line": max((len(l) for l in raw.split(b"\n")), default=0),
+        "lone_dot_lines": sum(1 for l in raw.split(b"\n") if l in (b".", b".\r")),
         "crlf": b"\r" in raw,
         "mime_version": msg["MIME-Version"],
         "message_id": msg["Message-ID"],
