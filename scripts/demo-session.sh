@@ -3,7 +3,8 @@
 # as postgres, with TMPDIR private to the run.
 set -euo pipefail
 
-q() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
+# no pager: on a terminal, psql would stop the walk at the first wide table
+q() { psql -X -q -v ON_ERROR_STOP=1 -P pager=off "$@"; }
 # bold step titles on a terminal only: escape codes in a log are noise
 if [ -t 1 ]; then
     step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }

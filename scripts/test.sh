@@ -17,9 +17,17 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
 
+work=""   # the scratch directory, once made
 passed=0
 failed=0
 finish() {
+    # a failed run keeps its logs and trees for a look (test runs remove
+    # them after an hour): the failures above name files in there
+    if [ "$failed" -ne 0 ] && [ -n "$work" ]; then
+        trap - EXIT
+        touch "$work/keep"
+        echo "(logs kept in $work for an hour)"
+    fi
     echo "$passed passed, $failed failed"
     [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ] && exit 0
     exit 1

@@ -29,11 +29,14 @@ fi
 
 # itm_scratch NAME: makes /tmp/NAME.XXXXXX for this run, owned by postgres,
 # and prints its path.  It records the pid of the script that owns it; the
-# directories of owners that died without cleaning up (kill -9) are removed.
+# directories of owners that died without cleaning up (kill -9) are removed,
+# those that an owner kept on purpose (a file "keep": logs of a failed run)
+# once they are an hour old.
 itm_scratch() {
     local d pid
     for d in /tmp/"$1".*; do
         [ -f "$d/owner.pid" ] || continue
+        [ -f "$d/keep" ] && [ -z "$(find "$d/keep" -mmin +60)" ] && continue
         pid=$(cat "$d/owner.pid" 2>/dev/null)
         [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null && rm -rf "$d"
     done
