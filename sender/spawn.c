@@ -83,7 +83,7 @@ classify_status(int code)
 	 * sysexits.h codes describe the failure.  EX_TEMPFAIL says "try again
 	 * later"; the others (EX_NOUSER, EX_DATAERR, EX_UNAVAILABLE, ...) say
 	 * that trying again will fail again.  Any other status (1, a shell's
-	 * 126 or 127) says nothing either way: retried, as up to 1.0.1.
+	 * 126 or 127) says nothing either way: retried, as before.
 	 */
 	if (code >= EX__BASE && code <= EX__MAX && code != EX_TEMPFAIL)
 		return ITM_SEND_PERMFAIL;
@@ -177,9 +177,10 @@ itm_run_sendmail(const char *command, const char *data, size_t len,
 			{
 				/*
 				 * ECHILD: someone else reaped the command (SIGCHLD was
-				 * ignored, which main() undoes, or another waitpid).  Its
+				 * ignored, which the sender undoes when it starts).  Its
 				 * fate is unknown; waiting on would only end in a
-				 * "timeout" and a kill of whatever has the pid now.
+				 * "timeout", a kill of whatever has the pid now, and the
+				 * message sent again.
 				 */
 				wait_errno = errno;
 				break;
@@ -265,7 +266,7 @@ itm_run_sendmail(const char *command, const char *data, size_t len,
 		close(in_pipe[1]);
 	if (out_open)
 		close(out_pipe[0]);
-	/* what the command left in its input; our end is the only one left */
+	/* what the command left in its input, seen through our read end */
 	if (exited && ioctl(in_pipe[0], FIONREAD, &unread) != 0)
 		unread = 0;
 	close(in_pipe[0]);
