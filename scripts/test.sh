@@ -172,12 +172,24 @@ p=0; f=0
 for i in 1 2; do
     wait "${demo_pids[$((i - 1))]}"
     r=$?
-    # a demo ends with "Done."; it stops at its first failed step
-    if [ $r -eq 0 ] && grep -q '^Done\. ' "$logs/demo$i.log"; then
+    # a demo ends with "Done."; it stops at its first failed step.  Read by
+    # a newcomer: no colour codes in a log, the delivered link whole on one
+    # line (decoded, not quoted-printable), and what the guest typed shown
+    why=""
+    if [ $r -ne 0 ] || ! grep -q '^Done\. ' "$logs/demo$i.log"; then
+        why="status $r"
+    elif grep -q $'\e' "$logs/demo$i.log"; then
+        why="colour codes in a log"
+    elif ! grep -qE '^   \| Open https://[^ ]+/itm_[A-Za-z0-9_-]{48}$' "$logs/demo$i.log"; then
+        why="no decoded link on one line"
+    elif ! grep -q "^   typed: '  zoe.guest@outside.EXAMPLE '" "$logs/demo$i.log"; then
+        why="the typed email is not shown"
+    fi
+    if [ -z "$why" ]; then
         echo "demo $i ... ok"
         p=$((p + 1))
     else
-        echo "demo $i ... FAILED (status $r); its log ends:"
+        echo "demo $i ... FAILED ($why); its log ends:"
         tail -n 40 "$logs/demo$i.log" | sed 's/^/   | /'
         f=$((f + 1))
     fi
