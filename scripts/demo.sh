@@ -8,6 +8,11 @@
 # has its own cluster, as postgres, in a scratch directory of its own
 # (scripts/throwaway.sh).
 set -euo pipefail
+# The braces around the rest, which ends in exit, make bash read the whole
+# script before it runs any of it: bash otherwise reads a script as it goes,
+# and the tree is shared, so an edit during a run would run a mix of old and
+# new lines.
+{
 
 if [ $# -ne 0 ]; then
     echo "usage: bash scripts/demo.sh" >&2
@@ -34,3 +39,5 @@ chown -R postgres: "$dir/top"
 
 # no exec: this shell stays the parent, so that killing it ends the cluster
 itm_virtualenv "$dir" env ITM_TOP="$dir/top" bash "$dir/top/scripts/demo-session.sh"
+exit
+}

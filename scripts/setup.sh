@@ -4,6 +4,11 @@
 #   bash scripts/setup.sh [make option...]
 # ITM_EXTRA_PACKAGES names more packages to install.
 set -euo pipefail
+# The braces around the rest, which ends in exit, make bash read the whole
+# script before it runs any of it: bash otherwise reads a script as it goes,
+# and the tree is shared, so an edit during a run would run a mix of old and
+# new lines.
+{
 
 if [ "$(id -u)" != 0 ]; then
     echo "run this as root (or with sudo)" >&2
@@ -41,3 +46,5 @@ flock 9
 make -C "$top" -s PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config "$@"
 make -C "$top" -s PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config \
     install_bin='/usr/bin/install -C' "$@" >/dev/null
+exit
+}

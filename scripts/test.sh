@@ -13,6 +13,11 @@
 # hands that stage's runner a bogus option, so that it fails before running
 # anything: how to check that such a failure is counted.
 set -uo pipefail
+# The braces around the rest, which ends in exit, make bash read the whole
+# script before it runs any of it: bash otherwise reads a script as it goes,
+# and the tree is shared, so an edit during a run would run a mix of old and
+# new lines.
+{
 
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
@@ -246,3 +251,4 @@ if [ "$long" = yes ]; then
 fi
 
 finish
+}
