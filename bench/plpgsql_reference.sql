@@ -33,7 +33,7 @@ BEGIN
         RETURN NEXT;
         RETURN;
     END IF;
-    v_email := lower(btrim(p_email));
+    v_email := lower(btrim(p_email) COLLATE "C");
 
     SELECT * INTO s FROM invitetomedia.settings;
     SELECT * INTO inv FROM invitetomedia.invites i
@@ -50,7 +50,7 @@ BEGIN
         status := 'revoked';
     ELSIF inv.expires_at <= now() THEN
         status := 'expired';
-    ELSIF lower(inv.email) <> v_email THEN
+    ELSIF lower(inv.email COLLATE "C") <> v_email THEN
         status := 'email_mismatch';
     ELSIF p_device_id IS NOT NULL AND EXISTS (
             SELECT 1 FROM invitetomedia.redemptions r
@@ -73,15 +73,15 @@ BEGIN
     END IF;
 
     IF status IN ('ok', 'rejoin') THEN
-        SELECT u.user_id INTO v_user FROM invitetomedia.users u WHERE lower(u.email) = v_email;
+        SELECT u.user_id INTO v_user FROM invitetomedia.users u WHERE lower(u.email COLLATE "C") = v_email;
         IF NOT FOUND AND status = 'ok' THEN
             INSERT INTO invitetomedia.users (user_id, email, first_name, last_name, role)
-            VALUES (lower(inv.email), inv.email, inv.first_name, inv.last_name, 'anonymous')
+            VALUES (lower(inv.email COLLATE "C"), inv.email, inv.first_name, inv.last_name, 'anonymous')
             ON CONFLICT DO NOTHING
             RETURNING users.user_id INTO v_user;
             IF v_user IS NULL THEN
                 SELECT u.user_id INTO STRICT v_user FROM invitetomedia.users u
-                 WHERE lower(u.email) = v_email;
+                 WHERE lower(u.email COLLATE "C") = v_email;
             END IF;
         END IF;
         invite_id := inv.invite_id;

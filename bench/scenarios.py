@@ -41,11 +41,11 @@ upd AS (
    WHERE i.token_hash = public.digest(t.token, 'sha256')
      AND i.revoked_at IS NULL
      AND i.expires_at > now()
-     AND lower(i.email) = lower(btrim(t.email))
+     AND lower(i.email COLLATE "C") = lower(btrim(t.email) COLLATE "C")
      AND (i.max_uses = -1 OR i.use_count < i.max_uses)
   RETURNING i.invite_id, i.media_id, i.role, i.email, i.first_name, i.last_name,
             i.max_uses, i.use_count, i.expires_at),
-who AS (SELECT u.user_id FROM invitetomedia.users u, upd WHERE lower(u.email) = lower(upd.email)),
+who AS (SELECT u.user_id FROM invitetomedia.users u, upd WHERE lower(u.email COLLATE "C") = lower(upd.email COLLATE "C")),
 rec AS (INSERT INTO invitetomedia.redemptions (invite_id, status, user_id)
         SELECT upd.invite_id, 'ok', (SELECT user_id FROM who) FROM upd RETURNING redemption_id)
 SELECT 'ok' AS status, upd.invite_id, upd.media_id, upd.role, (SELECT user_id FROM who) AS user_id,
