@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite on throwaway clusters, as root (or with sudo):
-#   bash scripts/test.sh            regression, isolation, TAP, the 1.0 suite
-#                                   against the new library, two demos at once
+#   bash scripts/test.sh            regression, isolation, TAP, the 1.0 and
+#                                   1.0.1 suites against the new library, two
+#                                   demos at once
 #   bash scripts/test.sh --long     also `make check-long` (soak, fuzzing, valgrind)
 # Ends with one line "N passed, M failed"; exits non-zero if anything failed
 # or nothing passed.  Every test file (pg_regress, isolation), TAP assertion,
@@ -206,23 +207,27 @@ itm_virtualenv "$tree" make -s installcheck REGRESS= TAP_TESTS= \
     EXTRA_REGRESS_OPTS="$(brk isolation)" >"$logs/isolation.log" 2>&1
 count_regress "$logs/isolation.log" $? "$tree/output_iso/regression.diffs"
 
-# The frozen 1.0 suite, on the extension created at version 1.0, against
-# the library just built: what a site that has not run ALTER EXTENSION
-# UPDATE yet runs.  test/compat/run.sh runs four runners, each counted.
-echo "== 1.0 suite against the new library"
-itm_virtualenv "$tree" bash test/compat/run.sh 1.0 "$work/compat" $(brk compat) \
-    >"$logs/compat.log" 2>&1
-rc=$?
-f0=$failed
-for l in "$work"/compat/*.log; do
-    [ -f "$l" ] || continue
-    echo "-- ${l##*/}"
-    count_regress "$l" "$(cat "${l%.log}.rc" 2>/dev/null || echo 1)" "${l%.log}/regression.diffs"
+# The frozen suite of each release (test/compat-VERSION/), on the extension
+# created at that version, against the library just built: what a site that
+# has not run ALTER EXTENSION UPDATE yet runs.  test/compat/run.sh runs four
+# runners, each counted; each release has a cluster and an output directory
+# of its own.
+for v in 1.0 1.0.1; do
+    echo "== $v suite against the new library"
+    itm_virtualenv "$tree" bash test/compat/run.sh $v "$work/compat-$v" $(brk compat) \
+        >"$logs/compat-$v.log" 2>&1
+    rc=$?
+    f0=$failed
+    for l in "$work/compat-$v"/*.log; do
+        [ -f "$l" ] || continue
+        echo "-- ${l##*/}"
+        count_regress "$l" "$(cat "${l%.log}.rc" 2>/dev/null || echo 1)" "${l%.log}/regression.diffs"
+    done
+    # the cluster did not start, or run.sh died: nothing above explains it
+    if [ $rc -ne 0 ] && [ "$failed" -eq "$f0" ]; then
+        tally "$logs/compat-$v.log" $rc 0 0
+    fi
 done
-# the cluster did not start, or run.sh died: nothing above explains it
-if [ $rc -ne 0 ] && [ "$failed" -eq "$f0" ]; then
-    tally "$logs/compat.log" $rc 0 0
-fi
 
 echo "== TAP tests"
 itm_as_postgres "$tree" make -s installcheck REGRESS= ISOLATION= \
