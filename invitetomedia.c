@@ -67,6 +67,7 @@
 #include "catalog/pg_type.h"
 #include "commands/async.h"
 #include "commands/trigger.h"
+#include "common/hashfn.h"
 #include "common/cryptohash.h"
 #include "common/sha2.h"
 #include "executor/spi.h"
@@ -77,7 +78,9 @@
 #include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/datetime.h"
+#include "utils/fmgrprotos.h"
 #include "utils/plancache.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
@@ -100,12 +103,14 @@
 PG_MODULE_MAGIC;
 
 #define NOTIFY_CHANNEL "invitetomedia_email"
+#define ACCEPTED_CHANNEL "invitetomedia_accepted"
 
 /* The schema an SQL function was declared by: see "Versions" above. */
 typedef enum ItmApi
 {
 	ITM_API_1_0 = 0,
 	ITM_API_1_0_1,
+	ITM_API_1_1,
 	ITM_API_COUNT
 } ItmApi;
 
@@ -123,7 +128,7 @@ typedef struct ItmPlan
 {
 	const char *sql;
 	int			nargs;
-	Oid			argtypes[9];
+	Oid			argtypes[10];
 	int			ncols;			/* result columns (0: none are read) */
 	const ItmCol *cols;
 	SPIPlanPtr	plan;
@@ -154,6 +159,7 @@ enum
 	CTX_INVITER_NAME,
 	CTX_MAY_INVITE,
 	CTX_DOMAIN_ALLOWED,
+	CTX_INVITES_PER_HOUR,
 	CTX_NCOLS
 };
 static const ItmCol create_context_cols[CTX_NCOLS] = {
@@ -172,30 +178,37 @@ static const ItmCol create_context_cols[CTX_NCOLS] = {
 	[CTX_INVITER_NAME] = {"inviter_name", TEXTOID, true, "users.first_name"},
 	[CTX_MAY_INVITE] = {"may_invite", BOOLOID, true, "may_invite()"},
 	[CTX_DOMAIN_ALLOWED] = {"domain_allowed", BOOLOID, true, "domain_allowed()"},
+	[CTX_INVITES_PER_HOUR] = {"invites_per_hour", INT4OID, false, "settings.invites_per_hour"},
 };
-static ItmPlan create_context_plan = {
-	"SELECT s.enabled::pg_catalog.bool AS enabled,"
-	"       s.link_duration::pg_catalog.int4 AS link_duration,"
-	"       s.link_reusability::pg_catalog.int4 AS link_reusability,"
-	"       s.link_base_url::pg_catalog.text AS link_base_url,"
-	"       s.invite_email_template::pg_catalog.text AS template_name,"
-	"       t.name IS NOT NULL AS template_found,"
-	"       t.subject::pg_catalog.text AS subject,"
-	"       t.body::pg_catalog.text AS body,"
-	"       m.media_id IS NOT NULL AS media_found,"
-	"       m.media_type::pg_catalog.text AS media_type,"
-	"       m.title::pg_catalog.text AS media_title,"
-	"       u.user_id IS NOT NULL AS inviter_found,"
-	"       pg_catalog.concat_ws(' ', u.first_name, u.last_name)::pg_catalog.text AS inviter_name,"
-	"       invitetomedia.may_invite($2, $1)::pg_catalog.bool AS may_invite,"
-	"       invitetomedia.domain_allowed($3)::pg_catalog.bool AS domain_allowed"
-	"  FROM invitetomedia.settings s"
-	"  LEFT JOIN invitetomedia.email_templates t"
-	"         ON t.name OPERATOR(pg_catalog.=) s.invite_email_template"
-	"  LEFT JOIN invitetomedia.media m ON m.media_id OPERATOR(pg_catalog.=) $1"
-	"  LEFT JOIN invitetomedia.users u ON u.user_id OPERATOR(pg_catalog.=) $2",
-	3, {TEXTOID, TEXTOID, TEXTOID},
-	CTX_NCOLS, create_context_cols, NULL
+#define CREATE_CONTEXT_SQL(PER_HOUR) \
+	"SELECT s.enabled::pg_catalog.bool AS enabled,"			\
+	"       s.link_duration::pg_catalog.int4 AS link_duration,"	\
+	"       s.link_reusability::pg_catalog.int4 AS link_reusability," \
+	"       s.link_base_url::pg_catalog.text AS link_base_url,"	\
+	"       s.invite_email_template::pg_catalog.text AS template_name," \
+	"       t.name IS NOT NULL AS template_found,"				\
+	"       t.subject::pg_catalog.text AS subject,"				\
+	"       t.body::pg_catalog.text AS body,"					\
+	"       m.media_id IS NOT NULL AS media_found,"				\
+	"       m.media_type::pg_catalog.text AS media_type,"		\
+	"       m.title::pg_catalog.text AS media_title,"			\
+	"       u.user_id IS NOT NULL AS inviter_found,"			\
+	"       pg_catalog.concat_ws(' ', u.first_name, u.last_name)::pg_catalog.text AS inviter_name," \
+	"       invitetomedia.may_invite($2, $1)::pg_catalog.bool AS may_invite," \
+	"       invitetomedia.domain_allowed($3)::pg_catalog.bool AS domain_allowed," \
+	"       " PER_HOUR " AS invites_per_hour"					\
+	"  FROM invitetomedia.settings s"							\
+	"  LEFT JOIN invitetomedia.email_templates t"				\
+	"         ON t.name OPERATOR(pg_catalog.=) s.invite_email_template" \
+	"  LEFT JOIN invitetomedia.media m ON m.media_id OPERATOR(pg_catalog.=) $1" \
+	"  LEFT JOIN invitetomedia.users u ON u.user_id OPERATOR(pg_catalog.=) $2"
+static ItmPlan create_context_plan[ITM_API_COUNT] = {
+	[ITM_API_1_0] = {CREATE_CONTEXT_SQL("0::pg_catalog.int4"), 3, {TEXTOID, TEXTOID, TEXTOID},
+	CTX_NCOLS, create_context_cols, NULL},
+	[ITM_API_1_0_1] = {CREATE_CONTEXT_SQL("0::pg_catalog.int4"), 3, {TEXTOID, TEXTOID, TEXTOID},
+	CTX_NCOLS, create_context_cols, NULL},
+	[ITM_API_1_1] = {CREATE_CONTEXT_SQL("s.invites_per_hour::pg_catalog.int4"), 3,
+	{TEXTOID, TEXTOID, TEXTOID}, CTX_NCOLS, create_context_cols, NULL},
 };
 
 enum
@@ -222,6 +235,62 @@ static ItmPlan create_insert_plan = {
 	"                      'YYYY-MM-DD HH24:MI \"UTC\"') AS expires_text",
 	9, {BYTEAOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, INT4OID},
 	INS_NCOLS, create_insert_cols, NULL
+};
+
+/*
+ * 1.1: a scheduled link ($10) opens at not_before and its duration counts
+ * from then; a not_before already past counts as now (stored as NULL).
+ */
+static ItmPlan create_insert_plan_1_1 = {
+	"INSERT INTO invitetomedia.invites"
+	"  (token_hash, media_id, role, email, first_name, last_name, invited_by,"
+	"   expires_at, max_uses, not_before)"
+	" VALUES ($1, $2, $3, $4, $5, $6, $7,"
+	"   GREATEST(pg_catalog.now(), $10) OPERATOR(pg_catalog.+)"
+	"     pg_catalog.make_interval(mins => $8), $9,"
+	"   CASE WHEN $10 OPERATOR(pg_catalog.>) pg_catalog.now() THEN $10 END)"
+	" RETURNING invite_id::pg_catalog.int8 AS invite_id,"
+	"   expires_at::pg_catalog.timestamptz AS expires_at,"
+	"   pg_catalog.to_char(expires_at::pg_catalog.timestamptz AT TIME ZONE 'UTC',"
+	"                      'YYYY-MM-DD HH24:MI \"UTC\"') AS expires_text",
+	10, {BYTEAOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, INT4OID,
+	TIMESTAMPTZOID},
+	INS_NCOLS, create_insert_cols, NULL
+};
+
+/*
+ * The rate limit (1.1).  Creations by one user queue on that user's row,
+ * and only then count the links of the last hour, in a statement of its
+ * own whose snapshot sees every creation that committed while this one
+ * waited: N sessions creating for one inviter get exactly the limit.
+ */
+static ItmPlan lock_actor_plan = {
+	"SELECT 1 FROM invitetomedia.users u"
+	" WHERE u.user_id OPERATOR(pg_catalog.=) $1"
+	"   FOR NO KEY UPDATE",
+	1, {TEXTOID}, 0, NULL, NULL
+};
+
+enum
+{
+	RATE_CREATED,
+	RATE_NCOLS
+};
+static const ItmCol rate_cols[RATE_NCOLS] = {
+	[RATE_CREATED] = {"created", INT8OID, false, "invites.created_at"},
+};
+static ItmPlan rate_count_plan = {
+	"SELECT ((SELECT pg_catalog.count(*) FROM invitetomedia.invites i"
+	"          WHERE i.invited_by OPERATOR(pg_catalog.=) $1"
+	"            AND i.created_at OPERATOR(pg_catalog.>)"
+	"                (pg_catalog.now() OPERATOR(pg_catalog.-) '1 hour'::pg_catalog.interval))"
+	"       OPERATOR(pg_catalog.+)"
+	"        (SELECT pg_catalog.count(*) FROM invitetomedia.guest_links g"
+	"          WHERE g.created_by OPERATOR(pg_catalog.=) $1"
+	"            AND g.created_at OPERATOR(pg_catalog.>)"
+	"                (pg_catalog.now() OPERATOR(pg_catalog.-) '1 hour'::pg_catalog.interval))"
+	"       )::pg_catalog.int8 AS created",
+	1, {TEXTOID}, RATE_NCOLS, rate_cols, NULL
 };
 
 enum
@@ -254,7 +323,7 @@ static ItmPlan create_outbox_plan = {
  * created by a second statement (create_user_plan): only a first use by a
  * new email pays for it.
  */
-#define CONSUME_SQL(USER_KEY) \
+#define CONSUME_SQL(USER_KEY, SET_1_1, WHERE_1_1) \
 	"WITH upd AS ("													\
 	"  UPDATE invitetomedia.invites i"								\
 	"     SET use_count = i.use_count OPERATOR(pg_catalog.+) 1,"	\
@@ -262,6 +331,7 @@ static ItmPlan create_outbox_plan = {
 	"                            AND i.use_count OPERATOR(pg_catalog.+) 1" \
 	"                                OPERATOR(pg_catalog.>=) i.max_uses" \
 	"                           THEN pg_catalog.now() END"			\
+	SET_1_1															\
 	"   WHERE i.token_hash OPERATOR(pg_catalog.=) $1"				\
 	"     AND i.revoked_at IS NULL"									\
 	"     AND i.expires_at OPERATOR(pg_catalog.>) pg_catalog.now()" \
@@ -269,6 +339,7 @@ static ItmPlan create_outbox_plan = {
 	"     AND (i.max_uses OPERATOR(pg_catalog.=) -1"				\
 	"          OR i.use_count OPERATOR(pg_catalog.<) i.max_uses)"	\
 	"     AND (SELECT s.enabled FROM invitetomedia.settings s)"		\
+	WHERE_1_1														\
 	"  RETURNING i.invite_id, i.media_id, i.role, i.email, i.first_name," \
 	"            i.last_name, i.max_uses, i.use_count, i.expires_at" \
 	"), rec AS ("													\
@@ -320,11 +391,26 @@ static const ItmCol consume_cols[USE_NCOLS] = {
 	[USE_REDEMPTION_ID] = {"redemption_id", INT8OID, false, "redemptions.redemption_id"},
 	[USE_EMAIL] = {"email", TEXTOID, false, "invites.email"},
 };
+/*
+ * 1.1: a scheduled link is not used before it opens, a locked one not at
+ * all; the lockout threshold is read once per statement (0 never locks).
+ */
+#define CONSUME_SET_1_1 \
+	"         , last_used_at = pg_catalog.now()"
+#define CONSUME_WHERE_1_1 \
+	"     AND (i.not_before IS NULL"									\
+	"          OR i.not_before OPERATOR(pg_catalog.<=) pg_catalog.now())" \
+	"     AND i.failed_attempts OPERATOR(pg_catalog.<)"				\
+	"         (SELECT CASE WHEN s.lockout_attempts OPERATOR(pg_catalog.>) 0" \
+	"                      THEN s.lockout_attempts ELSE 2147483647 END"	\
+	"            FROM invitetomedia.settings s)"
 static ItmPlan consume_plan[ITM_API_COUNT] = {
-	[ITM_API_1_0] = {CONSUME_SQL(USER_KEY_1_0), 3, {BYTEAOID, TEXTOID, TEXTOID},
+	[ITM_API_1_0] = {CONSUME_SQL(USER_KEY_1_0, "", ""), 3, {BYTEAOID, TEXTOID, TEXTOID},
 	USE_NCOLS, consume_cols, NULL},
-	[ITM_API_1_0_1] = {CONSUME_SQL(USER_KEY_1_0_1), 3, {BYTEAOID, TEXTOID, TEXTOID},
+	[ITM_API_1_0_1] = {CONSUME_SQL(USER_KEY_1_0_1, "", ""), 3, {BYTEAOID, TEXTOID, TEXTOID},
 	USE_NCOLS, consume_cols, NULL},
+	[ITM_API_1_1] = {CONSUME_SQL(USER_KEY_1_0_1, CONSUME_SET_1_1, CONSUME_WHERE_1_1), 3,
+	{BYTEAOID, TEXTOID, TEXTOID}, USE_NCOLS, consume_cols, NULL},
 };
 
 /*
@@ -356,6 +442,7 @@ static ItmPlan create_user_plan = {
 static ItmPlan find_user_plan[ITM_API_COUNT] = {
 	[ITM_API_1_0] = {FIND_USER_SQL(USER_KEY_1_0), 1, {TEXTOID}, NEWUSER_NCOLS, user_id_cols, NULL},
 	[ITM_API_1_0_1] = {FIND_USER_SQL(USER_KEY_1_0_1), 1, {TEXTOID}, NEWUSER_NCOLS, user_id_cols, NULL},
+	[ITM_API_1_1] = {FIND_USER_SQL(USER_KEY_1_0_1), 1, {TEXTOID}, NEWUSER_NCOLS, user_id_cols, NULL},
 };
 
 static ItmPlan set_redemption_user_plan = {
@@ -376,7 +463,7 @@ static ItmPlan lock_invite_plan = {
 };
 
 /* Why a consume took nothing (or whether this device rejoins). */
-#define DIAGNOSE_SQL(USER_KEY) \
+#define DIAGNOSE_SQL(USER_KEY, COLS_1_1) \
 	"SELECT i.invite_id::pg_catalog.int8 AS invite_id,"			\
 	"       i.media_id::pg_catalog.text AS media_id,"				\
 	"       i.role::pg_catalog.text AS role,"						\
@@ -395,7 +482,8 @@ static ItmPlan lock_invite_plan = {
 	"             AND r.device_id OPERATOR(pg_catalog.=) $3"		\
 	"             AND r.status OPERATOR(pg_catalog.=) ANY (ARRAY['ok', 'rejoin']))) AS device_seen," \
 	"       (SELECT us.user_id::pg_catalog.text FROM invitetomedia.users us" \
-	"         WHERE " USER_KEY " OPERATOR(pg_catalog.=) $2) AS user_id" \
+	"         WHERE " USER_KEY " OPERATOR(pg_catalog.=) $2) AS user_id," \
+	COLS_1_1														\
 	"  FROM invitetomedia.invites i CROSS JOIN invitetomedia.settings s" \
 	" WHERE i.token_hash OPERATOR(pg_catalog.=) $1"
 
@@ -415,6 +503,8 @@ enum
 	DX_EMAIL_MATCHES,
 	DX_DEVICE_SEEN,
 	DX_USER_ID,
+	DX_NOT_YET,
+	DX_LOCKED,
 	DX_NCOLS
 };
 static const ItmCol diagnose_cols[DX_NCOLS] = {
@@ -432,12 +522,50 @@ static const ItmCol diagnose_cols[DX_NCOLS] = {
 	[DX_EMAIL_MATCHES] = {"email_matches", BOOLOID, false, "invites.email"},
 	[DX_DEVICE_SEEN] = {"device_seen", BOOLOID, false, "redemptions.device_id"},
 	[DX_USER_ID] = {"user_id", TEXTOID, true, "users.user_id"},
+	[DX_NOT_YET] = {"not_yet", BOOLOID, false, "invites.not_before"},
+	[DX_LOCKED] = {"locked", BOOLOID, false, "invites.failed_attempts"},
 };
+#define DIAGNOSE_COLS_1_0 \
+	"       false AS not_yet, false AS locked"
+#define DIAGNOSE_COLS_1_1 \
+	"       (i.not_before OPERATOR(pg_catalog.>) pg_catalog.now()) IS TRUE AS not_yet," \
+	"       (s.lockout_attempts OPERATOR(pg_catalog.>) 0"				\
+	"        AND i.failed_attempts OPERATOR(pg_catalog.>=) s.lockout_attempts) IS TRUE AS locked"
 static ItmPlan consume_diagnose_plan[ITM_API_COUNT] = {
-	[ITM_API_1_0] = {DIAGNOSE_SQL(USER_KEY_1_0), 3, {BYTEAOID, TEXTOID, TEXTOID},
-	DX_NCOLS, diagnose_cols, NULL},
-	[ITM_API_1_0_1] = {DIAGNOSE_SQL(USER_KEY_1_0_1), 3, {BYTEAOID, TEXTOID, TEXTOID},
-	DX_NCOLS, diagnose_cols, NULL},
+	[ITM_API_1_0] = {DIAGNOSE_SQL(USER_KEY_1_0, DIAGNOSE_COLS_1_0), 3,
+	{BYTEAOID, TEXTOID, TEXTOID}, DX_NCOLS, diagnose_cols, NULL},
+	[ITM_API_1_0_1] = {DIAGNOSE_SQL(USER_KEY_1_0_1, DIAGNOSE_COLS_1_0), 3,
+	{BYTEAOID, TEXTOID, TEXTOID}, DX_NCOLS, diagnose_cols, NULL},
+	[ITM_API_1_1] = {DIAGNOSE_SQL(USER_KEY_1_0_1, DIAGNOSE_COLS_1_1), 3,
+	{BYTEAOID, TEXTOID, TEXTOID}, DX_NCOLS, diagnose_cols, NULL},
+};
+
+/* 1.1: a token replaced by invite_resend answers revoked. */
+enum
+{
+	RET_INVITE_ID,
+	RET_NCOLS
+};
+static const ItmCol retired_cols[RET_NCOLS] = {
+	[RET_INVITE_ID] = {"invite_id", INT8OID, false, "retired_tokens.invite_id"},
+};
+static ItmPlan retired_plan = {
+	"SELECT rt.invite_id::pg_catalog.int8 AS invite_id FROM invitetomedia.retired_tokens rt"
+	" WHERE rt.token_hash OPERATOR(pg_catalog.=) $1",
+	1, {BYTEAOID}, RET_NCOLS, retired_cols, NULL
+};
+
+/*
+ * 1.1: a wrong email counts towards the lockout.  Only while the token is
+ * the one that was typed: a resend in between reset the counter for the
+ * new token.
+ */
+static ItmPlan mismatch_plan = {
+	"UPDATE invitetomedia.invites i"
+	"   SET failed_attempts = i.failed_attempts OPERATOR(pg_catalog.+) 1"
+	" WHERE i.invite_id OPERATOR(pg_catalog.=) $1"
+	"   AND i.token_hash OPERATOR(pg_catalog.=) $2",
+	2, {INT8OID, BYTEAOID}, 0, NULL, NULL
 };
 
 /*
@@ -465,6 +593,9 @@ enum
 	CHK_MEDIA_TITLE,
 	CHK_ROLE,
 	CHK_EXPIRES_AT,
+	CHK_NOT_YET,
+	CHK_LOCKED,
+	CHK_OPENS_AT,
 	CHK_NCOLS
 };
 static const ItmCol check_cols[CHK_NCOLS] = {
@@ -477,22 +608,33 @@ static const ItmCol check_cols[CHK_NCOLS] = {
 	[CHK_MEDIA_TITLE] = {"media_title", TEXTOID, true, "media.title"},
 	[CHK_ROLE] = {"role", TEXTOID, true, "invites.role"},
 	[CHK_EXPIRES_AT] = {"expires_at", TIMESTAMPTZOID, true, "invites.expires_at"},
+	[CHK_NOT_YET] = {"not_yet", BOOLOID, false, "invites.not_before"},
+	[CHK_LOCKED] = {"locked", BOOLOID, false, "invites.failed_attempts"},
+	[CHK_OPENS_AT] = {"opens_at", TIMESTAMPTZOID, true, "invites.not_before"},
 };
-static ItmPlan check_plan = {
-	"SELECT s.enabled::pg_catalog.bool AS enabled,"
-	"       i.revoked_at IS NOT NULL AS revoked,"
-	"       i.expires_at OPERATOR(pg_catalog.<=) pg_catalog.now() AS expired,"
-	"       i.max_uses::pg_catalog.int4 AS max_uses,"
-	"       i.use_count::pg_catalog.int4 AS use_count,"
-	"       i.media_id::pg_catalog.text AS media_id,"
-	"       m.title::pg_catalog.text AS media_title,"
-	"       i.role::pg_catalog.text AS role,"
-	"       i.expires_at::pg_catalog.timestamptz AS expires_at"
-	"  FROM invitetomedia.invites i CROSS JOIN invitetomedia.settings s"
-	"  LEFT JOIN invitetomedia.media m ON m.media_id OPERATOR(pg_catalog.=) i.media_id"
-	" WHERE i.token_hash OPERATOR(pg_catalog.=) $1",
-	1, {BYTEAOID},
-	CHK_NCOLS, check_cols, NULL
+#define CHECK_SQL(COLS_1_1) \
+	"SELECT s.enabled::pg_catalog.bool AS enabled,"			\
+	"       i.revoked_at IS NOT NULL AS revoked,"				\
+	"       i.expires_at OPERATOR(pg_catalog.<=) pg_catalog.now() AS expired," \
+	"       i.max_uses::pg_catalog.int4 AS max_uses,"			\
+	"       i.use_count::pg_catalog.int4 AS use_count,"			\
+	"       i.media_id::pg_catalog.text AS media_id,"			\
+	"       m.title::pg_catalog.text AS media_title,"			\
+	"       i.role::pg_catalog.text AS role,"					\
+	"       i.expires_at::pg_catalog.timestamptz AS expires_at," \
+	COLS_1_1													\
+	"  FROM invitetomedia.invites i CROSS JOIN invitetomedia.settings s" \
+	"  LEFT JOIN invitetomedia.media m ON m.media_id OPERATOR(pg_catalog.=) i.media_id" \
+	" WHERE i.token_hash OPERATOR(pg_catalog.=) $1"
+#define CHECK_COLS_1_0 \
+	"       false AS not_yet, false AS locked, NULL::pg_catalog.timestamptz AS opens_at"
+#define CHECK_COLS_1_1 \
+	DIAGNOSE_COLS_1_1 ","										\
+	"       i.not_before::pg_catalog.timestamptz AS opens_at"
+static ItmPlan check_plan[ITM_API_COUNT] = {
+	[ITM_API_1_0] = {CHECK_SQL(CHECK_COLS_1_0), 1, {BYTEAOID}, CHK_NCOLS, check_cols, NULL},
+	[ITM_API_1_0_1] = {CHECK_SQL(CHECK_COLS_1_0), 1, {BYTEAOID}, CHK_NCOLS, check_cols, NULL},
+	[ITM_API_1_1] = {CHECK_SQL(CHECK_COLS_1_1), 1, {BYTEAOID}, CHK_NCOLS, check_cols, NULL},
 };
 
 /* Locks the invite: a revoke and a consume of the same link queue up. */
@@ -553,6 +695,15 @@ static ItmPlan revoke_plan = {
 
 static ItmPlan purge_plan = {
 	"DELETE FROM invitetomedia.invites"
+	" WHERE expires_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) $1)"
+	"    OR revoked_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) $1)"
+	"    OR used_up_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) $1)",
+	1, {INTERVALOID}, 0, NULL, NULL
+};
+
+/* 1.1: guest links finish the same three ways (an unlimited one never runs out) */
+static ItmPlan guest_purge_plan = {
+	"DELETE FROM invitetomedia.guest_links"
 	" WHERE expires_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) $1)"
 	"    OR revoked_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) $1)"
 	"    OR used_up_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) $1)",
@@ -965,6 +1116,9 @@ typedef struct CreateArgs
 	char	   *last_name;
 	char	   *role;
 	bool		send_email;
+	ItmApi		api;
+	bool		scheduled;		/* 1.1: not_before given */
+	Datum		not_before;
 } CreateArgs;
 
 /* What invite_create read: settings, template, media, inviter, policies. */
@@ -985,6 +1139,7 @@ typedef struct CreateContext
 	char	   *inviter_name;
 	bool		may_invite;
 	bool		domain_allowed;
+	int32		invites_per_hour;	/* 0: no limit */
 } CreateContext;
 
 /* The new link. */
@@ -1008,6 +1163,18 @@ ReadCreateArgs(FunctionCallInfo fcinfo, CreateArgs *a)
 	a->last_name = NameArg(fcinfo, 4, "last_name");
 	a->role = TextArg(fcinfo, 5, "role");
 	a->send_email = PG_GETARG_BOOL(6);
+	a->scheduled = a->api >= ITM_API_1_1 && PG_NARGS() > 7 && !PG_ARGISNULL(7);
+	if (a->scheduled)
+	{
+		TimestampTz nb = PG_GETARG_TIMESTAMPTZ(7);
+
+		if (TIMESTAMP_NOT_FINITE(nb))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("not_before must be a finite time"),
+					 errhint("Pass the time the link opens, or NULL for a link that opens now.")));
+		a->not_before = TimestampTzGetDatum(nb);
+	}
 	if (strcmp(a->role, "viewer") != 0 && strcmp(a->role, "moderator") != 0 &&
 		strcmp(a->role, "speaker") != 0)
 		ereport(ERROR,
@@ -1020,7 +1187,7 @@ ReadCreateArgs(FunctionCallInfo fcinfo, CreateArgs *a)
 static void
 ReadCreateContext(const CreateArgs *a, CreateContext *c)
 {
-	ItmPlan    *p = &create_context_plan;
+	ItmPlan    *p = &create_context_plan[a->api];
 	Datum		args[3];
 
 	args[0] = CStringGetTextDatum(a->media_id);
@@ -1051,7 +1218,40 @@ ReadCreateContext(const CreateArgs *a, CreateContext *c)
 	c->inviter_name = ColText(p, CTX_INVITER_NAME);
 	c->may_invite = ColBool(p, CTX_MAY_INVITE);
 	c->domain_allowed = ColBool(p, CTX_DOMAIN_ALLOWED);
+	c->invites_per_hour = ColInt4(p, CTX_INVITES_PER_HOUR);
 }
+
+/*
+ * settings.invites_per_hour (1.1): refuses with 53400 a creation beyond the
+ * limit by this actor in the last hour, invite and guest links together.
+ * Creations by one actor queue on the actor's row (see lock_actor_plan).
+ */
+static void
+CheckRateLimit(const char *actor_id, int32 per_hour)
+{
+	Datum		args[1];
+	int64		created;
+
+	if (per_hour <= 0)
+		return;
+	args[0] = CStringGetTextDatum(actor_id);
+	RunPlan(&lock_actor_plan, args, NULL, false, SPI_OK_SELECT);
+	RunPlan(&rate_count_plan, args, NULL, false, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		elog(ERROR, "invitetomedia: the rate count returned %llu rows",
+			 (unsigned long long) SPI_processed);
+	created = ColInt8(&rate_count_plan, RATE_CREATED);
+	if (created >= per_hour)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("user \"%s\" has reached the limit of %d new links per hour",
+						Clip(actor_id, 100), per_hour),
+				 errdetail("%lld invite and guest links were created by this user in the last hour; settings.invites_per_hour allows %d.",
+						   (long long) created, per_hour),
+				 errhint("Try again later, or ask an administrator to raise settings.invites_per_hour.")));
+}
+
+static void CheckTemplate(const CreateContext *c);
 
 /* The rules, in the documented order (README, invite_create). */
 static void
@@ -1100,8 +1300,14 @@ CheckCreateRules(const CreateArgs *a, const CreateContext *c)
 				 errhint("Invite the person's existing account, or ask an administrator to change restrict_new_user_domains.")));
 
 	/* the template, when the link goes out by email */
-	if (!a->send_email)
-		return;
+	if (a->send_email)
+		CheckTemplate(c);
+}
+
+/* The invite email can be rendered: a template is chosen, exists, is whole. */
+static void
+CheckTemplate(const CreateContext *c)
+{
 	if (c->template_name == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -1124,20 +1330,29 @@ CheckCreateRules(const CreateArgs *a, const CreateContext *c)
 				 errhint("Give the template a subject and a body with {URL}.")));
 }
 
-/* A token from the strong random source; only its hash is stored. */
+/* The link's secret: a token from the strong random source. */
 static void
-InsertInvite(const CreateArgs *a, const CreateContext *c, CreatedInvite *inv)
+NewToken(const char *prefix, char token[ITM_TOKEN_LEN + 1])
 {
-	ItmPlan    *p = &create_insert_plan;
 	unsigned char random[ITM_TOKEN_RANDOM_BYTES];
-	Datum		args[9];
 
 	if (!pg_strong_random(random, sizeof(random)))
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("could not generate a random token")));
-	itm_token_encode(random, inv->token);
+	itm_token_encode_prefix(random, prefix, token);
 	explicit_bzero(random, sizeof(random));
+}
+
+/* A token from the strong random source; only its hash is stored. */
+static void
+InsertInvite(const CreateArgs *a, const CreateContext *c, CreatedInvite *inv)
+{
+	ItmPlan    *p = a->api >= ITM_API_1_1 ? &create_insert_plan_1_1 : &create_insert_plan;
+	Datum		args[10];
+	char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', 'n'};
+
+	NewToken(ITM_TOKEN_PREFIX, inv->token);
 	inv->url = psprintf("%s%s", c->base_url, inv->token);
 
 	args[0] = PointerGetDatum(TokenHash(inv->token, ITM_TOKEN_LEN));
@@ -1149,7 +1364,13 @@ InsertInvite(const CreateArgs *a, const CreateContext *c, CreatedInvite *inv)
 	args[6] = CStringGetTextDatum(a->inviter_id);
 	args[7] = Int32GetDatum(c->link_duration);
 	args[8] = Int32GetDatum(c->link_reusability);
-	RunPlan(p, args, NULL, false, SPI_OK_INSERT_RETURNING);
+	args[9] = (Datum) 0;
+	if (a->scheduled)
+	{
+		args[9] = a->not_before;
+		nulls[9] = ' ';
+	}
+	RunPlan(p, args, nulls, false, SPI_OK_INSERT_RETURNING);
 	if (SPI_processed != 1)
 		elog(ERROR, "invitetomedia: the invite insert returned %llu rows",
 			 (unsigned long long) SPI_processed);
@@ -1191,9 +1412,8 @@ QueueInviteEmail(const CreateArgs *a, const CreateContext *c, const CreatedInvit
 	Async_Notify(NOTIFY_CHANNEL, psprintf(INT64_FORMAT, message_id));
 }
 
-PG_FUNCTION_INFO_V1(invite_create);
-Datum
-invite_create(PG_FUNCTION_ARGS)
+static Datum
+CreateImpl(FunctionCallInfo fcinfo, ItmApi api)
 {
 	static const char *const argnames[] = {
 		"media_id", "inviter_id", "email", "first_name", "last_name", "role", "send_email"
@@ -1214,9 +1434,12 @@ invite_create(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
+	memset(&a, 0, sizeof(a));
+	a.api = api;
 	ReadCreateArgs(fcinfo, &a);
 	ReadCreateContext(&a, &c);
 	CheckCreateRules(&a, &c);
+	CheckRateLimit(a.inviter_id, c.invites_per_hour);
 	InsertInvite(&a, &c, &inv);
 	if (a.send_email)
 		QueueInviteEmail(&a, &c, &inv);
@@ -1233,6 +1456,22 @@ invite_create(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
+/* 1.0 and 1.0.1 */
+PG_FUNCTION_INFO_V1(invite_create);
+Datum
+invite_create(PG_FUNCTION_ARGS)
+{
+	return CreateImpl(fcinfo, ITM_API_1_0_1);
+}
+
+/* 1.1: not_before, the rate limit */
+PG_FUNCTION_INFO_V1(invite_create_1_1);
+Datum
+invite_create_1_1(PG_FUNCTION_ARGS)
+{
+	return CreateImpl(fcinfo, ITM_API_1_1);
+}
+
 /*---- invite_consume --------------------------------------------------------*/
 
 typedef enum ConsumeStatus
@@ -1241,6 +1480,8 @@ typedef enum ConsumeStatus
 	CS_DISABLED,
 	CS_REVOKED,
 	CS_EXPIRED,
+	CS_NOT_YET,
+	CS_LOCKED,
 	CS_EMAIL_MISMATCH,
 	CS_REJOIN,
 	CS_EXHAUSTED,
@@ -1248,9 +1489,11 @@ typedef enum ConsumeStatus
 } ConsumeStatus;
 
 static const char *const consume_status_names[] = {
-	"not_found", "disabled", "revoked", "expired", "email_mismatch",
-	"rejoin", "exhausted", "ok"
+	"not_found", "disabled", "revoked", "expired", "not_yet", "locked",
+	"email_mismatch", "rejoin", "exhausted", "ok"
 };
+StaticAssertDecl(lengthof(consume_status_names) == CS_OK + 1,
+				 "one name per consume status");
 
 /* The result row's columns (invite_consume's RETURNS TABLE). */
 enum
@@ -1306,6 +1549,16 @@ DiagnoseConsume(ConsumeCall *call)
 	if (SPI_processed == 0)
 	{
 		call->status = CS_NOT_FOUND;
+		/* 1.1: a token replaced by invite_resend */
+		if (call->api >= ITM_API_1_1)
+		{
+			RunPlan(&retired_plan, call->args, NULL, false, SPI_OK_SELECT);
+			if (SPI_processed == 1)
+			{
+				call->status = CS_REVOKED;
+				call->invite_id = ColInt8(&retired_plan, RET_INVITE_ID);
+			}
+		}
 		return;
 	}
 	call->invite_id = ColInt8(p, DX_INVITE_ID);
@@ -1317,6 +1570,10 @@ DiagnoseConsume(ConsumeCall *call)
 		call->status = CS_REVOKED;
 	else if (ColBool(p, DX_EXPIRED))
 		call->status = CS_EXPIRED;
+	else if (ColBool(p, DX_NOT_YET))
+		call->status = CS_NOT_YET;
+	else if (ColBool(p, DX_LOCKED))
+		call->status = CS_LOCKED;
 	else if (!ColBool(p, DX_EMAIL_MATCHES))
 		call->status = CS_EMAIL_MISMATCH;
 	else if (ColBool(p, DX_DEVICE_SEEN))
@@ -1533,8 +1790,21 @@ ConsumeImpl(FunctionCallInfo fcinfo, ItmApi api)
 refused:
 	if (call.status != CS_NOT_FOUND)
 		RecordAttempt(&call);
+	/* 1.1: wrong emails count towards the lockout */
+	if (call.status == CS_EMAIL_MISMATCH && api >= ITM_API_1_1)
+	{
+		Datum		margs[2];
+
+		margs[0] = Int64GetDatum(call.invite_id);
+		margs[1] = call.args[0];
+		RunPlan(&mismatch_plan, margs, NULL, false, SPI_OK_UPDATE);
+	}
 
 done:
+	/* 1.1: tell the application (any role may LISTEN: the id only) */
+	if (call.status == CS_OK && api >= ITM_API_1_1)
+		Async_Notify(ACCEPTED_CHANNEL,
+					 psprintf("{\"kind\":\"invite\",\"id\":" INT64_FORMAT "}", call.invite_id));
 	call.result[CR_STATUS] = CStringGetTextDatum(consume_status_names[call.status]);
 	call.result_nulls[CR_STATUS] = false;
 	PutResultRow(fcinfo, call.result, call.result_nulls);
@@ -1557,17 +1827,30 @@ invite_consume_1_0_1(PG_FUNCTION_ARGS)
 	return ConsumeImpl(fcinfo, ITM_API_1_0_1);
 }
 
+/* 1.1: scheduled links, lockout, retired tokens, the accepted event */
+PG_FUNCTION_INFO_V1(invite_consume_1_1);
+Datum
+invite_consume_1_1(PG_FUNCTION_ARGS)
+{
+	return ConsumeImpl(fcinfo, ITM_API_1_1);
+}
+
 /*---- invite_check ----------------------------------------------------------*/
 
-PG_FUNCTION_INFO_V1(invite_check);
-Datum
-invite_check(PG_FUNCTION_ARGS)
+/*
+ * 1.0 answers six columns; 1.1 adds opens_at, not_yet (which fills the
+ * columns as ok does, for the lobby's countdown) and locked, and answers
+ * revoked for a token replaced by invite_resend.
+ */
+static Datum
+CheckImpl(FunctionCallInfo fcinfo, ItmApi api)
 {
-	ItmPlan    *p = &check_plan;
+	ItmPlan    *p = &check_plan[api];
 	text	   *token;
 	const char *status = "not_found";
-	Datum		result[6];
-	bool		result_nulls[6] = {false, true, true, true, true, true};
+	int			ncols = api >= ITM_API_1_1 ? 7 : 6;
+	Datum		result[7];
+	bool		result_nulls[7] = {false, true, true, true, true, true, true};
 
 	RequireArg(fcinfo, 0, "token");
 	MaterializeResult(fcinfo);
@@ -1586,6 +1869,7 @@ invite_check(PG_FUNCTION_ARGS)
 		{
 			int32		max_uses = ColInt4(p, CHK_MAX_USES);
 			int32		use_count = ColInt4(p, CHK_USE_COUNT);
+			bool		fill = false;
 
 			/* consume's order, without the email and device checks */
 			if (!ColBool(p, CHK_ENABLED))
@@ -1594,23 +1878,50 @@ invite_check(PG_FUNCTION_ARGS)
 				status = "revoked";
 			else if (ColBool(p, CHK_EXPIRED))
 				status = "expired";
+			else if (ColBool(p, CHK_NOT_YET))
+				status = "not_yet", fill = true;
+			else if (ColBool(p, CHK_LOCKED))
+				status = "locked";
 			else if (max_uses != -1 && use_count >= max_uses)
 				status = "exhausted";
 			else
+				status = "ok", fill = true;
+			if (fill)
 			{
-				status = "ok";
 				ColToResult(p, CHK_MEDIA_ID, result, result_nulls, 1);
 				ColToResult(p, CHK_MEDIA_TITLE, result, result_nulls, 2);
 				ColToResult(p, CHK_ROLE, result, result_nulls, 3);
 				ColToResult(p, CHK_EXPIRES_AT, result, result_nulls, 4);
 				SetUsesLeft(result, result_nulls, 5, max_uses, use_count);
+				if (ncols > 6)
+					ColToResult(p, CHK_OPENS_AT, result, result_nulls, 6);
 			}
+		}
+		else if (api >= ITM_API_1_1)
+		{
+			RunPlan(&retired_plan, args, NULL, true, SPI_OK_SELECT);
+			if (SPI_processed == 1)
+				status = "revoked";
 		}
 	}
 	result[0] = CStringGetTextDatum(status);
 	PutResultRow(fcinfo, result, result_nulls);
 	SPI_finish();
 	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(invite_check);
+Datum
+invite_check(PG_FUNCTION_ARGS)
+{
+	return CheckImpl(fcinfo, ITM_API_1_0_1);
+}
+
+PG_FUNCTION_INFO_V1(invite_check_1_1);
+Datum
+invite_check_1_1(PG_FUNCTION_ARGS)
+{
+	return CheckImpl(fcinfo, ITM_API_1_1);
 }
 
 /*---- invite_revoke ---------------------------------------------------------*/
@@ -1679,11 +1990,913 @@ invite_revoke(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(!already);
 }
 
+/*---- invite_resend (1.1) ---------------------------------------------------*/
+
+/*
+ * Everything a resend needs, with the invite's row lock: a consume of the
+ * old token waits for the resend, then finds no link with that token (and
+ * answers revoked: see retired_plan).
+ */
+enum
+{
+	RS_INVITED_BY,
+	RS_MEDIA_ID,
+	RS_REVOKED,
+	RS_EXHAUSTED,
+	RS_EMAIL,
+	RS_FIRST_NAME,
+	RS_LAST_NAME,
+	RS_ROLE,
+	RS_TOKEN_HASH,
+	RS_ACTOR_FOUND,
+	RS_ACTOR_ROLE,
+	RS_ENABLED,
+	RS_LINK_DURATION,
+	RS_LINK_BASE_URL,
+	RS_TEMPLATE_NAME,
+	RS_TEMPLATE_FOUND,
+	RS_SUBJECT,
+	RS_BODY,
+	RS_MEDIA_TITLE,
+	RS_INVITER_NAME,
+	RS_NCOLS
+};
+static const ItmCol resend_lookup_cols[RS_NCOLS] = {
+	[RS_INVITED_BY] = {"invited_by", TEXTOID, true, "invites.invited_by"},
+	[RS_MEDIA_ID] = {"media_id", TEXTOID, true, "invites.media_id"},
+	[RS_REVOKED] = {"revoked", BOOLOID, false, "invites.revoked_at"},
+	[RS_EXHAUSTED] = {"exhausted", BOOLOID, false, "invites.use_count"},
+	[RS_EMAIL] = {"email", TEXTOID, false, "invites.email"},
+	[RS_FIRST_NAME] = {"first_name", TEXTOID, false, "invites.first_name"},
+	[RS_LAST_NAME] = {"last_name", TEXTOID, false, "invites.last_name"},
+	[RS_ROLE] = {"role", TEXTOID, false, "invites.role"},
+	[RS_TOKEN_HASH] = {"token_hash", BYTEAOID, false, "invites.token_hash"},
+	[RS_ACTOR_FOUND] = {"actor_found", BOOLOID, false, "users.user_id"},
+	[RS_ACTOR_ROLE] = {"actor_role", TEXTOID, true, "users.role"},
+	[RS_ENABLED] = {"enabled", BOOLOID, false, "settings.enabled"},
+	[RS_LINK_DURATION] = {"link_duration", INT4OID, false, "settings.link_duration"},
+	[RS_LINK_BASE_URL] = {"link_base_url", TEXTOID, false, "settings.link_base_url"},
+	[RS_TEMPLATE_NAME] = {"template_name", TEXTOID, true, "settings.invite_email_template"},
+	[RS_TEMPLATE_FOUND] = {"template_found", BOOLOID, false, "email_templates.name"},
+	[RS_SUBJECT] = {"subject", TEXTOID, true, "email_templates.subject"},
+	[RS_BODY] = {"body", TEXTOID, true, "email_templates.body"},
+	[RS_MEDIA_TITLE] = {"media_title", TEXTOID, true, "media.title"},
+	[RS_INVITER_NAME] = {"inviter_name", TEXTOID, true, "users.first_name"},
+};
+static ItmPlan resend_lookup_plan = {
+	"SELECT i.invited_by::pg_catalog.text AS invited_by,"
+	"       i.media_id::pg_catalog.text AS media_id,"
+	"       i.revoked_at IS NOT NULL AS revoked,"
+	"       (i.max_uses OPERATOR(pg_catalog.<>) -1"
+	"        AND i.use_count OPERATOR(pg_catalog.>=) i.max_uses) IS TRUE AS exhausted,"
+	"       i.email::pg_catalog.text AS email,"
+	"       i.first_name::pg_catalog.text AS first_name,"
+	"       i.last_name::pg_catalog.text AS last_name,"
+	"       i.role::pg_catalog.text AS role,"
+	"       i.token_hash::pg_catalog.bytea AS token_hash,"
+	"       u.user_id IS NOT NULL AS actor_found,"
+	"       u.role::pg_catalog.text AS actor_role,"
+	"       s.enabled::pg_catalog.bool AS enabled,"
+	"       s.link_duration::pg_catalog.int4 AS link_duration,"
+	"       s.link_base_url::pg_catalog.text AS link_base_url,"
+	"       s.invite_email_template::pg_catalog.text AS template_name,"
+	"       t.name IS NOT NULL AS template_found,"
+	"       t.subject::pg_catalog.text AS subject,"
+	"       t.body::pg_catalog.text AS body,"
+	"       m.title::pg_catalog.text AS media_title,"
+	"       pg_catalog.concat_ws(' ', iu.first_name, iu.last_name)::pg_catalog.text AS inviter_name"
+	"  FROM invitetomedia.invites i"
+	"  LEFT JOIN invitetomedia.settings s ON true"
+	"  LEFT JOIN invitetomedia.users u ON u.user_id OPERATOR(pg_catalog.=) $2"
+	"  LEFT JOIN invitetomedia.email_templates t"
+	"         ON t.name OPERATOR(pg_catalog.=) s.invite_email_template"
+	"  LEFT JOIN invitetomedia.media m ON m.media_id OPERATOR(pg_catalog.=) i.media_id"
+	"  LEFT JOIN invitetomedia.users iu ON iu.user_id OPERATOR(pg_catalog.=) i.invited_by"
+	" WHERE i.invite_id OPERATOR(pg_catalog.=) $1"
+	"   FOR UPDATE OF i",
+	2, {INT8OID, TEXTOID}, RS_NCOLS, resend_lookup_cols, NULL
+};
+
+enum
+{
+	RSU_EXPIRES_AT,
+	RSU_EXPIRES_TEXT,
+	RSU_MAX_USES,
+	RSU_NCOLS
+};
+static const ItmCol resend_update_cols[RSU_NCOLS] = {
+	[RSU_EXPIRES_AT] = {"expires_at", TIMESTAMPTZOID, false, "invites.expires_at"},
+	[RSU_EXPIRES_TEXT] = {"expires_text", TEXTOID, false, "invites.expires_at"},
+	[RSU_MAX_USES] = {"max_uses", INT4OID, false, "invites.max_uses"},
+};
+/* the new token, a new expiry from now (or the opening), a fresh lockout count */
+static ItmPlan resend_update_plan = {
+	"UPDATE invitetomedia.invites i"
+	"   SET token_hash = $2, failed_attempts = 0,"
+	"       expires_at = GREATEST(pg_catalog.now(), i.not_before)"
+	"                    OPERATOR(pg_catalog.+) pg_catalog.make_interval(mins => $3)"
+	" WHERE i.invite_id OPERATOR(pg_catalog.=) $1"
+	" RETURNING i.expires_at::pg_catalog.timestamptz AS expires_at,"
+	"   pg_catalog.to_char(i.expires_at::pg_catalog.timestamptz AT TIME ZONE 'UTC',"
+	"                      'YYYY-MM-DD HH24:MI \"UTC\"') AS expires_text,"
+	"   i.max_uses::pg_catalog.int4 AS max_uses",
+	3, {INT8OID, BYTEAOID, INT4OID}, RSU_NCOLS, resend_update_cols, NULL
+};
+
+static ItmPlan retire_token_plan = {
+	"INSERT INTO invitetomedia.retired_tokens (token_hash, invite_id) VALUES ($1, $2)"
+	" ON CONFLICT DO NOTHING",
+	2, {BYTEAOID, INT8OID}, 0, NULL, NULL
+};
+
+static ItmPlan drop_unsent_plan = {
+	"DELETE FROM invitetomedia.outbox o"
+	" WHERE o.invite_id OPERATOR(pg_catalog.=) $1 AND o.sent_at IS NULL",
+	1, {INT8OID}, 0, NULL, NULL
+};
+
+/*
+ * Who may change a link: its inviter, an administrator, or anyone who may
+ * invite to its media (invite_revoke's rule).
+ */
+static bool
+MayManageLink(const char *actor_id, const char *actor_role,
+			  const char *created_by, const char *media_id)
+{
+	Datum		margs[2];
+
+	if (created_by != NULL && strcmp(created_by, actor_id) == 0)
+		return true;
+	if (actor_role != NULL && (strcmp(actor_role, "admin") == 0 ||
+							   strcmp(actor_role, "unmoderated_admin") == 0))
+		return true;
+	if (media_id == NULL)
+		return false;
+	margs[0] = CStringGetTextDatum(actor_id);
+	margs[1] = CStringGetTextDatum(media_id);
+	RunPlan(&revoke_may_plan, margs, NULL, false, SPI_OK_SELECT);
+	return SPI_processed == 1 && ColBool(&revoke_may_plan, MAY_ALLOWED);
+}
+
+PG_FUNCTION_INFO_V1(invite_resend);
+Datum
+invite_resend(PG_FUNCTION_ARGS)
+{
+	ItmPlan    *p = &resend_lookup_plan;
+	CreateArgs	a;
+	CreateContext c;
+	CreatedInvite inv;
+	int64		invite_id;
+	char	   *actor_id;
+	char	   *actor_role;
+	char	   *invited_by;
+	bool		revoked;
+	bool		exhausted;
+	bool		isnull;
+	Datum		old_hash;
+	Datum		args[3];
+	Datum		result[4];
+	bool		result_nulls[4] = {false, false, false, false};
+	int32		max_uses;
+
+	RequireArg(fcinfo, 0, "invite_id");
+	RequireArg(fcinfo, 1, "actor_id");
+	RequireArg(fcinfo, 2, "send_email");
+	PreventCommandIfReadOnly("invite_resend()");
+	MaterializeResult(fcinfo);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	memset(&a, 0, sizeof(a));
+	memset(&c, 0, sizeof(c));
+	invite_id = PG_GETARG_INT64(0);
+	actor_id = IdArg(fcinfo, 1, "actor_id");
+	a.send_email = PG_GETARG_BOOL(2);
+	a.api = ITM_API_1_1;
+
+	args[0] = Int64GetDatum(invite_id);
+	args[1] = CStringGetTextDatum(actor_id);
+	RunPlan(p, args, NULL, false, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("invite %lld does not exist", (long long) invite_id)));
+	if (!ColBool(p, RS_ACTOR_FOUND))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("user \"%s\" does not exist", Clip(actor_id, 100))));
+	invited_by = ColText(p, RS_INVITED_BY);
+	a.media_id = ColText(p, RS_MEDIA_ID);
+	actor_role = ColText(p, RS_ACTOR_ROLE);
+	revoked = ColBool(p, RS_REVOKED);
+	exhausted = ColBool(p, RS_EXHAUSTED);
+	a.email = ColText(p, RS_EMAIL);
+	a.first_name = ColText(p, RS_FIRST_NAME);
+	a.last_name = ColText(p, RS_LAST_NAME);
+	a.role = ColText(p, RS_ROLE);
+	old_hash = datumCopy(Col(p, RS_TOKEN_HASH, &isnull), false, -1);
+	c.enabled = ColBool(p, RS_ENABLED);
+	c.link_duration = ColInt4(p, RS_LINK_DURATION);
+	c.base_url = ColText(p, RS_LINK_BASE_URL);
+	c.template_name = ColText(p, RS_TEMPLATE_NAME);
+	c.template_found = ColBool(p, RS_TEMPLATE_FOUND);
+	c.subject = ColText(p, RS_SUBJECT);
+	c.body = ColText(p, RS_BODY);
+	c.media_title = ColText(p, RS_MEDIA_TITLE);
+	c.inviter_name = ColText(p, RS_INVITER_NAME);
+
+	if (!MayManageLink(actor_id, actor_role, invited_by, a.media_id))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("user \"%s\" may not resend invite %lld",
+						Clip(actor_id, 100), (long long) invite_id),
+				 errdetail("The inviter, administrators and those who may invite to the media may resend its links.")));
+	if (!c.enabled)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("invitetomedia is disabled"),
+				 errhint("An administrator enables it with UPDATE invitetomedia.settings SET enabled = true.")));
+	if (revoked)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("invite %lld is revoked", (long long) invite_id),
+				 errhint("Create a new invite for the person.")));
+	if (exhausted)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("invite %lld has no uses left", (long long) invite_id),
+				 errdetail("A resend keeps the uses taken; a link whose uses are all taken stays used."),
+				 errhint("Create a new invite for the person.")));
+	if (a.send_email)
+		CheckTemplate(&c);
+
+	/* the new token; the old one is kept as a hash only, to answer revoked */
+	NewToken(ITM_TOKEN_PREFIX, inv.token);
+	inv.invite_id = invite_id;
+	inv.url = psprintf("%s%s", c.base_url, inv.token);
+	args[0] = Int64GetDatum(invite_id);
+	args[1] = PointerGetDatum(TokenHash(inv.token, ITM_TOKEN_LEN));
+	args[2] = Int32GetDatum(c.link_duration);
+	RunPlan(&resend_update_plan, args, NULL, false, SPI_OK_UPDATE_RETURNING);
+	if (SPI_processed != 1)
+		elog(ERROR, "invitetomedia: the resend update returned %llu rows",
+			 (unsigned long long) SPI_processed);
+	inv.expires_at = Col(&resend_update_plan, RSU_EXPIRES_AT, &isnull);
+	inv.expires_text = ColText(&resend_update_plan, RSU_EXPIRES_TEXT);
+	max_uses = ColInt4(&resend_update_plan, RSU_MAX_USES);
+
+	args[0] = old_hash;
+	args[1] = Int64GetDatum(invite_id);
+	RunPlan(&retire_token_plan, args, NULL, false, SPI_OK_INSERT);
+	args[0] = Int64GetDatum(invite_id);
+	RunPlan(&drop_unsent_plan, args, NULL, false, SPI_OK_DELETE);
+	if (a.send_email)
+		QueueInviteEmail(&a, &c, &inv);
+
+	result[0] = CStringGetTextDatum(inv.token);
+	result[1] = CStringGetTextDatum(inv.url);
+	result[2] = inv.expires_at;
+	result[3] = Int32GetDatum(max_uses);
+	PutResultRow(fcinfo, result, result_nulls);
+	explicit_bzero(inv.token, sizeof(inv.token));
+	SPI_finish();
+	return (Datum) 0;
+}
+
+/*---- guest links (1.1) -----------------------------------------------------*/
+
+/*
+ * A guest link is shared: anyone who has it joins as a viewer with the
+ * email and names they type.  Its token is an invite token with another
+ * prefix (ITM_GUEST_TOKEN_PREFIX), stored as a hash the same way.
+ *
+ * Concurrency.  A click-limited link counts its joins in its row, with one
+ * UPDATE whose WHERE clause holds every condition (as invite_consume does):
+ * racing joins queue on the row lock and never pass the limit.  A link
+ * without a limit has nothing to count, and hundreds may join it in the
+ * first minute of a webcast: a join takes only FOR KEY SHARE on its row,
+ * which joins do not wait for, while a revoke takes FOR UPDATE and so waits
+ * for the joins in flight, and they for it (a join that queued behind a
+ * revoke answers revoked).  Its joins are counted from guest_link_joins.
+ *
+ * A device that joined before rejoins without a click.  Its joins queue on
+ * a transaction-scoped advisory lock keyed on (link, device) before the
+ * look for its earlier join, so that a double click sees the first join
+ * that committed (the same reasoning as invite_consume's row lock).
+ */
+
+/* advisory lock class (the two-key form's first key): "ITMG" */
+#define GUEST_DEVICE_LOCK_CLASS 0x49544D47
+
+enum
+{
+	GCTX_ENABLED,
+	GCTX_LINK_BASE_URL,
+	GCTX_INVITES_PER_HOUR,
+	GCTX_MEDIA_FOUND,
+	GCTX_ACTOR_FOUND,
+	GCTX_MAY_INVITE,
+	GCTX_NCOLS
+};
+static const ItmCol guest_context_cols[GCTX_NCOLS] = {
+	[GCTX_ENABLED] = {"enabled", BOOLOID, false, "settings.enabled"},
+	[GCTX_LINK_BASE_URL] = {"link_base_url", TEXTOID, false, "settings.link_base_url"},
+	[GCTX_INVITES_PER_HOUR] = {"invites_per_hour", INT4OID, false, "settings.invites_per_hour"},
+	[GCTX_MEDIA_FOUND] = {"media_found", BOOLOID, false, "media.media_id"},
+	[GCTX_ACTOR_FOUND] = {"actor_found", BOOLOID, false, "users.user_id"},
+	[GCTX_MAY_INVITE] = {"may_invite", BOOLOID, true, "may_invite()"},
+};
+static ItmPlan guest_context_plan = {
+	"SELECT s.enabled::pg_catalog.bool AS enabled,"
+	"       s.link_base_url::pg_catalog.text AS link_base_url,"
+	"       s.invites_per_hour::pg_catalog.int4 AS invites_per_hour,"
+	"       m.media_id IS NOT NULL AS media_found,"
+	"       u.user_id IS NOT NULL AS actor_found,"
+	"       invitetomedia.may_invite($2, $1)::pg_catalog.bool AS may_invite"
+	"  FROM invitetomedia.settings s"
+	"  LEFT JOIN invitetomedia.media m ON m.media_id OPERATOR(pg_catalog.=) $1"
+	"  LEFT JOIN invitetomedia.users u ON u.user_id OPERATOR(pg_catalog.=) $2",
+	2, {TEXTOID, TEXTOID}, GCTX_NCOLS, guest_context_cols, NULL
+};
+
+/*
+ * Creations of guest links for one media queue on the media's row, then
+ * count its usable links with a snapshot that sees every creation that
+ * committed meanwhile: never a fourth.
+ */
+static ItmPlan lock_media_plan = {
+	"SELECT 1 FROM invitetomedia.media m"
+	" WHERE m.media_id OPERATOR(pg_catalog.=) $1"
+	"   FOR NO KEY UPDATE",
+	1, {TEXTOID}, 0, NULL, NULL
+};
+
+enum
+{
+	GUS_USABLE,
+	GUS_NCOLS
+};
+static const ItmCol guest_usable_cols[GUS_NCOLS] = {
+	[GUS_USABLE] = {"usable", INT8OID, false, "guest_links"},
+};
+static ItmPlan guest_usable_plan = {
+	"SELECT pg_catalog.count(*)::pg_catalog.int8 AS usable FROM invitetomedia.guest_links g"
+	" WHERE g.media_id OPERATOR(pg_catalog.=) $1"
+	"   AND g.revoked_at IS NULL"
+	"   AND (g.expires_at IS NULL OR g.expires_at OPERATOR(pg_catalog.>) pg_catalog.now())"
+	"   AND (g.click_limit IS NULL OR g.clicks OPERATOR(pg_catalog.<) g.click_limit)",
+	1, {TEXTOID}, GUS_NCOLS, guest_usable_cols, NULL
+};
+
+enum
+{
+	GINS_GUEST_LINK_ID,
+	GINS_EXPIRES_AT,
+	GINS_NCOLS
+};
+static const ItmCol guest_insert_cols[GINS_NCOLS] = {
+	[GINS_GUEST_LINK_ID] = {"guest_link_id", INT8OID, false, "guest_links.guest_link_id"},
+	[GINS_EXPIRES_AT] = {"expires_at", TIMESTAMPTZOID, true, "guest_links.expires_at"},
+};
+static ItmPlan guest_insert_plan = {
+	"INSERT INTO invitetomedia.guest_links"
+	"  (token_hash, media_id, name, created_by, expires_at, click_limit)"
+	" VALUES ($1, $2, $3, $4,"
+	"   pg_catalog.now() OPERATOR(pg_catalog.+) pg_catalog.make_interval(days => $5), $6)"
+	" RETURNING guest_link_id::pg_catalog.int8 AS guest_link_id,"
+	"   expires_at::pg_catalog.timestamptz AS expires_at",
+	6, {BYTEAOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, INT4OID},
+	GINS_NCOLS, guest_insert_cols, NULL
+};
+
+#define GUEST_LINKS_PER_MEDIA	3
+#define GUEST_NAME_MAX_CHARS	200
+
+PG_FUNCTION_INFO_V1(guest_link_create);
+Datum
+guest_link_create(PG_FUNCTION_ARGS)
+{
+	ItmPlan    *p = &guest_context_plan;
+	char	   *media_id;
+	char	   *actor_id;
+	char	   *raw;
+	const char *name;
+	size_t		name_len;
+	size_t		nchars;
+	char		token[ITM_TOKEN_LEN + 1];
+	char	   *base_url;
+	int32		per_hour;
+	Datum		args[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	Datum		result[4];
+	bool		result_nulls[4] = {false, false, false, false};
+
+	RequireArg(fcinfo, 0, "media_id");
+	RequireArg(fcinfo, 1, "actor_id");
+	RequireArg(fcinfo, 2, "name");
+	PreventCommandIfReadOnly("guest_link_create()");
+	MaterializeResult(fcinfo);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	/* the arguments on their own (22023) */
+	media_id = IdArg(fcinfo, 0, "media_id");
+	actor_id = IdArg(fcinfo, 1, "actor_id");
+	raw = TextArg(fcinfo, 2, "name");
+	name = raw;
+	name_len = strlen(raw);
+	itm_trim_spaces(&name, &name_len);
+	if (name_len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("name must not be empty"),
+				 errhint("Name the link for its audience, e.g. 'Webcast attendees'.")));
+	nchars = itm_utf8_chars(name, name_len);
+	if (nchars > GUEST_NAME_MAX_CHARS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("name is too long"),
+				 errdetail("At most %d characters are accepted; got %zu.",
+						   GUEST_NAME_MAX_CHARS, nchars)));
+	if (!PG_ARGISNULL(3) && PG_GETARG_INT32(3) < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("click_limit must be at least 1, not %d", PG_GETARG_INT32(3)),
+				 errhint("Pass NULL for a link without a click limit.")));
+	if (!PG_ARGISNULL(4) && (PG_GETARG_INT32(4) < 1 || PG_GETARG_INT32(4) > 365))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("valid_days must be between 1 and 365, not %d", PG_GETARG_INT32(4)),
+				 errhint("Pass NULL for a link that expires only when revoked.")));
+
+	/* the settings and the policy */
+	args[0] = CStringGetTextDatum(media_id);
+	args[1] = CStringGetTextDatum(actor_id);
+	RunPlan(p, args, NULL, false, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("invitetomedia.settings holds %llu rows instead of one",
+						(unsigned long long) SPI_processed)));
+	if (!ColBool(p, GCTX_ENABLED))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("invitetomedia is disabled"),
+				 errhint("An administrator enables it with UPDATE invitetomedia.settings SET enabled = true.")));
+	if (!ColBool(p, GCTX_MEDIA_FOUND))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("media \"%s\" does not exist", Clip(media_id, 100))));
+	if (!ColBool(p, GCTX_ACTOR_FOUND))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("user \"%s\" does not exist", Clip(actor_id, 100)),
+				 errdetail("The creator must be a user in invitetomedia.users.")));
+	if (!ColBool(p, GCTX_MAY_INVITE))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("user \"%s\" may not create guest links to media \"%s\"",
+						Clip(actor_id, 100), Clip(media_id, 100)),
+				 errdetail("Guest links are created by those who may invite: the media's owner, co-owners, co-editors and co-publishers who also pass settings.allowed_users_roles; see invitetomedia.may_invite().")));
+	base_url = ColText(p, GCTX_LINK_BASE_URL);
+	per_hour = ColInt4(p, GCTX_INVITES_PER_HOUR);
+
+	CheckRateLimit(actor_id, per_hour);
+
+	args[0] = CStringGetTextDatum(media_id);
+	RunPlan(&lock_media_plan, args, NULL, false, SPI_OK_SELECT);
+	RunPlan(&guest_usable_plan, args, NULL, false, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		elog(ERROR, "invitetomedia: the guest link count returned %llu rows",
+			 (unsigned long long) SPI_processed);
+	if (ColInt8(&guest_usable_plan, GUS_USABLE) >= GUEST_LINKS_PER_MEDIA)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("media \"%s\" already has %d usable guest links: at most %d are allowed",
+						Clip(media_id, 100), GUEST_LINKS_PER_MEDIA, GUEST_LINKS_PER_MEDIA),
+				 errdetail("A guest link is usable while it is not revoked, not expired and has clicks left."),
+				 errhint("Revoke one with guest_link_revoke() first.")));
+
+	NewToken(ITM_GUEST_TOKEN_PREFIX, token);
+	args[0] = PointerGetDatum(TokenHash(token, ITM_TOKEN_LEN));
+	args[1] = CStringGetTextDatum(media_id);
+	args[2] = PointerGetDatum(cstring_to_text_with_len(name, name_len));
+	args[3] = CStringGetTextDatum(actor_id);
+	args[4] = PG_ARGISNULL(4) ? (Datum) 0 : Int32GetDatum(PG_GETARG_INT32(4));
+	nulls[4] = PG_ARGISNULL(4) ? 'n' : ' ';
+	args[5] = PG_ARGISNULL(3) ? (Datum) 0 : Int32GetDatum(PG_GETARG_INT32(3));
+	nulls[5] = PG_ARGISNULL(3) ? 'n' : ' ';
+	RunPlan(&guest_insert_plan, args, nulls, false, SPI_OK_INSERT_RETURNING);
+	if (SPI_processed != 1)
+		elog(ERROR, "invitetomedia: the guest link insert returned %llu rows",
+			 (unsigned long long) SPI_processed);
+
+	result[0] = Int64GetDatum(ColInt8(&guest_insert_plan, GINS_GUEST_LINK_ID));
+	result[1] = CStringGetTextDatum(token);
+	result[2] = CStringGetTextDatum(psprintf("%s%s", base_url, token));
+	ColToResult(&guest_insert_plan, GINS_EXPIRES_AT, result, result_nulls, 3);
+	PutResultRow(fcinfo, result, result_nulls);
+	explicit_bzero(token, sizeof(token));
+	SPI_finish();
+	return (Datum) 0;
+}
+
+/* Why a join would not click (or whether this device rejoins). */
+enum
+{
+	GDX_GUEST_LINK_ID,
+	GDX_MEDIA_ID,
+	GDX_CLICK_LIMIT,
+	GDX_CLICKS,
+	GDX_EXPIRES_AT,
+	GDX_ENABLED,
+	GDX_REVOKED,
+	GDX_EXPIRED,
+	GDX_DEVICE_SEEN,
+	GDX_DEVICE_USER_ID,
+	GDX_USER_ID,
+	GDX_DOMAIN_ALLOWED,
+	GDX_NCOLS
+};
+static const ItmCol guest_diagnose_cols[GDX_NCOLS] = {
+	[GDX_GUEST_LINK_ID] = {"guest_link_id", INT8OID, false, "guest_links.guest_link_id"},
+	[GDX_MEDIA_ID] = {"media_id", TEXTOID, true, "guest_links.media_id"},
+	[GDX_CLICK_LIMIT] = {"click_limit", INT4OID, true, "guest_links.click_limit"},
+	[GDX_CLICKS] = {"clicks", INT4OID, false, "guest_links.clicks"},
+	[GDX_EXPIRES_AT] = {"expires_at", TIMESTAMPTZOID, true, "guest_links.expires_at"},
+	[GDX_ENABLED] = {"enabled", BOOLOID, false, "settings.enabled"},
+	[GDX_REVOKED] = {"revoked", BOOLOID, false, "guest_links.revoked_at"},
+	[GDX_EXPIRED] = {"expired", BOOLOID, false, "guest_links.expires_at"},
+	[GDX_DEVICE_SEEN] = {"device_seen", BOOLOID, false, "guest_link_joins.device_id"},
+	[GDX_DEVICE_USER_ID] = {"device_user_id", TEXTOID, true, "guest_link_joins.user_id"},
+	[GDX_USER_ID] = {"user_id", TEXTOID, true, "users.user_id"},
+	[GDX_DOMAIN_ALLOWED] = {"domain_allowed", BOOLOID, true, "domain_allowed()"},
+};
+static ItmPlan guest_diagnose_plan = {
+	"SELECT g.guest_link_id::pg_catalog.int8 AS guest_link_id,"
+	"       g.media_id::pg_catalog.text AS media_id,"
+	"       g.click_limit::pg_catalog.int4 AS click_limit,"
+	"       g.clicks::pg_catalog.int4 AS clicks,"
+	"       g.expires_at::pg_catalog.timestamptz AS expires_at,"
+	"       s.enabled::pg_catalog.bool AS enabled,"
+	"       g.revoked_at IS NOT NULL AS revoked,"
+	"       (g.expires_at OPERATOR(pg_catalog.<=) pg_catalog.now()) IS TRUE AS expired,"
+	"       ($2::pg_catalog.text IS NOT NULL AND EXISTS ("
+	"          SELECT 1 FROM invitetomedia.guest_link_joins j"
+	"           WHERE j.guest_link_id OPERATOR(pg_catalog.=) g.guest_link_id"
+	"             AND j.device_id OPERATOR(pg_catalog.=) $2"
+	"             AND j.status OPERATOR(pg_catalog.=) ANY (ARRAY['ok', 'rejoin']))) AS device_seen,"
+	"       (SELECT j.user_id::pg_catalog.text FROM invitetomedia.guest_link_joins j"
+	"         WHERE j.guest_link_id OPERATOR(pg_catalog.=) g.guest_link_id"
+	"           AND j.device_id OPERATOR(pg_catalog.=) $2"
+	"           AND j.status OPERATOR(pg_catalog.=) 'ok'"
+	"         ORDER BY j.join_id LIMIT 1) AS device_user_id,"
+	"       (SELECT us.user_id::pg_catalog.text FROM invitetomedia.users us"
+	"         WHERE " USER_KEY_1_0_1 " OPERATOR(pg_catalog.=) $3) AS user_id,"
+	"       invitetomedia.domain_allowed($4)::pg_catalog.bool AS domain_allowed"
+	"  FROM invitetomedia.guest_links g CROSS JOIN invitetomedia.settings s"
+	" WHERE g.token_hash OPERATOR(pg_catalog.=) $1",
+	4, {BYTEAOID, TEXTOID, TEXTOID, TEXTOID}, GDX_NCOLS, guest_diagnose_cols, NULL
+};
+
+/* A click of a click-limited link: every condition in one UPDATE. */
+enum
+{
+	GTK_CLICKS_LEFT,
+	GTK_NCOLS
+};
+static const ItmCol guest_take_cols[GTK_NCOLS] = {
+	[GTK_CLICKS_LEFT] = {"clicks_left", INT4OID, false, "guest_links.clicks"},
+};
+static ItmPlan guest_take_plan = {
+	"UPDATE invitetomedia.guest_links g"
+	"   SET clicks = g.clicks OPERATOR(pg_catalog.+) 1,"
+	"       used_up_at = CASE WHEN g.clicks OPERATOR(pg_catalog.+) 1"
+	"                              OPERATOR(pg_catalog.>=) g.click_limit"
+	"                         THEN pg_catalog.now() END"
+	" WHERE g.guest_link_id OPERATOR(pg_catalog.=) $1"
+	"   AND g.revoked_at IS NULL"
+	"   AND (g.expires_at IS NULL OR g.expires_at OPERATOR(pg_catalog.>) pg_catalog.now())"
+	"   AND g.click_limit IS NOT NULL"
+	"   AND g.clicks OPERATOR(pg_catalog.<) g.click_limit"
+	"   AND (SELECT s.enabled FROM invitetomedia.settings s)"
+	" RETURNING (g.click_limit OPERATOR(pg_catalog.-) g.clicks)::pg_catalog.int4 AS clicks_left",
+	1, {INT8OID}, GTK_NCOLS, guest_take_cols, NULL
+};
+
+/* A join of an unlimited link: a shared lock that only a revoke waits for. */
+static ItmPlan guest_share_plan = {
+	"SELECT 1 FROM invitetomedia.guest_links g"
+	" WHERE g.guest_link_id OPERATOR(pg_catalog.=) $1"
+	"   AND g.revoked_at IS NULL"
+	"   AND (g.expires_at IS NULL OR g.expires_at OPERATOR(pg_catalog.>) pg_catalog.now())"
+	"   AND g.click_limit IS NULL"
+	"   AND (SELECT s.enabled FROM invitetomedia.settings s)"
+	"   FOR KEY SHARE",
+	1, {INT8OID}, 0, NULL, NULL
+};
+
+/* Every attempt on a known link; FOR KEY SHARE: see record_plan. */
+static ItmPlan guest_record_plan = {
+	"INSERT INTO invitetomedia.guest_link_joins"
+	"  (guest_link_id, status, email, first_name, last_name, device_id, user_id)"
+	" SELECT g.guest_link_id, $2, $3, $4, $5, $6, $7 FROM invitetomedia.guest_links g"
+	"  WHERE g.guest_link_id OPERATOR(pg_catalog.=) $1"
+	"    FOR KEY SHARE",
+	7, {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID}, 0, NULL, NULL
+};
+
+typedef enum GuestStatus
+{
+	GS_NOT_FOUND,
+	GS_DISABLED,
+	GS_REVOKED,
+	GS_EXPIRED,
+	GS_REJOIN,
+	GS_DOMAIN_RESTRICTED,
+	GS_EXHAUSTED,
+	GS_OK
+} GuestStatus;
+
+static const char *const guest_status_names[] = {
+	"not_found", "disabled", "revoked", "expired", "rejoin",
+	"domain_restricted", "exhausted", "ok"
+};
+StaticAssertDecl(lengthof(guest_status_names) == GS_OK + 1,
+				 "one name per guest join status");
+
+/* guest_link_join's result columns */
+enum
+{
+	GR_STATUS,
+	GR_GUEST_LINK_ID,
+	GR_MEDIA_ID,
+	GR_ROLE,
+	GR_USER_ID,
+	GR_CLICKS_LEFT,
+	GR_EXPIRES_AT,
+	GR_NCOLS
+};
+
+typedef struct GuestJoin
+{
+	char	   *email;			/* as given, trimmed */
+	char	   *email_key;		/* trimmed, ASCII-lower-cased */
+	char	   *first_name;
+	char	   *last_name;
+	Datum		args[4];		/* token hash, device_id, email_key, email */
+	char		nulls[4];
+	GuestStatus status;
+	int64		guest_link_id;
+	bool		limited;
+	char	   *user_id;		/* the joiner's user, when known */
+	Datum		result[GR_NCOLS];
+	bool		result_nulls[GR_NCOLS];
+} GuestJoin;
+
+/* Reads the link and works out the status, the first that applies. */
+static void
+DiagnoseGuestJoin(GuestJoin *j)
+{
+	ItmPlan    *p = &guest_diagnose_plan;
+	int32		clicks;
+	bool		isnull;
+	Datum		limit;
+
+	RunPlan(p, j->args, j->nulls, false, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+	{
+		j->status = GS_NOT_FOUND;
+		return;
+	}
+	j->guest_link_id = ColInt8(p, GDX_GUEST_LINK_ID);
+	limit = Col(p, GDX_CLICK_LIMIT, &isnull);
+	j->limited = !isnull;
+	clicks = ColInt4(p, GDX_CLICKS);
+	j->user_id = ColText(p, GDX_USER_ID);
+	if (!ColBool(p, GDX_ENABLED))
+		j->status = GS_DISABLED;
+	else if (ColBool(p, GDX_REVOKED))
+		j->status = GS_REVOKED;
+	else if (ColBool(p, GDX_EXPIRED))
+		j->status = GS_EXPIRED;
+	else if (ColBool(p, GDX_DEVICE_SEEN))
+		j->status = GS_REJOIN;
+	else if (!ColBool(p, GDX_DOMAIN_ALLOWED))
+		j->status = GS_DOMAIN_RESTRICTED;
+	else if (j->limited && clicks >= DatumGetInt32(limit))
+		j->status = GS_EXHAUSTED;
+	else
+		j->status = GS_OK;
+
+	/* the row as ok and rejoin return it (user_id and clicks_left: later) */
+	j->result[GR_GUEST_LINK_ID] = Int64GetDatum(j->guest_link_id);
+	j->result_nulls[GR_GUEST_LINK_ID] = false;
+	ColToResult(p, GDX_MEDIA_ID, j->result, j->result_nulls, GR_MEDIA_ID);
+	ColToResult(p, GDX_EXPIRES_AT, j->result, j->result_nulls, GR_EXPIRES_AT);
+	j->result_nulls[GR_CLICKS_LEFT] = !j->limited;
+	if (j->limited)
+		j->result[GR_CLICKS_LEFT] = Int32GetDatum(Max(DatumGetInt32(limit) - clicks, 0));
+	if (j->status == GS_REJOIN)
+	{
+		char	   *device_user = ColText(p, GDX_DEVICE_USER_ID);
+
+		if (device_user != NULL)
+			j->user_id = device_user;
+	}
+}
+
+/* A missing user is created as invite_consume creates one. */
+static char *
+EnsureGuestUser(GuestJoin *j)
+{
+	Datum		args[4];
+
+	if (j->user_id != NULL)
+		return j->user_id;
+	args[0] = CStringGetTextDatum(j->email_key);
+	args[1] = CStringGetTextDatum(j->email);
+	args[2] = CStringGetTextDatum(j->first_name);
+	args[3] = CStringGetTextDatum(j->last_name);
+	RunPlan(&create_user_plan, args, NULL, false, SPI_OK_INSERT_RETURNING);
+	if (SPI_processed == 1)
+		return ColText(&create_user_plan, NEWUSER_USER_ID);
+	RunPlan(&find_user_plan[ITM_API_1_1], args, NULL, false, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNIQUE_VIOLATION),
+				 errmsg("could not create a user for \"%s\"", j->email_key),
+				 errdetail("The user_id \"%s\" belongs to a user with another email address.",
+						   j->email_key),
+				 errhint("Give that user this email address, or change its user_id.")));
+	return ColText(&find_user_plan[ITM_API_1_1], NEWUSER_USER_ID);
+}
+
+/* Takes a click (or the shared lock of an unlimited link); true if it did. */
+static bool
+TakeGuestClick(GuestJoin *j)
+{
+	Datum		args[1];
+
+	args[0] = Int64GetDatum(j->guest_link_id);
+	if (j->limited)
+	{
+		RunPlan(&guest_take_plan, args, NULL, false, SPI_OK_UPDATE_RETURNING);
+		if (SPI_processed != 1)
+			return false;
+		j->result[GR_CLICKS_LEFT] = Int32GetDatum(ColInt4(&guest_take_plan, GTK_CLICKS_LEFT));
+		j->result_nulls[GR_CLICKS_LEFT] = false;
+		return true;
+	}
+	RunPlan(&guest_share_plan, args, NULL, false, SPI_OK_SELECT);
+	return SPI_processed == 1;
+}
+
+static void
+RecordGuestJoin(GuestJoin *j)
+{
+	Datum		args[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+
+	args[0] = Int64GetDatum(j->guest_link_id);
+	args[1] = CStringGetTextDatum(guest_status_names[j->status]);
+	args[2] = CStringGetTextDatum(j->email);
+	args[3] = CStringGetTextDatum(j->first_name);
+	args[4] = CStringGetTextDatum(j->last_name);
+	args[5] = j->args[1];
+	nulls[5] = j->nulls[1];
+	if (j->user_id != NULL)
+		args[6] = CStringGetTextDatum(j->user_id);
+	else
+		nulls[6] = 'n';
+	RunPlan(&guest_record_plan, args, nulls, false, SPI_OK_INSERT);
+}
+
+PG_FUNCTION_INFO_V1(guest_link_join);
+Datum
+guest_link_join(PG_FUNCTION_ARGS)
+{
+	GuestJoin	j;
+	text	   *token;
+	int			attempt;
+	int			i;
+
+	RequireArg(fcinfo, 0, "token");
+	RequireArg(fcinfo, 1, "email");
+	RequireArg(fcinfo, 2, "first_name");
+	RequireArg(fcinfo, 3, "last_name");
+	MaterializeResult(fcinfo);
+	memset(&j, 0, sizeof(j));
+	j.status = GS_NOT_FOUND;
+	for (i = 0; i < GR_NCOLS; i++)
+		j.result_nulls[i] = true;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	/* what the guest typed (22023): nothing is read or written before */
+	j.email = EmailArg(fcinfo, 1, "email");
+	j.first_name = NameArg(fcinfo, 2, "first_name");
+	j.last_name = NameArg(fcinfo, 3, "last_name");
+	j.email_key = EmailKey(j.email);
+	j.nulls[0] = j.nulls[1] = j.nulls[2] = j.nulls[3] = ' ';
+	if (PG_ARGISNULL(4))
+		j.nulls[1] = 'n';
+	else
+		j.args[1] = CStringGetTextDatum(IdArg(fcinfo, 4, "device_id"));
+	j.args[2] = CStringGetTextDatum(j.email_key);
+	j.args[3] = CStringGetTextDatum(j.email);
+
+	/* a malformed, mistyped or invite token: no table is read */
+	token = PG_GETARG_TEXT_PP(0);
+	if (!itm_token_valid_prefix(VARDATA_ANY(token), VARSIZE_ANY_EXHDR(token),
+								ITM_GUEST_TOKEN_PREFIX))
+		goto done;
+	PreventCommandIfReadOnly("guest_link_join()");
+	j.args[0] = PointerGetDatum(TokenHash(VARDATA_ANY(token), VARSIZE_ANY_EXHDR(token)));
+
+	/* a device's joins of one link queue up (see the section's header) */
+	if (!PG_ARGISNULL(4))
+	{
+		bytea	   *hash = DatumGetByteaPP(j.args[0]);
+		text	   *device = DatumGetTextPP(j.args[1]);
+		uint32		key = hash_bytes((const unsigned char *) VARDATA_ANY(hash),
+									 VARSIZE_ANY_EXHDR(hash)) ^
+			hash_bytes((const unsigned char *) VARDATA_ANY(device),
+					   VARSIZE_ANY_EXHDR(device));
+
+		DirectFunctionCall2(pg_advisory_xact_lock_int4,
+							Int32GetDatum(GUEST_DEVICE_LOCK_CLASS),
+							Int32GetDatum((int32) key));
+	}
+
+	/* normally one round: see invite_consume */
+	for (attempt = 0; attempt < 3; attempt++)
+	{
+		DiagnoseGuestJoin(&j);
+		if (j.status != GS_OK)
+			break;
+		if (TakeGuestClick(&j))
+			break;
+	}
+	if (j.status == GS_OK && attempt == 3)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not join through the guest link because of concurrent updates"),
+				 errhint("Try again.")));
+	if (j.status == GS_NOT_FOUND)
+		goto done;
+
+	if (j.status == GS_OK)
+		j.user_id = EnsureGuestUser(&j);
+	RecordGuestJoin(&j);
+	if (j.status == GS_OK || j.status == GS_REJOIN)
+	{
+		j.result_nulls[GR_ROLE] = false;
+		j.result[GR_ROLE] = CStringGetTextDatum("viewer");
+		j.result_nulls[GR_USER_ID] = j.user_id == NULL;
+		if (j.user_id != NULL)
+			j.result[GR_USER_ID] = CStringGetTextDatum(j.user_id);
+	}
+	else
+	{
+		/* refusals return the status alone, as invite_consume's do */
+		for (i = 0; i < GR_NCOLS; i++)
+			j.result_nulls[i] = true;
+	}
+	if (j.status == GS_OK)
+		Async_Notify(ACCEPTED_CHANNEL,
+					 psprintf("{\"kind\":\"guest_link\",\"id\":" INT64_FORMAT "}",
+							  j.guest_link_id));
+
+done:
+	j.result[GR_STATUS] = CStringGetTextDatum(guest_status_names[j.status]);
+	j.result_nulls[GR_STATUS] = false;
+	PutResultRow(fcinfo, j.result, j.result_nulls);
+	SPI_finish();
+	return (Datum) 0;
+}
+
 /*---- invite_purge ----------------------------------------------------------*/
+
+static Datum PurgeImpl(FunctionCallInfo fcinfo, ItmApi api);
 
 PG_FUNCTION_INFO_V1(invite_purge);
 Datum
 invite_purge(PG_FUNCTION_ARGS)
+{
+	return PurgeImpl(fcinfo, ITM_API_1_0_1);
+}
+
+/* 1.1: guest links too */
+PG_FUNCTION_INFO_V1(invite_purge_1_1);
+Datum
+invite_purge_1_1(PG_FUNCTION_ARGS)
+{
+	return PurgeImpl(fcinfo, ITM_API_1_1);
+}
+
+static Datum
+PurgeImpl(FunctionCallInfo fcinfo, ItmApi api)
 {
 	Interval   *keep;
 	TimestampTz now;
@@ -1715,6 +2928,11 @@ invite_purge(PG_FUNCTION_ARGS)
 	args[0] = IntervalPGetDatum(keep);
 	RunPlan(&purge_plan, args, NULL, false, SPI_OK_DELETE);
 	purged = SPI_processed;
+	if (api >= ITM_API_1_1)
+	{
+		RunPlan(&guest_purge_plan, args, NULL, false, SPI_OK_DELETE);
+		purged += SPI_processed;
+	}
 	SPI_finish();
 	PG_RETURN_INT64((int64) purged);
 }

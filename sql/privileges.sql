@@ -21,7 +21,7 @@ CREATE ROLE regress_itm_evil;
 -- the README's grants, and nothing more
 GRANT USAGE ON SCHEMA invitetomedia TO regress_itm_app;
 GRANT EXECUTE ON FUNCTION
-    invitetomedia.invite_create(text, text, text, text, text, text, boolean),
+    invitetomedia.invite_create(text, text, text, text, text, text, boolean, timestamptz),
     invitetomedia.invite_consume(text, text, text),
     invitetomedia.invite_check(text),
     invitetomedia.invite_revoke(bigint, text)

@@ -62,12 +62,20 @@ void
 itm_token_encode(const unsigned char random[ITM_TOKEN_RANDOM_BYTES],
 				 char out[ITM_TOKEN_LEN + 1])
 {
+	itm_token_encode_prefix(random, ITM_TOKEN_PREFIX, out);
+}
+
+/* prefix: ITM_TOKEN_PREFIX_LEN characters */
+void
+itm_token_encode_prefix(const unsigned char random[ITM_TOKEN_RANDOM_BYTES],
+						const char *prefix, char out[ITM_TOKEN_LEN + 1])
+{
 	unsigned char payload[ITM_TOKEN_PAYLOAD_BYTES];
 	char	   *p = out + ITM_TOKEN_PREFIX_LEN;
 	int			i;
 
 	PayloadFill(random, payload);
-	memcpy(out, ITM_TOKEN_PREFIX, ITM_TOKEN_PREFIX_LEN);
+	memcpy(out, prefix, ITM_TOKEN_PREFIX_LEN);
 	/* 36 bytes are exactly 12 groups of 3: no padding */
 	for (i = 0; i < ITM_TOKEN_PAYLOAD_BYTES; i += 3)
 	{
@@ -101,12 +109,18 @@ B64urlValue(unsigned char c)
 bool
 itm_token_valid(const char *s, size_t len)
 {
+	return itm_token_valid_prefix(s, len, ITM_TOKEN_PREFIX);
+}
+
+bool
+itm_token_valid_prefix(const char *s, size_t len, const char *prefix)
+{
 	unsigned char payload[ITM_TOKEN_PAYLOAD_BYTES];
 	const unsigned char *p;
 	uint32_t	crc;
 	int			i;
 
-	if (len != ITM_TOKEN_LEN || memcmp(s, ITM_TOKEN_PREFIX, ITM_TOKEN_PREFIX_LEN) != 0)
+	if (len != ITM_TOKEN_LEN || memcmp(s, prefix, ITM_TOKEN_PREFIX_LEN) != 0)
 		return false;
 	p = (const unsigned char *) s + ITM_TOKEN_PREFIX_LEN;
 	for (i = 0; i < ITM_TOKEN_PAYLOAD_BYTES; i += 3, p += 4)

@@ -22,9 +22,12 @@
 
 /*
  * Token: "itm_" followed by the URL-safe base64 (no padding) of 32 random
- * bytes and a 4-byte CRC-32 of them: 4 + 48 = 52 characters.
+ * bytes and a 4-byte CRC-32 of them: 4 + 48 = 52 characters.  A guest
+ * link's token is the same with "itg_": each kind is refused where the
+ * other is expected before any table is read.
  */
 #define ITM_TOKEN_PREFIX		"itm_"
+#define ITM_GUEST_TOKEN_PREFIX	"itg_"
 #define ITM_TOKEN_PREFIX_LEN	4
 #define ITM_TOKEN_RANDOM_BYTES	32
 #define ITM_TOKEN_PAYLOAD_BYTES (ITM_TOKEN_RANDOM_BYTES + 4)
@@ -34,6 +37,9 @@ extern uint32_t itm_crc32(const unsigned char *data, size_t len);
 extern void itm_token_encode(const unsigned char random[ITM_TOKEN_RANDOM_BYTES],
 							 char out[ITM_TOKEN_LEN + 1]);
 extern bool itm_token_valid(const char *s, size_t len);
+extern void itm_token_encode_prefix(const unsigned char random[ITM_TOKEN_RANDOM_BYTES],
+									const char *prefix, char out[ITM_TOKEN_LEN + 1]);
+extern bool itm_token_valid_prefix(const char *s, size_t len, const char *prefix);
 
 /* Limits on what invite_create accepts. */
 #define ITM_EMAIL_MAX_LEN		254
