@@ -1924,6 +1924,29 @@ invite_check_1_1(PG_FUNCTION_ARGS)
 	return CheckImpl(fcinfo, ITM_API_1_1);
 }
 
+/*
+ * Who may change a link: its inviter, an administrator, or anyone who may
+ * invite to its media (invite_revoke's rule).
+ */
+static bool
+MayManageLink(const char *actor_id, const char *actor_role,
+			  const char *created_by, const char *media_id)
+{
+	Datum		margs[2];
+
+	if (created_by != NULL && strcmp(created_by, actor_id) == 0)
+		return true;
+	if (actor_role != NULL && (strcmp(actor_role, "admin") == 0 ||
+							   strcmp(actor_role, "unmoderated_admin") == 0))
+		return true;
+	if (media_id == NULL)
+		return false;
+	margs[0] = CStringGetTextDatum(actor_id);
+	margs[1] = CStringGetTextDatum(media_id);
+	RunPlan(&revoke_may_plan, margs, NULL, false, SPI_OK_SELECT);
+	return SPI_processed == 1 && ColBool(&revoke_may_plan, MAY_ALLOWED);
+}
+
 /*---- invite_revoke ---------------------------------------------------------*/
 
 PG_FUNCTION_INFO_V1(invite_revoke);
@@ -1937,7 +1960,6 @@ invite_revoke(PG_FUNCTION_ARGS)
 	char	   *media_id;
 	char	   *actor_role;
 	bool		already;
-	bool		allowed;
 	Datum		args[2];
 
 	RequireArg(fcinfo, 0, "invite_id");
@@ -1964,20 +1986,7 @@ invite_revoke(PG_FUNCTION_ARGS)
 				 errmsg("user \"%s\" does not exist", Clip(actor_id, 100))));
 	actor_role = ColText(p, RVK_ACTOR_ROLE);
 
-	/* the inviter, an administrator, or anyone who may invite on the media */
-	allowed = (invited_by != NULL && strcmp(invited_by, actor_id) == 0) ||
-		(actor_role != NULL && (strcmp(actor_role, "admin") == 0 ||
-								strcmp(actor_role, "unmoderated_admin") == 0));
-	if (!allowed && media_id != NULL)
-	{
-		Datum		margs[2];
-
-		margs[0] = CStringGetTextDatum(actor_id);
-		margs[1] = CStringGetTextDatum(media_id);
-		RunPlan(&revoke_may_plan, margs, NULL, false, SPI_OK_SELECT);
-		allowed = SPI_processed == 1 && ColBool(&revoke_may_plan, MAY_ALLOWED);
-	}
-	if (!allowed)
+	if (!MayManageLink(actor_id, actor_role, invited_by, media_id))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("user \"%s\" may not revoke invite %lld",
@@ -2114,29 +2123,6 @@ static ItmPlan drop_unsent_plan = {
 	" WHERE o.invite_id OPERATOR(pg_catalog.=) $1 AND o.sent_at IS NULL",
 	1, {INT8OID}, 0, NULL, NULL
 };
-
-/*
- * Who may change a link: its inviter, an administrator, or anyone who may
- * invite to its media (invite_revoke's rule).
- */
-static bool
-MayManageLink(const char *actor_id, const char *actor_role,
-			  const char *created_by, const char *media_id)
-{
-	Datum		margs[2];
-
-	if (created_by != NULL && strcmp(created_by, actor_id) == 0)
-		return true;
-	if (actor_role != NULL && (strcmp(actor_role, "admin") == 0 ||
-							   strcmp(actor_role, "unmoderated_admin") == 0))
-		return true;
-	if (media_id == NULL)
-		return false;
-	margs[0] = CStringGetTextDatum(actor_id);
-	margs[1] = CStringGetTextDatum(media_id);
-	RunPlan(&revoke_may_plan, margs, NULL, false, SPI_OK_SELECT);
-	return SPI_processed == 1 && ColBool(&revoke_may_plan, MAY_ALLOWED);
-}
 
 PG_FUNCTION_INFO_V1(invite_resend);
 Datum

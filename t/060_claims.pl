@@ -269,7 +269,7 @@ GRANT EXECUTE ON FUNCTION invitetomedia.email_claim(integer, interval),
    TO claimsender;
 EOSQL
 is(sql("SELECT extversion FROM pg_extension WHERE extname = 'invitetomedia'"),
-	'1.0.1', 'CREATE EXTENSION installs 1.0.1 by default');
+	'1.1', 'CREATE EXTENSION installs 1.1 by default');
 
 ###########################################################################
 # 1. the SQL API: two senders, an expired lease, late confirmations
@@ -441,7 +441,7 @@ EOSQL
 	my $s = start_sender(dir => $dir, db => $db, args => [ '--poll' => 300 ]);
 	ok(wait_until(sub { sender_log($s) =~ /listening on invitetomedia_email/ }, 30),
 		'a sender is listening on the 1.0 database');
-	sql_in($db, 'ALTER EXTENSION invitetomedia UPDATE');
+	sql_in($db, "ALTER EXTENSION invitetomedia UPDATE TO '1.0.1'");
 	is(sql_in($db, "SELECT extversion FROM pg_extension WHERE extname = 'invitetomedia'"),
 		'1.0.1', "database '$db' updated to 1.0.1");
 	is(sql_in($db,
