@@ -12,7 +12,10 @@
  *    52-character token that is valid;
  *  - every single-character change of that token (position and new
  *    character chosen by the input) makes it invalid: CRC-32 catches every
- *    burst of up to 32 bits, and one base64url character is 6 bits.
+ *    burst of up to 32 bits, and one base64url character is 6 bits;
+ *  - the two kinds never pass for each other: a valid invite token is not a
+ *    valid guest token and the other way round, and the guest encoding of
+ *    the same bytes differs from the invite one in the prefix only.
  *
  * Build: see fuzz/fuzz.mk.
  *
@@ -113,6 +116,18 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 		CHECK(memcmp(payload, random, sizeof(random)) == 0);
 		/* a valid token followed or preceded by anything is not valid */
 		CHECK(!itm_token_valid(token, ITM_TOKEN_LEN - 1));
+
+		/* the guest kind: same payload, its own prefix, never the other's */
+		{
+			char		guest[ITM_TOKEN_LEN + 1];
+
+			itm_token_encode_prefix(random, ITM_GUEST_TOKEN_PREFIX, guest);
+			CHECK(itm_token_valid_prefix(guest, ITM_TOKEN_LEN, ITM_GUEST_TOKEN_PREFIX));
+			CHECK(!itm_token_valid(guest, ITM_TOKEN_LEN));
+			CHECK(!itm_token_valid_prefix(token, ITM_TOKEN_LEN, ITM_GUEST_TOKEN_PREFIX));
+			CHECK(memcmp(guest + ITM_TOKEN_PREFIX_LEN, token + ITM_TOKEN_PREFIX_LEN,
+						 ITM_TOKEN_LEN - ITM_TOKEN_PREFIX_LEN) == 0);
+		}
 
 		/* one character changed: position and replacement from the input */
 		pos = size > 32 ? data[32] % ITM_TOKEN_LEN : 0;
