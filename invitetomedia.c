@@ -48,8 +48,16 @@
  * Versions.  One library serves every database of the cluster, whatever
  * version of the extension each has installed.  Where a query depends on
  * the schema, the SQL function of each version names its own C symbol
- * (invite_consume for 1.0, invite_consume_1_0_1 for 1.0.1), as
- * pg_stat_statements does, and the C code picks the matching query.
+ * (invite_consume for 1.0, invite_consume_1_0_1 for 1.0.1,
+ * invite_consume_1_1 for 1.1), as pg_stat_statements does, and the C code
+ * picks the matching query (the ItmApi argument; plans are kept per API).
+ * A 1.0 or 1.0.1 database never runs a query that names a 1.1 column.
+ *
+ * Version 1.1 adds, on the same principles: scheduled links (not_before),
+ * a lockout after wrong emails (failed_attempts, read against the setting
+ * at every consume), invite_resend (a new token; the old one's hash goes to
+ * retired_tokens and answers revoked), a rate limit per inviter, the
+ * accepted event, and guest links (see "guest links" below).
  *
  * Memory: each call does its work between SPI_connect and SPI_finish, so
  * everything it allocates lives in SPI's per-call context and is released
