@@ -522,51 +522,9 @@ COMMENT ON FUNCTION invitetomedia.guest_link_join(text, text, text, text, text) 
 
 CREATE FUNCTION invitetomedia.guest_link_revoke(guest_link_id bigint, actor_id text)
 RETURNS boolean
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    link record;
-    actor_role text;
-BEGIN
-    IF guest_link_id IS NULL OR actor_id IS NULL THEN
-        RAISE EXCEPTION '% must not be NULL', CASE WHEN guest_link_id IS NULL THEN 'guest_link_id' ELSE 'actor_id' END
-            USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    -- FOR UPDATE: a revoke waits for joins in flight, and they for it
-    SELECT g.created_by, g.media_id, g.revoked_at IS NOT NULL AS revoked INTO link
-      FROM invitetomedia.guest_links g
-     WHERE g.guest_link_id OPERATOR(pg_catalog.=) guest_link_revoke.guest_link_id
-       FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'guest link % does not exist', guest_link_revoke.guest_link_id
-            USING ERRCODE = 'undefined_object';
-    END IF;
-    SELECT u.role::pg_catalog.text INTO actor_role
-      FROM invitetomedia.users u
-     WHERE u.user_id OPERATOR(pg_catalog.=) guest_link_revoke.actor_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'user "%" does not exist', left(guest_link_revoke.actor_id, 100)
-            USING ERRCODE = 'undefined_object';
-    END IF;
-    -- the creator, an administrator, or anyone who may invite on the media
-    IF NOT (coalesce(link.created_by OPERATOR(pg_catalog.=) guest_link_revoke.actor_id, false)
-            OR coalesce(actor_role OPERATOR(pg_catalog.=) ANY (ARRAY['admin', 'unmoderated_admin']), false)
-            OR coalesce(invitetomedia.may_invite(guest_link_revoke.actor_id, link.media_id), false)) THEN
-        RAISE EXCEPTION 'user "%" may not revoke guest link %',
-                        left(guest_link_revoke.actor_id, 100), guest_link_revoke.guest_link_id
-            USING ERRCODE = 'insufficient_privilege',
-                  DETAIL = 'The link''s creator, administrators and those who may invite to the media may revoke its links.';
-    END IF;
-    IF link.revoked THEN
-        RETURN false;
-    END IF;
-    UPDATE invitetomedia.guest_links g
-       SET revoked_at = pg_catalog.now(), revoked_by = guest_link_revoke.actor_id
-     WHERE g.guest_link_id OPERATOR(pg_catalog.=) guest_link_revoke.guest_link_id;
-    RETURN true;
-END
-$$;
+AS 'MODULE_PATHNAME', 'guest_link_revoke'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION invitetomedia.guest_link_revoke(bigint, text) IS
 'revokes a guest link; true if revoked now, false if it already was';
 

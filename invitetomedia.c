@@ -552,13 +552,17 @@ static ItmPlan consume_diagnose_plan[ITM_API_COUNT] = {
 enum
 {
 	RET_INVITE_ID,
+	RET_ENABLED,
 	RET_NCOLS
 };
 static const ItmCol retired_cols[RET_NCOLS] = {
 	[RET_INVITE_ID] = {"invite_id", INT8OID, false, "retired_tokens.invite_id"},
+	[RET_ENABLED] = {"enabled", BOOLOID, false, "settings.enabled"},
 };
 static ItmPlan retired_plan = {
-	"SELECT rt.invite_id::pg_catalog.int8 AS invite_id FROM invitetomedia.retired_tokens rt"
+	"SELECT rt.invite_id::pg_catalog.int8 AS invite_id,"
+	"       s.enabled::pg_catalog.bool AS enabled"
+	"  FROM invitetomedia.retired_tokens rt CROSS JOIN invitetomedia.settings s"
 	" WHERE rt.token_hash OPERATOR(pg_catalog.=) $1",
 	1, {BYTEAOID}, RET_NCOLS, retired_cols, NULL
 };
@@ -1563,7 +1567,8 @@ DiagnoseConsume(ConsumeCall *call)
 			RunPlan(&retired_plan, call->args, NULL, false, SPI_OK_SELECT);
 			if (SPI_processed == 1)
 			{
-				call->status = CS_REVOKED;
+				/* the documented order: disabled comes first */
+				call->status = ColBool(&retired_plan, RET_ENABLED) ? CS_REVOKED : CS_DISABLED;
 				call->invite_id = ColInt8(&retired_plan, RET_INVITE_ID);
 			}
 		}
@@ -1909,7 +1914,7 @@ CheckImpl(FunctionCallInfo fcinfo, ItmApi api)
 		{
 			RunPlan(&retired_plan, args, NULL, true, SPI_OK_SELECT);
 			if (SPI_processed == 1)
-				status = "revoked";
+				status = ColBool(&retired_plan, RET_ENABLED) ? "revoked" : "disabled";
 		}
 	}
 	result[0] = CStringGetTextDatum(status);
@@ -2869,6 +2874,75 @@ done:
 	SPI_finish();
 	return (Datum) 0;
 }
+
+/*
+ * guest_link_revoke: invite_revoke's rules and errors.  FOR UPDATE, not the
+ * UPDATE's weaker lock: joins of an unlimited link hold FOR KEY SHARE, and
+ * a revoke must wait for them (and they for it).
+ */
+static ItmPlan guest_revoke_lookup_plan = {
+	"SELECT g.created_by::pg_catalog.text AS invited_by,"
+	"       g.media_id::pg_catalog.text AS media_id,"
+	"       g.revoked_at IS NOT NULL AS revoked,"
+	"       u.user_id IS NOT NULL AS actor_found,"
+	"       u.role::pg_catalog.text AS actor_role"
+	"  FROM invitetomedia.guest_links g"
+	"  LEFT JOIN invitetomedia.users u ON u.user_id OPERATOR(pg_catalog.=) $2"
+	" WHERE g.guest_link_id OPERATOR(pg_catalog.=) $1"
+	"   FOR UPDATE OF g",
+	2, {INT8OID, TEXTOID},
+	RVK_NCOLS, revoke_lookup_cols, NULL
+};
+
+static ItmPlan guest_revoke_plan = {
+	"UPDATE invitetomedia.guest_links SET revoked_at = pg_catalog.now(), revoked_by = $2"
+	" WHERE guest_link_id OPERATOR(pg_catalog.=) $1 AND revoked_at IS NULL",
+	2, {INT8OID, TEXTOID}, 0, NULL, NULL
+};
+
+PG_FUNCTION_INFO_V1(guest_link_revoke);
+Datum
+guest_link_revoke(PG_FUNCTION_ARGS)
+{
+	ItmPlan    *p = &guest_revoke_lookup_plan;
+	int64		guest_link_id;
+	char	   *actor_id;
+	bool		already;
+	Datum		args[2];
+
+	RequireArg(fcinfo, 0, "guest_link_id");
+	RequireArg(fcinfo, 1, "actor_id");
+	PreventCommandIfReadOnly("guest_link_revoke()");
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	guest_link_id = PG_GETARG_INT64(0);
+	actor_id = IdArg(fcinfo, 1, "actor_id");
+	args[0] = Int64GetDatum(guest_link_id);
+	args[1] = CStringGetTextDatum(actor_id);
+	RunPlan(p, args, NULL, false, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("guest link %lld does not exist", (long long) guest_link_id)));
+	already = ColBool(p, RVK_REVOKED);
+	if (!ColBool(p, RVK_ACTOR_FOUND))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("user \"%s\" does not exist", Clip(actor_id, 100))));
+	if (!MayManageLink(actor_id, ColText(p, RVK_ACTOR_ROLE),
+					   ColText(p, RVK_INVITED_BY), ColText(p, RVK_MEDIA_ID)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("user \"%s\" may not revoke guest link %lld",
+						Clip(actor_id, 100), (long long) guest_link_id),
+				 errdetail("The link's creator, administrators and those who may invite to the media may revoke its links.")));
+	if (!already)
+		RunPlan(&guest_revoke_plan, args, NULL, false, SPI_OK_UPDATE);
+	SPI_finish();
+	PG_RETURN_BOOL(!already);
+}
+
 
 /*---- invite_purge ----------------------------------------------------------*/
 
