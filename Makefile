@@ -7,36 +7,37 @@ OBJS = \
 	src/itm_text.o
 PGFILEDESC = "invitetomedia - invite links to media"
 
-# the 1.0 install script plus every update script, so old versions install
-DATA = invitetomedia--1.0.sql $(wildcard invitetomedia--*--*.sql)
+# the 1.0 install script plus every update script, so old versions install.
+# The globs look in $(srcdir) (set by PGXS below; "=" defers them until
+# then), so that a build in another directory (VPATH, as Debian's
+# pg_buildext does) finds the same files.
+DATA = invitetomedia--1.0.sql $(notdir $(wildcard $(srcdir)/invitetomedia--*--*.sql))
 
 # One regression file per feature, picked up by a glob.
-TESTS = $(wildcard sql/*.sql)
-REGRESS = $(patsubst sql/%.sql,%,$(TESTS))
+TESTS = $(wildcard $(srcdir)/sql/*.sql)
+REGRESS = $(patsubst %.sql,%,$(notdir $(TESTS)))
 REGRESS_OPTS = --load-extension=pgcrypto --load-extension=$(EXTENSION)
 
-ISOLATION = $(patsubst specs/%.spec,%,$(wildcard specs/*.spec))
+ISOLATION = $(patsubst %.spec,%,$(notdir $(wildcard $(srcdir)/specs/*.spec)))
 ISOLATION_OPTS = --load-extension=pgcrypto --load-extension=$(EXTENSION)
 
 TAP_TESTS = 1
 
-# The build is warning-free; keep it so.  The server headers are included
-# as system headers: a few of their inline functions trip -Wextra.
-PG_CFLAGS = -Wall -Wextra -Werror
+# The build is warning-free; keep it so (the test command and CI add
+# -Werror with COPT=-Werror; the Makefile does not, so that a newer
+# compiler's new warning does not break a user's or a packager's build).
+# The server headers are included as system headers: a few of their inline
+# functions trip -Wextra.
+PG_CFLAGS = -Wall -Wextra
 PG_CPPFLAGS = -I$(srcdir) -isystem $(shell $(PG_CONFIG) --includedir-server)
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-# the email sender program (README, "The sender")
-include sender/sender.mk
-all: invitetomedia-sender
-install: sender-install
-clean: sender-clean
-
-# long tests (soak, fuzzing, valgrind): make check-long
-include test/long.mk
+# The email sender (README, "The sender") is a program of its own, with
+# its own Makefile and libraries: make -C sender.  The long checks (soak,
+# fuzzing, valgrind) are in test/long/.
 
 # the benchmark (README, "Performance"); bench/run takes options
 .PHONY: bench

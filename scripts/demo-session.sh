@@ -95,7 +95,7 @@ SQL
 
 step "7b. The sender delivers it (sendmail stand-in: one file per message)"
 maildir=$(mktemp -d)
-FAKE_MAIL_DIR="$maildir" "$ITM_TOP/invitetomedia-sender" --once \
+FAKE_MAIL_DIR="$maildir" "$ITM_TOP/sender/invitetomedia-sender" --once \
     --from 'Media Portal <invites@media.example.com>' --domain media.example.com \
     --sendmail "$ITM_TOP/sender/test/fake-sendmail -t -i" 2>&1 | sed 's/^/   /'
 # the message as its reader sees it: the main headers, then the body

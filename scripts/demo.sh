@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The invitetomedia demo, on a throwaway cluster, as root (or with sudo):
 #   bash scripts/demo.sh
-# Builds and installs the extension, starts a temporary PostgreSQL 15
-# cluster, fills it with a small media site and walks an invite from
-# creation, through its email, to its uses.  Nothing on the machine's own
-# clusters is touched.  Demos and test runs may run at the same time: each
-# has its own cluster, as postgres, in a scratch directory of its own
-# (scripts/throwaway.sh).
+# Builds and installs the extension, starts a temporary PostgreSQL cluster
+# (version $PG_MAJOR, 15 unless set: scripts/pg_major.sh), fills it with a
+# small media site and walks an invite from creation, through its email,
+# to its uses.  Nothing on the machine's own clusters is touched.  Demos
+# and test runs may run at the same time: each has its own cluster, as
+# postgres, in a scratch directory of its own (scripts/throwaway.sh).
 set -euo pipefail
 # The braces around the rest, which ends in exit, make bash read the whole
 # script before it runs any of it: bash otherwise reads a script as it goes,
@@ -32,7 +32,7 @@ mkdir -p "$dir/top/scripts" "$dir/top/sender/test"
 (
     flock -s 9
     cp "$top/scripts/demo-session.sh" "$dir/top/scripts/"
-    cp "$top/invitetomedia-sender" "$dir/top/"
+    cp "$top/sender/invitetomedia-sender" "$dir/top/sender/"
     cp "$top/sender/test/fake-sendmail" "$dir/top/sender/test/"
 ) 9>>"$ITM_BUILD_LOCK"
 chown -R postgres: "$dir/top"

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Installs what invitetomedia needs on Debian 12 and builds and installs the
-# extension (and the sender).  Run as root, by demo.sh and test.sh:
+# Installs what invitetomedia needs on Debian 12, builds and installs the
+# extension, and builds the sender (sender/invitetomedia-sender, which the
+# tests and the demo run from the tree).  Run as root, by demo.sh and
+# test.sh:
 #   bash scripts/setup.sh [make option...]
-# ITM_EXTRA_PACKAGES names more packages to install.
+# ITM_EXTRA_PACKAGES names more packages to install.  Warnings are errors
+# here (COPT=-Werror, WERROR=-Werror): the Makefiles leave them warnings for
+# users and packagers.
 set -euo pipefail
 # The braces around the rest, which ends in exit, make bash read the whole
 # script before it runs any of it: bash otherwise reads a script as it goes,
@@ -16,10 +20,11 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$top/scripts/pg_major.sh"
 
 # Packages: the server and its build files, TAP test modules, the sender's
 # MIME library, and what the tests use to read messages.
-ITM_PACKAGES="postgresql-15 postgresql-server-dev-15 postgresql-common
+ITM_PACKAGES="postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-common
     make gcc pkg-config libpq-dev libgmime-3.0-dev libipc-run-perl python3"
 
 missing=""
@@ -43,8 +48,10 @@ fi
 echo "== building and installing invitetomedia"
 exec 9>>/tmp/invitetomedia-build.lock
 flock 9
-make -C "$top" -s PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config "$@"
-make -C "$top" -s PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config \
+pg_config=/usr/lib/postgresql/$PG_MAJOR/bin/pg_config
+make -C "$top" -s PG_CONFIG="$pg_config" COPT=-Werror "$@"
+make -C "$top" -s PG_CONFIG="$pg_config" COPT=-Werror \
     install_bin='/usr/bin/install -C' "$@" >/dev/null
+make -C "$top/sender" -s WERROR=-Werror "$@"
 exit
 }

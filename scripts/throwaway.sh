@@ -4,7 +4,7 @@
 # Runs must be able to overlap (two demos and a test run at once) and a
 # killed run must block nothing.  So:
 #   - everything runs as postgres, never as root: pg_virtualenv run by root
-#     makes the one system-wide cluster 15/regress, which a second run
+#     makes the one system-wide cluster $PG_MAJOR/regress, which a second run
 #     refuses to overwrite and which a killed run leaves behind;
 #   - each run keeps everything (tree copy, logs, pg_virtualenv's cluster,
 #     sockets, temporary files) in one scratch directory of its own;
@@ -14,7 +14,8 @@
 #   - each cluster gets a random port, and another one if it did not start:
 #     pg_createcluster's "next free port" is racy between concurrent runs.
 
-ITM_PGBIN=/usr/lib/postgresql/15/bin
+. "$(dirname "${BASH_SOURCE[0]}")/pg_major.sh"
+ITM_PGBIN=/usr/lib/postgresql/$PG_MAJOR/bin
 # taken exclusively by setup.sh's build and install, shared by readers of
 # the built tree
 ITM_BUILD_LOCK=/tmp/invitetomedia-build.lock
@@ -78,7 +79,7 @@ itm_virtualenv() {
         # from a command that failed
         "${ITM_KILLSAFE[@]}" runuser -u postgres -- env -C "$dir" \
             PATH="$ITM_PGBIN:$PATH" TMPDIR="$run" PGPORT="$port" \
-            pg_virtualenv -v 15 -o "unix_socket_directories=$run" \
+            pg_virtualenv -v "$PG_MAJOR" -o "unix_socket_directories=$run" \
             sh -c 'touch "$0/started" && exec "$@"' "$run" "$@"
         rc=$?
         [ -e "$run/started" ] && break

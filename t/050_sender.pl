@@ -31,10 +31,10 @@ my $parser = "$top/sender/test/parse-mail.py";
 my $base_url = 'https://media.example.com/invite/';
 my $title = "Caf\x{e9} Talk \x{2014} Live";
 
-# the sender built in the tree, else the installed one (bindir is on PATH
-# under "make installcheck")
+# $ITM_SENDER if set, else the sender built in the tree (make -C sender),
+# else one on PATH (an installed one)
 my $sender;
-for my $candidate ("$top/invitetomedia-sender",
+for my $candidate (($ENV{ITM_SENDER} // ()), "$top/sender/invitetomedia-sender",
 	map { "$_/invitetomedia-sender" } split /:/, ($ENV{PATH} // ''))
 {
 	if (-x $candidate && !-d $candidate)
@@ -43,7 +43,7 @@ for my $candidate ("$top/invitetomedia-sender",
 		last;
 	}
 }
-BAIL_OUT('invitetomedia-sender not found: run "make" first') unless $sender;
+BAIL_OUT('invitetomedia-sender not found: run "make -C sender" first') unless $sender;
 BAIL_OUT("python3 is needed to parse the messages")
   unless system('python3 -c "import email.policy" 2>/dev/null') == 0;
 note "sender: $sender";

@@ -33,10 +33,10 @@ use Test::More;
 my $top = abs_path(File::Spec->catdir(dirname(__FILE__), '..'));
 my $fake = "$top/sender/test/fake-sendmail";
 
-# the sender built in the tree, else the installed one (bindir is on PATH
-# under "make installcheck"), as in t/050_sender.pl
+# $ITM_SENDER if set, else the sender built in the tree (make -C sender),
+# else one on PATH (an installed one), as in t/050_sender.pl
 my $sender;
-for my $candidate ("$top/invitetomedia-sender",
+for my $candidate (($ENV{ITM_SENDER} // ()), "$top/sender/invitetomedia-sender",
 	map { "$_/invitetomedia-sender" } split /:/, ($ENV{PATH} // ''))
 {
 	if (-x $candidate && !-d $candidate)
@@ -45,7 +45,7 @@ for my $candidate ("$top/invitetomedia-sender",
 		last;
 	}
 }
-BAIL_OUT('invitetomedia-sender not found: run "make" first') unless $sender;
+BAIL_OUT('invitetomedia-sender not found: run "make -C sender" first') unless $sender;
 note "sender: $sender";
 
 my @harnesses;    # background senders, killed if a test dies

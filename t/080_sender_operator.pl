@@ -39,10 +39,10 @@ my $top = abs_path(File::Spec->catdir(dirname(__FILE__), '..'));
 my $fake = "$top/sender/test/fake-sendmail";
 my $parser = "$top/sender/test/parse-mail.py";
 
-# the sender built in the tree, else the installed one (bindir is on PATH
-# under "make installcheck"), as in t/050_sender.pl
+# $ITM_SENDER if set, else the sender built in the tree (make -C sender),
+# else one on PATH (an installed one), as in t/050_sender.pl
 my $sender;
-for my $candidate ("$top/invitetomedia-sender",
+for my $candidate (($ENV{ITM_SENDER} // ()), "$top/sender/invitetomedia-sender",
 	map { "$_/invitetomedia-sender" } split /:/, ($ENV{PATH} // ''))
 {
 	if (-x $candidate && !-d $candidate)
@@ -51,7 +51,7 @@ for my $candidate ("$top/invitetomedia-sender",
 		last;
 	}
 }
-BAIL_OUT('invitetomedia-sender not found: run "make" first') unless $sender;
+BAIL_OUT('invitetomedia-sender not found: run "make -C sender" first') unless $sender;
 BAIL_OUT("python3 is needed to parse the messages")
   unless system('python3 -c "import email.policy" 2>/dev/null') == 0;
 note "sender: $sender";
