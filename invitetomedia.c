@@ -91,6 +91,7 @@
 #include "utils/fmgrprotos.h"
 #include "utils/plancache.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "src/itm_text.h"
@@ -777,11 +778,18 @@ GetPlan(ItmPlan *p)
 	return p->plan;
 }
 
-/* Runs a saved plan; nulls uses SPI's convention (' ' or 'n'). */
+/*
+ * Runs a saved plan; nulls uses SPI's convention (' ' or 'n').  snapshot:
+ * InvalidSnapshot for the usual one (see RunPlanAfterLock).
+ */
 static void
-RunPlan(ItmPlan *p, Datum *values, const char *nulls, bool read_only, int expected)
+RunPlanSnapshot(ItmPlan *p, Datum *values, const char *nulls, bool read_only,
+				int expected, Snapshot snapshot)
 {
-	int			rc = SPI_execute_plan(GetPlan(p), values, nulls, read_only, 0);
+	int			rc = snapshot == InvalidSnapshot ?
+		SPI_execute_plan(GetPlan(p), values, nulls, read_only, 0) :
+		SPI_execute_snapshot(GetPlan(p), values, nulls, snapshot, InvalidSnapshot,
+							 read_only, false, 0);
 
 	if (rc != expected)
 		elog(ERROR, "SPI_execute_plan returned %s, expected %s",
@@ -795,6 +803,26 @@ RunPlan(ItmPlan *p, Datum *values, const char *nulls, bool read_only, int expect
 		CheckResultDesc(p, SPI_tuptable->tupdesc, false);
 		current_result = p;
 	}
+}
+
+static void
+RunPlan(ItmPlan *p, Datum *values, const char *nulls, bool read_only, int expected)
+{
+	RunPlanSnapshot(p, values, nulls, read_only, expected, InvalidSnapshot);
+}
+
+/*
+ * A count that must see what committed while this transaction waited for a
+ * row lock (the creation limits).  Under READ COMMITTED each statement takes
+ * a new snapshot anyway; under REPEATABLE READ and SERIALIZABLE the
+ * transaction's snapshot predates the wait, so the latest one is used, as
+ * PostgreSQL's own foreign-key checks do.
+ */
+static void
+RunPlanAfterLock(ItmPlan *p, Datum *values, const char *nulls, int expected)
+{
+	RunPlanSnapshot(p, values, nulls, false, expected,
+					IsolationUsesXactSnapshot() ? GetLatestSnapshot() : InvalidSnapshot);
 }
 
 /*
@@ -1248,7 +1276,7 @@ CheckRateLimit(const char *actor_id, int32 per_hour)
 		return;
 	args[0] = CStringGetTextDatum(actor_id);
 	RunPlan(&lock_actor_plan, args, NULL, false, SPI_OK_SELECT);
-	RunPlan(&rate_count_plan, args, NULL, false, SPI_OK_SELECT);
+	RunPlanAfterLock(&rate_count_plan, args, NULL, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		elog(ERROR, "invitetomedia: the rate count returned %llu rows",
 			 (unsigned long long) SPI_processed);
@@ -2464,7 +2492,7 @@ guest_link_create(PG_FUNCTION_ARGS)
 
 	args[0] = CStringGetTextDatum(media_id);
 	RunPlan(&lock_media_plan, args, NULL, false, SPI_OK_SELECT);
-	RunPlan(&guest_usable_plan, args, NULL, false, SPI_OK_SELECT);
+	RunPlanAfterLock(&guest_usable_plan, args, NULL, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		elog(ERROR, "invitetomedia: the guest link count returned %llu rows",
 			 (unsigned long long) SPI_processed);
@@ -2662,7 +2690,11 @@ DiagnoseGuestJoin(GuestJoin *j)
 	bool		isnull;
 	Datum		limit;
 
-	RunPlan(p, j->args, j->nulls, false, SPI_OK_SELECT);
+	/* after the device's advisory lock: see its earlier join at any isolation */
+	if (j->nulls[1] == ' ')
+		RunPlanAfterLock(p, j->args, j->nulls, SPI_OK_SELECT);
+	else
+		RunPlan(p, j->args, j->nulls, false, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 	{
 		j->status = GS_NOT_FOUND;
