@@ -43,3 +43,6 @@ include $(PGXS)
 .PHONY: bench
 bench:
 	bench/run $(BENCH_OPTS)
+
+# the PGXN distribution: make dist (dist.mk)
+include $(srcdir)/dist.mk
