@@ -2,13 +2,17 @@
 #
 # Fills every table of the extension (changed settings, templates, allowed
 # users, directory, invites in every state, redemptions of every kind, an
-# outbox with pending, sent, failed and dead messages), dumps it with
-# pg_dump in custom and in plain format, restores each into a new database,
-# and checks that
+# outbox with pending, sent, failed and dead messages; since 1.1 also a
+# scheduled, a locked and a resent invite (its old token retired), guest
+# links unlimited, click-limited and revoked, and their joins), dumps it
+# with pg_dump in custom and in plain format, restores each into a new
+# database, and checks that
 #  - every table's contents and every sequence are identical;
 #  - settings still has exactly one row, with the restored values;
 #  - a link made before the dump still works after the restore (its token
-#    is kept here, only its hash is in the database);
+#    is kept here, only its hash is in the database), and every invite and
+#    guest link answers as before (locked, not_yet, a retired token revoked,
+#    a device rejoins, a click limit counts on);
 #  - new invites, redemptions and messages get fresh ids (sequences restored).
 use strict;
 use warnings;
@@ -35,7 +39,8 @@ UPDATE invitetomedia.settings SET
   allowed_users_roles = 'specific', invite_email_template = 'invite',
   restrict_new_user_domains = '{closed.example,xn--bcher-kva.example}',
   link_base_url = 'https://media.example.com/join/',
-  email_max_attempts = 2, email_retry_delay = '5 seconds';
+  email_max_attempts = 2, email_retry_delay = '5 seconds',
+  lockout_attempts = 3, invites_per_hour = 100;
 INSERT INTO invitetomedia.users VALUES
   ('owner', 'owner@site.example', 'Olga', 'Owner', 'private_only'),
   ('coed', 'coed@site.example', 'Carl', 'Editor', 'viewer'),
@@ -96,6 +101,49 @@ is(consume('src', $inv{unlimited}[1], 'many@new.example', "d$_"), 'ok', "unlimit
   for 1 .. 3;
 is(consume('src', $inv{known}[1], 'known@closed.example'), 'ok', 'known user: used');
 
+# 1.1: a scheduled link, a locked one, a resent one (its old token retired)
+$inv{scheduled} = [ split / /, $node->safe_psql('src', q{
+	SELECT invite_id || ' ' || token FROM invitetomedia.invite_create(
+	    'vid', 'owner', 'later@new.example', 'First', 'Last', 'viewer', false, now() + interval '2 days')}) ];
+is(consume('src', $inv{scheduled}[1], 'later@new.example'), 'not_yet', 'scheduled: not yet');
+$inv{locked} = create('src', 'vid', 'owner', 'locked@new.example', 'viewer', 'false');
+is(consume('src', $inv{locked}[1], "wrong$_\@new.example"), 'email_mismatch', "locked: wrong email $_")
+  for 1 .. 3;
+is(consume('src', $inv{locked}[1], 'locked@new.example'), 'locked', 'locked: locked after 3');
+$inv{resent} = create('src', 'vid', 'owner', 'resent@new.example', 'viewer', 'false');
+$inv{resent}[2] = $node->safe_psql('src',
+	"SELECT token FROM invitetomedia.invite_resend($inv{resent}[0], 'owner', false)");
+is(consume('src', $inv{resent}[1], 'resent@new.example'), 'revoked', 'resent: the old token is revoked');
+
+# guest links: unlimited, click-limited and partly used, revoked
+sub guest_create
+{
+	my ($media, $name, $limit, $days) = @_;
+	return [ split / /, $node->safe_psql('src',
+		"SELECT guest_link_id || ' ' || token FROM invitetomedia.guest_link_create("
+		  . "'$media', 'owner', '$name', $limit, $days)") ];
+}
+
+sub join_guest
+{
+	my ($db, $token, $email, $device) = @_;
+	$device = defined $device ? "'$device'" : 'NULL';
+	return $node->safe_psql($db,
+		"SELECT concat_ws(' ', status, clicks_left) FROM invitetomedia.guest_link_join("
+		  . "'$token', '$email', 'Gina', 'Guest', $device)");
+}
+my %guest;
+$guest{unlimited} = guest_create('live', 'Webcast audience', 'NULL', 'NULL');
+$guest{limited}   = guest_create('vid', 'Preview', 3, 7);
+$guest{revoked}   = guest_create('vid', 'Old preview', 'NULL', 'NULL');
+is(join_guest('src', $guest{unlimited}[1], 'ann@new.example', 'gd1'), 'ok', 'guest unlimited: joined');
+is(join_guest('src', $guest{unlimited}[1], 'ann@new.example', 'gd1'), 'rejoin', 'guest unlimited: rejoined');
+is(join_guest('src', $guest{limited}[1], 'bob@new.example'), 'ok 2', 'guest limited: 2 clicks left');
+is(join_guest('src', $guest{limited}[1], 'cy@new.example'), 'ok 1', 'guest limited: 1 click left');
+is($node->safe_psql('src', "SELECT invitetomedia.guest_link_revoke($guest{revoked}[0], 'owner')"),
+	't', 'guest link revoked');
+is(join_guest('src', $guest{revoked}[1], 'dan@new.example'), 'revoked', 'guest revoked: refused');
+
 # outbox: one sent, one failed (pending again), one dead, the rest pending
 my $claimed = $node->safe_psql('src',
 	"SELECT string_agg(message_id::text, ' ' ORDER BY message_id) "
@@ -115,8 +163,15 @@ is( $node->safe_psql('src', q{
 	'claimed,dead,pending,sent', 'outbox holds claimed, dead, pending and sent messages');
 is( $node->safe_psql('src', q{
 	SELECT string_agg(DISTINCT status, ',' ORDER BY status) FROM invitetomedia.redemptions}),
-	'email_mismatch,exhausted,expired,ok,rejoin,revoked',
+	'email_mismatch,exhausted,expired,locked,not_yet,ok,rejoin,revoked',
 	'redemptions of every kind');
+is( $node->safe_psql('src', q{
+	SELECT string_agg(DISTINCT status, ',' ORDER BY status) FROM invitetomedia.guest_link_joins}),
+	'ok,rejoin,revoked', 'guest joins of three kinds');
+is( $node->safe_psql('src', q{
+	SELECT (SELECT count(*) FROM invitetomedia.retired_tokens) || ' ' ||
+	       (SELECT count(*) FROM invitetomedia.guest_links)}),
+	'1 3', 'a retired token and three guest links');
 
 # What we compare: every table of the schema (in a stable order) and
 # every sequence.
@@ -128,8 +183,8 @@ my @seqs = split /\n/, $node->safe_psql('src', q{
 	SELECT c.oid::regclass FROM pg_class c
 	 WHERE c.relnamespace = 'invitetomedia'::regnamespace AND c.relkind = 'S'
 	 ORDER BY 1::text});
-cmp_ok(scalar(@tables), '>=', 10, 'tables found: ' . join(' ', @tables));
-cmp_ok(scalar(@seqs), '>=', 3, 'sequences found: ' . join(' ', @seqs));
+cmp_ok(scalar(@tables), '>=', 13, 'tables found: ' . join(' ', @tables));
+cmp_ok(scalar(@seqs), '>=', 5, 'sequences found: ' . join(' ', @seqs));
 
 sub snapshot
 {
@@ -149,7 +204,7 @@ sub snapshot
 }
 
 my $before = snapshot('src');
-ok($before->{'invitetomedia.invites'} =~ /^7\n/, 'seven invites before the dump');
+ok($before->{'invitetomedia.invites'} =~ /^10\n/, 'ten invites before the dump');
 
 my $dumpdir = PostgreSQL::Test::Utils::tempdir;
 my $port = $node->port;
@@ -184,10 +239,10 @@ for my $format ('custom', 'plain')
 	is( $node->safe_psql($db, q{
 		SELECT enabled, link_duration, link_reusability, allowed_users_roles,
 		       invite_email_template, restrict_new_user_domains, link_base_url,
-		       email_max_attempts, email_retry_delay
+		       email_max_attempts, email_retry_delay, lockout_attempts, invites_per_hour
 		  FROM invitetomedia.settings}),
 		't|4320|2|specific|invite|{closed.example,xn--bcher-kva.example}|'
-		  . 'https://media.example.com/join/|2|00:00:05',
+		  . 'https://media.example.com/join/|2|00:00:05|3|100',
 		"$format: settings restored");
 	is($node->safe_psql($db, 'SELECT extversion FROM pg_extension WHERE extname = \'invitetomedia\''),
 		$node->safe_psql('src', 'SELECT extversion FROM pg_extension WHERE extname = \'invitetomedia\''),
@@ -207,6 +262,30 @@ for my $format ('custom', 'plain')
 	is($node->safe_psql($db,
 		"SELECT status FROM invitetomedia.invite_check('$inv{unlimited}[1]')"),
 		'ok', "$format: invite_check of an unlimited link");
+	is(consume($db, $inv{locked}[1], 'locked@new.example'), 'locked',
+		"$format: a locked link stays locked");
+	is(consume($db, $inv{scheduled}[1], 'later@new.example'), 'not_yet',
+		"$format: a scheduled link is not open yet");
+	is($node->safe_psql($db,
+		"SELECT status FROM invitetomedia.invite_check('$inv{resent}[1]')"),
+		'revoked', "$format: the token a resend replaced stays revoked");
+	is(consume($db, $inv{resent}[2], 'resent@new.example'), 'ok',
+		"$format: the resent token works");
+	is(join_guest($db, $guest{unlimited}[1], 'ann@new.example', 'gd1'), 'rejoin',
+		"$format: a device that joined a guest link before the dump rejoins");
+	is(join_guest($db, $guest{unlimited}[1], 'eve@new.example'), 'ok',
+		"$format: the unlimited guest link takes a new guest");
+	is(join_guest($db, $guest{limited}[1], 'fay@new.example'), 'ok 0',
+		"$format: the click-limited guest link counts on: its last click");
+	is(join_guest($db, $guest{limited}[1], 'gus@new.example'), 'exhausted',
+		"$format: ... then it is exhausted");
+	is(join_guest($db, $guest{revoked}[1], 'hal@new.example'), 'revoked',
+		"$format: a revoked guest link stays revoked");
+	is( $node->safe_psql($db, q{
+		SELECT string_agg(name || ' ' || state || ' ' || clicks, ', ' ORDER BY guest_link_id)
+		  FROM invitetomedia.guest_link_status}),
+		'Webcast audience active 2, Preview exhausted 3, Old preview revoked 0',
+		"$format: guest_link_status");
 
 	# fresh ids after the restore
 	my $new = create($db, 'vid', 'owner', "after_$format\@new.example", 'viewer', 'true');

@@ -2,7 +2,9 @@
 # first, 1.0), step with ALTER EXTENSION invitetomedia UPDATE TO through
 # every update script invitetomedia--A--B.sql of the tree up to the newest
 # version (default_version in invitetomedia.control), and compare the
-# result with a fresh CREATE EXTENSION.
+# result with a fresh CREATE EXTENSION.  Every version on the way (1.0.1 on
+# the way to 1.1) is compared too: the database updated to it against a
+# fresh CREATE EXTENSION ... VERSION of it.
 #
 # pg_dump leaves an extension's member objects out of a dump (it writes
 # only CREATE EXTENSION), so comparing plain dumps would compare nothing.
@@ -11,7 +13,9 @@
 # which makes pg_dump --schema-only write out its full definition: tables,
 # columns, defaults, constraints, indexes, triggers, policies, functions,
 # views, comments and privileges.  Those dumps must be equal, and so must
-# the data of the configuration tables (the settings row).
+# the data of the configuration tables (the settings row) and, before the
+# detaching (which removes them), the members' recorded initial privileges
+# (pg_init_privs: what pg_dump takes for the extension's own grants).
 #
 # Versions are discovered from the files, so the test covers update
 # scripts as they appear; a test database with data made at the old
@@ -92,33 +96,51 @@ sub path
 	return;
 }
 
-# The paths to test: from every installable version to the newest, and one
-# through every update script, so each script runs at least once.
-my %paths;
-for my $start (@install)
+# The paths to a version: from every installable version to it, and one
+# through every update script that leads to it, so each script runs at
+# least once.
+sub paths_to
 {
-	my @p = path($start, $newest);
-	ok(@p, "version $start can be updated to $newest");
-	$paths{ join(' ', @p) } = [@p] if @p;
-	for my $a (sort keys %edges)
+	my ($target) = @_;
+	my %paths;
+	for my $start (@install)
 	{
-		for my $b (@{ $edges{$a} })
+		next if $start eq $target;
+		my @p = path($start, $target) or next;
+		$paths{ join(' ', @p) } = [@p];
+		for my $a (sort keys %edges)
 		{
-			my @head = path($start, $a) or next;
-			my @tail = path($b, $newest) or next;
-			my @q = (@head, @tail);
-			$paths{ join(' ', @q) } = \@q;
+			for my $b (@{ $edges{$a} })
+			{
+				my @head = path($start, $a) or next;
+				my @tail = path($b, $target) or next;
+				my @q = (@head, @tail);
+				$paths{ join(' ', @q) } = \@q;
+			}
 		}
 	}
+	return \%paths;
+}
+
+my $paths_newest = paths_to($newest);
+for my $start (@install)
+{
+	next if $start eq $newest;
+	ok(path($start, $newest), "version $start can be updated to $newest");
 }
 for my $a (sort keys %edges)
 {
 	for my $b (@{ $edges{$a} })
 	{
-		ok((grep { join(' ', @$_) =~ /(^| )\Q$a $b\E( |$)/ } values %paths),
+		ok((grep { join(' ', @$_) =~ /(^| )\Q$a $b\E( |$)/ } values %$paths_newest),
 			"update script $ext--$a--$b.sql is on a tested path");
 	}
 }
+
+# every version an update reaches: the newest and those on the way
+my %versions = map { $_ => 1 } @install, map { @$_ } values %edges;
+my @targets = grep { %{ paths_to($_) } } sort { vercmp($a, $b) } keys %versions;
+ok((grep { $_ eq $newest } @targets), "versions updated to: @targets");
 
 # -- the server -------------------------------------------------------------
 my $node = PostgreSQL::Test::Cluster->new('upgrade');
@@ -143,6 +165,19 @@ sub members
 		  FROM pg_depend
 		 WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
 		   AND refobjid = (SELECT oid FROM pg_extension WHERE extname = '$ext')});
+}
+
+# the recorded initial privileges of the members (and their columns)
+sub init_privs
+{
+	my ($db) = @_;
+	return $node->safe_psql($db, qq{
+		SELECT string_agg(format('%s: %s %s', pg_describe_object(i.classoid, i.objoid, i.objsubid),
+		                         i.privtype, i.initprivs), E'\\n' ORDER BY 1)
+		  FROM pg_init_privs i
+		  JOIN pg_depend d ON d.classid = i.classoid AND d.objid = i.objoid AND d.objsubid = 0
+		 WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
+		   AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = '$ext')});
 }
 
 sub ext_row
@@ -195,53 +230,74 @@ sub populate
 		SELECT token FROM invitetomedia.invite_create('m1', 'owner', 'old@new.example', 'F', 'L', 'viewer', true)});
 }
 
-$node->safe_psql('postgres', 'CREATE DATABASE fresh');
-$node->safe_psql('fresh', "CREATE EXTENSION $ext CASCADE");
-my $fresh_members = members('fresh');
-my $fresh_ext = ext_row('fresh');
-my $fresh_data = pgdump('fresh', '--data-only');
-detach('fresh');
-my $fresh_schema = pgdump('fresh', '--schema-only');
-like($fresh_schema, qr/CREATE FUNCTION invitetomedia\.invite_consume/,
-	'a detached dump holds the extension objects');
-
 my $n = 0;
-for my $key (sort keys %paths)
+for my $target (@targets)
 {
-	my @p = @{ $paths{$key} };
-	my $label = join(' -> ', @p);
-	my $db = 'up' . ++$n;
-	my $dbdata = "${db}data";
+	# a fresh install of the target version (the default one: no VERSION)
+	(my $fresh = "fresh_$target") =~ s/\W/_/g;
+	$node->safe_psql('postgres', "CREATE DATABASE $fresh");
+	$node->safe_psql($fresh, $target eq $newest
+		? "CREATE EXTENSION $ext CASCADE"
+		: "CREATE EXTENSION $ext VERSION '$target' CASCADE");
+	is($node->safe_psql($fresh, "SELECT extversion FROM pg_extension WHERE extname = '$ext'"),
+		$target, "a fresh install at $target");
+	my $fresh_members = members($fresh);
+	my $fresh_ext = ext_row($fresh);
+	my $fresh_data = pgdump($fresh, '--data-only');
+	my $fresh_init = init_privs($fresh);
+	like($fresh_init, qr/invite_consume/, "$target: the members' initial privileges are recorded");
+	detach($fresh);
+	my $fresh_schema = pgdump($fresh, '--schema-only');
+	like($fresh_schema, qr/CREATE FUNCTION invitetomedia\.invite_consume/,
+		"$target: a detached dump holds the extension objects");
 
-	for my $d ($db, $dbdata)
+	my $paths = paths_to($target);
+	for my $key (sort keys %$paths)
 	{
-		$node->safe_psql('postgres', "CREATE DATABASE $d");
-		$node->safe_psql($d, "CREATE EXTENSION $ext VERSION '$p[0]' CASCADE");
-	}
-	my $token = populate($dbdata);
-	for my $v (@p[ 1 .. $#p ])
-	{
-		$node->safe_psql($_, "ALTER EXTENSION $ext UPDATE TO '$v'") for ($db, $dbdata);
-	}
-	# and the plain UPDATE finds nothing left to do
-	my ($stdout, $stderr);
-	$node->psql($db, "ALTER EXTENSION $ext UPDATE", stdout => \$stdout, stderr => \$stderr);
-	like($stderr, qr/version "\Q$newest\E" of extension "$ext" is already installed/,
-		"$label: ALTER EXTENSION UPDATE reaches the newest version");
+		my @p = @{ $paths->{$key} };
+		my $label = join(' -> ', @p);
+		my $db = 'up' . ++$n;
+		my $dbdata = "${db}data";
 
-	is(members($db), $fresh_members, "$label: same member objects as a fresh install");
-	is(ext_row($db), $fresh_ext, "$label: same pg_extension row (version, config tables)");
-	is(pgdump($db, '--data-only'), $fresh_data, "$label: same configuration data");
-	detach($db);
-	my $schema = pgdump($db, '--schema-only');
-	ok($schema eq $fresh_schema, "$label: pg_dump --schema-only equals a fresh install")
-	  or diag(diff_text($fresh_schema, $schema));
+		for my $d ($db, $dbdata)
+		{
+			$node->safe_psql('postgres', "CREATE DATABASE $d");
+			$node->safe_psql($d, "CREATE EXTENSION $ext VERSION '$p[0]' CASCADE");
+		}
+		my $token = populate($dbdata);
+		for my $v (@p[ 1 .. $#p ])
+		{
+			$node->safe_psql($_, "ALTER EXTENSION $ext UPDATE TO '$v'") for ($db, $dbdata);
+		}
+		if ($target eq $newest)
+		{
+			# and the plain UPDATE finds nothing left to do
+			my ($stdout, $stderr);
+			$node->psql($db, "ALTER EXTENSION $ext UPDATE", stdout => \$stdout, stderr => \$stderr);
+			like($stderr, qr/version "\Q$newest\E" of extension "$ext" is already installed/,
+				"$label: ALTER EXTENSION UPDATE reaches the newest version");
+		}
+		else
+		{
+			is($node->safe_psql($db, "SELECT extversion FROM pg_extension WHERE extname = '$ext'"),
+				$target, "$label: at $target");
+		}
 
-	is( $node->safe_psql($dbdata,
-			"SELECT status FROM invitetomedia.invite_consume('$token', 'old\@new.example')"),
-		'ok', "$label: a link made at $p[0] consumes after the update");
+		is(members($db), $fresh_members, "$label: same member objects as a fresh install at $target");
+		is(ext_row($db), $fresh_ext, "$label: same pg_extension row (version, config tables)");
+		is(pgdump($db, '--data-only'), $fresh_data, "$label: same configuration data");
+		is(init_privs($db), $fresh_init, "$label: same initial privileges (pg_init_privs)");
+		detach($db);
+		my $schema = pgdump($db, '--schema-only');
+		ok($schema eq $fresh_schema, "$label: pg_dump --schema-only equals a fresh install at $target")
+		  or diag(diff_text($fresh_schema, $schema));
+
+		is( $node->safe_psql($dbdata,
+				"SELECT status FROM invitetomedia.invite_consume('$token', 'old\@new.example')"),
+			'ok', "$label: a link made at $p[0] consumes after the update");
+	}
 }
-ok($n >= 1, "$n update path(s) tested");
+ok($n >= 2, "$n update path(s) tested");
 
 # a few lines of unified-looking difference, for the failure message
 sub diff_text

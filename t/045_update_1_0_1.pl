@@ -9,12 +9,21 @@
 #    email_failed to their 1.0.1 forms and survive pg_dump and restore;
 #  - the new library serves the database at 1.0 before the update and at
 #    1.0.1 after it, in the same session.
+# The updates here go to 1.0.1 by name (ALTER EXTENSION ... UPDATE TO
+# '1.0.1'): a plain UPDATE goes on to the default version (1.1 and later;
+# see t/040_upgrade.pl and t/046_update_1_1.pl).
 use strict;
 use warnings FATAL => 'all';
 
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+
+# the default version, from the tree
+my $control = slurp_file(($ENV{ITM_SRCDIR} || '.') . '/invitetomedia.control');
+$control =~ /^\s*default_version\s*=\s*'([^']+)'/m
+  or BAIL_OUT('no default_version in invitetomedia.control');
+my $default = $1;
 
 my $node = PostgreSQL::Test::Cluster->new('update101');
 $node->init;
@@ -36,7 +45,7 @@ sub at_1_0
 sub update_error
 {
 	my ($db) = @_;
-	my ($ret, $out, $err) = $node->psql($db, 'ALTER EXTENSION invitetomedia UPDATE',
+	my ($ret, $out, $err) = $node->psql($db, "ALTER EXTENSION invitetomedia UPDATE TO '1.0.1'",
 		extra_params => [ '-v', 'VERBOSITY=verbose' ]);
 	return $ret == 0 ? '' : $err;
 }
@@ -76,6 +85,11 @@ like($err, qr/23514.*email templates with \{URL\} in the subject: 'leaky'/s,
 	'{URL} in a subject refuses the update (23514, names the template)');
 like($err, qr/HINT:\s+Remove \{URL\} from those subjects/, '... with a hint');
 is(version('urlsubj'), '1.0', '... and changes nothing');
+# the update to the default version runs this script first: refused as well
+my ($ret_plain, $out_plain, $err_plain) = $node->psql('urlsubj', 'ALTER EXTENSION invitetomedia UPDATE');
+like($err_plain, qr/email templates with \{URL\} in the subject: 'leaky'/,
+	'ALTER EXTENSION UPDATE (to the default version) is refused the same way');
+is(version('urlsubj'), '1.0', '... and changes nothing either');
 $node->safe_psql('urlsubj', q{UPDATE invitetomedia.email_templates SET subject = 'Your link'});
 is(update_error('urlsubj'), '', 'once mended, the update goes through');
 
@@ -115,7 +129,7 @@ at_1_0('grants');
 my $session = q{
 	SELECT status FROM invitetomedia.invite_consume(
 	    (SELECT token FROM invitetomedia.invite_create('m1', 'owner', 'a@new.example', 'A', 'B')), 'a@new.example');
-	ALTER EXTENSION invitetomedia UPDATE;
+	ALTER EXTENSION invitetomedia UPDATE TO '1.0.1';
 	SELECT status FROM invitetomedia.invite_consume(
 	    (SELECT token FROM invitetomedia.invite_create('m1', 'owner', 'b@new.example', 'A', 'B')), 'B@new.example');
 };
@@ -144,12 +158,34 @@ is($node->safe_psql('grants', $can), $expected,
 my $dump = $node->basedir . '/grants.dump';
 $node->command_ok([ 'pg_dump', '-Fc', '-f', $dump, '-d', $node->connstr('grants') ],
 	'pg_dump of the updated database');
+# A dump names no extension version and a restore creates the default one
+# (1.1 and later).  To restore at 1.0.1, a DBA creates the extension at
+# 1.0.1 first (with its schema) and restores everything but the schema; the
+# dump's CREATE EXTENSION IF NOT EXISTS then leaves the version as it is.
 $node->safe_psql('postgres', 'CREATE DATABASE restored');
-$node->command_ok([ 'pg_restore', '-d', $node->connstr('restored'), $dump ],
-	'pg_restore into a new database');
+$node->safe_psql('restored', "CREATE EXTENSION invitetomedia VERSION '1.0.1' CASCADE");
+my ($toc, $toc_err);
+IPC::Run::run([ 'pg_restore', '-l', $dump ], '>', \$toc, '2>', \$toc_err)
+  or die "pg_restore -l: $toc_err";
+my @entries = split /\n/, $toc;
+my $schema_entries = grep { /^\d+; \d+ \d+ SCHEMA - invitetomedia / } @entries;
+is($schema_entries, 1, 'the dump creates the schema once');
+my $list = $node->basedir . '/grants.list';
+open my $lf, '>', $list or die "$list: $!";
+print $lf map { "$_\n" } grep { !/^\d+; \d+ \d+ SCHEMA - invitetomedia / } @entries;
+close $lf;
+$node->command_ok([ 'pg_restore', '--exit-on-error', '-L', $list, '-d', $node->connstr('restored'), $dump ],
+	'pg_restore into a new database with the extension at 1.0.1');
 is($node->safe_psql('restored', $can), $expected,
 	'the sender keeps every email function after dump and restore');
 is(version('restored'), '1.0.1', 'the restored database is at 1.0.1');
+
+# and on to the default version (1.1 leaves the email functions as 1.0.1
+# made them)
+$node->safe_psql('restored', 'ALTER EXTENSION invitetomedia UPDATE');
+is(version('restored'), $default, "the restored database updates to $default");
+is($node->safe_psql('restored', $can), $expected,
+	"the sender keeps every email function after the update to $default");
 
 $node->stop;
 done_testing();
