@@ -77,13 +77,33 @@ CREATE SCHEMA bench;
 CREATE TABLE bench.tokens (n bigint PRIMARY KEY, token text NOT NULL, email text NOT NULL);
 CREATE SEQUENCE bench.distinct_seq;
 CREATE SEQUENCE bench.multi_seq;
+-- the hot guest link (1.1): one unlimited link, joined with a new email each time
+CREATE SEQUENCE bench.guest_seq;
+CREATE TABLE bench.guest (k integer PRIMARY KEY, token text NOT NULL, guest_link_id bigint NOT NULL);
+INSERT INTO bench.guest
+SELECT 0, token, guest_link_id FROM invitetomedia.guest_link_create('m1', 'inviter', 'Town hall audience');
+"""
+
+
+# A loaded site has guest joins behind it too: rows joins of last week's
+# webcast (a revoked guest link), so that guest_link_joins is no empty
+# table (its statistics as on a site in use).
+HISTORY_SQL = """
+INSERT INTO bench.guest
+SELECT 1, token, guest_link_id FROM invitetomedia.guest_link_create('m1', 'inviter', 'Last week''s webcast');
+SELECT invitetomedia.guest_link_revoke((SELECT guest_link_id FROM bench.guest WHERE k = 1), 'inviter');
+INSERT INTO invitetomedia.guest_link_joins (guest_link_id, joined_at, status, email, first_name, last_name, user_id)
+SELECT (SELECT guest_link_id FROM bench.guest WHERE k = 1), now() - interval '7 days', 'ok',
+       'u' || n || '@example.com', 'F' || n, 'L' || n, 'u' || n
+  FROM generate_series(1, %d) AS n;
 """
 
 
 def load(pg, db, rows, workdir):
     """Creates db with the extension and rows single-use links (n = 1..rows),
     plus the hot unlimited link (n = 0) and MULTI_LINKS 1000-use links (n < 0),
-    every invitee an existing user.  Returns seconds taken."""
+    every invitee an existing user; the hot guest link, and rows past joins
+    of another (revoked) guest link.  Returns seconds taken."""
     t0 = time.time()
     pg.psql("CREATE DATABASE %s" % db, db="postgres")
     pg.psql(SETUP_SQL, db=db)
@@ -120,6 +140,7 @@ def load(pg, db, rows, workdir):
     for p in procs:
         if p.wait() != 0:
             raise RuntimeError("COPY failed")
+    pg.psql(HISTORY_SQL % rows, db=db)
     pg.psql("VACUUM (FREEZE, ANALYZE)", db=db)
     for f in ("invites.tsv", "users.tsv", "tokens.tsv"):
         os.unlink(os.path.join(d, f))
@@ -155,15 +176,18 @@ UPDATE invitetomedia.invites i SET use_count = 0, used_up_at = NULL
 DELETE FROM invitetomedia.invites WHERE invite_id > %(max_invite)s;
 DELETE FROM invitetomedia.redemptions;
 DELETE FROM invitetomedia.outbox;
+DELETE FROM invitetomedia.guest_link_joins
+ WHERE guest_link_id = (SELECT guest_link_id FROM bench.guest WHERE k = 0);
 DELETE FROM invitetomedia.users WHERE user_id NOT IN ('inviter', 'guest') AND user_id !~ '^u-?[0-9]+$';
-SELECT setval('bench.distinct_seq', 1, false), setval('bench.multi_seq', 1, false);
+SELECT setval('bench.distinct_seq', 1, false), setval('bench.multi_seq', 1, false),
+       setval('bench.guest_seq', 1, false);
 """
 
 
 def reset_site(pg, max_invite):
     pg.psql(RESET_SQL % {"max_invite": max_invite})
     pg.psql("VACUUM (ANALYZE) invitetomedia.invites, invitetomedia.redemptions, invitetomedia.outbox,"
-            " invitetomedia.users")
+            " invitetomedia.users, invitetomedia.guest_links, invitetomedia.guest_link_joins")
     pg.psql("CHECKPOINT")
 
 
@@ -200,7 +224,8 @@ def pgbench(pg, db, name, scripts, clients, seconds, outdir, defines, transactio
     res["failed"] = int(m.group(1)) if m else 0
     # per-statement latencies (-r): the consume statement of a composite script
     stmts = re.findall(r"^\s+([\d.]+)\s+\d+\s+(.*)$", out, re.M)
-    cons = [float(l) for l, s in stmts if "consume" in s or "UPDATE invitetomedia.invites" in s]
+    cons = [float(l) for l, s in stmts
+            if "consume" in s or "UPDATE invitetomedia.invites" in s or "guest_link" in s]
     res["consume_stmt_ms"] = cons[0] if cons else None
     # p99 from the per-transaction logs (latency is the 3rd field, in us)
     lats = []
@@ -218,9 +243,13 @@ def pgbench(pg, db, name, scripts, clients, seconds, outdir, defines, transactio
     return res
 
 
-def statuses(pg, db):
+def statuses(pg, db, guest=False):
+    """The run's records by status: redemptions, or for a guest scenario the
+    joins of the hot guest link."""
+    table = ("invitetomedia.guest_link_joins WHERE guest_link_id ="
+             " (SELECT guest_link_id FROM bench.guest WHERE k = 0)" if guest else "invitetomedia.redemptions")
     s = pg.psql("SELECT string_agg(status || '=' || n, ' ' ORDER BY status) FROM"
-                " (SELECT status, count(*) AS n FROM invitetomedia.redemptions GROUP BY status) x", db=db)
+                " (SELECT status, count(*) AS n FROM %s GROUP BY status) x" % table, db=db)
     return s or "none"
 
 
@@ -310,6 +339,8 @@ def main():
     ap.add_argument("--scenarios", default=",".join(S.SCENARIOS))
     ap.add_argument("--impls", default=",".join(S.IMPLS))
     ap.add_argument("--modes", default="loaded,fresh")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run every scenario this many times, interleaved (targets use the mean tps)")
     ap.add_argument("--memory-calls", type=int, default=1000000)
     ap.add_argument("--scale-xacts", type=int, default=5000)
     ap.add_argument("--pool", type=int, default=0,
@@ -338,48 +369,55 @@ def main():
         make_fresh_template(pg)
 
     results = []
-    for mode in modes:
-        for sc in scen:
-            for cl in clients:
-                for impl in impls:
-                    name = "%s.%s.%s.c%d" % (mode, sc, impl, cl)
-                    scripts = S.scripts(sc, impl, mode)
-                    if mode == "loaded":
-                        db = "site"
-                        defines = {"lo": 1, "hi": site_rows}
-                        rows = site_invites
-                    else:
-                        db = "fresh_run"
-                        pg.psql("DROP DATABASE IF EXISTS fresh_run", db="postgres")
-                        pg.psql("CREATE DATABASE fresh_run TEMPLATE fresh_tpl", db="postgres")
-                        defines = {"lo": -MULTI_LINKS, "hi": -1}
-                        rows = int(pg.psql("SELECT count(*) FROM invitetomedia.invites", db=db))
-                    r = pgbench(pg, db, name, scripts, cl, a.seconds, a.outdir, defines)
-                    st = statuses(pg, db) if sc in S.CONSUMING else ""
-                    rows_end = int(pg.psql("SELECT count(*) FROM invitetomedia.invites", db=db)) \
-                        if mode == "fresh" else rows
-                    if mode == "loaded":
-                        reset_site(pg, max_invite)
-                    r.update(mode=mode, scenario=sc, impl=impl, clients=cl, rows=rows,
-                             rows_end=rows_end, statuses=st)
-                    nok = int(re.search(r"ok=(\d+)", st).group(1)) if re.search(r"ok=(\d+)", st) else 0
-                    # every consume must have taken the ok path (mixed: about 90 % of transactions)
-                    need = r["xacts"] * (0.8 if sc == "mixed" else 1.0)
-                    bad = (not r["ok"]) or r["failed"] or (
-                        sc in S.CONSUMING and (nok < need or any(not p.startswith("ok=") for p in st.split())))
-                    r["note"] = "CHECK" if bad else ""
-                    results.append(r)
-                    log("  %-44s tps %9s  lat %7s ms  p99 %7s ms  %s %s%s" % (
-                        name, fmt(r["tps"]), fmt(r["lat_ms"], 3), fmt(r["p99_ms"], 3), st, r["note"],
-                        (" " + r["stderr"]) if not r["ok"] else ""))
+    runs = [(rnd, mode, sc, cl, impl) for rnd in range(1, a.rounds + 1) for mode in modes
+            for sc in scen for cl in clients for impl in impls]
+    for rnd, mode, sc, cl, impl in runs:
+        scripts = S.scripts(sc, impl, mode)
+        if scripts is None:   # not with this implementation, or not in this mode
+            continue
+        name = "%s.%s.%s.c%d" % (mode, sc, impl, cl)
+        if a.rounds > 1:
+            name += ".r%d" % rnd
+        if mode == "loaded":
+            db = "site"
+            defines = {"lo": 1, "hi": site_rows}
+            rows = site_invites
+        else:
+            db = "fresh_run"
+            pg.psql("DROP DATABASE IF EXISTS fresh_run", db="postgres")
+            pg.psql("CREATE DATABASE fresh_run TEMPLATE fresh_tpl", db="postgres")
+            defines = {"lo": -MULTI_LINKS, "hi": -1}
+            rows = int(pg.psql("SELECT count(*) FROM invitetomedia.invites", db=db))
+        r = pgbench(pg, db, name, scripts, cl, a.seconds, a.outdir, defines)
+        st = statuses(pg, db, sc in S.GUEST) if sc in S.CONSUMING else ""
+        rows_end = int(pg.psql("SELECT count(*) FROM invitetomedia.invites", db=db)) \
+            if mode == "fresh" else rows
+        if mode == "loaded":
+            reset_site(pg, max_invite)
+        r.update(mode=mode, scenario=sc, impl=impl, clients=cl, rows=rows,
+                 rows_end=rows_end, statuses=st, round=rnd)
+        nok = int(re.search(r"ok=(\d+)", st).group(1)) if re.search(r"ok=(\d+)", st) else 0
+        # every consume must have taken the ok path (mixed: about 90 % of transactions)
+        need = r["xacts"] * (0.8 if sc == "mixed" else 1.0)
+        bad = (not r["ok"]) or r["failed"] or (
+            sc in S.CONSUMING and (nok < need or any(not p.startswith("ok=") for p in st.split())))
+        r["note"] = "CHECK" if bad else ""
+        results.append(r)
+        log("  %-44s tps %9s  lat %7s ms  p99 %7s ms  %s %s%s" % (
+            name, fmt(r["tps"]), fmt(r["lat_ms"], 3), fmt(r["p99_ms"], 3), st, r["note"],
+            (" " + r["stderr"]) if not r["ok"] else ""))
     if "fresh" in modes:
         pg.psql("DROP DATABASE IF EXISTS fresh_run", db="postgres")
 
-    # ratio to the floor
-    idx = {(r["mode"], r["scenario"], r["impl"], r["clients"]): r for r in results}
+    # ratio to the floor (of the same round)
+    idx_round = {(r["round"], r["mode"], r["scenario"], r["impl"], r["clients"]): r for r in results}
     for r in results:
-        f = idx.get((r["mode"], r["scenario"], "floor", r["clients"]))
+        f = idx_round.get((r["round"], r["mode"], r["scenario"], "floor", r["clients"]))
         r["ratio"] = r["tps"] / f["tps"] if f and f["tps"] else None
+    # one entry per run of every round: targets use the mean tps of the rounds
+    idx = {}
+    for r in results:
+        idx.setdefault((r["mode"], r["scenario"], r["impl"], r["clients"]), []).append(r)
 
     # --- scale probe: consume latency, 1 client, fixed transactions ----------
     scale = {}
@@ -412,9 +450,9 @@ def main():
         log("  DO block: %s" % mem_do)
 
     # --- targets --------------------------------------------------------------
-    def tps(mode, sc, impl, cl):
-        r = idx.get((mode, sc, impl, cl))
-        return r["tps"] if r else None
+    def tps(mode, sc, impl, cl, rnd=None):
+        rs = [r for r in idx.get((mode, sc, impl, cl), []) if rnd is None or r["round"] == rnd]
+        return sum(r["tps"] for r in rs) / len(rs) if rs else None
 
     targets = []
 
@@ -428,6 +466,21 @@ def main():
     def ratio(x, y):
         return x / y if x and y else None
 
+    def ratio_target(desc, num, den, need=None):
+        """A ratio of two runs' tps; with rounds, of their means, each
+        round's ratio shown too.  need None: shown for information."""
+        v = ratio(tps(*num), tps(*den))
+        if need is not None:
+            target(desc, v, need)
+        elif v is not None:
+            targets.append((desc, "%.2f" % v, "-", "info"))
+        else:
+            return
+        if a.rounds > 1 and targets[-1][1] != "-":
+            per = [ratio(tps(*num, rnd=k), tps(*den, rnd=k)) for k in range(1, a.rounds + 1)]
+            t = targets[-1]
+            targets[-1] = (t[0], "%s (rounds: %s)" % (t[1], ", ".join(fmt(p, 2) for p in per)), t[2], t[3])
+
     for mode in modes:
         target("%s: consume distinct, 2 clients, C / floor" % mode,
                ratio(tps(mode, "consume_distinct", "c", 2), tps(mode, "consume_distinct", "floor", 2)), 0.85)
@@ -438,6 +491,14 @@ def main():
                    ratio(tps(mode, "create", "c", cl), tps(mode, "create", "plpgsql", cl)), 1.3)
         target("%s: hot unlimited link / distinct links, 8 clients, C" % mode,
                ratio(tps(mode, "consume_hot", "c", 8), tps(mode, "consume_distinct", "c", 8)), 0.7)
+    # issue 10: joins of one unlimited guest link by 8 clients (every join a
+    # new email of an existing user) against consumes of distinct invite links
+    if "loaded" in modes:
+        ratio_target("loaded: hot guest link (existing users) / distinct invite links, 8 clients, C",
+                     ("loaded", "guest_hot", "c", 8), ("loaded", "consume_distinct", "c", 8), 0.7)
+        ratio_target("loaded: hot guest link (each join creates its user) / distinct invite links,"
+                     " 8 clients, C",
+                     ("loaded", "guest_hot_new", "c", 8), ("loaded", "consume_distinct", "c", 8))
     if scale:
         big = site_invites
         v = ratio(scale[(big, "c")]["lat_ms"], scale[(10000, "c")]["lat_ms"])
@@ -457,7 +518,7 @@ def main():
 
     # --- output ---------------------------------------------------------------
     hdr = ["mode", "operation", "impl", "clients", "rows", "rows_end", "tps", "lat_ms", "p99_ms",
-           "ratio_to_floor", "consume_stmt_ms", "statuses", "loadavg", "note"]
+           "ratio_to_floor", "consume_stmt_ms", "statuses", "loadavg", "note", "round"]
     csvp = os.path.join(a.results, "latest.csv")
     with open(csvp, "w") as f:
         f.write(",".join(hdr) + "\n")
@@ -465,21 +526,26 @@ def main():
             f.write(",".join(str(x) for x in [
                 r["mode"], r["scenario"], r["impl"], r["clients"], r["rows"], r["rows_end"],
                 fmt(r["tps"]), fmt(r["lat_ms"], 3), fmt(r["p99_ms"], 3), fmt(r["ratio"], 2),
-                fmt(r["consume_stmt_ms"], 3), r["statuses"], fmt(r["loadavg"], 2), r["note"]]) + "\n")
+                fmt(r["consume_stmt_ms"], 3), r["statuses"], fmt(r["loadavg"], 2), r["note"],
+                r["round"]]) + "\n")
 
     md = []
-    md.append("Run %s on %s (%d cores), PostgreSQL %s; %d s per run, `-M prepared`; site %d invites (loaded in %.0f s)."
+    md.append("Run %s on %s (%d cores), PostgreSQL %s; %d s per run, `-M prepared`; site %d invites (loaded in %.0f s)%s."
               % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.uname().nodename, os.cpu_count(),
-                 pg.psql("SHOW server_version", db="postgres"), a.seconds, site_invites, load_s))
+                 pg.psql("SHOW server_version", db="postgres"), a.seconds, site_invites, load_s,
+                 "; %d rounds, interleaved (targets: mean tps of the rounds)" % a.rounds if a.rounds > 1 else ""))
     md.append("")
     md.append("Configuration: `" + "`, `".join(open(a.conf).read().split("\n")[:-1]) + "`")
     md.append("")
-    md.append("| mode | operation | impl | clients | rows | tps | mean ms | p99 ms | x floor | statuses |")
-    md.append("|---|---|---|---:|---:|---:|---:|---:|---:|---|")
+    rcol = a.rounds > 1
+    md.append("| mode | operation | impl | clients | %srows | tps | mean ms | p99 ms | x floor | statuses |"
+              % ("round | " if rcol else ""))
+    md.append("|---|---|---|---:|%s---:|---:|---:|---:|---:|---|" % ("---:|" if rcol else ""))
     for r in results:
         rows = str(r["rows"]) if r["mode"] == "loaded" else "%d→%d" % (r["rows"], r["rows_end"])
-        md.append("| %s | %s | %s | %d | %s | %s | %s | %s | %s | %s |" % (
-            r["mode"], r["scenario"], r["impl"], r["clients"], rows, fmt(r["tps"], 0), fmt(r["lat_ms"], 3),
+        md.append("| %s | %s | %s | %d | %s%s | %s | %s | %s | %s | %s |" % (
+            r["mode"], r["scenario"], r["impl"], r["clients"], ("%d | " % r["round"]) if rcol else "",
+            rows, fmt(r["tps"], 0), fmt(r["lat_ms"], 3),
             fmt(r["p99_ms"], 3), fmt(r["ratio"], 2), r["statuses"] + (" **" + r["note"] + "**" if r["note"] else "")))
     if scale:
         md.append("")

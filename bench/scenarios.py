@@ -9,6 +9,21 @@ so that look-up costs every implementation, the floor included, the same.
 
 Implementations: "c" (the extension), "floor" (one hand-written statement
 with the minimum the job needs) and "plpgsql" (bench/plpgsql_reference.sql).
+
+Guest links (1.1): the site has one unlimited guest link (its token in
+bench.guest, k = 0; the loaded site also holds as many past joins of a
+revoked link as it has single-use links) and every join of the hot link
+gives a new email, no device_id:
+  guest_hot      the invitees of the pool's single-use links (bench.tokens,
+                 n >= 1, from bench.guest_seq): every email has a user, as
+                 every invitee of consume_distinct has, so the two do the
+                 same kind of work (loaded mode only: a fresh install has
+                 no users to pick);
+  guest_hot_new  emails nobody has ('guest' || nextval || '@example.com'):
+                 every join also creates the user, as a webcast's first
+                 minute would (both modes; in fresh mode guest_link_joins
+                 starts empty).
+With "c" and "floor" (there is no PL/pgSQL reference of guest_link_join).
 """
 
 # --- where the token and email come from -------------------------------------
@@ -112,6 +127,60 @@ SELECT ins.invite_id, a.token AS tok, s.link_base_url || a.token AS url, ins.exp
     return sql.replace("\n", " ") + tail
 
 
+GUEST_TOKEN = "(SELECT bg.token FROM bench.guest bg WHERE bg.k = 0)"
+GUEST_SEQ = "(SELECT nextval('bench.guest_seq'))"
+
+
+def guest_join(impl, new_users):
+    """One join of the hot unlimited guest link with an email never used
+    on it; new_users: an email no user has (the join creates the user)."""
+    if new_users:
+        frm = "(SELECT 'guest' || %s || '@example.com' AS email) t" % GUEST_SEQ
+        where = "true"
+    else:
+        frm, where = "bench.tokens t", "t.n = %s" % GUEST_SEQ
+    if impl == "c":
+        return ("SELECT c.status FROM %s, LATERAL invitetomedia.guest_link_join(%s, t.email,"
+                " 'Gina', 'Guest') c WHERE %s;\n" % (frm, GUEST_TOKEN, where))
+    if impl != "floor":
+        return None
+    # the floor: hash, the link by hash with its conditions under FOR KEY
+    # SHARE (as the extension locks an unlimited link), the user by email
+    # (created when missing), the join record, and the NOTIFY that 1.1
+    # sends on every ok (issue 10, "Events": part of the job, and it
+    # serialises commits)
+    sql = """WITH t AS (SELECT t.email FROM %s WHERE %s),
+g AS (
+  SELECT g.guest_link_id, g.media_id, g.expires_at FROM invitetomedia.guest_links g
+   WHERE g.token_hash = public.digest(%s, 'sha256')
+     AND g.revoked_at IS NULL
+     AND (g.expires_at IS NULL OR g.expires_at > now())
+     AND g.click_limit IS NULL
+     FOR KEY SHARE),
+who AS (SELECT u.user_id FROM invitetomedia.users u, t
+         WHERE lower(u.email COLLATE "C") = lower(btrim(t.email) COLLATE "C"))""" % (frm, where, GUEST_TOKEN)
+    if new_users:
+        sql += """,
+nu AS (INSERT INTO invitetomedia.users (user_id, email, first_name, last_name, role)
+       SELECT lower(btrim(t.email) COLLATE "C"), btrim(t.email), 'Gina', 'Guest', 'anonymous'
+         FROM t, g WHERE NOT EXISTS (SELECT 1 FROM who)
+       ON CONFLICT DO NOTHING RETURNING user_id),
+uid AS (SELECT coalesce((SELECT user_id FROM who), (SELECT user_id FROM nu)) AS user_id)"""
+    else:
+        sql += """,
+uid AS (SELECT (SELECT user_id FROM who) AS user_id)"""
+    sql += """,
+rec AS (INSERT INTO invitetomedia.guest_link_joins (guest_link_id, status, email, first_name, last_name, user_id)
+        SELECT g.guest_link_id, 'ok', btrim(t.email), 'Gina', 'Guest', uid.user_id FROM g, t, uid
+        RETURNING join_id)
+SELECT 'ok' AS status, g.guest_link_id, g.media_id, 'viewer' AS role, uid.user_id,
+       NULL::integer AS clicks_left, g.expires_at, (SELECT join_id FROM rec),
+       pg_notify('invitetomedia_accepted', '{"kind":"guest_link","id":' || g.guest_link_id || '}')
+  FROM g, uid;
+"""
+    return sql.replace("\n", " ") + "\n"
+
+
 NEW_EMAIL = "'new' || :r || '@example.com'"
 RAND = "\\set r random(1, 2000000000)\n"
 
@@ -120,7 +189,8 @@ IMPLS = ("c", "floor", "plpgsql")
 
 
 def scripts(scenario, impl, mode):
-    """The pgbench scripts (text, weight) of one run."""
+    """The pgbench scripts (text, weight) of one run; None: the scenario
+    does not run with this implementation or in this mode."""
     if scenario == "consume_distinct":
         if mode == "loaded":
             return [(consume(impl, "distinct"), 1)]
@@ -137,6 +207,11 @@ def scripts(scenario, impl, mode):
         return [(RAND + create(impl, NEW_EMAIL, False), 1)]
     if scenario == "create_email":
         return [(RAND + create(impl, NEW_EMAIL, True), 1)]
+    if scenario in ("guest_hot", "guest_hot_new"):
+        if mode != "loaded" and scenario == "guest_hot":
+            return None
+        text = guest_join(impl, scenario == "guest_hot_new")
+        return [(text, 1)] if text else None
     if scenario == "mixed":
         return [
             (scripts("consume_distinct", impl, mode)[0][0], 9),
@@ -145,5 +220,8 @@ def scripts(scenario, impl, mode):
 
 
 SCENARIOS = ("consume_distinct", "consume_hot", "consume_1000use", "check",
-             "create", "create_email", "mixed")
-CONSUMING = ("consume_distinct", "consume_hot", "consume_1000use", "mixed")
+             "create", "create_email", "mixed", "guest_hot", "guest_hot_new")
+CONSUMING = ("consume_distinct", "consume_hot", "consume_1000use", "mixed",
+             "guest_hot", "guest_hot_new")
+# scenarios whose records are guest joins (invitetomedia.guest_link_joins)
+GUEST = ("guest_hot", "guest_hot_new")
