@@ -1990,54 +1990,76 @@ MayManageLink(const char *actor_id, const char *actor_role,
 
 /*---- invite_revoke ---------------------------------------------------------*/
 
-PG_FUNCTION_INFO_V1(invite_revoke);
-Datum
-invite_revoke(PG_FUNCTION_ARGS)
+/* What differs between revoking an invite and revoking a guest link. */
+typedef struct RevokeKind
 {
-	ItmPlan    *p = &revoke_lookup_plan;
-	int64		invite_id;
+	const char *function;		/* for PreventCommandIfReadOnly */
+	const char *id_arg;
+	const char *noun;			/* "invite", "guest link" */
+	const char *who_detail;
+	ItmPlan    *lookup;			/* RVK_* columns, row locked */
+	ItmPlan    *revoke;
+	int			revoke_rc;
+} RevokeKind;
+
+/*
+ * The inviter (creator), an administrator, or anyone who may invite to the
+ * media revokes; true if revoked now, false if it already was.
+ */
+static Datum
+RevokeImpl(FunctionCallInfo fcinfo, const RevokeKind *k)
+{
+	ItmPlan    *p = k->lookup;
+	int64		id;
 	char	   *actor_id;
-	char	   *invited_by;
-	char	   *media_id;
-	char	   *actor_role;
 	bool		already;
 	Datum		args[2];
 
-	RequireArg(fcinfo, 0, "invite_id");
+	RequireArg(fcinfo, 0, k->id_arg);
 	RequireArg(fcinfo, 1, "actor_id");
-	PreventCommandIfReadOnly("invite_revoke()");
+	PreventCommandIfReadOnly(k->function);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
-	invite_id = PG_GETARG_INT64(0);
+	id = PG_GETARG_INT64(0);
 	actor_id = IdArg(fcinfo, 1, "actor_id");
-	args[0] = Int64GetDatum(invite_id);
+	args[0] = Int64GetDatum(id);
 	args[1] = CStringGetTextDatum(actor_id);
 	RunPlan(p, args, NULL, false, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("invite %lld does not exist", (long long) invite_id)));
-	invited_by = ColText(p, RVK_INVITED_BY);
-	media_id = ColText(p, RVK_MEDIA_ID);
+				 errmsg("%s %lld does not exist", k->noun, (long long) id)));
 	already = ColBool(p, RVK_REVOKED);
 	if (!ColBool(p, RVK_ACTOR_FOUND))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("user \"%s\" does not exist", Clip(actor_id, 100))));
-	actor_role = ColText(p, RVK_ACTOR_ROLE);
-
-	if (!MayManageLink(actor_id, actor_role, invited_by, media_id))
+	if (!MayManageLink(actor_id, ColText(p, RVK_ACTOR_ROLE),
+					   ColText(p, RVK_INVITED_BY), ColText(p, RVK_MEDIA_ID)))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("user \"%s\" may not revoke invite %lld",
-						Clip(actor_id, 100), (long long) invite_id),
-				 errdetail("The inviter, administrators and those who may invite to the media may revoke its links.")));
+				 errmsg("user \"%s\" may not revoke %s %lld",
+						Clip(actor_id, 100), k->noun, (long long) id),
+				 errdetail("%s", k->who_detail)));
 
 	if (!already)
-		RunPlan(&revoke_plan, args, NULL, false, SPI_OK_DELETE);
+		RunPlan(k->revoke, args, NULL, false, k->revoke_rc);
 	SPI_finish();
 	PG_RETURN_BOOL(!already);
+}
+
+PG_FUNCTION_INFO_V1(invite_revoke);
+Datum
+invite_revoke(PG_FUNCTION_ARGS)
+{
+	static const RevokeKind kind = {
+		"invite_revoke()", "invite_id", "invite",
+		"The inviter, administrators and those who may invite to the media may revoke its links.",
+		&revoke_lookup_plan, &revoke_plan, SPI_OK_DELETE
+	};
+
+	return RevokeImpl(fcinfo, &kind);
 }
 
 /*---- invite_resend (1.1) ---------------------------------------------------*/
@@ -2937,45 +2959,14 @@ PG_FUNCTION_INFO_V1(guest_link_revoke);
 Datum
 guest_link_revoke(PG_FUNCTION_ARGS)
 {
-	ItmPlan    *p = &guest_revoke_lookup_plan;
-	int64		guest_link_id;
-	char	   *actor_id;
-	bool		already;
-	Datum		args[2];
+	static const RevokeKind kind = {
+		"guest_link_revoke()", "guest_link_id", "guest link",
+		"The link's creator, administrators and those who may invite to the media may revoke its links.",
+		&guest_revoke_lookup_plan, &guest_revoke_plan, SPI_OK_UPDATE
+	};
 
-	RequireArg(fcinfo, 0, "guest_link_id");
-	RequireArg(fcinfo, 1, "actor_id");
-	PreventCommandIfReadOnly("guest_link_revoke()");
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-
-	guest_link_id = PG_GETARG_INT64(0);
-	actor_id = IdArg(fcinfo, 1, "actor_id");
-	args[0] = Int64GetDatum(guest_link_id);
-	args[1] = CStringGetTextDatum(actor_id);
-	RunPlan(p, args, NULL, false, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("guest link %lld does not exist", (long long) guest_link_id)));
-	already = ColBool(p, RVK_REVOKED);
-	if (!ColBool(p, RVK_ACTOR_FOUND))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("user \"%s\" does not exist", Clip(actor_id, 100))));
-	if (!MayManageLink(actor_id, ColText(p, RVK_ACTOR_ROLE),
-					   ColText(p, RVK_INVITED_BY), ColText(p, RVK_MEDIA_ID)))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("user \"%s\" may not revoke guest link %lld",
-						Clip(actor_id, 100), (long long) guest_link_id),
-				 errdetail("The link's creator, administrators and those who may invite to the media may revoke its links.")));
-	if (!already)
-		RunPlan(&guest_revoke_plan, args, NULL, false, SPI_OK_UPDATE);
-	SPI_finish();
-	PG_RETURN_BOOL(!already);
+	return RevokeImpl(fcinfo, &kind);
 }
-
 
 /*---- invite_purge ----------------------------------------------------------*/
 
