@@ -3,7 +3,8 @@
 #   bash scripts/test.sh            regression, isolation, TAP, the 1.0 and
 #                                   1.0.1 suites against the new library, two
 #                                   demos at once
-#   bash scripts/test.sh --long     also `make check-long` (soak, fuzzing, valgrind)
+#   bash scripts/test.sh --long     also the long checks of test/long/ (soak,
+#                                   fuzzing, valgrind)
 # Ends with one line "N passed, M failed"; exits non-zero if anything failed
 # or nothing passed.  Every test file (pg_regress, isolation), TAP assertion,
 # fuzzer and demo counts as one; so does a runner that exits non-zero
@@ -102,7 +103,7 @@ count_tap() {
             if (f > 0) { sub(/^.*\//, "", file); sub(/\.pl$/, "", file); print file > failures }
             file = ""
         }
-        /^t(-long)?\/[^ ]+\.pl \.+( |$)/ {
+        /^(t|test\/long)\/[^ ]+\.pl \.+( |$)/ {
             done_file()
             file = $1; ok = nok = missing = 0; verdict = ""
             match($0, /^[^ ]+ \.+/); head = substr($0, 1, RLENGTH)
@@ -157,7 +158,8 @@ mkdir -p "$tree" "$logs"
     (cd "$top" && tar --exclude=.git -cf - .) | (cd "$tree" && tar xf -)
 ) 9>>"$ITM_BUILD_LOCK"
 # earlier results in the source tree are not this run's
-rm -rf "$tree"/results "$tree"/regression.* "$tree"/output_iso "$tree"/tmp_check
+rm -rf "$tree"/results "$tree"/regression.* "$tree"/output_iso "$tree"/tmp_check \
+    "$tree"/test/long/fuzz/fuzz_work
 chown -R postgres: "$work"
 
 # Two demos run while the regression tests do: runs must overlap (each has
@@ -244,9 +246,11 @@ done
 
 if [ "$long" = yes ]; then
     # each fuzzer, the soak's assertions and the valgrind scan count
-    echo "== long checks (make check-long: fuzzing, soak, valgrind)"
-    itm_as_postgres "$tree" make -k -s check-long PROVE_FLAGS="-v $(brk long)" \
-        >"$logs/long.log" 2>&1
+    # test/long/long.mk, as postgres (PostgreSQL refuses root) in this run's
+    # copy of the tree, with the extension that setup installed
+    echo "== long checks (test/long: fuzzing, soak, valgrind)"
+    itm_as_postgres "$tree" make -k -s -f Makefile -f test/long/long.mk check-long \
+        PROVE_FLAGS="-v $(brk long)" >"$logs/long.log" 2>&1
     rc=$?
     grep -E '^(fuzz .*: |valgrind: )' "$logs/long.log"
     count_tap "$logs/long.log" $rc

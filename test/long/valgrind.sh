@@ -1,5 +1,5 @@
 #!/bin/sh
-# test/valgrind.sh: runs the regression suite (pg_regress REGRESS and the
+# test/long/valgrind.sh: runs the regression suite (pg_regress REGRESS and the
 # isolation specs, as `make installcheck` runs them) once against a
 # throwaway server whose every process runs under valgrind memcheck, then
 # scans valgrind's reports.  Fails if any report's stack passes through the
@@ -11,10 +11,10 @@
 # memory, invalid reads and writes outside malloc'd blocks, and bad frees.
 # The libFuzzer harnesses (ASan/UBSan) cover the pure C at byte precision.
 #
-# Usage (not as root: the server refuses): test/valgrind.sh [workdir]
+# Usage (not as root: the server refuses): test/long/valgrind.sh [workdir]
 set -eu
 
-srcdir=$(cd "$(dirname "$0")/.." && pwd)
+srcdir=$(cd "$(dirname "$0")/../.." && pwd)
 work=${1:-$srcdir/tmp_check/valgrind}
 PG_CONFIG=${PG_CONFIG:-pg_config}
 bindir=$($PG_CONFIG --bindir)

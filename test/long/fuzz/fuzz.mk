@@ -1,15 +1,18 @@
-# fuzz/fuzz.mk: libFuzzer harnesses over the pure C of src/itm_text.c.
+# test/long/fuzz/fuzz.mk: libFuzzer harnesses over the pure C of
+# src/itm_text.c.  From the top directory:
 #
-#   make -f fuzz/fuzz.mk fuzz-build            # build fuzz/fuzz_{token,email,render}
-#   make -f fuzz/fuzz.mk fuzz FUZZ_SECONDS=60  # run each for FUZZ_SECONDS
+#   make -f test/long/fuzz/fuzz.mk fuzz-build            # build test/long/fuzz/fuzz_{token,email,render}
+#   make -f test/long/fuzz/fuzz.mk fuzz FUZZ_SECONDS=60  # run each for FUZZ_SECONDS
 #
-# Included by test/long.mk (make check-long).  The seed corpus in
-# fuzz/corpus/<name>/ is read-only here: what libFuzzer finds goes to
-# fuzz/fuzz_work/<name>/ (ignored by git), crash reproducers to
-# fuzz/fuzz_work/<name>-crash-*.  Each run prints libFuzzer's final stats;
+# Included by test/long/long.mk (check-long).  The seed corpus in
+# corpus/<name>/ is read-only here: what libFuzzer finds goes to
+# fuzz_work/<name>/ (ignored by git), crash reproducers to
+# fuzz_work/<name>-crash-*.  Each run prints libFuzzer's final stats;
 # the recipe fails on any crash, sanitizer report or broken property.
 
 FUZZ_DIR := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
+# the extension's sources, three levels up
+FUZZ_SRC := $(FUZZ_DIR)/../../../src
 FUZZ_CC ?= clang-14
 FUZZ_SECONDS ?= 60
 FUZZ_CFLAGS ?= -g -O1 -fsanitize=fuzzer,address,undefined \
@@ -22,8 +25,8 @@ FUZZ_WORK = $(FUZZ_DIR)/fuzz_work
 
 fuzz-build: $(FUZZ_BINS)
 
-$(FUZZ_DIR)/fuzz_%: $(FUZZ_DIR)/fuzz_%.c $(FUZZ_DIR)/../src/itm_text.c $(FUZZ_DIR)/../src/itm_text.h
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -I$(FUZZ_DIR)/../src $< $(FUZZ_DIR)/../src/itm_text.c -o $@
+$(FUZZ_DIR)/fuzz_%: $(FUZZ_DIR)/fuzz_%.c $(FUZZ_SRC)/itm_text.c $(FUZZ_SRC)/itm_text.h
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -I$(FUZZ_SRC) $< $(FUZZ_SRC)/itm_text.c -o $@
 
 # (not .PHONY: make skips pattern rules for phony targets)
 # One harness: FUZZ_SECONDS of fuzzing, then a line
