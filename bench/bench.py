@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""invitetomedia benchmark driver (called by bench/run; see bench/README-section.md).
+"""invitetomedia benchmark driver (called by bench/run; see bench/README.md).
 
 Starts nothing by itself: bench/run hands it a running throwaway cluster
 (socket directory and port).  It loads the site, runs the pgbench scenarios
