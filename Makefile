@@ -35,6 +35,12 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# A build in another directory (VPATH, as pg_buildext's build-<version>/)
+# writes src/itm_text.o there: src/ must exist.
+ifneq ($(srcdir),.)
+$(shell mkdir -p src)
+endif
+
 # The email sender (README, "The sender") is a program of its own, with
 # its own Makefile and libraries: make -C sender.  The long checks (soak,
 # fuzzing, valgrind) are in test/long/.
