@@ -20,7 +20,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import scenarios as S  # noqa: E402
 
-BIN = "/usr/lib/postgresql/15/bin"
+# the server's programs: bench/run sets PGBIN (scripts/pg_major.sh)
+BIN = os.environ.get("PGBIN") or subprocess.check_output(
+    ["pg_config", "--bindir"], text=True).strip()
 MULTI_LINKS = 500          # 1000-use links (n = -1 .. -500)
 
 
