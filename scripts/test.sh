@@ -2,16 +2,21 @@
 # The whole test suite on throwaway clusters, as root (or with sudo):
 #   bash scripts/test.sh            regression, isolation, TAP, the 1.0 and
 #                                   1.0.1 suites against the new library, two
-#                                   demos at once
+#                                   demos at once, and last the Debian
+#                                   packages (test/package/run.sh: built,
+#                                   checked by lintian, installed, tested,
+#                                   a mail sent by the installed sender,
+#                                   purged)
 #   bash scripts/test.sh --long     also the long checks of test/long/ (soak,
 #                                   fuzzing, valgrind)
 # Ends with one line "N passed, M failed"; exits non-zero if anything failed
 # or nothing passed.  Every test file (pg_regress, isolation), TAP assertion,
-# fuzzer and demo counts as one; so does a runner that exits non-zero
-# without reporting a failed test (it never started, or died): a suite that
-# cannot run must not read as "0 failed".
+# fuzzer, demo and package check counts as one; so does a runner that exits
+# non-zero without reporting a failed test (it never started, or died): a
+# suite that cannot run must not read as "0 failed".
 #
-# ITM_TEST_BREAK=STAGE (setup, regress, isolation, tap, compat, demo, long)
+# ITM_TEST_BREAK=STAGE (setup, regress, isolation, tap, compat, demo, long,
+# package)
 # hands that stage's runner a bogus option, so that it fails before running
 # anything: how to check that such a failure is counted.
 set -uo pipefail
@@ -40,13 +45,15 @@ finish() {
     exit 1
 }
 
+# what building and checking the Debian packages needs
+export ITM_EXTRA_PACKAGES="debhelper dpkg-dev fakeroot lintian postgresql-server-dev-all"
 long=no
 case "${1:-}" in
     "") ;;
     --long)
         long=yes
         # libFuzzer (clang's runtime) and valgrind for the long checks
-        export ITM_EXTRA_PACKAGES="clang-14 libclang-rt-14-dev valgrind" ;;
+        ITM_EXTRA_PACKAGES="$ITM_EXTRA_PACKAGES clang-14 libclang-rt-14-dev valgrind" ;;
     *)
         echo "usage: bash scripts/test.sh [--long]" >&2
         failed=1
@@ -257,6 +264,21 @@ if [ "$long" = yes ]; then
     p=$(grep -cE '^fuzz .*executions, no crash|^valgrind: no report' "$logs/long.log")
     f=$(grep -cE '^fuzz .*FAILED|^valgrind: (the|reports)' "$logs/long.log")
     tally "$logs/long.log" $rc $((p + tap_passed)) $((f + tap_failed))
+fi
+
+# Last: it installs the packages system-wide, over the development install,
+# and puts that back when it removes them.  Each check counts as one, and
+# each file of the regression suite run against the installed package.
+echo "== Debian packages (test/package/run.sh)"
+bash "$top/test/package/run.sh" "$work" $(brk package) >"$logs/package.log" 2>&1
+rc=$?
+f0=$failed
+count_regress "$logs/package.log" $rc /dev/null
+if [ "$failed" -ne "$f0" ]; then
+    grep -E '^   \| ' "$logs/package.log" | head -80
+    for l in build install installcheck; do
+        [ -f "$work/package/$l.log" ] && echo "   (log: $work/package/$l.log)"
+    done
 fi
 
 finish
