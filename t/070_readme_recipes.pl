@@ -18,6 +18,8 @@
 #    application-role: creates, checks, consumes and revokes links; cannot
 #    read invites, purge or claim emails;
 #    maintenance-role: purges; cannot create links;
+#    owner-role (1.1): reads the status views; cannot read the tables
+#    behind them or call the API;
 #    sender-role: claims, confirms and hands back emails (both call forms);
 #    cannot read the outbox.
 use strict;
@@ -41,7 +43,7 @@ while ($readme =~ /(?:<!-- readme-test: ([\w-]+) -->\s*\n)?[ \t]*```sql\n(.*?)\n
 ok(@blocks >= 10, scalar(@blocks) . ' sql blocks in the README');
 my %recipe = map { $_->[0] => $_->[1] } grep { $_->[0] ne '' } @blocks;
 for my $name (qw(directory-sync-role directory-sync-trigger application-role
-	maintenance-role sender-role))
+	maintenance-role sender-role owner-role))
 {
 	ok(exists $recipe{$name}, "README has the recipe $name");
 }
@@ -171,6 +173,31 @@ is($node->safe_psql('site',
 	'ok', 'app: consumes it');
 is($node->safe_psql('site', "SET ROLE media_app; SELECT invitetomedia.invite_revoke($invite_id, 'olivia')"),
 	't', 'app: revokes it');
+# 1.1: resend, guest links, revoke-all
+my $second = $node->safe_psql('site', q{
+	SET ROLE media_app;
+	SELECT invite_id FROM invitetomedia.invite_create('0_launch', 'olivia',
+	       'second@outside.example', 'Sam', 'Second', 'viewer', false, now() + interval '1 hour');
+});
+like($node->safe_psql('site',
+		"SET ROLE media_app; SELECT token FROM invitetomedia.invite_resend($second, 'olivia', false)"),
+	qr/^itm_/, 'app: resends a link');
+my $guest = $node->safe_psql('site', q{
+	SET ROLE media_app;
+	SELECT guest_link_id || ' ' || token FROM invitetomedia.guest_link_create('0_launch', 'olivia', 'Audience');
+});
+my ($guest_id, $guest_token) = split / /, $guest;
+like($guest_token, qr/^itg_/, 'app: creates a guest link');
+is($node->safe_psql('site',
+		"SET ROLE media_app; SELECT status FROM invitetomedia.guest_link_join('$guest_token', 'viewer\@outside.example', 'Vic', 'Viewer', 'device-2')"),
+	'ok', 'app: a guest joins');
+is($node->safe_psql('site', "SET ROLE media_app; SELECT invitetomedia.guest_link_revoke($guest_id, 'olivia')"),
+	't', 'app: revokes the guest link');
+# left unrevoked: Getting started's invite and the resent one
+is($node->safe_psql('site', "SET ROLE media_app; SELECT invitetomedia.invite_revoke_all('0_launch', 'olivia')"),
+	'2', 'app: revokes every link of the media');
+is(as_role('media_app', 'SELECT * FROM invitetomedia.invite_status'), '42501',
+	'app: cannot read the status views');
 is(as_role('media_app', 'SELECT token_hash FROM invitetomedia.invites'), '42501',
 	'app: cannot read token hashes');
 is(as_role('media_app', 'SELECT body FROM invitetomedia.outbox'), '42501', 'app: cannot read bodies');
@@ -179,9 +206,25 @@ is(as_role('media_app', 'SELECT * FROM invitetomedia.email_claim()'), '42501', '
 is(as_role('media_app', 'UPDATE invitetomedia.settings SET enabled = false'), '42501',
 	'app: cannot change settings');
 
+# -- the owner-facing role (1.1) --------------------------------------------
+is(value(q{SET ROLE media_owner_ui; SELECT count(*) > 0 FROM invitetomedia.invite_status}), 't',
+	'owner ui: reads invite_status');
+is(value(q{SET ROLE media_owner_ui; SELECT string_agg(state, ',') FROM invitetomedia.guest_link_status}),
+	'revoked', 'owner ui: reads guest_link_status');
+is(value(q{SET ROLE media_owner_ui; SELECT string_agg(status || ' ' || email, ',') FROM invitetomedia.guest_joins}),
+	'ok viewer@outside.example', 'owner ui: reads guest_joins');
+is(as_role('media_owner_ui', 'SELECT count(*) FROM invitetomedia.invites'), '42501',
+	'owner ui: cannot read the invites table');
+is(as_role('media_owner_ui', 'SELECT count(*) FROM invitetomedia.guest_link_joins'), '42501',
+	'owner ui: cannot read the join records table');
+is(as_role('media_owner_ui',
+		q{SELECT * FROM invitetomedia.invite_create('0_launch', 'olivia', 'x@outside.example', 'X', 'Y')}),
+	'42501', 'owner ui: cannot create links');
+
 # -- maintenance -----------------------------------------------------------
 is(as_role('media_maint', q{SELECT invitetomedia.invite_purge('0')}), '', 'maint: purges');
-is(value('SELECT count(*) FROM invitetomedia.invites'), '0', 'maint: the revoked link is purged');
+is(value('SELECT count(*) FROM invitetomedia.invites'), '0', 'maint: the revoked links are purged');
+is(value('SELECT count(*) FROM invitetomedia.guest_links'), '0', 'maint: the revoked guest link is purged');
 is(as_role('media_maint', q{SELECT * FROM invitetomedia.invite_create('0_launch', 'olivia', 'x@outside.example', 'X', 'Y')}),
 	'42501', 'maint: cannot create links');
 
