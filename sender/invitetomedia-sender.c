@@ -52,7 +52,7 @@
 #include "message.h"
 #include "spawn.h"
 
-#define SENDER_VERSION "1.0.1"
+#define SENDER_VERSION "1.1"
 #define CHANNEL "invitetomedia_email"
 #define MAX_BACKOFF 30			/* seconds between reconnection attempts, at most */
 
