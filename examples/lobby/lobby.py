@@ -1,0 +1,436 @@
+"""invitetomedia's reference lobby: the invitee's side of a link.
+
+A Flask application (Debian's python3-flask and python3-psycopg) that a
+platform runs as it is (examples/lobby/serve) or copies into its own web
+stack.  It calls four of the extension's functions and nothing else:
+
+    GET  /i/<token>   invite_check       the media, the role, the expiry and a
+                                         form for the email (never consumes)
+    POST /i/<token>   invite_consume     with a device id this app issued
+    GET  /g/<token>   -                  the guest form (email and names)
+    POST /g/<token>   guest_link_join
+
+Every page's <main> carries data-status="<status>": the status the
+database returned, "form" for a link whose form is shown, "ok" or
+"rejoin" after admission; the app's own are "csrf", "invalid",
+"unavailable", "not_found" (also for unknown paths) and "error".
+"""
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import os
+import queue
+import re
+import secrets
+import time
+from datetime import timezone
+from urllib.parse import urlsplit
+
+import psycopg
+from psycopg import conninfo as pg_conninfo
+from psycopg import errors as pg_errors
+from psycopg.rows import dict_row
+from flask import Flask, redirect, render_template, request, url_for
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger("lobby")
+
+# What a token may look like before the database is asked: the API decides
+# (prefix, length, alphabet, checksum), this only keeps out what a query
+# parameter cannot carry (NUL) and megabytes of junk.
+TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,128}")
+INVITE_PREFIX = "itm_"
+GUEST_PREFIX = "itg_"
+
+DEVICE_COOKIE = "itm_device"
+CSRF_COOKIE = "itm_csrf"
+YEAR = 365 * 24 * 3600
+
+# the HTTP status of each page, by its data-status
+HTTP_STATUS = {
+    "not_found": 404,
+    "revoked": 410,
+    "expired": 410,
+    "disabled": 403,
+    "locked": 403,
+    "exhausted": 403,
+    "domain_restricted": 403,
+    "csrf": 400,
+    "invalid": 400,
+    "unavailable": 503,
+    "error": 500,
+}
+
+
+def token_ref(token):
+    """How a token appears in the log: the first 8 hex digits of its SHA-256,
+    the hash the database keeps (invites.token_hash), never the token."""
+    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()[:8]
+
+
+class RedactingFormatter(logging.Formatter):
+    """Belt and braces: whatever a log line holds, a token does not get out."""
+
+    TOKEN = re.compile(r"(it[mg]_)[A-Za-z0-9_-]{4,}")
+
+    def format(self, record):
+        return self.TOKEN.sub(r"\1[token]", super().format(record))
+
+
+class Database:
+    """A few open connections, each used by one request at a time.  Every
+    call is its own transaction (autocommit), as the API expects; a
+    connection that broke is dropped, and the next call opens another."""
+
+    def __init__(self, conninfo="", size=4):
+        params = pg_conninfo.conninfo_to_dict(conninfo)
+        self.kwargs = {"autocommit": True}
+        # defaults that the DSN or the environment may override
+        if "connect_timeout" not in params and not os.environ.get("PGCONNECT_TIMEOUT"):
+            self.kwargs["connect_timeout"] = 5
+        if "application_name" not in params and not os.environ.get("PGAPPNAME"):
+            self.kwargs["application_name"] = "invitetomedia-lobby"
+        self.conninfo = conninfo
+        self.size = size
+        self.idle = queue.LifoQueue()
+
+    def one(self, sql, params=()):
+        try:
+            conn = self.idle.get_nowait()
+        except queue.Empty:
+            conn = psycopg.connect(self.conninfo, **self.kwargs)
+        try:
+            with conn.cursor(row_factory=dict_row) as cur:
+                cur.execute(sql, params)
+                row = cur.fetchone()
+        except BaseException:
+            self._give_back(conn)
+            raise
+        self._give_back(conn)
+        return row
+
+    def _give_back(self, conn):
+        if conn.closed or conn.broken or self.idle.qsize() >= self.size:
+            conn.close()
+        else:
+            self.idle.put(conn)
+
+    def close(self):
+        while True:
+            try:
+                self.idle.get_nowait().close()
+            except queue.Empty:
+                return
+
+
+def _b64(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text):
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class Signer:
+    """HMAC-SHA256 under the lobby's secret, one purpose per use."""
+
+    def __init__(self, secret):
+        self.key = secret.encode() if isinstance(secret, str) else secret
+
+    def sign(self, purpose, data):
+        return _b64(hmac.new(self.key, purpose.encode() + b"\0" + data.encode(),
+                             hashlib.sha256).digest())
+
+    def verify(self, purpose, data, signature):
+        return hmac.compare_digest(self.sign(purpose, data), signature)
+
+
+def when(ts):
+    """A timestamp as the pages show it: UTC, to the minute."""
+    if ts is None:
+        return None
+    return ts.astimezone(timezone.utc).strftime("%a %d %b %Y, %H:%M UTC")
+
+
+def create_app(db, secret, app_url=None, cookie_secure=False):
+    """The lobby as a WSGI application.  db: a Database (or anything with
+    one(sql, params)); secret: the key that signs device ids, CSRF tokens
+    and the admission result; app_url: where an admitted invitee is sent
+    (None: the lobby's own /welcome page)."""
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = 16 * 1024
+    signer = Signer(secret)
+
+    # the form may be followed by a redirect to the platform: Chromium
+    # applies form-action to it
+    form_action = "'self'"
+    if app_url:
+        u = urlsplit(app_url)
+        form_action += f" {u.scheme}://{u.netloc}"
+    csp = ("default-src 'none'; script-src 'self'; style-src 'self'; "
+           "img-src 'self'; form-action " + form_action +
+           "; base-uri 'none'; frame-ancestors 'none'")
+
+    # -- cookies: a device id and a CSRF key, both issued here ---------------
+
+    def device_id():
+        """The device id of this browser, if it carries one this lobby
+        issued (the signature says so); None otherwise."""
+        value = request.cookies.get(DEVICE_COOKIE, "")
+        rand, _, sig = value.partition(".")
+        if rand and sig and signer.verify("device", rand, sig):
+            return rand
+        return None
+
+    def csrf_key():
+        value = request.cookies.get(CSRF_COOKIE, "")
+        return value if re.fullmatch(r"[A-Za-z0-9_-]{43}", value) else None
+
+    @app.before_request
+    def issue_cookies():
+        # made here, set by after_request on whatever response follows
+        request.new_device = None if device_id() else secrets.token_urlsafe(32)
+        request.new_csrf = None if csrf_key() else secrets.token_urlsafe(32)
+
+    def current_device():
+        return device_id() or request.new_device
+
+    def csrf_token():
+        return signer.sign("csrf", csrf_key() or request.new_csrf)
+
+    def csrf_ok():
+        key = csrf_key()
+        sent = request.form.get("csrf", "")
+        return bool(key and sent) and signer.verify("csrf", key, sent)
+
+    @app.after_request
+    def headers(resp):
+        h = resp.headers
+        h["Referrer-Policy"] = "no-referrer"
+        h["Cache-Control"] = "no-store"
+        h["Content-Security-Policy"] = csp
+        h["X-Frame-Options"] = "DENY"
+        h["X-Content-Type-Options"] = "nosniff"
+        if getattr(request, "new_device", None):
+            rand = request.new_device
+            resp.set_cookie(DEVICE_COOKIE, rand + "." + signer.sign("device", rand),
+                            max_age=YEAR, httponly=True, samesite="Lax",
+                            secure=cookie_secure or request.is_secure)
+        if getattr(request, "new_csrf", None):
+            resp.set_cookie(CSRF_COOKIE, request.new_csrf, httponly=True,
+                            samesite="Lax", secure=cookie_secure or request.is_secure)
+        rule = request.url_rule.rule if request.url_rule else "-"
+        log.info("%s %s %s", request.method, rule, resp.status_code)
+        return resp
+
+    # -- pages ---------------------------------------------------------------
+
+    def page(template, status, code=200, **values):
+        return render_template(template, status=status, **values), code
+
+    def message(status, kind="invite", **values):
+        """A page that says what happened and what to do next (no form)."""
+        return page("message.html", status, HTTP_STATUS.get(status, 200), kind=kind, **values)
+
+    @app.errorhandler(psycopg.Error)
+    def database_error(e):
+        # the error's first line, never the statement's parameters (the
+        # token is one of them)
+        first = (str(e).strip().splitlines() or [""])[0]
+        log.error("database error: %s %s %s", type(e).__name__,
+                  getattr(e, "sqlstate", None) or "-", first)
+        html, code = message("unavailable")
+        return html, code, {"Retry-After": "10"}
+
+    @app.errorhandler(HTTPException)
+    def http_error(e):
+        status = {404: "not_found", 405: "method_not_allowed",
+                  413: "too_large"}.get(e.code, "bad_request")
+        html, _ = message(status, kind="http")
+        return html, e.code
+
+    @app.errorhandler(Exception)
+    def unexpected(e):
+        rule = request.url_rule.rule if request.url_rule else "-"
+        log.exception("unexpected error in %s %s", request.method, rule)
+        return message("error", kind="http")
+
+    @app.route("/")
+    def home():
+        return message("home", kind="http")
+
+    @app.route("/i/<token>", methods=["GET", "POST"])
+    def invite(token):
+        if token.startswith(GUEST_PREFIX):
+            # link_base_url is one for both kinds: https://host/i/ puts
+            # guest links under /i/ too
+            return redirect(url_for("guest", token=token), 308)
+        if not TOKEN_SHAPE.fullmatch(token):
+            log.info("invite link (malformed): not_found")
+            return message("not_found")
+        ref = token_ref(token)
+        if request.method == "POST":
+            return invite_post(token, ref)
+        c = check(token)
+        log.info("invite link %s: check %s", ref, c["status"])
+        return invite_page(c)
+
+    def check(token):
+        return db.one("SELECT c.*, statement_timestamp() AS now "
+                      "FROM invitetomedia.invite_check(%s) c", (token,))
+
+    def invite_page(c, status=None, email=""):
+        """The page for invite_check's answer c: the form for ok (data-status
+        "form", or STATUS), the countdown and the form to come for not_yet,
+        a line and the form for exhausted (a device that joined before
+        rejoins through it: invite_check cannot know the device), and a
+        message for the rest."""
+        s = c["status"]
+        if s not in ("ok", "not_yet", "exhausted"):
+            return message(s)
+        seconds = None
+        if s == "not_yet" and c["opens_at"] is not None:
+            seconds = max(0.0, (c["opens_at"] - c["now"]).total_seconds())
+        return page("invite.html", status or ("form" if s == "ok" else s),
+                    check=c, email=email, csrf=csrf_token(),
+                    expires=when(c["expires_at"]), opens=when(c["opens_at"]),
+                    seconds=seconds, wait=wait_text(seconds))
+
+    def invite_post(token, ref):
+        if not csrf_ok():
+            log.info("invite link %s: POST without a valid CSRF token", ref)
+            return message("csrf")
+        email = request.form.get("email", "")
+        if "\0" in email:
+            return message("invalid")
+        # the title for the welcome page (a use may take the link's last one)
+        c = check(token)
+        r = db.one("SELECT * FROM invitetomedia.invite_consume(%s, %s, %s)",
+                   (token, email, current_device()))
+        s = r["status"]
+        log.info("invite link %s%s: consume %s", ref,
+                 f" (invite {r['invite_id']})" if r["invite_id"] is not None else "", s)
+        if s in ("ok", "rejoin"):
+            return admitted({
+                "kind": "invite", "status": s, "id": r["invite_id"],
+                "media_id": r["media_id"], "role": r["role"], "user_id": r["user_id"],
+                "first_name": r["first_name"], "last_name": r["last_name"],
+                "title": c["media_title"] if c["status"] == "ok" else None,
+            })
+        if s == "email_mismatch":
+            # that may have been the wrong email that locked the link
+            after = check(token)
+            if after["status"] not in ("ok", "exhausted"):
+                log.info("invite link %s: now %s", ref, after["status"])
+                return message(after["status"])
+            return invite_page(after, status="email_mismatch", email=email)
+        if s == "not_yet":
+            return invite_page(check(token))
+        return message(s)
+
+    @app.route("/g/<token>", methods=["GET", "POST"])
+    def guest(token):
+        if token.startswith(INVITE_PREFIX):
+            return redirect(url_for("invite", token=token), 308)
+        if not token.startswith(GUEST_PREFIX) or not TOKEN_SHAPE.fullmatch(token):
+            log.info("guest link (malformed): not_found")
+            return message("not_found", kind="guest")
+        ref = token_ref(token)
+        if request.method == "GET":
+            # there is no guest_link_check: what the link is worth shows
+            # when the guest joins
+            return page("guest.html", "form", form={}, csrf=csrf_token())
+        if not csrf_ok():
+            log.info("guest link %s: POST without a valid CSRF token", ref)
+            return message("csrf", kind="guest")
+        form = {k: request.form.get(k, "") for k in ("email", "first_name", "last_name")}
+        if any("\0" in v for v in form.values()):
+            return page("guest.html", "invalid", 400, form=form, csrf=csrf_token(),
+                        error="A field holds a character that no name or address has.")
+        try:
+            r = db.one("SELECT * FROM invitetomedia.guest_link_join(%s, %s, %s, %s, %s)",
+                       (token, form["email"], form["first_name"], form["last_name"],
+                        current_device()))
+        except (pg_errors.InvalidParameterValue, pg_errors.NullValueNotAllowed) as e:
+            # what the guest typed: a malformed email, an empty name
+            log.info("guest link %s: join refused the input (%s)", ref, e.sqlstate)
+            d = e.diag
+            error = d.message_primary + (": " + d.message_detail if d.message_detail else "")
+            error = error[:1].upper() + error[1:]
+            return page("guest.html", "invalid", 400, form=form, csrf=csrf_token(), error=error)
+        s = r["status"]
+        log.info("guest link %s%s: join %s", ref,
+                 f" (guest link {r['guest_link_id']})" if r["guest_link_id"] is not None else "", s)
+        if s in ("ok", "rejoin"):
+            return admitted({
+                "kind": "guest_link", "status": s, "id": r["guest_link_id"],
+                "media_id": r["media_id"], "role": r["role"], "user_id": r["user_id"],
+                "first_name": form["first_name"].strip(), "last_name": form["last_name"].strip(),
+                "title": None,
+            })
+        if s == "domain_restricted":
+            return page("guest.html", s, form=form, csrf=csrf_token())
+        return message(s, kind="guest")
+
+    # -- admission -------------------------------------------------------------
+
+    def admitted(result):
+        """ok and rejoin: to the platform (LOBBY_APP_URL) or the welcome page,
+        with the result signed, so that the platform can trust it."""
+        result["issued_at"] = int(time.time())
+        result["nonce"] = secrets.token_urlsafe(12)
+        data = _b64(json.dumps(result, separators=(",", ":")).encode())
+        signed = data + "." + signer.sign("result", data)
+        if app_url:
+            sep = "&" if "?" in app_url else "?"
+            return redirect(f"{app_url}{sep}itm_result={signed}", 303)
+        return redirect(url_for("welcome", itm_result=signed), 303)
+
+    @app.route("/welcome")
+    def welcome():
+        result = verify_result(signer, request.args.get("itm_result", ""))
+        if result is None:
+            return message("not_found", kind="http")
+        return page("welcome.html", result["status"], result=result)
+
+    return app
+
+
+def wait_text(seconds):
+    """The countdown as the page first shows it (countdown.js then counts)."""
+    if seconds is None:
+        return None
+    s = int(seconds + 0.999)
+    d, s = divmod(s, 86400)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    if d:
+        return f"{d} d {h} h {m:02d} min"
+    if h:
+        return f"{h} h {m:02d} min {s:02d} s"
+    if m:
+        return f"{m} min {s:02d} s"
+    return f"{s} s"
+
+
+def verify_result(signer, signed, max_age=None):
+    """The admission result of a redirect, or None if it was not signed by
+    this secret (or is older than max_age seconds).  A platform does the
+    same with the shared LOBBY_SECRET."""
+    data, _, sig = signed.partition(".")
+    if not data or not sig or not signer.verify("result", data, sig):
+        return None
+    try:
+        result = json.loads(_unb64(data))
+    except ValueError:
+        return None
+    if max_age is not None and time.time() - result.get("issued_at", 0) > max_age:
+        return None
+    return result
+
+
+# exported for the server and for platforms
+__all__ = ["create_app", "Database", "RedactingFormatter", "Signer", "verify_result", "when"]
