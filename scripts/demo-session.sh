@@ -153,5 +153,101 @@ do
   q -c "$sql" 2>&1 | sed 's/^/      /' || true
 done
 
+step "15. The lobby: the invitee's side, in a browser (examples/lobby)"
+# The reference lobby, connected as the application role of the README's
+# Security model (EXECUTE on the API, nothing else), over TCP with a
+# password.  Links point at it: link_base_url = <lobby>/i/, for invite and
+# guest links alike.
+lobby_pw=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+q <<SQL
+CREATE ROLE media_app LOGIN PASSWORD '$lobby_pw';
+GRANT USAGE ON SCHEMA invitetomedia TO media_app;
+GRANT EXECUTE ON FUNCTION
+    invitetomedia.invite_create(text, text, text, text, text, text, boolean, timestamptz),
+    invitetomedia.invite_consume(text, text, text),
+    invitetomedia.invite_check(text),
+    invitetomedia.invite_revoke(bigint, text),
+    invitetomedia.invite_resend(bigint, text, boolean),
+    invitetomedia.invite_revoke_all(text, text),
+    invitetomedia.guest_link_create(text, text, text, integer, integer),
+    invitetomedia.guest_link_join(text, text, text, text, text),
+    invitetomedia.guest_link_revoke(bigint, text)
+TO media_app;
+SQL
+say "   role media_app: the application GRANTs of the README (Security model)"
+lobby_log=$(mktemp)
+lobby=""
+# 127.0.0.1:8080 unless ITM_DEMO_LOBBY_LISTEN says otherwise; a free port
+# when that one is taken (another demo, say)
+for listen in "${ITM_DEMO_LOBBY_LISTEN:-127.0.0.1:8080}" 127.0.0.1:0; do
+    : >"$lobby_log"
+    PGUSER=media_app PGPASSWORD=$lobby_pw LOBBY_LISTEN=$listen \
+        "$ITM_TOP/examples/lobby/serve" >"$lobby_log" 2>&1 </dev/null &
+    lobby=$!
+    for _ in $(seq 100); do
+        grep -q 'listening on' "$lobby_log" && break
+        kill -0 "$lobby" 2>/dev/null || break
+        sleep 0.1
+    done
+    grep -q 'listening on' "$lobby_log" && break
+    wait "$lobby" 2>/dev/null || true
+    lobby=""
+    say "   (could not listen on $listen: $(tail -n 1 "$lobby_log" | sed 's/^.* ERROR //'))"
+done
+if [ -z "$lobby" ]; then
+    sed 's/^/   | /' "$lobby_log"
+    exit 1
+fi
+base=$(sed -n 's/.* listening on \(http:[^ ]*\)$/\1/p' "$lobby_log")
+say "   the lobby listens on $base (log: $lobby_log)"
+q -v base="${base}i/" <<'SQL'
+UPDATE invitetomedia.settings SET link_base_url = :'base';
+SQL
+# a fresh invite for a newcomer, and a guest link for the audience
+linkfile=$(mktemp)
+q -v linkfile="$linkfile" <<'SQL'
+SELECT url AS invite_url
+  FROM invitetomedia.invite_create('0_launch', 'olivia', 'newcomer@outside.example',
+                                   'Nia', 'Newcomer', 'viewer') \gset
+SELECT url AS guest_url
+  FROM invitetomedia.guest_link_create('0_launch', 'olivia', 'Launch audience') \gset
+\o :linkfile
+\qecho :invite_url
+\qecho :guest_url
+\o
+SQL
+invite_url=$(sed -n 1p "$linkfile" | tr -d '[:space:]')
+guest_url=$(sed -n 2p "$linkfile" | tr -d '[:space:]')
+rm -f "$linkfile"
+# what a mail scanner does: a GET, which uses nothing
+answer=$(python3 - "$invite_url" <<'PY'
+import re
+import sys
+import urllib.request
+
+with urllib.request.urlopen(sys.argv[1], timeout=10) as r:
+    m = re.search(r'<main data-status="([^"]*)"', r.read().decode())
+    print(f"{r.status}, data-status {m.group(1) if m else '-'}")
+PY
+) || answer="nothing"
+say "   the lobby answers: $answer"
+say ""
+say "   Open $invite_url"
+say "   in a browser and type the invited email: newcomer@outside.example"
+say "   (or a wrong one first). Guests: $guest_url"
+case "${ITM_DEMO_LOBBY_SECONDS:-}" in
+    "")
+        if [ -t 0 ]; then
+            say ""
+            say "   Press Enter to stop the lobby and end the demo."
+            read -r _ || true
+        fi ;;
+    *[!0-9]*) say "   (ITM_DEMO_LOBBY_SECONDS is not a number: not waiting)" ;;
+    *) sleep "$ITM_DEMO_LOBBY_SECONDS" ;;
+esac
+kill -TERM "$lobby"
+wait "$lobby" && say "   the lobby stopped" || say "   the lobby stopped with status $?"
+q -c "SELECT invite_id, email, state, use_count FROM invitetomedia.invite_status WHERE email = 'newcomer@outside.example'"
+
 say ""
 say "Done. The cluster was temporary and is dropped now."

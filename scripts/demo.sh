@@ -28,16 +28,25 @@ bash "$here/setup.sh"
 # may not be able to read the tree, and another run may be rebuilding it.
 dir=$(itm_scratch invitetomedia-demo)
 trap 'rm -rf "$dir"' EXIT
-mkdir -p "$dir/top/scripts" "$dir/top/sender/test"
+mkdir -p "$dir/top/scripts" "$dir/top/sender/test" "$dir/top/examples"
 (
     flock -s 9
     cp "$top/scripts/demo-session.sh" "$dir/top/scripts/"
     cp "$top/sender/invitetomedia-sender" "$dir/top/sender/"
     cp "$top/sender/test/fake-sendmail" "$dir/top/sender/test/"
+    cp -r "$top/examples/lobby" "$dir/top/examples/"
 ) 9>>"$ITM_BUILD_LOCK"
 chown -R postgres: "$dir/top"
 
+# The last step starts the lobby and waits for Enter on a terminal;
+# ITM_DEMO_LOBBY_SECONDS=N keeps it up N seconds instead (0: stop at once,
+# as scripts/test.sh does), ITM_DEMO_LOBBY_LISTEN=host:port moves it.
+lobby_env=()
+for v in ITM_DEMO_LOBBY_SECONDS ITM_DEMO_LOBBY_LISTEN; do
+    [ -n "${!v+set}" ] && lobby_env+=("$v=${!v}")
+done
 # no exec: this shell stays the parent, so that killing it ends the cluster
-itm_virtualenv "$dir" env ITM_TOP="$dir/top" bash "$dir/top/scripts/demo-session.sh"
+itm_virtualenv "$dir" env ITM_TOP="$dir/top" "${lobby_env[@]}" \
+    bash "$dir/top/scripts/demo-session.sh"
 exit
 }

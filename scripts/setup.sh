@@ -23,9 +23,11 @@ top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$top/scripts/pg_major.sh"
 
 # Packages: the server and its build files, TAP test modules, the sender's
-# MIME library, and what the tests use to read messages.
+# MIME library, what the tests use to read messages, and the reference
+# lobby's Flask and psycopg 3 (examples/lobby, which the demo starts).
 ITM_PACKAGES="postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-common
-    make gcc pkg-config libpq-dev libgmime-3.0-dev libipc-run-perl python3"
+    make gcc pkg-config libpq-dev libgmime-3.0-dev libipc-run-perl python3
+    python3-flask python3-psycopg"
 
 missing=""
 for p in $ITM_PACKAGES ${ITM_EXTRA_PACKAGES:-}; do

@@ -170,10 +170,13 @@ rm -rf "$tree"/results "$tree"/regression.* "$tree"/output_iso "$tree"/tmp_check
 chown -R postgres: "$work"
 
 # Two demos run while the regression tests do: runs must overlap (each has
-# its own cluster and scratch directory).  They die with this script.
+# its own cluster and scratch directory).  They die with this script.  The
+# last step's lobby takes a free port, checks that it answers and stops at
+# once (it would wait for Enter on a terminal).
 demo_pids=()
 for i in 1 2; do
-    setpriv --pdeathsig KILL bash "$here/demo.sh" $(brk demo) >"$logs/demo$i.log" 2>&1 &
+    ITM_DEMO_LOBBY_SECONDS=0 ITM_DEMO_LOBBY_LISTEN=127.0.0.1:0 \
+        setpriv --pdeathsig KILL bash "$here/demo.sh" $(brk demo) >"$logs/demo$i.log" 2>&1 &
     demo_pids+=($!)
 done
 
@@ -189,7 +192,9 @@ for i in 1 2; do
     r=$?
     # a demo ends with "Done."; it stops at its first failed step.  Read by
     # a newcomer: no colour codes in a log, the delivered link whole on one
-    # line (decoded, not quoted-printable), and what the guest typed shown
+    # line (decoded, not quoted-printable), and what the guest typed shown;
+    # the lobby answered its link with the form, printed the link to open,
+    # and stopped
     why=""
     if [ $r -ne 0 ] || ! grep -q '^Done\. ' "$logs/demo$i.log"; then
         why="status $r"
@@ -199,6 +204,13 @@ for i in 1 2; do
         why="no decoded link on one line"
     elif ! grep -q "^   typed: '  zoe.guest@outside.EXAMPLE '" "$logs/demo$i.log"; then
         why="the typed email is not shown"
+    elif ! grep -q '^   the lobby answers: 200, data-status form$' "$logs/demo$i.log"; then
+        why="the lobby did not answer with the form"
+    elif ! grep -qE '^   Open http://127\.0\.0\.1:[0-9]+/i/itm_[A-Za-z0-9_-]{48}$' "$logs/demo$i.log" ||
+         ! grep -q '^   in a browser and type the invited email: newcomer@outside.example$' "$logs/demo$i.log"; then
+        why="no lobby link to open, or no email to type"
+    elif ! grep -q '^   the lobby stopped$' "$logs/demo$i.log"; then
+        why="the lobby did not stop on SIGTERM"
     fi
     if [ -z "$why" ]; then
         echo "demo $i ... ok"
