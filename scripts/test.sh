@@ -2,21 +2,22 @@
 # The whole test suite on throwaway clusters, as root (or with sudo):
 #   bash scripts/test.sh            regression, isolation, TAP, the 1.0 and
 #                                   1.0.1 suites against the new library, two
-#                                   demos at once, and last the Debian
-#                                   packages (test/package/run.sh: built,
-#                                   checked by lintian, installed, tested,
-#                                   a mail sent by the installed sender,
-#                                   purged)
+#                                   demos at once, the reference lobby in
+#                                   headless Chromium (test/lobby/run.sh),
+#                                   and last the Debian packages
+#                                   (test/package/run.sh: built, checked by
+#                                   lintian, installed, tested, a mail sent
+#                                   by the installed sender, purged)
 #   bash scripts/test.sh --long     also the long checks of test/long/ (soak,
 #                                   fuzzing, valgrind)
 # Ends with one line "N passed, M failed"; exits non-zero if anything failed
 # or nothing passed.  Every test file (pg_regress, isolation), TAP assertion,
-# fuzzer, demo and package check counts as one; so does a runner that exits
-# non-zero without reporting a failed test (it never started, or died): a
-# suite that cannot run must not read as "0 failed".
+# fuzzer, demo, lobby check and package check counts as one; so does a
+# runner that exits non-zero without reporting a failed test (it never
+# started, or died): a suite that cannot run must not read as "0 failed".
 #
-# ITM_TEST_BREAK=STAGE (setup, regress, isolation, tap, compat, demo, long,
-# package)
+# ITM_TEST_BREAK=STAGE (setup, regress, isolation, tap, compat, demo, lobby,
+# long, package)
 # hands that stage's runner a bogus option, so that it fails before running
 # anything: how to check that such a failure is counted.
 set -uo pipefail
@@ -45,8 +46,10 @@ finish() {
     exit 1
 }
 
-# what building and checking the Debian packages needs
-export ITM_EXTRA_PACKAGES="debhelper dpkg-dev fakeroot lintian postgresql-server-dev-all"
+# what building and checking the Debian packages needs, and the browser
+# that the lobby's test drives
+export ITM_EXTRA_PACKAGES="debhelper dpkg-dev fakeroot lintian postgresql-server-dev-all
+    python3-selenium chromium chromium-driver"
 long=no
 case "${1:-}" in
     "") ;;
@@ -262,6 +265,21 @@ for t in $tap_failures; do
         [ -f "$l" ] && { echo "--- $l"; tail -30 "$l"; }
     done
 done
+
+# The reference lobby (examples/lobby) in headless Chromium, as postgres
+# (Chromium keeps its sandbox) on a throwaway cluster, the app on a free
+# port: every check counts; the screenshots go to the copy's docs/lobby/.
+echo "== the lobby in headless Chromium (test/lobby/run.sh)"
+itm_virtualenv "$tree" bash test/lobby/run.sh "$work/lobby" $(brk lobby) \
+    >"$logs/lobby.log" 2>&1
+rc=$?
+f0=$failed
+grep -E '^# (headers|screenshots|browser)' "$logs/lobby.log" | sed 's/^# /   /'
+count_regress "$logs/lobby.log" $rc /dev/null
+if [ "$failed" -ne "$f0" ]; then
+    grep -E '^   \| ' "$logs/lobby.log" | head -80
+    echo "   (the lobby's logs: $work/lobby)"
+fi
 
 if [ "$long" = yes ]; then
     # each fuzzer, the soak's assertions and the valgrind scan count

@@ -329,7 +329,7 @@ def run(t):
         # what a platform does: links point at the lobby (guest links too)
         t.sql("UPDATE invitetomedia.settings SET link_base_url = %s", (base + "i/",))
 
-    if not t.check("setup", setup):
+    if not t.check("start_lobby", setup):
         return
 
     def app_role():
