@@ -16,6 +16,7 @@ fails: nothing is skipped.  Writes a PNG of each page to --shots.
 """
 
 import argparse
+import base64
 import http.cookiejar
 import json
 import os
@@ -211,7 +212,16 @@ class Test:
         path = os.path.join(self.shots, name + ".png")
         if os.path.exists(path):
             os.unlink(path)
-        expect(d.save_screenshot(path), f"no screenshot {name}")
+        # the page's card and a margin of background around it
+        r = d.execute_script(
+            "const r = document.querySelector('main').getBoundingClientRect();"
+            "return [r.left, r.top, r.width, r.height, window.innerWidth];")
+        x, y = max(0, r[0] - 40), max(0, r[1] - 40)
+        clip = {"x": x, "y": y, "width": min(r[4] - x, r[2] + 80), "height": r[3] + 80, "scale": 1}
+        png = d.execute_cdp_cmd("Page.captureScreenshot",
+                                {"format": "png", "clip": clip, "captureBeyondViewport": True})
+        with open(path, "wb") as fh:
+            fh.write(base64.b64decode(png["data"]))
 
     # -- page helpers ----------------------------------------------------------
 
@@ -728,7 +738,7 @@ def run(t):
                 fresh = os.path.getmtime(path) >= t.started
             except OSError:
                 head, fresh = b"", False
-            if head != b"\x89PNG\r\n\x1a\n" or not fresh or os.path.getsize(path) < 5000:
+            if head != b"\x89PNG\r\n\x1a\n" or not fresh or os.path.getsize(path) < 3000:
                 bad.append(name)
         expect(not bad, f"{len(bad)} of {len(SHOTS)} screenshots missing: {', '.join(bad)}")
         print(f"# screenshots: {len(SHOTS)} in {t.shots}", flush=True)
