@@ -81,6 +81,7 @@ class Test:
         self.drivers = {}
         self.db = psycopg.connect("", autocommit=True)
         self.base = None
+        self.origins = []         # the lobbies started: their responses are checked
         self.started = time.time() - 1
 
     # -- reporting -----------------------------------------------------------
@@ -154,6 +155,7 @@ class Test:
         while time.time() < deadline:
             m = re.search(r"listening on (http://\S+/)", open(log).read())
             if m:
+                self.origins.append(m.group(1))
                 return p, m.group(1), log
             if p.poll() is not None:
                 break
@@ -203,7 +205,7 @@ class Test:
                 resp = msg["params"]["response"]
             elif msg["method"] == "Network.requestWillBeSent":
                 resp = msg["params"].get("redirectResponse")
-            if resp and resp["url"].startswith("http://127.0.0.1:"):
+            if resp and resp["url"].startswith(tuple(self.origins)):
                 self.responses.append((resp["url"], resp["status"],
                                        {k.lower(): v for k, v in resp["headers"].items()}))
 
@@ -645,6 +647,62 @@ def run(t):
             t.sql("UPDATE invitetomedia.settings SET enabled = true")
 
     t.check("refused_pages", refused_pages)
+
+    # -- LOBBY_APP_URL: the platform receives a result it can verify -----------------
+
+    def app_url_redirect():
+        import http.server
+        import threading
+        sys.path.insert(0, os.path.join(TOP, "examples", "lobby"))
+        import lobby
+        got = []
+
+        class Platform(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                got.append(self.path)
+                body = b'<!doctype html><title>platform</title><main data-status="platform">in</main>'
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Platform)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        try:
+            secret = os.urandom(24).hex()
+            landing = f"http://127.0.0.1:{srv.server_port}/landing?from=lobby"
+            p, base, log = t.start_app("lobby-app-url", {
+                "PGUSER": "media_app", "PGPASSWORD": st["app_password"],
+                "LOBBY_APP_URL": landing, "LOBBY_SECRET": secret})
+            iid, token, url = t.invite("pia.platform@outside.example")
+            t.open(a, base + "i/" + token)
+            s = t.submit(a, email="pia.platform@outside.example")
+            expect(s == "platform", f"the browser is not at LOBBY_APP_URL: data-status {s}")
+            got = [g for g in got if g.startswith("/landing")]    # not /favicon.ico
+            expect(len(got) == 1 and got[0].startswith("/landing?from=lobby&itm_result="),
+                   f"the platform got {got}")
+            signed = urllib.parse.parse_qs(urllib.parse.urlsplit(got[0]).query)["itm_result"][0]
+            r = lobby.verify_result(lobby.Signer(secret), signed, max_age=60)
+            expect(r is not None, "the result does not verify with LOBBY_SECRET")
+            want = {"kind": "invite", "status": "ok", "id": iid, "media_id": "launch",
+                    "role": "speaker", "user_id": "pia.platform@outside.example",
+                    "title": "Spring launch webcast"}
+            expect(all(r.get(k) == v for k, v in want.items()), f"result {r}")
+            expect(lobby.verify_result(lobby.Signer("x" * 48), signed) is None,
+                   "the result verifies with another secret")
+            data, sig = signed.split(".")
+            forged = lobby._b64(json.dumps(dict(r, role="moderator")).encode()) + "." + sig
+            expect(lobby.verify_result(lobby.Signer(secret), forged) is None, "a forged result verifies")
+            p.send_signal(signal.SIGTERM)
+            expect(p.wait(timeout=15) == 0, "the lobby did not stop on SIGTERM")
+        finally:
+            srv.shutdown()
+
+    t.check("app_url_redirect", app_url_redirect)
 
     # -- the database unreachable: 503, "try again" ----------------------------------
 
