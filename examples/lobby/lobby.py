@@ -2,18 +2,23 @@
 
 A Flask application (Debian's python3-flask and python3-psycopg) that a
 platform runs as it is (examples/lobby/serve) or copies into its own web
-stack.  It calls four of the extension's functions and nothing else:
+stack.  It calls three of the extension's functions and nothing else:
 
     GET  /i/<token>   invite_check       the media, the role, the expiry and a
                                          form for the email (never consumes)
     POST /i/<token>   invite_consume     with a device id this app issued
+                                         (and invite_check, for the title and
+                                         to tell a lockout at once)
     GET  /g/<token>   -                  the guest form (email and names)
     POST /g/<token>   guest_link_join
 
-Every page's <main> carries data-status="<status>": the status the
-database returned, "form" for a link whose form is shown, "ok" or
-"rejoin" after admission; the app's own are "csrf", "invalid",
-"unavailable", "not_found" (also for unknown paths) and "error".
+/i/itg_... is sent on to /g/itg_... (308): settings.link_base_url is one
+for both kinds of link.  Every page's <main> carries
+data-status="<status>": the status the database returned, "form" for a
+usable link's form, "ok" or "rejoin" after admission; the lobby's own are
+"csrf", "invalid" (what was typed), "unavailable" (a database error: 503),
+"error", "home", and "not_found", "method_not_allowed", "too_large",
+"bad_request" for HTTP errors.
 """
 
 import base64
