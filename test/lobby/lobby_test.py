@@ -358,8 +358,13 @@ def run(t):
 
     t.check("app_role", app_role)
 
-    a = t.browser("a")      # the invitee's browser
-    b = t.browser("b")      # another profile: another device
+    def browsers_start():
+        st["a"] = t.browser("a")    # the invitee's browser
+        st["b"] = t.browser("b")    # another profile: another device
+
+    if not t.check("browsers_start", browsers_start):
+        return
+    a, b = st["a"], st["b"]
 
     # -- an invite: wrong email, then the right one ---------------------------
 
