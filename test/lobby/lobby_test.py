@@ -658,6 +658,7 @@ def run(t):
     def app_url_redirect():
         import http.server
         import threading
+        sys.dont_write_bytecode = True
         sys.path.insert(0, os.path.join(TOP, "examples", "lobby"))
         import lobby
         got = []
