@@ -238,6 +238,9 @@ say "   (or a wrong one first). Guests: $guest_url"
 case "${ITM_DEMO_LOBBY_SECONDS:-}" in
     "")
         if [ -t 0 ]; then
+            port=${base##*:}
+            port=${port%/}
+            say "   (a browser on another machine: ssh -L $port:127.0.0.1:$port to this one first)"
             say ""
             say "   Press Enter to stop the lobby and end the demo."
             read -r _ || true
