@@ -894,6 +894,35 @@ ColToResult(const ItmPlan *p, int col, Datum *values, bool *nulls, int rescol)
 
 /*---- arguments and results ---------------------------------------------*/
 
+/*
+ * A query that reads the settings row returned nrows rows: anything but one
+ * means a DBA deleted the row or added rows where constraints do not fire.
+ */
+static void
+RequireSettingsRow(uint64 nrows)
+{
+	if (nrows != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("invitetomedia.settings holds %llu rows instead of one",
+						(unsigned long long) nrows),
+				 errhint(nrows == 0 ?
+						 "Restore it with INSERT INTO invitetomedia.settings DEFAULT VALUES, then set it up again." :
+						 "Delete the extra rows, keeping the one with singleton = true.")));
+}
+
+/* settings.enabled, as every function that makes or changes links checks it */
+static void
+RequireEnabled(bool enabled)
+{
+	if (!enabled)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("invitetomedia is disabled"),
+				 errhint("An administrator enables it with UPDATE invitetomedia.settings SET enabled = true.")));
+}
+
+
 /* Sets up the materialize-mode result of a set-returning function. */
 static void
 MaterializeResult(FunctionCallInfo fcinfo)
@@ -992,9 +1021,13 @@ IdArg(FunctionCallInfo fcinfo, int argno, const char *argname)
 	return s;
 }
 
-/* A person's name: trimmed, not empty, at most ITM_NAME_MAX_CHARS characters. */
+/*
+ * A name: trimmed, not empty, at most maxchars characters (a person's:
+ * ITM_NAME_MAX_CHARS).  empty_hint, if any, says what to write instead.
+ */
 static char *
-NameArg(FunctionCallInfo fcinfo, int argno, const char *argname)
+NameArg(FunctionCallInfo fcinfo, int argno, const char *argname, size_t maxchars,
+		const char *empty_hint)
 {
 	char	   *raw = TextArg(fcinfo, argno, argname);
 	const char *s = raw;
@@ -1005,14 +1038,15 @@ NameArg(FunctionCallInfo fcinfo, int argno, const char *argname)
 	if (len == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must not be empty", argname)));
+				 errmsg("%s must not be empty", argname),
+				 empty_hint ? errhint("%s", empty_hint) : 0));
 	nchars = itm_utf8_chars(s, len);
-	if (nchars > ITM_NAME_MAX_CHARS)
+	if (nchars > maxchars)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s is too long", argname),
-				 errdetail("At most %d characters are accepted; got %zu.",
-						   ITM_NAME_MAX_CHARS, nchars)));
+				 errdetail("At most %zu characters are accepted; got %zu.",
+						   maxchars, nchars)));
 	return pnstrdup(s, len);
 }
 
@@ -1199,8 +1233,8 @@ ReadCreateArgs(FunctionCallInfo fcinfo, CreateArgs *a)
 	a->media_id = IdArg(fcinfo, 0, "media_id");
 	a->inviter_id = IdArg(fcinfo, 1, "inviter_id");
 	a->email = EmailArg(fcinfo, 2, "email");
-	a->first_name = NameArg(fcinfo, 3, "first_name");
-	a->last_name = NameArg(fcinfo, 4, "last_name");
+	a->first_name = NameArg(fcinfo, 3, "first_name", ITM_NAME_MAX_CHARS, NULL);
+	a->last_name = NameArg(fcinfo, 4, "last_name", ITM_NAME_MAX_CHARS, NULL);
 	a->role = TextArg(fcinfo, 5, "role");
 	a->send_email = PG_GETARG_BOOL(6);
 	a->scheduled = a->api >= ITM_API_1_1 && PG_NARGS() > 7 && !PG_ARGISNULL(7);
@@ -1234,14 +1268,7 @@ ReadCreateContext(const CreateArgs *a, CreateContext *c)
 	args[1] = CStringGetTextDatum(a->inviter_id);
 	args[2] = CStringGetTextDatum(a->email);
 	RunPlan(p, args, NULL, false, SPI_OK_SELECT);
-	if (SPI_processed != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("invitetomedia.settings holds %llu rows instead of one",
-						(unsigned long long) SPI_processed),
-				 errhint(SPI_processed == 0 ?
-						 "Restore it with INSERT INTO invitetomedia.settings DEFAULT VALUES, then set it up again." :
-						 "Delete the extra rows, keeping the one with singleton = true.")));
+	RequireSettingsRow(SPI_processed);
 
 	c->enabled = ColBool(p, CTX_ENABLED);
 	c->link_duration = ColInt4(p, CTX_LINK_DURATION);
@@ -1297,11 +1324,7 @@ static void CheckTemplate(const CreateContext *c);
 static void
 CheckCreateRules(const CreateArgs *a, const CreateContext *c)
 {
-	if (!c->enabled)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("invitetomedia is disabled"),
-				 errhint("An administrator enables it with UPDATE invitetomedia.settings SET enabled = true.")));
+	RequireEnabled(c->enabled);
 	if (!c->media_found)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -2260,11 +2283,7 @@ invite_resend(PG_FUNCTION_ARGS)
 				 errmsg("user \"%s\" may not resend invite %lld",
 						Clip(actor_id, 100), (long long) invite_id),
 				 errdetail("The inviter, administrators and those who may invite to the media may resend its links.")));
-	if (!c.enabled)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("invitetomedia is disabled"),
-				 errhint("An administrator enables it with UPDATE invitetomedia.settings SET enabled = true.")));
+	RequireEnabled(c.enabled);
 	if (revoked)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -2428,10 +2447,7 @@ guest_link_create(PG_FUNCTION_ARGS)
 	ItmPlan    *p = &guest_context_plan;
 	char	   *media_id;
 	char	   *actor_id;
-	char	   *raw;
-	const char *name;
-	size_t		name_len;
-	size_t		nchars;
+	char	   *name;
 	char		token[ITM_TOKEN_LEN + 1];
 	char	   *base_url;
 	int32		per_hour;
@@ -2451,22 +2467,8 @@ guest_link_create(PG_FUNCTION_ARGS)
 	/* the arguments on their own (22023) */
 	media_id = IdArg(fcinfo, 0, "media_id");
 	actor_id = IdArg(fcinfo, 1, "actor_id");
-	raw = TextArg(fcinfo, 2, "name");
-	name = raw;
-	name_len = strlen(raw);
-	itm_trim_spaces(&name, &name_len);
-	if (name_len == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("name must not be empty"),
-				 errhint("Name the link for its audience, e.g. 'Webcast attendees'.")));
-	nchars = itm_utf8_chars(name, name_len);
-	if (nchars > GUEST_NAME_MAX_CHARS)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("name is too long"),
-				 errdetail("At most %d characters are accepted; got %zu.",
-						   GUEST_NAME_MAX_CHARS, nchars)));
+	name = NameArg(fcinfo, 2, "name", GUEST_NAME_MAX_CHARS,
+				   "Name the link for its audience, e.g. 'Webcast attendees'.");
 	if (!PG_ARGISNULL(3) && PG_GETARG_INT32(3) < 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -2482,16 +2484,8 @@ guest_link_create(PG_FUNCTION_ARGS)
 	args[0] = CStringGetTextDatum(media_id);
 	args[1] = CStringGetTextDatum(actor_id);
 	RunPlan(p, args, NULL, false, SPI_OK_SELECT);
-	if (SPI_processed != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("invitetomedia.settings holds %llu rows instead of one",
-						(unsigned long long) SPI_processed)));
-	if (!ColBool(p, GCTX_ENABLED))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("invitetomedia is disabled"),
-				 errhint("An administrator enables it with UPDATE invitetomedia.settings SET enabled = true.")));
+	RequireSettingsRow(SPI_processed);
+	RequireEnabled(ColBool(p, GCTX_ENABLED));
 	if (!ColBool(p, GCTX_MEDIA_FOUND))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -2529,7 +2523,7 @@ guest_link_create(PG_FUNCTION_ARGS)
 	NewToken(ITM_GUEST_TOKEN_PREFIX, token);
 	args[0] = PointerGetDatum(TokenHash(token, ITM_TOKEN_LEN));
 	args[1] = CStringGetTextDatum(media_id);
-	args[2] = PointerGetDatum(cstring_to_text_with_len(name, name_len));
+	args[2] = CStringGetTextDatum(name);
 	args[3] = CStringGetTextDatum(actor_id);
 	args[4] = PG_ARGISNULL(4) ? (Datum) 0 : Int32GetDatum(PG_GETARG_INT32(4));
 	nulls[4] = PG_ARGISNULL(4) ? 'n' : ' ';
@@ -2849,8 +2843,8 @@ guest_link_join(PG_FUNCTION_ARGS)
 
 	/* what the guest typed (22023): nothing is read or written before */
 	j.email = EmailArg(fcinfo, 1, "email");
-	j.first_name = NameArg(fcinfo, 2, "first_name");
-	j.last_name = NameArg(fcinfo, 3, "last_name");
+	j.first_name = NameArg(fcinfo, 2, "first_name", ITM_NAME_MAX_CHARS, NULL);
+	j.last_name = NameArg(fcinfo, 3, "last_name", ITM_NAME_MAX_CHARS, NULL);
 	j.email_key = EmailKey(j.email);
 	j.nulls[0] = j.nulls[1] = j.nulls[2] = j.nulls[3] = ' ';
 	if (PG_ARGISNULL(4))
