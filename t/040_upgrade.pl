@@ -28,6 +28,9 @@ use File::Compare;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib "$FindBin::RealBin/lib";
+use ItmVersion qw(vercmp);
 
 my $ext = 'invitetomedia';
 my $srcdir = $ENV{ITM_SRCDIR} || '.';
@@ -53,18 +56,6 @@ for my $f (sort glob("$srcdir/$ext--*.sql"))
 	}
 }
 
-sub vercmp
-{
-	my @a = split /\./, $_[0];
-	my @b = split /\./, $_[1];
-	while (@a || @b)
-	{
-		my ($x, $y) = (shift(@a) // 0, shift(@b) // 0);
-		my $c = ($x =~ /^\d+$/ && $y =~ /^\d+$/) ? $x <=> $y : $x cmp $y;
-		return $c if $c;
-	}
-	return 0;
-}
 @install = sort { vercmp($a, $b) } @install;
 ok(scalar(@install) >= 1, 'install scripts: ' . join(', ', @install));
 is($install[0], '1.0', 'the oldest install script is 1.0');

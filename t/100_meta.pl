@@ -37,6 +37,9 @@ use File::Temp qw(tempdir);
 use IO::Uncompress::Unzip qw($UnzipError);
 use JSON::PP;
 use Test::More;
+use FindBin;
+use lib "$FindBin::RealBin/lib";
+use ItmVersion qw(vercmp);
 
 my $ext = 'invitetomedia';
 my $srcdir = abs_path($ENV{ITM_SRCDIR} || '.');
@@ -82,19 +85,6 @@ sub is_uri
 	return defined $u && !ref $u && $u =~ m{^[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#\s]+[^\s]*$};
 }
 
-# compare dotted versions part by part, numerically where both are numbers
-sub vercmp
-{
-	my @a = split /\./, $_[0];
-	my @b = split /\./, $_[1];
-	while (@a || @b)
-	{
-		my ($x, $y) = (shift(@a) // 0, shift(@b) // 0);
-		my $c = ($x =~ /^\d+$/ && $y =~ /^\d+$/) ? $x <=> $y : $x cmp $y;
-		return $c if $c;
-	}
-	return 0;
-}
 
 # a PostgreSQL extension version as PGXN writes it: '1.1' is 1.1.0
 sub as_semver
