@@ -4,6 +4,7 @@ EXTENSION = invitetomedia
 MODULE_big = invitetomedia
 OBJS = \
 	invitetomedia.o \
+	itm_direct.o \
 	src/itm_text.o
 PGFILEDESC = "invitetomedia - invite links to media"
 

@@ -94,6 +94,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "itm_direct.h"
 #include "src/itm_text.h"
 
 #if PG_VERSION_NUM >= 150000
@@ -110,6 +111,14 @@
 #endif
 
 PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+void
+_PG_init(void)
+{
+	ItmDirectInit();
+}
 
 #define NOTIFY_CHANNEL "invitetomedia_email"
 #define ACCEPTED_CHANNEL "invitetomedia_accepted"
@@ -452,6 +461,31 @@ static ItmPlan find_user_plan[ITM_API_COUNT] = {
 	[ITM_API_1_0] = {FIND_USER_SQL(USER_KEY_1_0), 1, {TEXTOID}, NEWUSER_NCOLS, user_id_cols, NULL},
 	[ITM_API_1_0_1] = {FIND_USER_SQL(USER_KEY_1_0_1), 1, {TEXTOID}, NEWUSER_NCOLS, user_id_cols, NULL},
 	[ITM_API_1_1] = {FIND_USER_SQL(USER_KEY_1_0_1), 1, {TEXTOID}, NEWUSER_NCOLS, user_id_cols, NULL},
+};
+
+/*
+ * 1.1: the record of a use taken through the table access method
+ * (itm_direct.c), with the invitee's user_id, as the consume statement's
+ * second half writes it.
+ */
+enum
+{
+	DREC_REDEMPTION_ID,
+	DREC_USER_ID,
+	DREC_NCOLS
+};
+static const ItmCol direct_record_cols[DREC_NCOLS] = {
+	[DREC_REDEMPTION_ID] = {"redemption_id", INT8OID, false, "redemptions.redemption_id"},
+	[DREC_USER_ID] = {"user_id", TEXTOID, true, "users.user_id"},
+};
+static ItmPlan direct_record_plan = {
+	"INSERT INTO invitetomedia.redemptions (invite_id, status, device_id, user_id)"
+	" VALUES ($1, 'ok', $3,"
+	"         (SELECT us.user_id FROM invitetomedia.users us"
+	"           WHERE " USER_KEY_1_0_1 " OPERATOR(pg_catalog.=) $2))"
+	" RETURNING redemption_id::pg_catalog.int8 AS redemption_id,"
+	"           user_id::pg_catalog.text AS user_id",
+	3, {INT8OID, TEXTOID, TEXTOID}, DREC_NCOLS, direct_record_cols, NULL
 };
 
 static ItmPlan set_redemption_user_plan = {
@@ -1713,8 +1747,54 @@ EnsureInviteeUser(ConsumeCall *call, int64 redemption_id, Datum invite_email,
 }
 
 /*
+ * A use taken through the table access method: writes its record (with
+ * the invitee's user_id, creating the user on a first use) and fills the
+ * result row, as the consume statement's answer would.
+ */
+static void
+RecordDirectUse(ConsumeCall *call, const ItmDirectUse *use)
+{
+	ItmPlan    *p = &direct_record_plan;
+	Datum		args[3];
+	char		nulls[3] = {' ', ' ', ' '};
+	char	   *user_id;
+
+	call->status = CS_OK;
+	call->invite_id = use->invite_id;
+	args[0] = Int64GetDatum(use->invite_id);
+	args[1] = call->args[1];
+	args[2] = call->args[2];
+	nulls[2] = call->nulls[2];
+	RunPlan(p, args, nulls, false, SPI_OK_INSERT_RETURNING);
+	if (SPI_processed != 1)
+		elog(ERROR, "invitetomedia: the record of a use was not written");
+	user_id = ColText(p, DREC_USER_ID);
+	if (user_id == NULL)
+		user_id = EnsureInviteeUser(call, ColInt8(p, DREC_REDEMPTION_ID), use->email,
+									use->first_name, use->first_name_null,
+									use->last_name, use->last_name_null);
+
+	call->result[CR_INVITE_ID] = Int64GetDatum(use->invite_id);
+	call->result_nulls[CR_INVITE_ID] = false;
+	call->result[CR_MEDIA_ID] = use->media_id;
+	call->result_nulls[CR_MEDIA_ID] = use->media_id_null;
+	call->result[CR_ROLE] = use->role;
+	call->result_nulls[CR_ROLE] = use->role_null;
+	call->result[CR_FIRST_NAME] = use->first_name;
+	call->result_nulls[CR_FIRST_NAME] = use->first_name_null;
+	call->result[CR_LAST_NAME] = use->last_name;
+	call->result_nulls[CR_LAST_NAME] = use->last_name_null;
+	call->result[CR_EXPIRES_AT] = TimestampTzGetDatum(use->expires_at);
+	call->result_nulls[CR_EXPIRES_AT] = false;
+	SetUsesLeft(call->result, call->result_nulls, CR_USES_LEFT, use->max_uses, use->use_count);
+	call->result[CR_USER_ID] = CStringGetTextDatum(user_id);
+	call->result_nulls[CR_USER_ID] = false;
+}
+
+/*
  * Takes a use with the one UPDATE that holds every condition; true if it
- * did (and fills the result row).
+ * did (and fills the result row).  1.1 takes it through the table access
+ * method where it can (itm_direct.c): the same conditions, the same lock.
  */
 static bool
 TakeUse(ConsumeCall *call)
@@ -1728,6 +1808,22 @@ TakeUse(ConsumeCall *call)
 	Datum		last_name;
 	bool		first_name_null;
 	bool		last_name_null;
+
+	if (call->api >= ITM_API_1_1)
+	{
+		ItmDirectUse use;
+
+		switch (ItmDirectTakeUse(DatumGetByteaPP(call->args[0]), call->email_key, &use))
+		{
+			case ITM_DIRECT_TAKEN:
+				RecordDirectUse(call, &use);
+				return true;
+			case ITM_DIRECT_REFUSED:
+				return false;
+			case ITM_DIRECT_UNSUPPORTED:
+				break;			/* the statement decides */
+		}
+	}
 
 	RunPlan(p, call->args, call->nulls, false, SPI_OK_SELECT);
 	if (SPI_processed != 1)

@@ -1,0 +1,686 @@
+/*-------------------------------------------------------------------------
+ *
+ * itm_direct.c
+ *	  The use of an invite link taken through the table access method.
+ *
+ * invite_consume's first statement is an UPDATE of the invite, found by
+ * the SHA-256 of its token, whose WHERE clause holds every condition of a
+ * valid use (see invitetomedia.c).  Run through SPI, that statement costs
+ * far more than its work: the executor's start-up and shutdown, the plan's
+ * revalidation, the data-modifying CTE's tuplestore.  Here the same use is
+ * taken the way PostgreSQL's logical-replication apply takes a change
+ * (executor/execReplication.c): an index scan of the token-hash index, a
+ * row lock through table_tuple_lock, the conditions checked in C on the
+ * locked row, and the new row version written with simple_table_tuple_update,
+ * its constraints checked and its index entries made by the executor's own
+ * routines.
+ *
+ * Concurrency.  The row is located with a fresh snapshot and locked FOR NO
+ * KEY UPDATE (the UPDATE's lock) with TUPLE_LOCK_FLAG_FIND_LAST_VERSION: if
+ * a concurrent consume, revoke or resend updated it, the lock waits for that
+ * transaction and then follows the update chain to the newest version,
+ * which is what the conditions are checked against.  This is READ
+ * COMMITTED's EvalPlanQual recheck, written out: a single-use link still
+ * gives one use, whatever races for it, and a revoke that commits first
+ * still wins.  The token hash itself is checked again on the locked version
+ * (a resend changes it).  Under REPEATABLE READ and SERIALIZABLE an UPDATE
+ * must fail where a newer version exists, and SERIALIZABLE needs predicate
+ * locks: those transactions take the SQL statement.
+ *
+ * Unlike the UPDATE, a lock is taken even when a condition fails (the link
+ * expired, say); it is held to the end of the transaction, as the refusal's
+ * record already is.  Nothing else differs for the caller.
+ *
+ * Trust.  The tables are the DBA's to alter; this path only runs when they
+ * are what it was written for, checked once per backend and again whenever
+ * the relcache says invites or settings changed: every column it reads or
+ * writes has the type it expects; the token-hash index is a valid btree on
+ * that column alone with bytea's equality; the table is a plain table, not
+ * a partition, without rules, generated columns or UPDATE triggers other
+ * than the extension's statement-level write guard.  Per call it also needs
+ * what the SQL statement would have been checked against: the caller (the
+ * SECURITY DEFINER owner) owns invites and holds SELECT and UPDATE on it
+ * and SELECT on settings, and row-level security does not apply to it.
+ * Anything else, or a NULL where the schema has NOT NULL, makes it answer
+ * ITM_DIRECT_UNSUPPORTED before writing anything, and the caller runs the
+ * SQL statement, whose answer is the reference.  GUC invitetomedia.direct_use
+ * (superuser, default on) turns the path off, for comparison and as a
+ * safety valve; DEBUG1 says why a call took the SQL statement.
+ *
+ * Memory: the executor state of a use lives in its own context, freed when
+ * the use is done; the cache holds OIDs and attribute numbers only.
+ *
+ * IDENTIFICATION
+ *	  itm_direct.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/relscan.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_index.h"
+#include "catalog/pg_operator.h"
+#include "catalog/pg_trigger.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/executor.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "storage/lmgr.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/fmgroids.h"
+#include "utils/guc.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/rls.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+
+#include "itm_direct.h"
+
+bool		itm_direct_use = true;
+
+/* The columns of invites this path reads or writes. */
+enum
+{
+	INV_INVITE_ID,
+	INV_TOKEN_HASH,
+	INV_MEDIA_ID,
+	INV_ROLE,
+	INV_EMAIL,
+	INV_FIRST_NAME,
+	INV_LAST_NAME,
+	INV_EXPIRES_AT,
+	INV_MAX_USES,
+	INV_USE_COUNT,
+	INV_USED_UP_AT,
+	INV_REVOKED_AT,
+	INV_NOT_BEFORE,
+	INV_FAILED_ATTEMPTS,
+	INV_LAST_USED_AT,
+	INV_NCOLS
+};
+
+enum
+{
+	SET_ENABLED,
+	SET_LOCKOUT_ATTEMPTS,
+	SET_NCOLS
+};
+
+typedef struct DirectCol
+{
+	const char *name;
+	Oid			type;
+} DirectCol;
+
+static const DirectCol invite_cols[INV_NCOLS] = {
+	[INV_INVITE_ID] = {"invite_id", INT8OID},
+	[INV_TOKEN_HASH] = {"token_hash", BYTEAOID},
+	[INV_MEDIA_ID] = {"media_id", TEXTOID},
+	[INV_ROLE] = {"role", TEXTOID},
+	[INV_EMAIL] = {"email", TEXTOID},
+	[INV_FIRST_NAME] = {"first_name", TEXTOID},
+	[INV_LAST_NAME] = {"last_name", TEXTOID},
+	[INV_EXPIRES_AT] = {"expires_at", TIMESTAMPTZOID},
+	[INV_MAX_USES] = {"max_uses", INT4OID},
+	[INV_USE_COUNT] = {"use_count", INT4OID},
+	[INV_USED_UP_AT] = {"used_up_at", TIMESTAMPTZOID},
+	[INV_REVOKED_AT] = {"revoked_at", TIMESTAMPTZOID},
+	[INV_NOT_BEFORE] = {"not_before", TIMESTAMPTZOID},
+	[INV_FAILED_ATTEMPTS] = {"failed_attempts", INT4OID},
+	[INV_LAST_USED_AT] = {"last_used_at", TIMESTAMPTZOID},
+};
+
+static const DirectCol settings_cols[SET_NCOLS] = {
+	[SET_ENABLED] = {"enabled", BOOLOID},
+	[SET_LOCKOUT_ATTEMPTS] = {"lockout_attempts", INT4OID},
+};
+
+/*
+ * What is known about the tables, per backend.  valid is cleared by the
+ * relcache callback when invites, its token-hash index or settings change
+ * (or all relcache entries are reset); the next use looks again.
+ */
+typedef struct DirectCache
+{
+	bool		valid;
+	char	   *unusable;		/* why the path cannot run, or NULL */
+	Oid			invites;
+	Oid			hash_index;
+	Oid			settings;
+	AttrNumber	inv[INV_NCOLS];
+	AttrNumber	set[SET_NCOLS];
+} DirectCache;
+
+static DirectCache cache;
+
+static void
+DirectInvalidate(Datum arg, Oid relid)
+{
+	(void) arg;
+	if (!OidIsValid(relid) || relid == cache.invites ||
+		relid == cache.hash_index || relid == cache.settings)
+		cache.valid = false;
+}
+
+void
+ItmDirectInit(void)
+{
+	DefineCustomBoolVariable("invitetomedia.direct_use",
+							 "Takes invite_consume's use through the table access method.",
+							 "Off: every use runs the SQL statement (for comparison).",
+							 &itm_direct_use,
+							 true,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+	CacheRegisterRelcacheCallback(DirectInvalidate, (Datum) 0);
+}
+
+/* The attribute numbers of cols in rel; NULL, or why they do not fit. */
+static const char *
+FindColumns(Relation rel, const DirectCol *cols, int ncols, AttrNumber *attnums)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	int			i;
+
+	for (i = 0; i < ncols; i++)
+	{
+		AttrNumber	a = InvalidAttrNumber;
+		int			k;
+
+		for (k = 0; k < desc->natts; k++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, k);
+
+			if (!att->attisdropped && strcmp(NameStr(att->attname), cols[i].name) == 0)
+			{
+				if (att->atttypid != cols[i].type)
+					return psprintf("column %s.%s has another type",
+									RelationGetRelationName(rel), cols[i].name);
+				a = att->attnum;
+				break;
+			}
+		}
+		if (a == InvalidAttrNumber)
+			return psprintf("column %s.%s is missing",
+							RelationGetRelationName(rel), cols[i].name);
+		attnums[i] = a;
+	}
+	return NULL;
+}
+
+/* A valid unique btree index of rel on the token hash alone, with bytea's equality. */
+static Oid
+FindHashIndex(Relation rel, AttrNumber hash_att)
+{
+	List	   *indexes = RelationGetIndexList(rel);
+	ListCell   *lc;
+	Oid			found = InvalidOid;
+
+	foreach(lc, indexes)
+	{
+		Oid			indexoid = lfirst_oid(lc);
+		HeapTuple	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(indexoid));
+		Form_pg_index ind;
+		bool		fits;
+
+		if (!HeapTupleIsValid(tup))
+			continue;
+		ind = (Form_pg_index) GETSTRUCT(tup);
+		fits = ind->indisunique && ind->indisvalid && ind->indisready && ind->indislive &&
+			ind->indnkeyatts == 1 && ind->indkey.values[0] == hash_att &&
+			heap_attisnull(tup, Anum_pg_index_indexprs, NULL) &&
+			heap_attisnull(tup, Anum_pg_index_indpred, NULL);
+		ReleaseSysCache(tup);
+		if (fits)
+		{
+			Relation	ir = index_open(indexoid, AccessShareLock);
+
+			fits = ir->rd_rel->relam == BTREE_AM_OID &&
+				get_opfamily_member(ir->rd_opfamily[0], BYTEAOID, BYTEAOID,
+									BTEqualStrategyNumber) == ByteaEqualOperator;
+			index_close(ir, AccessShareLock);
+		}
+		if (fits)
+		{
+			found = indexoid;
+			break;
+		}
+	}
+	list_free(indexes);
+	return found;
+}
+
+/* Only the extension's statement-level write guard may fire on UPDATE. */
+static bool
+OnlyTheGuard(TriggerDesc *td)
+{
+	int			i;
+
+	if (td == NULL)
+		return true;
+	if (td->trig_update_before_row || td->trig_update_after_row ||
+		td->trig_update_instead_row || td->trig_update_after_statement ||
+		td->trig_update_old_table || td->trig_update_new_table)
+		return false;
+	for (i = 0; i < td->numtriggers; i++)
+	{
+		Trigger    *t = &td->triggers[i];
+
+		if (TRIGGER_FOR_UPDATE(t->tgtype) &&
+			(strcmp(t->tgname, "invites_write_guard") != 0 ||
+			 !TRIGGER_FOR_BEFORE(t->tgtype) || TRIGGER_FOR_ROW(t->tgtype)))
+			return false;
+	}
+	return true;
+}
+
+/* Looks at the tables again (the cache was reset); invites is open and locked. */
+static void
+Inspect(Relation inv, Relation set)
+{
+	const char *why;
+
+	cache.hash_index = InvalidOid;
+	if (inv->rd_rel->relkind != RELKIND_RELATION || inv->rd_rel->relispartition)
+		why = "invites is not a plain table";
+	else if (inv->rd_rules != NULL)
+		why = "invites has rules";
+	else if (inv->rd_att->constr && inv->rd_att->constr->has_generated_stored)
+		why = "invites has generated columns";
+	else if (!OnlyTheGuard(inv->trigdesc))
+		why = "invites has UPDATE triggers";
+	else if ((why = FindColumns(inv, invite_cols, INV_NCOLS, cache.inv)) != NULL)
+		;
+	else if ((why = FindColumns(set, settings_cols, SET_NCOLS, cache.set)) != NULL)
+		;
+	else if (!OidIsValid(cache.hash_index = FindHashIndex(inv, cache.inv[INV_TOKEN_HASH])))
+		why = "invites has no usable index on token_hash";
+	/* a string that outlives this call: the cache keeps it */
+	if (cache.unusable)
+		pfree(cache.unusable);
+	cache.unusable = why ? MemoryContextStrdup(TopMemoryContext, why) : NULL;
+	cache.valid = true;
+}
+
+static void
+Unsupported(const char *why)
+{
+	ereport(DEBUG1,
+			(errmsg_internal("invite_consume takes the use with the SQL statement: %s", why)));
+}
+
+/* The settings row: enabled and the lockout threshold; false unless one row. */
+static bool
+ReadSettings(Relation set, Snapshot snapshot, bool *enabled, int32 *lockout)
+{
+	TableScanDesc scan = table_beginscan(set, snapshot, 0, NULL);
+	TupleTableSlot *slot = table_slot_create(set, NULL);
+	int			rows = 0;
+	bool		ok = true;
+
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		Datum		d;
+
+		if (++rows > 1)
+			break;
+		d = slot_getattr(slot, cache.set[SET_ENABLED], &isnull);
+		*enabled = !isnull && DatumGetBool(d);	/* NULL: not enabled */
+		d = slot_getattr(slot, cache.set[SET_LOCKOUT_ATTEMPTS], &isnull);
+		/* the statement's CASE: NULL or 0 never locks */
+		*lockout = (isnull || DatumGetInt32(d) <= 0) ? PG_INT32_MAX : DatumGetInt32(d);
+	}
+	if (rows != 1)
+		ok = false;
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	return ok;
+}
+
+/* lower(email COLLATE "C") = key: ASCII letters only, as EmailKey does */
+static bool
+EmailMatches(Datum email, const char *key)
+{
+	text	   *t = DatumGetTextPP(email);
+	const char *s = VARDATA_ANY(t);
+	size_t		len = VARSIZE_ANY_EXHDR(t);
+	size_t		i;
+
+	if (len != strlen(key))
+		return false;
+	for (i = 0; i < len; i++)
+		if (pg_ascii_tolower((unsigned char) s[i]) != (unsigned char) key[i])
+			return false;
+	return true;
+}
+
+static bool
+HashMatches(Datum stored, bytea *hash)
+{
+	bytea	   *b = DatumGetByteaPP(stored);
+
+	return VARSIZE_ANY_EXHDR(b) == VARSIZE_ANY_EXHDR(hash) &&
+		memcmp(VARDATA_ANY(b), VARDATA_ANY(hash), VARSIZE_ANY_EXHDR(hash)) == 0;
+}
+
+/* The invite whose token hash this is, as snapshot sees it; false if none. */
+static bool
+FindInvite(Relation inv, Snapshot snapshot, bytea *token_hash, TupleTableSlot *slot)
+{
+	Relation	idx = index_open(cache.hash_index, AccessShareLock);
+	IndexScanDesc scan;
+	ScanKeyData key;
+	bool		found;
+
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_BYTEAEQ, PointerGetDatum(token_hash));
+	scan = index_beginscan(inv, idx, snapshot, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	index_endscan(scan);
+	index_close(idx, NoLock);
+	return found;
+}
+
+/*
+ * Locks the newest version of the invite in slot (waiting for a
+ * transaction that changed it) and puts that version in slot; false if it
+ * was deleted meanwhile.
+ */
+static bool
+LockNewest(Relation inv, Snapshot snapshot, TupleTableSlot *slot)
+{
+	TM_FailureData tmfd;
+	TM_Result	res;
+
+	res = table_tuple_lock(inv, &slot->tts_tid, snapshot, slot,
+						   GetCurrentCommandId(false), LockTupleNoKeyExclusive,
+						   LockWaitBlock, TUPLE_LOCK_FLAG_FIND_LAST_VERSION, &tmfd);
+	switch (res)
+	{
+		case TM_Ok:
+			return true;
+		case TM_Deleted:		/* purged meanwhile: not found */
+		case TM_Updated:		/* cannot happen with FIND_LAST_VERSION */
+		case TM_SelfModified:	/* changed by this very statement */
+			return false;
+		default:
+			elog(ERROR, "invitetomedia: unexpected table_tuple_lock result %d", (int) res);
+	}
+	return false;				/* keep compiler quiet */
+}
+
+typedef enum UseCheck
+{
+	USE_ALLOWED,
+	USE_REFUSED,
+	USE_NULL					/* a NULL where the schema has NOT NULL */
+} UseCheck;
+
+/* The WHERE clause of the consume statement, on the invite in slot. */
+static UseCheck
+CheckUse(TupleTableSlot *slot, bytea *token_hash, const char *email_key,
+		 int32 lockout, TimestampTz now)
+{
+	Datum	   *v;
+	bool	   *n;
+	int32		max_uses;
+	int32		use_count;
+
+	slot_getallattrs(slot);
+	v = slot->tts_values;
+	n = slot->tts_isnull;
+#define V(c) v[cache.inv[c] - 1]
+#define N(c) n[cache.inv[c] - 1]
+	if (N(INV_INVITE_ID) || N(INV_TOKEN_HASH) || N(INV_EMAIL) || N(INV_EXPIRES_AT) ||
+		N(INV_MAX_USES) || N(INV_USE_COUNT) || N(INV_FAILED_ATTEMPTS))
+		return USE_NULL;
+	max_uses = DatumGetInt32(V(INV_MAX_USES));
+	use_count = DatumGetInt32(V(INV_USE_COUNT));
+	if (HashMatches(V(INV_TOKEN_HASH), token_hash) &&
+		N(INV_REVOKED_AT) &&
+		DatumGetTimestampTz(V(INV_EXPIRES_AT)) > now &&
+		EmailMatches(V(INV_EMAIL), email_key) &&
+		(max_uses == -1 || use_count < max_uses) &&
+		(N(INV_NOT_BEFORE) || DatumGetTimestampTz(V(INV_NOT_BEFORE)) <= now) &&
+		DatumGetInt32(V(INV_FAILED_ATTEMPTS)) < lockout)
+		return USE_ALLOWED;
+	return USE_REFUSED;
+#undef V
+#undef N
+}
+
+/*
+ * Writes the new version of the locked invite: the executor's constraint
+ * checks and, when the update is not HOT, its index entries (indexes are
+ * opened only then: most uses change no indexed column).
+ */
+static void
+WriteUse(Relation inv, Snapshot snapshot, TupleTableSlot *oldslot, TupleTableSlot *newslot)
+{
+	EState	   *estate = CreateExecutorState();
+	RangeTblEntry *rte = makeNode(RangeTblEntry);
+	ResultRelInfo *rri = makeNode(ResultRelInfo);
+	bool		update_indexes;
+
+	rte->rtekind = RTE_RELATION;
+	rte->relid = RelationGetRelid(inv);
+	rte->relkind = inv->rd_rel->relkind;
+	rte->rellockmode = RowExclusiveLock;
+	ExecInitRangeTable(estate, list_make1(rte));
+	InitResultRelInfo(rri, inv, 1, NULL, 0);
+	estate->es_snapshot = snapshot;
+	estate->es_output_cid = GetCurrentCommandId(true);
+
+	CheckCmdReplicaIdentity(inv, CMD_UPDATE);
+	if (inv->rd_att->constr)
+		ExecConstraints(rri, newslot, estate);
+	simple_table_tuple_update(inv, &oldslot->tts_tid, newslot, snapshot, &update_indexes);
+	if (update_indexes)
+	{
+		List	   *recheck;
+
+		ExecOpenIndices(rri, false);
+		recheck = ExecInsertIndexTuples(rri, newslot, estate, true, false, NULL, NIL);
+		list_free(recheck);
+		ExecCloseIndices(rri);
+	}
+	ExecResetTupleTable(estate->es_tupleTable, false);
+	FreeExecutorState(estate);
+}
+
+ItmDirectResult
+ItmDirectTakeUse(bytea *token_hash, const char *email_key, ItmDirectUse *use)
+{
+	Relation	inv;
+	Relation	set;
+	Snapshot	snapshot;
+	TupleTableSlot *slot;
+	TupleTableSlot *newslot;
+	Oid			user = GetUserId();
+	Datum	   *values;
+	bool	   *nulls;
+	bool		enabled = false;
+	int32		lockout = PG_INT32_MAX;
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	ItmDirectResult result = ITM_DIRECT_REFUSED;
+	const char *why = NULL;
+	int32		max_uses;
+	int32		use_count;
+	UseCheck	check;
+	int			natts;
+	int			i;
+
+	if (!itm_direct_use)
+		return ITM_DIRECT_UNSUPPORTED;
+	if (IsolationUsesXactSnapshot())
+	{
+		Unsupported("the transaction is REPEATABLE READ or SERIALIZABLE");
+		return ITM_DIRECT_UNSUPPORTED;
+	}
+	if (!cache.valid)
+	{
+		Oid			nsp = get_namespace_oid("invitetomedia", true);
+
+		cache.invites = OidIsValid(nsp) ? get_relname_relid("invites", nsp) : InvalidOid;
+		cache.settings = OidIsValid(nsp) ? get_relname_relid("settings", nsp) : InvalidOid;
+		cache.hash_index = InvalidOid;
+	}
+	if (!OidIsValid(cache.invites) || !OidIsValid(cache.settings))
+	{
+		cache.valid = false;
+		Unsupported("the tables were not found");
+		return ITM_DIRECT_UNSUPPORTED;
+	}
+
+	/* what the statement's permission checks would have required */
+	if (pg_class_aclcheck(cache.invites, user, ACL_SELECT | ACL_UPDATE) != ACLCHECK_OK ||
+		pg_class_aclcheck(cache.settings, user, ACL_SELECT) != ACLCHECK_OK)
+	{
+		Unsupported("privileges on invites or settings are missing");
+		return ITM_DIRECT_UNSUPPORTED;
+	}
+
+	/* the locks the UPDATE would take; a dropped table: let SQL say so */
+	inv = try_table_open(cache.invites, RowExclusiveLock);
+	if (inv == NULL)
+	{
+		cache.valid = false;
+		Unsupported("invites was dropped");
+		return ITM_DIRECT_UNSUPPORTED;
+	}
+	set = try_table_open(cache.settings, AccessShareLock);
+	if (set == NULL)
+	{
+		table_close(inv, NoLock);
+		cache.valid = false;
+		Unsupported("settings was dropped");
+		return ITM_DIRECT_UNSUPPORTED;
+	}
+	/* opening may have taken in invalidations: look at the tables then */
+	if (!cache.valid)
+		Inspect(inv, set);
+
+	if (cache.unusable)
+		why = cache.unusable;
+	else if (inv->rd_rel->relowner != user)
+		why = "the function's owner does not own invites";
+	else if (check_enable_rls(cache.invites, InvalidOid, true) == RLS_ENABLED ||
+			 check_enable_rls(cache.settings, InvalidOid, true) == RLS_ENABLED)
+		why = "row-level security applies";
+	if (why)
+	{
+		table_close(set, NoLock);
+		table_close(inv, NoLock);
+		Unsupported(why);
+		return ITM_DIRECT_UNSUPPORTED;
+	}
+
+	/* READ COMMITTED: what committed before this statement, as SPI's would */
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	if (!ReadSettings(set, snapshot, &enabled, &lockout))
+	{
+		UnregisterSnapshot(snapshot);
+		table_close(set, NoLock);
+		table_close(inv, NoLock);
+		Unsupported("settings does not hold one row");
+		return ITM_DIRECT_UNSUPPORTED;
+	}
+	table_close(set, NoLock);
+
+	/*
+	 * As the UPDATE does: the conditions on the version this snapshot sees,
+	 * and only if they hold, the lock, and the conditions again on the
+	 * newest version (a concurrent use, revoke or resend committed).
+	 */
+	slot = table_slot_create(inv, NULL);
+	if (!enabled || !FindInvite(inv, snapshot, token_hash, slot))
+		goto out;
+	check = CheckUse(slot, token_hash, email_key, lockout, now);
+	if (check == USE_ALLOWED)
+	{
+		if (!LockNewest(inv, snapshot, slot))
+			goto out;
+		check = CheckUse(slot, token_hash, email_key, lockout, now);
+	}
+	if (check == USE_NULL)
+	{
+		Unsupported("invites holds a NULL where its schema has NOT NULL");
+		result = ITM_DIRECT_UNSUPPORTED;
+	}
+	if (check != USE_ALLOWED)
+		goto out;
+
+	natts = slot->tts_tupleDescriptor->natts;
+	values = palloc(sizeof(Datum) * natts);
+	nulls = palloc(sizeof(bool) * natts);
+	memcpy(values, slot->tts_values, sizeof(Datum) * natts);
+	memcpy(nulls, slot->tts_isnull, sizeof(bool) * natts);
+#define V(c) values[cache.inv[c] - 1]
+#define N(c) nulls[cache.inv[c] - 1]
+	max_uses = DatumGetInt32(V(INV_MAX_USES));
+	use_count = DatumGetInt32(V(INV_USE_COUNT));
+	if (use_count == PG_INT32_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("integer out of range")));
+
+	/* the statement's SET list */
+	use_count++;
+	V(INV_USE_COUNT) = Int32GetDatum(use_count);
+	N(INV_USED_UP_AT) = !(max_uses != -1 && use_count >= max_uses);
+	V(INV_USED_UP_AT) = TimestampTzGetDatum(now);
+	N(INV_LAST_USED_AT) = false;
+	V(INV_LAST_USED_AT) = TimestampTzGetDatum(now);
+
+	newslot = table_slot_create(inv, NULL);
+	ExecClearTuple(newslot);
+	for (i = 0; i < natts; i++)
+	{
+		newslot->tts_values[i] = values[i];
+		newslot->tts_isnull[i] = nulls[i];
+	}
+	ExecStoreVirtualTuple(newslot);
+	WriteUse(inv, snapshot, slot, newslot);
+
+	/* the statement's RETURNING list, copied out of the slot */
+	use->invite_id = DatumGetInt64(V(INV_INVITE_ID));
+	use->media_id_null = N(INV_MEDIA_ID);
+	use->role_null = N(INV_ROLE);
+	use->first_name_null = N(INV_FIRST_NAME);
+	use->last_name_null = N(INV_LAST_NAME);
+	use->media_id = use->media_id_null ? (Datum) 0 : datumCopy(V(INV_MEDIA_ID), false, -1);
+	use->role = use->role_null ? (Datum) 0 : datumCopy(V(INV_ROLE), false, -1);
+	use->first_name = use->first_name_null ? (Datum) 0 : datumCopy(V(INV_FIRST_NAME), false, -1);
+	use->last_name = use->last_name_null ? (Datum) 0 : datumCopy(V(INV_LAST_NAME), false, -1);
+	use->email = datumCopy(V(INV_EMAIL), false, -1);
+	use->max_uses = max_uses;
+	use->use_count = use_count;
+	use->expires_at = DatumGetTimestampTz(V(INV_EXPIRES_AT));
+	ExecDropSingleTupleTableSlot(newslot);
+	result = ITM_DIRECT_TAKEN;
+#undef V
+#undef N
+
+out:
+	ExecDropSingleTupleTableSlot(slot);
+	UnregisterSnapshot(snapshot);
+	table_close(inv, NoLock);
+	/* what follows (the record, the caller's next statement) sees the use */
+	if (result == ITM_DIRECT_TAKEN)
+		CommandCounterIncrement();
+	return result;
+}

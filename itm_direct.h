@@ -1,0 +1,51 @@
+/*-------------------------------------------------------------------------
+ *
+ * itm_direct.h
+ *	  The use of an invite link through the table access method (1.1).
+ *
+ * IDENTIFICATION
+ *	  itm_direct.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef ITM_DIRECT_H
+#define ITM_DIRECT_H
+
+#include "postgres.h"
+
+#include "datatype/timestamp.h"
+#include "fmgr.h"
+
+/* What ItmDirectTakeUse did. */
+typedef enum ItmDirectResult
+{
+	ITM_DIRECT_TAKEN,			/* took a use; *use is filled */
+	ITM_DIRECT_REFUSED,			/* no use to take: diagnose it */
+	ITM_DIRECT_UNSUPPORTED		/* nothing written: use the SQL statement */
+} ItmDirectResult;
+
+/* The invite a use was taken from, as the consume statement returns it. */
+typedef struct ItmDirectUse
+{
+	int64		invite_id;
+	Datum		media_id;
+	Datum		role;
+	Datum		email;
+	Datum		first_name;
+	Datum		last_name;
+	bool		media_id_null;
+	bool		role_null;
+	bool		first_name_null;
+	bool		last_name_null;
+	int32		max_uses;
+	int32		use_count;		/* after this use */
+	TimestampTz expires_at;
+} ItmDirectUse;
+
+extern bool itm_direct_use;		/* GUC invitetomedia.direct_use */
+
+extern void ItmDirectInit(void);
+extern ItmDirectResult ItmDirectTakeUse(bytea *token_hash, const char *email_key,
+										ItmDirectUse *use);
+
+#endif							/* ITM_DIRECT_H */
