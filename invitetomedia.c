@@ -1759,18 +1759,26 @@ RecordDirectUse(ConsumeCall *call, const ItmDirectUse *use)
 	char		nulls[3] = {' ', ' ', ' '};
 	char	   *user_id;
 
+	int64		redemption_id;
+
 	call->status = CS_OK;
 	call->invite_id = use->invite_id;
-	args[0] = Int64GetDatum(use->invite_id);
-	args[1] = call->args[1];
-	args[2] = call->args[2];
-	nulls[2] = call->nulls[2];
-	RunPlan(p, args, nulls, false, SPI_OK_INSERT_RETURNING);
-	if (SPI_processed != 1)
-		elog(ERROR, "invitetomedia: the record of a use was not written");
-	user_id = ColText(p, DREC_USER_ID);
+	if (!ItmDirectRecordUse(use->invite_id, call->email_key,
+							call->args[2], call->nulls[2] == 'n',
+							&redemption_id, &user_id))
+	{
+		args[0] = Int64GetDatum(use->invite_id);
+		args[1] = call->args[1];
+		args[2] = call->args[2];
+		nulls[2] = call->nulls[2];
+		RunPlan(p, args, nulls, false, SPI_OK_INSERT_RETURNING);
+		if (SPI_processed != 1)
+			elog(ERROR, "invitetomedia: the record of a use was not written");
+		user_id = ColText(p, DREC_USER_ID);
+		redemption_id = ColInt8(p, DREC_REDEMPTION_ID);
+	}
 	if (user_id == NULL)
-		user_id = EnsureInviteeUser(call, ColInt8(p, DREC_REDEMPTION_ID), use->email,
+		user_id = EnsureInviteeUser(call, redemption_id, use->email,
 									use->first_name, use->first_name_null,
 									use->last_name, use->last_name_null);
 

@@ -64,6 +64,7 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_operator.h"
@@ -73,6 +74,8 @@
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "optimizer/optimizer.h"
+#include "rewrite/rewriteHandler.h"
 #include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -118,6 +121,23 @@ enum
 	SET_NCOLS
 };
 
+enum
+{
+	REC_REDEMPTION_ID,
+	REC_INVITE_ID,
+	REC_STATUS,
+	REC_DEVICE_ID,
+	REC_USER_ID,
+	REC_NCOLS
+};
+
+enum
+{
+	USR_USER_ID,
+	USR_EMAIL,
+	USR_NCOLS
+};
+
 typedef struct DirectCol
 {
 	const char *name;
@@ -147,6 +167,19 @@ static const DirectCol settings_cols[SET_NCOLS] = {
 	[SET_LOCKOUT_ATTEMPTS] = {"lockout_attempts", INT4OID},
 };
 
+static const DirectCol record_cols[REC_NCOLS] = {
+	[REC_REDEMPTION_ID] = {"redemption_id", INT8OID},
+	[REC_INVITE_ID] = {"invite_id", INT8OID},
+	[REC_STATUS] = {"status", TEXTOID},
+	[REC_DEVICE_ID] = {"device_id", TEXTOID},
+	[REC_USER_ID] = {"user_id", TEXTOID},
+};
+
+static const DirectCol user_cols[USR_NCOLS] = {
+	[USR_USER_ID] = {"user_id", TEXTOID},
+	[USR_EMAIL] = {"email", TEXTOID},
+};
+
 /*
  * What is known about the tables, per backend.  valid is cleared by the
  * relcache callback when invites, its token-hash index or settings change
@@ -155,12 +188,30 @@ static const DirectCol settings_cols[SET_NCOLS] = {
 typedef struct DirectCache
 {
 	bool		valid;
-	char	   *unusable;		/* why the path cannot run, or NULL */
+	char	   *unusable;		/* why the path cannot run, or NULL (in cxt) */
 	Oid			invites;
 	Oid			hash_index;
 	Oid			settings;
 	AttrNumber	inv[INV_NCOLS];
 	AttrNumber	set[SET_NCOLS];
+	MemoryContext cxt;			/* holds what follows */
+	int			inv_ncheck;
+	Expr	  **inv_checks;		/* invites' CHECK constraints, planned */
+
+	/* the record of a use: redemptions, and users for the user_id */
+	bool		rec_valid;
+	char	   *rec_unusable;	/* in rec_cxt */
+	Oid			redemptions;
+	Oid			users;
+	Oid			email_index;
+	AttrNumber	rec[REC_NCOLS];
+	AttrNumber	usr[USR_NCOLS];
+	MemoryContext rec_cxt;		/* holds what follows */
+	int			rec_ncheck;
+	Expr	  **rec_checks;
+	int			rec_ndefaults;
+	AttrNumber *rec_default_atts;	/* the columns the record leaves out */
+	Expr	  **rec_defaults;	/* their defaults, planned (NULL: none) */
 } DirectCache;
 
 static DirectCache cache;
@@ -172,6 +223,20 @@ DirectInvalidate(Datum arg, Oid relid)
 	if (!OidIsValid(relid) || relid == cache.invites ||
 		relid == cache.hash_index || relid == cache.settings)
 		cache.valid = false;
+	if (!OidIsValid(relid) || relid == cache.redemptions ||
+		relid == cache.users || relid == cache.email_index)
+		cache.rec_valid = false;
+}
+
+/* A function changed: a planned CHECK expression may have inlined it. */
+static void
+DirectInvalidateAll(Datum arg, int cacheid, uint32 hashvalue)
+{
+	(void) arg;
+	(void) cacheid;
+	(void) hashvalue;
+	cache.valid = false;
+	cache.rec_valid = false;
 }
 
 void
@@ -186,6 +251,47 @@ ItmDirectInit(void)
 							 0,
 							 NULL, NULL, NULL);
 	CacheRegisterRelcacheCallback(DirectInvalidate, (Datum) 0);
+	CacheRegisterSyscacheCallback(PROCOID, DirectInvalidateAll, (Datum) 0);
+}
+
+/*
+ * rel's CHECK constraints, planned once (the executor parses and plans
+ * them again for every statement: for a one-row update that was the
+ * largest single cost).  In the order of the relcache entry's array, which
+ * is what ExecConstraints walks.
+ */
+static Expr **
+PlanChecks(Relation rel, int *ncheck)
+{
+	TupleConstr *constr = rel->rd_att->constr;
+	Expr	  **checks;
+	int			i;
+
+	*ncheck = constr ? constr->num_check : 0;
+	if (*ncheck == 0)
+		return NULL;
+	checks = palloc(sizeof(Expr *) * *ncheck);
+	for (i = 0; i < *ncheck; i++)
+		checks[i] = expression_planner((Expr *) stringToNode(constr->check[i].ccbin));
+	return checks;
+}
+
+/* The planned checks, ready for ExecConstraints (in the executor's memory). */
+static void
+PrepareChecks(ResultRelInfo *rri, EState *estate, Expr **checks, int ncheck)
+{
+	TupleConstr *constr = rri->ri_RelationDesc->rd_att->constr;
+	MemoryContext old;
+	int			i;
+
+	/* the relation cannot change while it is locked; if it did, plan anew */
+	if (ncheck == 0 || constr == NULL || constr->num_check != ncheck)
+		return;
+	old = MemoryContextSwitchTo(estate->es_query_cxt);
+	rri->ri_ConstraintExprs = palloc(sizeof(ExprState *) * ncheck);
+	for (i = 0; i < ncheck; i++)
+		rri->ri_ConstraintExprs[i] = ExecInitExpr(checks[i], NULL);
+	MemoryContextSwitchTo(old);
 }
 
 /* The attribute numbers of cols in rel; NULL, or why they do not fit. */
@@ -309,9 +415,21 @@ Inspect(Relation inv, Relation set)
 	else if (!OidIsValid(cache.hash_index = FindHashIndex(inv, cache.inv[INV_TOKEN_HASH])))
 		why = "invites has no usable index on token_hash";
 	/* a string that outlives this call: the cache keeps it */
-	if (cache.unusable)
-		pfree(cache.unusable);
-	cache.unusable = why ? MemoryContextStrdup(TopMemoryContext, why) : NULL;
+	if (cache.cxt)
+		MemoryContextReset(cache.cxt);
+	else
+		cache.cxt = AllocSetContextCreate(CacheMemoryContext, "invitetomedia direct use",
+										  ALLOCSET_SMALL_SIZES);
+	cache.unusable = why ? MemoryContextStrdup(cache.cxt, why) : NULL;
+	cache.inv_checks = NULL;
+	cache.inv_ncheck = 0;
+	if (why == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(cache.cxt);
+
+		cache.inv_checks = PlanChecks(inv, &cache.inv_ncheck);
+		MemoryContextSwitchTo(old);
+	}
 	cache.valid = true;
 }
 
@@ -484,6 +602,7 @@ WriteUse(Relation inv, Snapshot snapshot, TupleTableSlot *oldslot, TupleTableSlo
 	InitResultRelInfo(rri, inv, 1, NULL, 0);
 	estate->es_snapshot = snapshot;
 	estate->es_output_cid = GetCurrentCommandId(true);
+	PrepareChecks(rri, estate, cache.inv_checks, cache.inv_ncheck);
 
 	CheckCmdReplicaIdentity(inv, CMD_UPDATE);
 	if (inv->rd_att->constr)
@@ -683,4 +802,309 @@ out:
 	if (result == ITM_DIRECT_TAKEN)
 		CommandCounterIncrement();
 	return result;
+}
+
+/*---- the record of the use ----------------------------------------------*/
+
+/*
+ * The unique btree index of users on lower(email COLLATE "C") with text's
+ * equality in the "C" collation: the key invite_consume looks users up by.
+ */
+static Oid
+FindEmailIndex(Relation users, AttrNumber email_att)
+{
+	List	   *indexes = RelationGetIndexList(users);
+	ListCell   *lc;
+	Oid			found = InvalidOid;
+
+	foreach(lc, indexes)
+	{
+		Oid			indexoid = lfirst_oid(lc);
+		HeapTuple	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(indexoid));
+		Form_pg_index ind;
+		bool		fits;
+
+		if (!HeapTupleIsValid(tup))
+			continue;
+		ind = (Form_pg_index) GETSTRUCT(tup);
+		fits = ind->indisunique && ind->indisvalid && ind->indisready && ind->indislive &&
+			ind->indnkeyatts == 1 && ind->indkey.values[0] == 0 &&
+			heap_attisnull(tup, Anum_pg_index_indpred, NULL);
+		ReleaseSysCache(tup);
+		if (fits)
+		{
+			Relation	ir = index_open(indexoid, AccessShareLock);
+			List	   *exprs = RelationGetIndexExpressions(ir);
+			Node	   *e = list_length(exprs) == 1 ? (Node *) linitial(exprs) : NULL;
+			Node	   *arg = NULL;
+
+			fits = e != NULL && IsA(e, FuncExpr) &&
+				((FuncExpr *) e)->funcid == F_LOWER_TEXT &&
+				((FuncExpr *) e)->inputcollid == C_COLLATION_OID &&
+				list_length(((FuncExpr *) e)->args) == 1;
+			if (fits)
+			{
+				arg = (Node *) linitial(((FuncExpr *) e)->args);
+				while (arg && (IsA(arg, RelabelType) || IsA(arg, CollateExpr)))
+					arg = IsA(arg, RelabelType) ? (Node *) ((RelabelType *) arg)->arg :
+						(Node *) ((CollateExpr *) arg)->arg;
+			}
+			fits = fits && arg != NULL && IsA(arg, Var) &&
+				((Var *) arg)->varattno == email_att &&
+				ir->rd_rel->relam == BTREE_AM_OID &&
+				ir->rd_indcollation[0] == C_COLLATION_OID &&
+				get_opfamily_member(ir->rd_opfamily[0], TEXTOID, TEXTOID,
+									BTEqualStrategyNumber) == TextEqualOperator;
+			index_close(ir, AccessShareLock);
+		}
+		if (fits)
+		{
+			found = indexoid;
+			break;
+		}
+	}
+	list_free(indexes);
+	return found;
+}
+
+/* No trigger of rel fires on INSERT. */
+static bool
+NoInsertTriggers(TriggerDesc *td)
+{
+	int			i;
+
+	if (td == NULL)
+		return true;
+	for (i = 0; i < td->numtriggers; i++)
+		if (TRIGGER_FOR_INSERT(td->triggers[i].tgtype))
+			return false;
+	return true;
+}
+
+static void
+InspectRecord(Relation rec, Relation usr)
+{
+	const char *why;
+	TupleDesc	desc = RelationGetDescr(rec);
+	int			k;
+
+	cache.email_index = InvalidOid;
+	if (rec->rd_rel->relkind != RELKIND_RELATION || rec->rd_rel->relispartition)
+		why = "redemptions is not a plain table";
+	else if (rec->rd_rules != NULL)
+		why = "redemptions has rules";
+	else if (rec->rd_att->constr && rec->rd_att->constr->has_generated_stored)
+		why = "redemptions has generated columns";
+	else if (!NoInsertTriggers(rec->trigdesc))
+		why = "redemptions has INSERT triggers";
+	else if ((why = FindColumns(rec, record_cols, REC_NCOLS, cache.rec)) != NULL)
+		;
+	else if ((why = FindColumns(usr, user_cols, USR_NCOLS, cache.usr)) != NULL)
+		;
+	else if (!OidIsValid(cache.email_index = FindEmailIndex(usr, cache.usr[USR_EMAIL])))
+		why = "users has no usable index on lower(email COLLATE \"C\")";
+
+	if (cache.rec_cxt)
+		MemoryContextReset(cache.rec_cxt);
+	else
+		cache.rec_cxt = AllocSetContextCreate(CacheMemoryContext, "invitetomedia direct record",
+											  ALLOCSET_SMALL_SIZES);
+	cache.rec_unusable = why ? MemoryContextStrdup(cache.rec_cxt, why) : NULL;
+	cache.rec_checks = NULL;
+	cache.rec_ncheck = 0;
+	cache.rec_ndefaults = 0;
+	if (why == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(cache.rec_cxt);
+
+		cache.rec_checks = PlanChecks(rec, &cache.rec_ncheck);
+		/* every other column gets its default, as an INSERT gives it */
+		cache.rec_default_atts = palloc(sizeof(AttrNumber) * desc->natts);
+		cache.rec_defaults = palloc(sizeof(Expr *) * desc->natts);
+		for (k = 0; k < desc->natts; k++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, k);
+			AttrNumber	a = att->attnum;
+			Node	   *def;
+
+			if (att->attisdropped || a == cache.rec[REC_INVITE_ID] ||
+				a == cache.rec[REC_STATUS] || a == cache.rec[REC_DEVICE_ID] ||
+				a == cache.rec[REC_USER_ID])
+				continue;
+			def = build_column_default(rec, a);
+			cache.rec_default_atts[cache.rec_ndefaults] = a;
+			cache.rec_defaults[cache.rec_ndefaults] =
+				def ? expression_planner((Expr *) def) : NULL;
+			cache.rec_ndefaults++;
+		}
+		MemoryContextSwitchTo(old);
+	}
+	cache.rec_valid = true;
+}
+
+/* The user_id of the user with this email key, or NULL. */
+static char *
+FindUserId(Relation usr, Snapshot snapshot, const char *email_key)
+{
+	Relation	idx = index_open(cache.email_index, AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(usr, NULL);
+	IndexScanDesc scan;
+	ScanKeyData key;
+	char	   *user_id = NULL;
+
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_TEXTEQ, CStringGetTextDatum(email_key));
+	key.sk_collation = C_COLLATION_OID;
+	scan = index_beginscan(usr, idx, snapshot, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	if (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		Datum		d = slot_getattr(slot, cache.usr[USR_USER_ID], &isnull);
+
+		if (!isnull)
+			user_id = TextDatumGetCString(d);
+	}
+	index_endscan(scan);
+	index_close(idx, NoLock);
+	ExecDropSingleTupleTableSlot(slot);
+	return user_id;
+}
+
+bool
+ItmDirectRecordUse(int64 invite_id, const char *email_key,
+				   Datum device_id, bool device_id_null,
+				   int64 *redemption_id, char **user_id)
+{
+	Relation	rec;
+	Relation	usr;
+	Oid			user = GetUserId();
+	const char *why = NULL;
+	Snapshot	snapshot;
+	EState	   *estate;
+	RangeTblEntry *rte;
+	ResultRelInfo *rri;
+	TupleTableSlot *slot;
+	ExprContext *econtext;
+	bool		isnull;
+	int			natts;
+	int			i;
+
+	if (!itm_direct_use)
+		return false;
+	if (!cache.rec_valid)
+	{
+		Oid			nsp = get_namespace_oid("invitetomedia", true);
+
+		cache.redemptions = OidIsValid(nsp) ? get_relname_relid("redemptions", nsp) : InvalidOid;
+		cache.users = OidIsValid(nsp) ? get_relname_relid("users", nsp) : InvalidOid;
+		cache.email_index = InvalidOid;
+	}
+	if (!OidIsValid(cache.redemptions) || !OidIsValid(cache.users))
+	{
+		cache.rec_valid = false;
+		Unsupported("the record's tables were not found");
+		return false;
+	}
+	if (pg_class_aclcheck(cache.redemptions, user, ACL_INSERT) != ACLCHECK_OK ||
+		pg_class_aclcheck(cache.users, user, ACL_SELECT) != ACLCHECK_OK)
+	{
+		Unsupported("privileges on redemptions or users are missing");
+		return false;
+	}
+	rec = try_table_open(cache.redemptions, RowExclusiveLock);
+	usr = rec ? try_table_open(cache.users, AccessShareLock) : NULL;
+	if (usr == NULL)
+	{
+		if (rec)
+			table_close(rec, NoLock);
+		cache.rec_valid = false;
+		Unsupported("redemptions or users was dropped");
+		return false;
+	}
+	if (!cache.rec_valid)
+		InspectRecord(rec, usr);
+	if (cache.rec_unusable)
+		why = cache.rec_unusable;
+	else if (check_enable_rls(cache.redemptions, InvalidOid, true) == RLS_ENABLED ||
+			 check_enable_rls(cache.users, InvalidOid, true) == RLS_ENABLED)
+		why = "row-level security applies";
+	if (why)
+	{
+		table_close(usr, NoLock);
+		table_close(rec, NoLock);
+		Unsupported(why);
+		return false;
+	}
+
+	/* the statement's sub-select: the invitee's user, as committed now */
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	*user_id = FindUserId(usr, snapshot, email_key);
+	table_close(usr, NoLock);
+
+	estate = CreateExecutorState();
+	rte = makeNode(RangeTblEntry);
+	rte->rtekind = RTE_RELATION;
+	rte->relid = RelationGetRelid(rec);
+	rte->relkind = rec->rd_rel->relkind;
+	rte->rellockmode = RowExclusiveLock;
+	ExecInitRangeTable(estate, list_make1(rte));
+	rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(rri, rec, 1, NULL, 0);
+	estate->es_snapshot = snapshot;
+	estate->es_output_cid = GetCurrentCommandId(true);
+	PrepareChecks(rri, estate, cache.rec_checks, cache.rec_ncheck);
+
+	slot = ExecInitExtraTupleSlot(estate, RelationGetDescr(rec), &TTSOpsVirtual);
+	natts = slot->tts_tupleDescriptor->natts;
+	ExecClearTuple(slot);
+	for (i = 0; i < natts; i++)
+	{
+		slot->tts_values[i] = (Datum) 0;
+		slot->tts_isnull[i] = true;
+	}
+	/* the columns left out, in column order as the INSERT computes them */
+	econtext = GetPerTupleExprContext(estate);
+	for (i = 0; i < cache.rec_ndefaults; i++)
+	{
+		AttrNumber	a = cache.rec_default_atts[i];
+
+		if (cache.rec_defaults[i] == NULL)
+			continue;
+		slot->tts_values[a - 1] =
+			ExecEvalExprSwitchContext(ExecInitExpr(cache.rec_defaults[i], NULL), econtext,
+									  &slot->tts_isnull[a - 1]);
+	}
+	slot->tts_values[cache.rec[REC_INVITE_ID] - 1] = Int64GetDatum(invite_id);
+	slot->tts_isnull[cache.rec[REC_INVITE_ID] - 1] = false;
+	slot->tts_values[cache.rec[REC_STATUS] - 1] = CStringGetTextDatum("ok");
+	slot->tts_isnull[cache.rec[REC_STATUS] - 1] = false;
+	slot->tts_values[cache.rec[REC_DEVICE_ID] - 1] = device_id;
+	slot->tts_isnull[cache.rec[REC_DEVICE_ID] - 1] = device_id_null;
+	if (*user_id)
+	{
+		slot->tts_values[cache.rec[REC_USER_ID] - 1] = CStringGetTextDatum(*user_id);
+		slot->tts_isnull[cache.rec[REC_USER_ID] - 1] = false;
+	}
+	ExecStoreVirtualTuple(slot);
+
+	ExecOpenIndices(rri, false);
+	ExecSimpleRelationInsert(rri, estate, slot);
+	ExecCloseIndices(rri);
+
+	/* RETURNING redemption_id: NOT NULL in the schema */
+	*redemption_id = DatumGetInt64(slot_getattr(slot, cache.rec[REC_REDEMPTION_ID], &isnull));
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_NOT_NULL_VIOLATION),
+				 errmsg("invitetomedia.redemptions.redemption_id is NULL"),
+				 errdetail("Its default or its NOT NULL constraint was removed."),
+				 errhint("Restore the column's default and NOT NULL constraint.")));
+
+	ExecResetTupleTable(estate->es_tupleTable, false);
+	FreeExecutorState(estate);
+	UnregisterSnapshot(snapshot);
+	table_close(rec, NoLock);
+	/* what follows (a new user's id on the record, the caller) sees it */
+	CommandCounterIncrement();
+	return true;
 }

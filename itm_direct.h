@@ -47,5 +47,8 @@ extern bool itm_direct_use;		/* GUC invitetomedia.direct_use */
 extern void ItmDirectInit(void);
 extern ItmDirectResult ItmDirectTakeUse(bytea *token_hash, const char *email_key,
 										ItmDirectUse *use);
+extern bool ItmDirectRecordUse(int64 invite_id, const char *email_key,
+							   Datum device_id, bool device_id_null,
+							   int64 *redemption_id, char **user_id);
 
 #endif							/* ITM_DIRECT_H */
