@@ -570,10 +570,13 @@ static const ItmCol diagnose_cols[DX_NCOLS] = {
 };
 #define DIAGNOSE_COLS_1_0 \
 	"       false AS not_yet, false AS locked"
+/* locked is NULL (an error naming the column) if failed_attempts is */
 #define DIAGNOSE_COLS_1_1 \
 	"       (i.not_before OPERATOR(pg_catalog.>) pg_catalog.now()) IS TRUE AS not_yet," \
+	"       CASE WHEN i.failed_attempts IS NOT NULL THEN"			\
 	"       (s.lockout_attempts OPERATOR(pg_catalog.>) 0"				\
-	"        AND i.failed_attempts OPERATOR(pg_catalog.>=) s.lockout_attempts) IS TRUE AS locked"
+	"        AND i.failed_attempts OPERATOR(pg_catalog.>=) s.lockout_attempts) IS TRUE" \
+	"       END AS locked"
 static ItmPlan consume_diagnose_plan[ITM_API_COUNT] = {
 	[ITM_API_1_0] = {DIAGNOSE_SQL(USER_KEY_1_0, DIAGNOSE_COLS_1_0), 3,
 	{BYTEAOID, TEXTOID, TEXTOID}, DX_NCOLS, diagnose_cols, NULL},
@@ -2006,6 +2009,34 @@ invite_consume_1_1(PG_FUNCTION_ARGS)
 /*---- invite_check ----------------------------------------------------------*/
 
 /*
+ * invite_check's status: consume's order, without the email and device
+ * checks; *fill: ok and not_yet describe the link.
+ */
+static const char *
+CheckStatus(bool enabled, bool revoked, bool expired, bool not_yet, bool locked,
+			int32 max_uses, int32 use_count, bool *fill)
+{
+	*fill = false;
+	if (!enabled)
+		return "disabled";
+	if (revoked)
+		return "revoked";
+	if (expired)
+		return "expired";
+	if (not_yet)
+	{
+		*fill = true;
+		return "not_yet";
+	}
+	if (locked)
+		return "locked";
+	if (max_uses != -1 && use_count >= max_uses)
+		return "exhausted";
+	*fill = true;
+	return "ok";
+}
+
+/*
  * 1.0 answers six columns; 1.1 adds opens_at, not_yet (which fills the
  * columns as ok does, for the lobby's countdown) and locked, and answers
  * revoked for a token replaced by invite_resend.
@@ -2030,39 +2061,54 @@ CheckImpl(FunctionCallInfo fcinfo, ItmApi api)
 	if (itm_token_valid(VARDATA_ANY(token), VARSIZE_ANY_EXHDR(token)))
 	{
 		Datum		args[1];
+		ItmDirectInvite di;
+		ItmDirectResult dr = ITM_DIRECT_UNSUPPORTED;
+		bool		fill = false;
 
 		args[0] = PointerGetDatum(TokenHash(VARDATA_ANY(token), VARSIZE_ANY_EXHDR(token)));
-		RunPlan(p, args, NULL, true, SPI_OK_SELECT);
-		if (SPI_processed == 1)
+		/* 1.1 reads the invite through the table access method where it can */
+		if (api >= ITM_API_1_1)
+			dr = ItmDirectReadInvite(DatumGetByteaPP(args[0]), &di);
+		if (dr == ITM_DIRECT_UNSUPPORTED)
 		{
-			int32		max_uses = ColInt4(p, CHK_MAX_USES);
-			int32		use_count = ColInt4(p, CHK_USE_COUNT);
-			bool		fill = false;
-
-			/* consume's order, without the email and device checks */
-			if (!ColBool(p, CHK_ENABLED))
-				status = "disabled";
-			else if (ColBool(p, CHK_REVOKED))
-				status = "revoked";
-			else if (ColBool(p, CHK_EXPIRED))
-				status = "expired";
-			else if (ColBool(p, CHK_NOT_YET))
-				status = "not_yet", fill = true;
-			else if (ColBool(p, CHK_LOCKED))
-				status = "locked";
-			else if (max_uses != -1 && use_count >= max_uses)
-				status = "exhausted";
-			else
-				status = "ok", fill = true;
+			RunPlan(p, args, NULL, true, SPI_OK_SELECT);
+			if (SPI_processed == 1)
+			{
+				dr = ITM_DIRECT_TAKEN;
+				di.enabled = ColBool(p, CHK_ENABLED);
+				di.revoked = ColBool(p, CHK_REVOKED);
+				di.expired = ColBool(p, CHK_EXPIRED);
+				di.not_yet = ColBool(p, CHK_NOT_YET);
+				di.locked = ColBool(p, CHK_LOCKED);
+				di.max_uses = ColInt4(p, CHK_MAX_USES);
+				di.use_count = ColInt4(p, CHK_USE_COUNT);
+				di.media_id = Col(p, CHK_MEDIA_ID, &di.media_id_null);
+				di.media_title = Col(p, CHK_MEDIA_TITLE, &di.media_title_null);
+				di.role = Col(p, CHK_ROLE, &di.role_null);
+				di.expires_at = Col(p, CHK_EXPIRES_AT, &di.expires_at_null);
+				di.opens_at = Col(p, CHK_OPENS_AT, &di.opens_at_null);
+			}
+		}
+		if (dr == ITM_DIRECT_TAKEN)
+		{
+			status = CheckStatus(di.enabled, di.revoked, di.expired, di.not_yet,
+								 di.locked, di.max_uses, di.use_count, &fill);
 			if (fill)
 			{
-				ColToResult(p, CHK_MEDIA_ID, result, result_nulls, 1);
-				ColToResult(p, CHK_MEDIA_TITLE, result, result_nulls, 2);
-				ColToResult(p, CHK_ROLE, result, result_nulls, 3);
-				ColToResult(p, CHK_EXPIRES_AT, result, result_nulls, 4);
-				SetUsesLeft(result, result_nulls, 5, max_uses, use_count);
+				result[1] = di.media_id;
+				result_nulls[1] = di.media_id_null;
+				result[2] = di.media_title;
+				result_nulls[2] = di.media_title_null;
+				result[3] = di.role;
+				result_nulls[3] = di.role_null;
+				result[4] = di.expires_at;
+				result_nulls[4] = di.expires_at_null;
+				SetUsesLeft(result, result_nulls, 5, di.max_uses, di.use_count);
 				if (ncols > 6)
-					ColToResult(p, CHK_OPENS_AT, result, result_nulls, 6);
+				{
+					result[6] = di.opens_at;
+					result_nulls[6] = di.opens_at_null;
+				}
 			}
 		}
 		else if (api >= ITM_API_1_1)

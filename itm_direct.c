@@ -138,6 +138,13 @@ enum
 	USR_NCOLS
 };
 
+enum
+{
+	MED_MEDIA_ID,
+	MED_TITLE,
+	MED_NCOLS
+};
+
 typedef struct DirectCol
 {
 	const char *name;
@@ -180,6 +187,11 @@ static const DirectCol user_cols[USR_NCOLS] = {
 	[USR_EMAIL] = {"email", TEXTOID},
 };
 
+static const DirectCol media_cols[MED_NCOLS] = {
+	[MED_MEDIA_ID] = {"media_id", TEXTOID},
+	[MED_TITLE] = {"title", TEXTOID},
+};
+
 /*
  * What is known about the tables, per backend.  valid is cleared by the
  * relcache callback when invites, its token-hash index or settings change
@@ -212,6 +224,14 @@ typedef struct DirectCache
 	int			rec_ndefaults;
 	AttrNumber *rec_default_atts;	/* the columns the record leaves out */
 	Expr	  **rec_defaults;	/* their defaults, planned (NULL: none) */
+
+	/* invite_check: the media entry's title */
+	bool		media_valid;
+	char	   *media_unusable; /* in media_cxt */
+	Oid			media;
+	Oid			media_index;
+	AttrNumber	med[MED_NCOLS];
+	MemoryContext media_cxt;
 } DirectCache;
 
 static DirectCache cache;
@@ -226,6 +246,8 @@ DirectInvalidate(Datum arg, Oid relid)
 	if (!OidIsValid(relid) || relid == cache.redemptions ||
 		relid == cache.users || relid == cache.email_index)
 		cache.rec_valid = false;
+	if (!OidIsValid(relid) || relid == cache.media || relid == cache.media_index)
+		cache.media_valid = false;
 }
 
 /* A function changed: a planned CHECK expression may have inlined it. */
@@ -237,6 +259,7 @@ DirectInvalidateAll(Datum arg, int cacheid, uint32 hashvalue)
 	(void) hashvalue;
 	cache.valid = false;
 	cache.rec_valid = false;
+	cache.media_valid = false;
 }
 
 void
@@ -433,11 +456,14 @@ Inspect(Relation inv, Relation set)
 	cache.valid = true;
 }
 
+/* what the current call does, for the DEBUG1 line */
+static const char *current_op = "invite_consume takes the use";
+
 static void
 Unsupported(const char *why)
 {
 	ereport(DEBUG1,
-			(errmsg_internal("invite_consume takes the use with the SQL statement: %s", why)));
+			(errmsg_internal("%s with the SQL statement: %s", current_op, why)));
 }
 
 /* The settings row: enabled and the lockout threshold; false unless one row. */
@@ -621,35 +647,18 @@ WriteUse(Relation inv, Snapshot snapshot, TupleTableSlot *oldslot, TupleTableSlo
 	FreeExecutorState(estate);
 }
 
-ItmDirectResult
-ItmDirectTakeUse(bytea *token_hash, const char *email_key, ItmDirectUse *use)
+/*
+ * Opens invites (with lockmode) and settings if this path may use them,
+ * as a caller needing mode on invites; false (and why at DEBUG1) if not.
+ */
+static bool
+OpenInvites(LOCKMODE lockmode, AclMode mode, Relation *invp, Relation *setp)
 {
+	Oid			user = GetUserId();
+	const char *why = NULL;
 	Relation	inv;
 	Relation	set;
-	Snapshot	snapshot;
-	TupleTableSlot *slot;
-	TupleTableSlot *newslot;
-	Oid			user = GetUserId();
-	Datum	   *values;
-	bool	   *nulls;
-	bool		enabled = false;
-	int32		lockout = PG_INT32_MAX;
-	TimestampTz now = GetCurrentTransactionStartTimestamp();
-	ItmDirectResult result = ITM_DIRECT_REFUSED;
-	const char *why = NULL;
-	int32		max_uses;
-	int32		use_count;
-	UseCheck	check;
-	int			natts;
-	int			i;
 
-	if (!itm_direct_use)
-		return ITM_DIRECT_UNSUPPORTED;
-	if (IsolationUsesXactSnapshot())
-	{
-		Unsupported("the transaction is REPEATABLE READ or SERIALIZABLE");
-		return ITM_DIRECT_UNSUPPORTED;
-	}
 	if (!cache.valid)
 	{
 		Oid			nsp = get_namespace_oid("invitetomedia", true);
@@ -662,32 +671,25 @@ ItmDirectTakeUse(bytea *token_hash, const char *email_key, ItmDirectUse *use)
 	{
 		cache.valid = false;
 		Unsupported("the tables were not found");
-		return ITM_DIRECT_UNSUPPORTED;
+		return false;
 	}
-
 	/* what the statement's permission checks would have required */
-	if (pg_class_aclcheck(cache.invites, user, ACL_SELECT | ACL_UPDATE) != ACLCHECK_OK ||
+	if (pg_class_aclcheck(cache.invites, user, mode) != ACLCHECK_OK ||
 		pg_class_aclcheck(cache.settings, user, ACL_SELECT) != ACLCHECK_OK)
 	{
 		Unsupported("privileges on invites or settings are missing");
-		return ITM_DIRECT_UNSUPPORTED;
+		return false;
 	}
-
-	/* the locks the UPDATE would take; a dropped table: let SQL say so */
-	inv = try_table_open(cache.invites, RowExclusiveLock);
-	if (inv == NULL)
-	{
-		cache.valid = false;
-		Unsupported("invites was dropped");
-		return ITM_DIRECT_UNSUPPORTED;
-	}
-	set = try_table_open(cache.settings, AccessShareLock);
+	/* a dropped table: let the statement say so */
+	inv = try_table_open(cache.invites, lockmode);
+	set = inv ? try_table_open(cache.settings, AccessShareLock) : NULL;
 	if (set == NULL)
 	{
-		table_close(inv, NoLock);
+		if (inv)
+			table_close(inv, NoLock);
 		cache.valid = false;
-		Unsupported("settings was dropped");
-		return ITM_DIRECT_UNSUPPORTED;
+		Unsupported("invites or settings was dropped");
+		return false;
 	}
 	/* opening may have taken in invalidations: look at the tables then */
 	if (!cache.valid)
@@ -695,7 +697,8 @@ ItmDirectTakeUse(bytea *token_hash, const char *email_key, ItmDirectUse *use)
 
 	if (cache.unusable)
 		why = cache.unusable;
-	else if (inv->rd_rel->relowner != user)
+	/* the write guard lets the owner through: only the owner writes here */
+	else if ((mode & ACL_UPDATE) && inv->rd_rel->relowner != user)
 		why = "the function's owner does not own invites";
 	else if (check_enable_rls(cache.invites, InvalidOid, true) == RLS_ENABLED ||
 			 check_enable_rls(cache.settings, InvalidOid, true) == RLS_ENABLED)
@@ -705,8 +708,44 @@ ItmDirectTakeUse(bytea *token_hash, const char *email_key, ItmDirectUse *use)
 		table_close(set, NoLock);
 		table_close(inv, NoLock);
 		Unsupported(why);
+		return false;
+	}
+	*invp = inv;
+	*setp = set;
+	return true;
+}
+
+ItmDirectResult
+ItmDirectTakeUse(bytea *token_hash, const char *email_key, ItmDirectUse *use)
+{
+	Relation	inv;
+	Relation	set;
+	Snapshot	snapshot;
+	TupleTableSlot *slot;
+	TupleTableSlot *newslot;
+	Datum	   *values;
+	bool	   *nulls;
+	bool		enabled = false;
+	int32		lockout = PG_INT32_MAX;
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	ItmDirectResult result = ITM_DIRECT_REFUSED;
+	int32		max_uses;
+	int32		use_count;
+	UseCheck	check;
+	int			natts;
+	int			i;
+
+	if (!itm_direct_use)
+		return ITM_DIRECT_UNSUPPORTED;
+	current_op = "invite_consume takes the use";
+	if (IsolationUsesXactSnapshot())
+	{
+		Unsupported("the transaction is REPEATABLE READ or SERIALIZABLE");
 		return ITM_DIRECT_UNSUPPORTED;
 	}
+	/* the locks and privileges the UPDATE would take and need */
+	if (!OpenInvites(RowExclusiveLock, ACL_SELECT | ACL_UPDATE, &inv, &set))
+		return ITM_DIRECT_UNSUPPORTED;
 
 	/* READ COMMITTED: what committed before this statement, as SPI's would */
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
@@ -991,6 +1030,7 @@ ItmDirectRecordUse(int64 invite_id, const char *email_key,
 
 	if (!itm_direct_use)
 		return false;
+	current_op = "invite_consume writes the record";
 	if (!cache.rec_valid)
 	{
 		Oid			nsp = get_namespace_oid("invitetomedia", true);
@@ -1107,4 +1147,232 @@ ItmDirectRecordUse(int64 invite_id, const char *email_key,
 	/* what follows (a new user's id on the record, the caller) sees it */
 	CommandCounterIncrement();
 	return true;
+}
+
+/*---- invite_check ---------------------------------------------------------*/
+
+/* A unique btree index of rel on attnum alone, with text's equality. */
+static Oid
+FindTextKeyIndex(Relation rel, AttrNumber attnum)
+{
+	List	   *indexes = RelationGetIndexList(rel);
+	ListCell   *lc;
+	Oid			found = InvalidOid;
+
+	foreach(lc, indexes)
+	{
+		Oid			indexoid = lfirst_oid(lc);
+		HeapTuple	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(indexoid));
+		Form_pg_index ind;
+		bool		fits;
+
+		if (!HeapTupleIsValid(tup))
+			continue;
+		ind = (Form_pg_index) GETSTRUCT(tup);
+		fits = ind->indisunique && ind->indisvalid && ind->indisready && ind->indislive &&
+			ind->indnkeyatts == 1 && ind->indkey.values[0] == attnum &&
+			heap_attisnull(tup, Anum_pg_index_indexprs, NULL) &&
+			heap_attisnull(tup, Anum_pg_index_indpred, NULL);
+		ReleaseSysCache(tup);
+		if (fits)
+		{
+			Relation	ir = index_open(indexoid, AccessShareLock);
+
+			fits = ir->rd_rel->relam == BTREE_AM_OID &&
+				ir->rd_indcollation[0] == DEFAULT_COLLATION_OID &&
+				get_opfamily_member(ir->rd_opfamily[0], TEXTOID, TEXTOID,
+									BTEqualStrategyNumber) == TextEqualOperator;
+			index_close(ir, AccessShareLock);
+		}
+		if (fits)
+		{
+			found = indexoid;
+			break;
+		}
+	}
+	list_free(indexes);
+	return found;
+}
+
+static void
+InspectMedia(Relation med, Relation inv)
+{
+	const char *why;
+
+	cache.media_index = InvalidOid;
+	if ((why = FindColumns(med, media_cols, MED_NCOLS, cache.med)) != NULL)
+		;
+	/* the join compares in the database's collation: both sides must use it */
+	else if (TupleDescAttr(RelationGetDescr(med), cache.med[MED_MEDIA_ID] - 1)->attcollation != DEFAULT_COLLATION_OID ||
+			 TupleDescAttr(RelationGetDescr(inv), cache.inv[INV_MEDIA_ID] - 1)->attcollation != DEFAULT_COLLATION_OID)
+		why = "media_id has another collation";
+	else if (!OidIsValid(cache.media_index = FindTextKeyIndex(med, cache.med[MED_MEDIA_ID])))
+		why = "media has no usable unique index on media_id";
+	if (cache.media_cxt)
+		MemoryContextReset(cache.media_cxt);
+	else
+		cache.media_cxt = AllocSetContextCreate(CacheMemoryContext, "invitetomedia direct media",
+												ALLOCSET_SMALL_SIZES);
+	cache.media_unusable = why ? MemoryContextStrdup(cache.media_cxt, why) : NULL;
+	cache.media_valid = true;
+}
+
+/* The title of the media entry (the check's LEFT JOIN); false if none. */
+static bool
+FindMediaTitle(Relation med, Snapshot snapshot, Datum media_id, Datum *title, bool *title_null)
+{
+	Relation	idx = index_open(cache.media_index, AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(med, NULL);
+	IndexScanDesc scan;
+	ScanKeyData key;
+	bool		found;
+
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_TEXTEQ, media_id);
+	key.sk_collation = DEFAULT_COLLATION_OID;
+	scan = index_beginscan(med, idx, snapshot, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	if (found)
+	{
+		Datum		d = slot_getattr(slot, cache.med[MED_TITLE], title_null);
+
+		*title = *title_null ? (Datum) 0 : datumCopy(d, false, -1);
+	}
+	index_endscan(scan);
+	index_close(idx, NoLock);
+	ExecDropSingleTupleTableSlot(slot);
+	return found;
+}
+
+/* Opens media if this path may read it; NULL if not (said why). */
+static Relation
+OpenMedia(Relation inv)
+{
+	Relation	med;
+	const char *why = NULL;
+
+	if (!cache.media_valid)
+	{
+		Oid			nsp = get_namespace_oid("invitetomedia", true);
+
+		cache.media = OidIsValid(nsp) ? get_relname_relid("media", nsp) : InvalidOid;
+		cache.media_index = InvalidOid;
+	}
+	if (!OidIsValid(cache.media) ||
+		pg_class_aclcheck(cache.media, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+	{
+		cache.media_valid = false;
+		Unsupported("media was not found or may not be read");
+		return NULL;
+	}
+	med = try_table_open(cache.media, AccessShareLock);
+	if (med == NULL)
+	{
+		cache.media_valid = false;
+		Unsupported("media was dropped");
+		return NULL;
+	}
+	if (!cache.media_valid)
+		InspectMedia(med, inv);
+	if (cache.media_unusable)
+		why = cache.media_unusable;
+	else if (check_enable_rls(cache.media, InvalidOid, true) == RLS_ENABLED)
+		why = "row-level security applies";
+	if (why)
+	{
+		table_close(med, NoLock);
+		Unsupported(why);
+		return NULL;
+	}
+	return med;
+}
+
+ItmDirectResult
+ItmDirectReadInvite(bytea *token_hash, ItmDirectInvite *out)
+{
+	Relation	inv;
+	Relation	set;
+	Relation	med;
+	Snapshot	snapshot;
+	TupleTableSlot *slot;
+	bool		enabled = false;
+	int32		lockout = PG_INT32_MAX;
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	ItmDirectResult result = ITM_DIRECT_REFUSED;
+	Datum	   *v;
+	bool	   *n;
+
+	if (!itm_direct_use)
+		return ITM_DIRECT_UNSUPPORTED;
+	current_op = "invite_check reads the invite";
+	/* SSI's predicate locks are the executor's business */
+	if (IsolationIsSerializable())
+	{
+		Unsupported("the transaction is SERIALIZABLE");
+		return ITM_DIRECT_UNSUPPORTED;
+	}
+	if (!OpenInvites(AccessShareLock, ACL_SELECT, &inv, &set))
+		return ITM_DIRECT_UNSUPPORTED;
+	med = OpenMedia(inv);
+	if (med == NULL)
+	{
+		table_close(set, NoLock);
+		table_close(inv, NoLock);
+		return ITM_DIRECT_UNSUPPORTED;
+	}
+
+	/* a read-only query's snapshot: the statement's (or the transaction's) */
+	snapshot = RegisterSnapshot(GetActiveSnapshot());
+	if (!ReadSettings(set, snapshot, &enabled, &lockout))
+	{
+		Unsupported("settings does not hold one row");
+		result = ITM_DIRECT_UNSUPPORTED;
+		slot = NULL;
+		goto out;
+	}
+	slot = table_slot_create(inv, NULL);
+	if (!FindInvite(inv, snapshot, token_hash, slot))
+		goto out;
+	slot_getallattrs(slot);
+	v = slot->tts_values;
+	n = slot->tts_isnull;
+#define V(c) v[cache.inv[c] - 1]
+#define N(c) n[cache.inv[c] - 1]
+	if (N(INV_MAX_USES) || N(INV_USE_COUNT) || N(INV_FAILED_ATTEMPTS))
+	{
+		Unsupported("invites holds a NULL where its schema has NOT NULL");
+		result = ITM_DIRECT_UNSUPPORTED;
+		goto out;
+	}
+	/* the check statement's columns, NULLs as it would compute them */
+	out->enabled = enabled;
+	out->revoked = !N(INV_REVOKED_AT);
+	out->expired = !N(INV_EXPIRES_AT) && DatumGetTimestampTz(V(INV_EXPIRES_AT)) <= now;
+	out->not_yet = !N(INV_NOT_BEFORE) && DatumGetTimestampTz(V(INV_NOT_BEFORE)) > now;
+	out->locked = lockout != PG_INT32_MAX && DatumGetInt32(V(INV_FAILED_ATTEMPTS)) >= lockout;
+	out->max_uses = DatumGetInt32(V(INV_MAX_USES));
+	out->use_count = DatumGetInt32(V(INV_USE_COUNT));
+	out->media_id_null = N(INV_MEDIA_ID);
+	out->media_id = out->media_id_null ? (Datum) 0 : datumCopy(V(INV_MEDIA_ID), false, -1);
+	out->role_null = N(INV_ROLE);
+	out->role = out->role_null ? (Datum) 0 : datumCopy(V(INV_ROLE), false, -1);
+	out->expires_at_null = N(INV_EXPIRES_AT);
+	out->expires_at = out->expires_at_null ? (Datum) 0 : V(INV_EXPIRES_AT);
+	out->opens_at_null = N(INV_NOT_BEFORE);
+	out->opens_at = out->opens_at_null ? (Datum) 0 : V(INV_NOT_BEFORE);
+	out->media_title_null = true;
+	if (!out->media_id_null)
+		FindMediaTitle(med, snapshot, out->media_id, &out->media_title, &out->media_title_null);
+	result = ITM_DIRECT_TAKEN;
+#undef V
+#undef N
+
+out:
+	if (slot)
+		ExecDropSingleTupleTableSlot(slot);
+	UnregisterSnapshot(snapshot);
+	table_close(med, NoLock);
+	table_close(set, NoLock);
+	table_close(inv, NoLock);
+	return result;
 }

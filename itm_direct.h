@@ -42,6 +42,28 @@ typedef struct ItmDirectUse
 	TimestampTz expires_at;
 } ItmDirectUse;
 
+/* An invite as invite_check reads it (found: ITM_DIRECT_TAKEN). */
+typedef struct ItmDirectInvite
+{
+	bool		enabled;		/* settings.enabled */
+	bool		revoked;
+	bool		expired;
+	bool		not_yet;
+	bool		locked;
+	int32		max_uses;
+	int32		use_count;
+	Datum		media_id;
+	Datum		media_title;
+	Datum		role;
+	Datum		expires_at;
+	Datum		opens_at;
+	bool		media_id_null;
+	bool		media_title_null;
+	bool		role_null;
+	bool		expires_at_null;
+	bool		opens_at_null;
+} ItmDirectInvite;
+
 extern bool itm_direct_use;		/* GUC invitetomedia.direct_use */
 
 extern void ItmDirectInit(void);
@@ -50,5 +72,6 @@ extern ItmDirectResult ItmDirectTakeUse(bytea *token_hash, const char *email_key
 extern bool ItmDirectRecordUse(int64 invite_id, const char *email_key,
 							   Datum device_id, bool device_id_null,
 							   int64 *redemption_id, char **user_id);
+extern ItmDirectResult ItmDirectReadInvite(bytea *token_hash, ItmDirectInvite *inv);
 
 #endif							/* ITM_DIRECT_H */
