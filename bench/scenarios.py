@@ -24,6 +24,16 @@ gives a new email, no device_id:
                  minute would (both modes; in fresh mode guest_link_joins
                  starts empty).
 With "c" and "floor" (there is no PL/pgSQL reference of guest_link_join).
+
+Issue 13 adds, for the consume scenarios of the loaded site:
+  minfloor   the floor's statement on a minimal schema (bench.min_invites,
+             bench.min_redemptions: bench/minimal_schema.sql), consume_distinct;
+  app_unix   the application-side peer: the same logic from the client as
+  app_tcp    separate statements of one transaction (app_consume), over the
+             Unix socket and over TCP on 127.0.0.1; consume_distinct and
+             consume_hot;
+  c_tcp      the extension over TCP, so that C / app_tcp compares the two
+             over the same transport; consume_distinct.
 """
 
 # --- where the token and email come from -------------------------------------
@@ -40,35 +50,140 @@ PICK = {
 
 def consume(impl, pick):
     frm, where = PICK[pick]
-    if impl == "c":
+    if impl in ("c", "c_tcp"):
         return ("SELECT c.status FROM %s, LATERAL invitetomedia.invite_consume(t.token, t.email) c"
                 " WHERE %s;\n" % (frm, where))
     if impl == "plpgsql":
         return ("SELECT c.status FROM %s, LATERAL bench.plpgsql_invite_consume(t.token, t.email) c"
                 " WHERE %s;\n" % (frm, where))
-    # the floor: hash, conditional UPDATE, user look-up, redemption record
-    return ("""WITH t AS (SELECT t.token, t.email FROM %s WHERE %s),
+    if impl in ("app_unix", "app_tcp"):
+        return app_consume(pick)
+    # the floor: the statement invite_consume runs on its ok path, written
+    # by hand (hash, the UPDATE with every 1.1 condition, the user look-up,
+    # the redemption record) and the accepted event 1.1 sends on every ok;
+    # minfloor: the same on the minimal schema (no redemption_id to return)
+    minimal = impl == "minfloor"
+    sql = """WITH t AS (SELECT t.token, t.email FROM %s WHERE %s),
 upd AS (
-  UPDATE invitetomedia.invites i
+  UPDATE %s i
      SET use_count = i.use_count + 1,
-         used_up_at = CASE WHEN i.max_uses <> -1 AND i.use_count + 1 >= i.max_uses THEN now() END
+         used_up_at = CASE WHEN i.max_uses <> -1 AND i.use_count + 1 >= i.max_uses THEN now() END,
+         last_used_at = now()
     FROM t
    WHERE i.token_hash = public.digest(t.token, 'sha256')
      AND i.revoked_at IS NULL
      AND i.expires_at > now()
+     AND (i.not_before IS NULL OR i.not_before <= now())
      AND lower(i.email COLLATE "C") = lower(btrim(t.email) COLLATE "C")
      AND (i.max_uses = -1 OR i.use_count < i.max_uses)
+     AND (SELECT s.enabled FROM invitetomedia.settings s)
+     AND i.failed_attempts < (SELECT CASE WHEN s.lockout_attempts > 0 THEN s.lockout_attempts
+                                          ELSE 2147483647 END FROM invitetomedia.settings s)
   RETURNING i.invite_id, i.media_id, i.role, i.email, i.first_name, i.last_name,
             i.max_uses, i.use_count, i.expires_at),
 who AS (SELECT u.user_id FROM invitetomedia.users u, upd WHERE lower(u.email COLLATE "C") = lower(upd.email COLLATE "C")),
-rec AS (INSERT INTO invitetomedia.redemptions (invite_id, status, user_id)
-        SELECT upd.invite_id, 'ok', (SELECT user_id FROM who) FROM upd RETURNING redemption_id)
+rec AS (INSERT INTO %s (invite_id, status, user_id)
+        SELECT upd.invite_id, 'ok', (SELECT user_id FROM who) FROM upd%s)
 SELECT 'ok' AS status, upd.invite_id, upd.media_id, upd.role, (SELECT user_id FROM who) AS user_id,
        upd.first_name, upd.last_name,
        CASE WHEN upd.max_uses = -1 THEN NULL ELSE upd.max_uses - upd.use_count END AS uses_left,
-       upd.expires_at, (SELECT redemption_id FROM rec)
+       upd.expires_at,%s
+       pg_notify('invitetomedia_accepted', '{"kind":"invite","id":' || upd.invite_id || '}')
   FROM upd;
-""" % (frm, where)).replace("\n", " ") + "\n"
+""" % (frm, where,
+       "bench.min_invites" if minimal else "invitetomedia.invites",
+       "bench.min_redemptions" if minimal else "invitetomedia.redemptions",
+       "" if minimal else " RETURNING redemption_id",
+       "" if minimal else " (SELECT redemption_id FROM rec),")
+    return sql.replace("\n", " ") + "\n"
+
+
+# The application-side peer (issue 13): what a platform runs today, the
+# consume written in the application as separate statements of one
+# transaction, each a round trip: BEGIN; the invite by token hash under
+# FOR UPDATE; then on ok the UPDATE of the invite, the user look-up, the
+# redemption record (its RETURNING sends the accepted event, as 1.1 does,
+# without one more round trip); COMMIT.  Refusals record their status (and
+# count a wrong email towards the lockout), a token replaced by a resend
+# answers revoked, a first use by a new email creates the user: the rules of
+# bench/plpgsql_reference.sql, one statement per step.
+#
+# The application knows the token and the email from the request; here the
+# first statement takes them from bench.tokens in the same statement (as
+# every other implementation does) and hands them back with \gset.  The
+# SHA-256 is pgcrypto's digest() in the statement, as in the floor and the
+# PL/pgSQL reference.  pgbench cannot compare strings or times, so the
+# status the application would work out from the row (the conditions in the
+# documented order) is computed in that SELECT's target list and read back
+# as numbers; it is a few comparisons either way.
+APP_FIND = """SELECT t.token AS token, lower(btrim(t.email) COLLATE "C") AS email_key,
+       (i.invite_id IS NOT NULL)::int AS found, coalesce(i.invite_id, 0) AS invite_id,
+       coalesce(i.status, 'not_found') AS status,
+       coalesce(i.status = 'ok', false)::int AS ok,
+       coalesce(i.status = 'email_mismatch', false)::int AS mismatch
+  FROM %s
+  LEFT JOIN LATERAL (
+    SELECT i.invite_id,
+           CASE WHEN NOT s.enabled THEN 'disabled'
+                WHEN i.revoked_at IS NOT NULL THEN 'revoked'
+                WHEN i.expires_at <= now() THEN 'expired'
+                WHEN i.not_before > now() THEN 'not_yet'
+                WHEN s.lockout_attempts > 0 AND i.failed_attempts >= s.lockout_attempts THEN 'locked'
+                WHEN lower(i.email COLLATE "C") <> lower(btrim(t.email) COLLATE "C") THEN 'email_mismatch'
+                WHEN i.max_uses <> -1 AND i.use_count >= i.max_uses THEN 'exhausted'
+                ELSE 'ok' END AS status
+      FROM invitetomedia.invites i, invitetomedia.settings s
+     WHERE i.token_hash = public.digest(t.token, 'sha256')
+       FOR UPDATE OF i) i ON true
+ WHERE %s \\gset"""
+
+# the rest of the transaction: SQL statements end with ";" or \gset, the
+# pgbench meta-commands (\if, \elif, \else, \endif) stand on lines of their own
+APP_REST = """\\if :ok = 1
+UPDATE invitetomedia.invites
+   SET use_count = use_count + 1,
+       used_up_at = CASE WHEN max_uses <> -1 AND use_count + 1 >= max_uses THEN now() END,
+       last_used_at = now()
+ WHERE invite_id = :invite_id;
+SELECT coalesce(max(u.user_id), '') AS user_id, count(*) AS known FROM invitetomedia.users u
+ WHERE lower(u.email COLLATE "C") = :email_key \\gset
+\\if :known = 0
+INSERT INTO invitetomedia.users (user_id, email, first_name, last_name, role)
+SELECT :email_key, i.email, i.first_name, i.last_name, 'anonymous' FROM invitetomedia.invites i
+ WHERE i.invite_id = :invite_id ON CONFLICT DO NOTHING;
+SELECT u.user_id FROM invitetomedia.users u WHERE lower(u.email COLLATE "C") = :email_key \\gset
+\\endif
+INSERT INTO invitetomedia.redemptions (invite_id, status, user_id) VALUES (:invite_id, 'ok', :user_id)
+RETURNING pg_notify('invitetomedia_accepted', '{"kind":"invite","id":' || invite_id || '}');
+\\elif :found = 1
+\\if :mismatch = 1
+UPDATE invitetomedia.invites SET failed_attempts = failed_attempts + 1 WHERE invite_id = :invite_id;
+\\endif
+INSERT INTO invitetomedia.redemptions (invite_id, status) VALUES (:invite_id, :status);
+\\else
+INSERT INTO invitetomedia.redemptions (invite_id, status)
+SELECT r.invite_id, CASE WHEN s.enabled THEN 'revoked' ELSE 'disabled' END
+  FROM invitetomedia.retired_tokens r, invitetomedia.settings s
+ WHERE r.token_hash = public.digest(:token::text, 'sha256');
+\\endif
+COMMIT;"""
+
+
+def app_consume(pick):
+    """One consume as the application would run it: a pgbench script of
+    one line per SQL statement (-r reports each), meta-commands between."""
+    frm, where = PICK[pick]
+    out, stmt = ["BEGIN;"], []
+    for line in (APP_FIND % (frm, where) + "\n" + APP_REST).splitlines():
+        if line.startswith("\\"):
+            out.append(line)
+            continue
+        stmt.append(line.strip())
+        if line.endswith(";") or line.endswith("\\gset"):
+            out.append(" ".join(stmt))
+            stmt = []
+    assert not stmt
+    return "\n".join(out) + "\n"
 
 
 def check(impl, pick):
@@ -79,11 +194,18 @@ def check(impl, pick):
     if impl == "plpgsql":
         return ("SELECT c.status FROM %s, LATERAL bench.plpgsql_invite_check(t.token) c"
                 " WHERE %s;\n" % (frm, where))
+    if impl != "floor":
+        return None
+    # the floor: the link by hash with the media title, when it would work
+    # (1.1: open, not locked), what invite_check returns on ok
     return ("SELECT i.media_id, m.title, i.role, i.expires_at,"
-            " CASE WHEN i.max_uses = -1 THEN NULL ELSE i.max_uses - i.use_count END"
+            " CASE WHEN i.max_uses = -1 THEN NULL ELSE i.max_uses - i.use_count END, i.not_before"
             " FROM %s JOIN invitetomedia.invites i ON i.token_hash = public.digest(t.token, 'sha256')"
+            " CROSS JOIN invitetomedia.settings s"
             " LEFT JOIN invitetomedia.media m ON m.media_id = i.media_id"
-            " WHERE %s AND i.revoked_at IS NULL AND i.expires_at > now()"
+            " WHERE %s AND s.enabled AND i.revoked_at IS NULL AND i.expires_at > now()"
+            " AND (i.not_before IS NULL OR i.not_before <= now())"
+            " AND (s.lockout_attempts = 0 OR i.failed_attempts < s.lockout_attempts)"
             " AND (i.max_uses = -1 OR i.use_count < i.max_uses);\n" % (frm, where))
 
 
@@ -184,13 +306,46 @@ SELECT 'ok' AS status, g.guest_link_id, g.media_id, 'viewer' AS role, uid.user_i
 NEW_EMAIL = "'new' || :r || '@example.com'"
 RAND = "\\set r random(1, 2000000000)\n"
 
-# scenario -> (implementations, function(impl, mode) -> list of (script text, weight))
-IMPLS = ("c", "floor", "plpgsql")
+# the implementations, in the order of the tables and the plot
+IMPLS = ("c", "floor", "minfloor", "plpgsql", "app_unix", "app_tcp", "c_tcp")
+# "app" in --impls: the application-side peer over both transports
+ALIASES = {"app": ("app_unix", "app_tcp")}
+# the peers of issue 13 run on the loaded site, in these scenarios only
+PEER_SCENARIOS = {
+    "minfloor": ("consume_distinct",),
+    "app_unix": ("consume_distinct", "consume_hot"),
+    "app_tcp": ("consume_distinct", "consume_hot"),
+    "c_tcp": ("consume_distinct",),
+}
+# connected over TCP to 127.0.0.1 (the others: the Unix socket)
+TCP_IMPLS = ("app_tcp", "c_tcp")
+LABELS = {
+    "c": "C (`invite_consume`)",
+    "floor": "floor: the one statement, on the extension's tables",
+    "minfloor": "minimal-schema floor: the same statement, minimal tables",
+    "plpgsql": "PL/pgSQL reference",
+    "app_unix": "application, statements over the Unix socket",
+    "app_tcp": "application, statements over TCP (127.0.0.1)",
+    "c_tcp": "C over TCP (127.0.0.1)",
+}
+
+
+def records(scenario, impl):
+    """Where a run's records are: the table (and condition) whose rows by
+    status tell whether every transaction took the ok path."""
+    if scenario in GUEST:
+        return ("invitetomedia.guest_link_joins WHERE guest_link_id ="
+                " (SELECT guest_link_id FROM bench.guest WHERE k = 0)")
+    if impl == "minfloor":
+        return "bench.min_redemptions"
+    return "invitetomedia.redemptions"
 
 
 def scripts(scenario, impl, mode):
     """The pgbench scripts (text, weight) of one run; None: the scenario
     does not run with this implementation or in this mode."""
+    if impl in PEER_SCENARIOS and (mode != "loaded" or scenario not in PEER_SCENARIOS[impl]):
+        return None
     if scenario == "consume_distinct":
         if mode == "loaded":
             return [(consume(impl, "distinct"), 1)]
