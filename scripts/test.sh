@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite on throwaway clusters, as root (or with sudo):
-#   bash scripts/test.sh            regression, isolation, TAP, the 1.0 and
+#   bash scripts/test.sh            regression, isolation, the regression
+#                                   suite again with invite_consume's
+#                                   table-AM path off, TAP, the 1.0 and
 #                                   1.0.1 suites against the new library, two
 #                                   demos at once, the reference lobby in
 #                                   headless Chromium (test/lobby/run.sh),
@@ -16,8 +18,8 @@
 # runner that exits non-zero without reporting a failed test (it never
 # started, or died): a suite that cannot run must not read as "0 failed".
 #
-# ITM_TEST_BREAK=STAGE (setup, regress, isolation, tap, compat, demo, lobby,
-# long, package)
+# ITM_TEST_BREAK=STAGE (setup, regress, isolation, direct_off, tap, compat,
+# demo, lobby, long, package)
 # hands that stage's runner a bogus option, so that it fails before running
 # anything: how to check that such a failure is counted.
 set -uo pipefail
@@ -230,6 +232,17 @@ echo "== isolation tests"
 itm_virtualenv "$tree" make -s installcheck REGRESS= TAP_TESTS= \
     EXTRA_REGRESS_OPTS="$(brk isolation)" >"$logs/isolation.log" 2>&1
 count_regress "$logs/isolation.log" $? "$tree/output_iso/regression.diffs"
+# The regression suite once more with invite_consume's use taken by the SQL
+# statement (GUC invitetomedia.direct_use, superuser-only: pg_regress
+# connects as the superuser), so that both ways of taking a use answer the
+# same to every file; sql/direct_use sets the GUC itself.  Its own output
+# directory keeps the first run's results and diffs.
+echo "== regression tests with invitetomedia.direct_use=off (pg_regress)"
+itm_virtualenv "$tree" env PGOPTIONS='-c invitetomedia.direct_use=off' \
+    make -s installcheck ISOLATION= TAP_TESTS= \
+    EXTRA_REGRESS_OPTS="--outputdir=$work/regress-direct-off $(brk direct_off)" \
+    >"$logs/regress-direct-off.log" 2>&1
+count_regress "$logs/regress-direct-off.log" $? "$work/regress-direct-off/regression.diffs"
 
 # The frozen suite of each release (test/compat-VERSION/), on the extension
 # created at that version, against the library just built: what a site that
