@@ -2946,6 +2946,16 @@ TakeGuestClick(GuestJoin *j)
 		j->result_nulls[GR_CLICKS_LEFT] = false;
 		return true;
 	}
+	/* through the table access method where it can (itm_direct.c) */
+	switch (ItmDirectGuestShare(j->guest_link_id))
+	{
+		case ITM_DIRECT_TAKEN:
+			return true;
+		case ITM_DIRECT_REFUSED:
+			return false;
+		case ITM_DIRECT_UNSUPPORTED:
+			break;
+	}
 	RunPlan(&guest_share_plan, args, NULL, false, SPI_OK_SELECT);
 	return SPI_processed == 1;
 }
@@ -2956,6 +2966,16 @@ RecordGuestJoin(GuestJoin *j)
 	Datum		args[7];
 	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 
+	/*
+	 * An ok join holds a lock on the link's row already (the click's UPDATE
+	 * or the shared lock), which is what the statement's FOR KEY SHARE is
+	 * for: its record can be written through the table access method.
+	 */
+	if (j->status == GS_OK &&
+		ItmDirectGuestRecord(j->guest_link_id, guest_status_names[j->status], j->email,
+							 j->first_name, j->last_name, j->args[1], j->nulls[1] == 'n',
+							 j->user_id))
+		return;
 	args[0] = Int64GetDatum(j->guest_link_id);
 	args[1] = CStringGetTextDatum(guest_status_names[j->status]);
 	args[2] = CStringGetTextDatum(j->email);

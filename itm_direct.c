@@ -1,54 +1,69 @@
 /*-------------------------------------------------------------------------
  *
  * itm_direct.c
- *	  The use of an invite link taken through the table access method.
+ *	  The hot paths of 1.1 taken through the table access method.
  *
  * invite_consume's first statement is an UPDATE of the invite, found by
  * the SHA-256 of its token, whose WHERE clause holds every condition of a
- * valid use (see invitetomedia.c).  Run through SPI, that statement costs
+ * valid use (see invitetomedia.c).  Run through SPI, that statement cost
  * far more than its work: the executor's start-up and shutdown, the plan's
- * revalidation, the data-modifying CTE's tuplestore.  Here the same use is
- * taken the way PostgreSQL's logical-replication apply takes a change
- * (executor/execReplication.c): an index scan of the token-hash index, a
- * row lock through table_tuple_lock, the conditions checked in C on the
- * locked row, and the new row version written with simple_table_tuple_update,
- * its constraints checked and its index entries made by the executor's own
- * routines.
+ * revalidation, the data-modifying CTE's tuplestore, and above all the
+ * CHECK constraints of both tables, which the executor parses and plans
+ * again for every statement.  Here the same use is taken the way
+ * PostgreSQL's logical-replication apply takes a change
+ * (executor/execReplication.c): an index scan of the token-hash index, the
+ * conditions checked in C, a row lock through table_tuple_lock, the new
+ * row version written with simple_table_tuple_update, its constraints
+ * checked and its index entries made by the executor's own routines; the
+ * record goes in with ExecSimpleRelationInsert, its defaults (the
+ * sequence, now()) computed as an INSERT computes them.  The same pieces
+ * serve invite_check (a read, no lock) and guest_link_join's two hot
+ * steps: the shared lock of an unlimited link and the record of an ok join.
+ * Refusals, their diagnosis and their records stay SQL: they are rare, and
+ * the statements are the readable reference.
  *
- * Concurrency.  The row is located with a fresh snapshot and locked FOR NO
- * KEY UPDATE (the UPDATE's lock) with TUPLE_LOCK_FLAG_FIND_LAST_VERSION: if
- * a concurrent consume, revoke or resend updated it, the lock waits for that
- * transaction and then follows the update chain to the newest version,
- * which is what the conditions are checked against.  This is READ
- * COMMITTED's EvalPlanQual recheck, written out: a single-use link still
- * gives one use, whatever races for it, and a revoke that commits first
- * still wins.  The token hash itself is checked again on the locked version
- * (a resend changes it).  Under REPEATABLE READ and SERIALIZABLE an UPDATE
- * must fail where a newer version exists, and SERIALIZABLE needs predicate
- * locks: those transactions take the SQL statement.
- *
- * Unlike the UPDATE, a lock is taken even when a condition fails (the link
- * expired, say); it is held to the end of the transaction, as the refusal's
- * record already is.  Nothing else differs for the caller.
+ * Concurrency, as the UPDATE has it under READ COMMITTED.  The row is
+ * located with a fresh snapshot and the conditions are checked on the
+ * version that snapshot sees: if they fail, nothing is locked.  If they
+ * hold, the row is locked FOR NO KEY UPDATE (the UPDATE's lock; a guest
+ * link's join takes FOR KEY SHARE as its statement does) with
+ * TUPLE_LOCK_FLAG_FIND_LAST_VERSION: if a concurrent consume, revoke or
+ * resend updated it, the lock waits for that transaction and follows the
+ * update chain to the newest version, and the conditions are checked again
+ * on it.  That is EvalPlanQual's recheck, written out: a single-use link
+ * still gives one use, whatever races for it, and a revoke that commits
+ * first still wins.  The token hash itself is checked again on the locked
+ * version (a resend changes it).  Under REPEATABLE READ and SERIALIZABLE an
+ * UPDATE must fail where a newer version exists, and SERIALIZABLE needs
+ * predicate locks: those transactions take the SQL statements (invite_check,
+ * which locks nothing, reads with the statement's snapshot at REPEATABLE
+ * READ too).
  *
  * Trust.  The tables are the DBA's to alter; this path only runs when they
  * are what it was written for, checked once per backend and again whenever
- * the relcache says invites or settings changed: every column it reads or
- * writes has the type it expects; the token-hash index is a valid btree on
- * that column alone with bytea's equality; the table is a plain table, not
- * a partition, without rules, generated columns or UPDATE triggers other
- * than the extension's statement-level write guard.  Per call it also needs
- * what the SQL statement would have been checked against: the caller (the
- * SECURITY DEFINER owner) owns invites and holds SELECT and UPDATE on it
- * and SELECT on settings, and row-level security does not apply to it.
- * Anything else, or a NULL where the schema has NOT NULL, makes it answer
- * ITM_DIRECT_UNSUPPORTED before writing anything, and the caller runs the
- * SQL statement, whose answer is the reference.  GUC invitetomedia.direct_use
- * (superuser, default on) turns the path off, for comparison and as a
- * safety valve; DEBUG1 says why a call took the SQL statement.
+ * the relcache says one of them changed (and whenever any function changes:
+ * a planned CHECK may have inlined one): every column it reads or writes
+ * has the type it expects; every index it searches is a valid unique btree
+ * on that column (or users' lower(email COLLATE "C")) with the type's own
+ * equality; the tables are plain tables, not partitions, without rules or
+ * generated columns, invites without UPDATE triggers other than the
+ * extension's statement-level write guard, and the tables it inserts into
+ * without INSERT triggers.  Per call it also needs what the SQL statement
+ * would have been checked against: the caller (the SECURITY DEFINER owner)
+ * owns invites when it writes it, holds the privileges the statement needs,
+ * and row-level security does not apply to it.  Anything else, or a NULL
+ * where the schema has NOT NULL, makes it answer ITM_DIRECT_UNSUPPORTED
+ * before writing anything, and the caller runs the SQL statement, whose
+ * answer is the reference.  GUC invitetomedia.direct_use (superuser,
+ * default on) turns the path off, for comparison and as a safety valve;
+ * DEBUG1 says why a call took the SQL statement.  sql/direct_use.sql runs
+ * the same scenario both ways and compares every row; the test command runs
+ * the whole regression suite a second time with the path off.
  *
- * Memory: the executor state of a use lives in its own context, freed when
- * the use is done; the cache holds OIDs and attribute numbers only.
+ * Memory: the executor state of a call lives in its own context, freed
+ * when the call is done; the caches hold OIDs, attribute numbers and the
+ * planned CHECK and default expressions, in contexts reset when they are
+ * looked at again.
  *
  * IDENTIFICATION
  *	  itm_direct.c
@@ -123,23 +138,6 @@ enum
 
 enum
 {
-	REC_REDEMPTION_ID,
-	REC_INVITE_ID,
-	REC_STATUS,
-	REC_DEVICE_ID,
-	REC_USER_ID,
-	REC_NCOLS
-};
-
-enum
-{
-	USR_USER_ID,
-	USR_EMAIL,
-	USR_NCOLS
-};
-
-enum
-{
 	MED_MEDIA_ID,
 	MED_TITLE,
 	MED_NCOLS
@@ -174,19 +172,6 @@ static const DirectCol settings_cols[SET_NCOLS] = {
 	[SET_LOCKOUT_ATTEMPTS] = {"lockout_attempts", INT4OID},
 };
 
-static const DirectCol record_cols[REC_NCOLS] = {
-	[REC_REDEMPTION_ID] = {"redemption_id", INT8OID},
-	[REC_INVITE_ID] = {"invite_id", INT8OID},
-	[REC_STATUS] = {"status", TEXTOID},
-	[REC_DEVICE_ID] = {"device_id", TEXTOID},
-	[REC_USER_ID] = {"user_id", TEXTOID},
-};
-
-static const DirectCol user_cols[USR_NCOLS] = {
-	[USR_USER_ID] = {"user_id", TEXTOID},
-	[USR_EMAIL] = {"email", TEXTOID},
-};
-
 static const DirectCol media_cols[MED_NCOLS] = {
 	[MED_MEDIA_ID] = {"media_id", TEXTOID},
 	[MED_TITLE] = {"title", TEXTOID},
@@ -210,21 +195,6 @@ typedef struct DirectCache
 	int			inv_ncheck;
 	Expr	  **inv_checks;		/* invites' CHECK constraints, planned */
 
-	/* the record of a use: redemptions, and users for the user_id */
-	bool		rec_valid;
-	char	   *rec_unusable;	/* in rec_cxt */
-	Oid			redemptions;
-	Oid			users;
-	Oid			email_index;
-	AttrNumber	rec[REC_NCOLS];
-	AttrNumber	usr[USR_NCOLS];
-	MemoryContext rec_cxt;		/* holds what follows */
-	int			rec_ncheck;
-	Expr	  **rec_checks;
-	int			rec_ndefaults;
-	AttrNumber *rec_default_atts;	/* the columns the record leaves out */
-	Expr	  **rec_defaults;	/* their defaults, planned (NULL: none) */
-
 	/* invite_check: the media entry's title */
 	bool		media_valid;
 	char	   *media_unusable; /* in media_cxt */
@@ -235,47 +205,6 @@ typedef struct DirectCache
 } DirectCache;
 
 static DirectCache cache;
-
-static void
-DirectInvalidate(Datum arg, Oid relid)
-{
-	(void) arg;
-	if (!OidIsValid(relid) || relid == cache.invites ||
-		relid == cache.hash_index || relid == cache.settings)
-		cache.valid = false;
-	if (!OidIsValid(relid) || relid == cache.redemptions ||
-		relid == cache.users || relid == cache.email_index)
-		cache.rec_valid = false;
-	if (!OidIsValid(relid) || relid == cache.media || relid == cache.media_index)
-		cache.media_valid = false;
-}
-
-/* A function changed: a planned CHECK expression may have inlined it. */
-static void
-DirectInvalidateAll(Datum arg, int cacheid, uint32 hashvalue)
-{
-	(void) arg;
-	(void) cacheid;
-	(void) hashvalue;
-	cache.valid = false;
-	cache.rec_valid = false;
-	cache.media_valid = false;
-}
-
-void
-ItmDirectInit(void)
-{
-	DefineCustomBoolVariable("invitetomedia.direct_use",
-							 "Takes invite_consume's use through the table access method.",
-							 "Off: every use runs the SQL statement (for comparison).",
-							 &itm_direct_use,
-							 true,
-							 PGC_SUSET,
-							 0,
-							 NULL, NULL, NULL);
-	CacheRegisterRelcacheCallback(DirectInvalidate, (Datum) 0);
-	CacheRegisterSyscacheCallback(PROCOID, DirectInvalidateAll, (Datum) 0);
-}
 
 /*
  * rel's CHECK constraints, planned once (the executor parses and plans
@@ -540,18 +469,18 @@ FindInvite(Relation inv, Snapshot snapshot, bytea *token_hash, TupleTableSlot *s
 }
 
 /*
- * Locks the newest version of the invite in slot (waiting for a
+ * Locks (in mode) the newest version of the row in slot (waiting for a
  * transaction that changed it) and puts that version in slot; false if it
  * was deleted meanwhile.
  */
 static bool
-LockNewest(Relation inv, Snapshot snapshot, TupleTableSlot *slot)
+LockNewest(Relation inv, Snapshot snapshot, TupleTableSlot *slot, LockTupleMode mode)
 {
 	TM_FailureData tmfd;
 	TM_Result	res;
 
 	res = table_tuple_lock(inv, &slot->tts_tid, snapshot, slot,
-						   GetCurrentCommandId(false), LockTupleNoKeyExclusive,
+						   GetCurrentCommandId(false), mode,
 						   LockWaitBlock, TUPLE_LOCK_FLAG_FIND_LAST_VERSION, &tmfd);
 	switch (res)
 	{
@@ -770,7 +699,7 @@ ItmDirectTakeUse(bytea *token_hash, const char *email_key, ItmDirectUse *use)
 	check = CheckUse(slot, token_hash, email_key, lockout, now);
 	if (check == USE_ALLOWED)
 	{
-		if (!LockNewest(inv, snapshot, slot))
+		if (!LockNewest(inv, snapshot, slot, LockTupleNoKeyExclusive))
 			goto out;
 		check = CheckUse(slot, token_hash, email_key, lockout, now);
 	}
@@ -843,7 +772,310 @@ out:
 	return result;
 }
 
-/*---- the record of the use ----------------------------------------------*/
+/*---- inserts: the record of a use, a guest's join --------------------------*/
+
+/*
+ * A table this path inserts into: the columns a call gives (or reads back:
+ * given = false), and what an INSERT would compute for the others, their
+ * defaults, planned once, as are the CHECK constraints.
+ */
+typedef struct InsertCol
+{
+	const char *name;
+	Oid			type;
+	bool		given;			/* false: computed (its default), read back */
+} InsertCol;
+
+#define INSERT_MAX_COLS 8
+
+typedef struct InsertTarget
+{
+	const char *relname;
+	const InsertCol *cols;
+	int			ncols;
+	bool		valid;
+	char	   *unusable;		/* in cxt */
+	Oid			relid;
+	AttrNumber	att[INSERT_MAX_COLS];
+	MemoryContext cxt;
+	int			ncheck;
+	Expr	  **checks;
+	int			ndefaults;
+	AttrNumber *default_atts;	/* the columns no call gives */
+	Expr	  **defaults;		/* their defaults, planned (NULL: none) */
+} InsertTarget;
+
+enum
+{
+	REC_REDEMPTION_ID,
+	REC_INVITE_ID,
+	REC_STATUS,
+	REC_DEVICE_ID,
+	REC_USER_ID,
+	REC_NCOLS
+};
+static const InsertCol record_cols[REC_NCOLS] = {
+	[REC_REDEMPTION_ID] = {"redemption_id", INT8OID, false},
+	[REC_INVITE_ID] = {"invite_id", INT8OID, true},
+	[REC_STATUS] = {"status", TEXTOID, true},
+	[REC_DEVICE_ID] = {"device_id", TEXTOID, true},
+	[REC_USER_ID] = {"user_id", TEXTOID, true},
+};
+static InsertTarget record_target = {.relname = "redemptions", .cols = record_cols, .ncols = REC_NCOLS};
+
+enum
+{
+	GJ_GUEST_LINK_ID,
+	GJ_STATUS,
+	GJ_EMAIL,
+	GJ_FIRST_NAME,
+	GJ_LAST_NAME,
+	GJ_DEVICE_ID,
+	GJ_USER_ID,
+	GJ_NCOLS
+};
+static const InsertCol join_cols[GJ_NCOLS] = {
+	[GJ_GUEST_LINK_ID] = {"guest_link_id", INT8OID, true},
+	[GJ_STATUS] = {"status", TEXTOID, true},
+	[GJ_EMAIL] = {"email", TEXTOID, true},
+	[GJ_FIRST_NAME] = {"first_name", TEXTOID, true},
+	[GJ_LAST_NAME] = {"last_name", TEXTOID, true},
+	[GJ_DEVICE_ID] = {"device_id", TEXTOID, true},
+	[GJ_USER_ID] = {"user_id", TEXTOID, true},
+};
+static InsertTarget join_target = {.relname = "guest_link_joins", .cols = join_cols, .ncols = GJ_NCOLS};
+
+StaticAssertDecl(REC_NCOLS <= INSERT_MAX_COLS && GJ_NCOLS <= INSERT_MAX_COLS,
+				 "INSERT_MAX_COLS holds every target's columns");
+
+static void
+InvalidateTarget(InsertTarget *t, Oid relid)
+{
+	if (!OidIsValid(relid) || relid == t->relid)
+		t->valid = false;
+}
+
+/* No trigger of rel fires on INSERT. */
+static bool
+NoInsertTriggers(TriggerDesc *td)
+{
+	int			i;
+
+	if (td == NULL)
+		return true;
+	for (i = 0; i < td->numtriggers; i++)
+		if (TRIGGER_FOR_INSERT(td->triggers[i].tgtype))
+			return false;
+	return true;
+}
+
+static void
+InspectTarget(InsertTarget *t, Relation rel)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	const char *why = NULL;
+	int			i;
+	int			k;
+
+	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relispartition)
+		why = psprintf("%s is not a plain table", t->relname);
+	else if (rel->rd_rules != NULL)
+		why = psprintf("%s has rules", t->relname);
+	else if (rel->rd_att->constr && rel->rd_att->constr->has_generated_stored)
+		why = psprintf("%s has generated columns", t->relname);
+	else if (!NoInsertTriggers(rel->trigdesc))
+		why = psprintf("%s has INSERT triggers", t->relname);
+	else
+	{
+		DirectCol	cols[INSERT_MAX_COLS];
+
+		for (i = 0; i < t->ncols; i++)
+		{
+			cols[i].name = t->cols[i].name;
+			cols[i].type = t->cols[i].type;
+		}
+		why = FindColumns(rel, cols, t->ncols, t->att);
+	}
+
+	if (t->cxt)
+		MemoryContextReset(t->cxt);
+	else
+		t->cxt = AllocSetContextCreate(CacheMemoryContext, "invitetomedia direct insert",
+									   ALLOCSET_SMALL_SIZES);
+	t->unusable = why ? MemoryContextStrdup(t->cxt, why) : NULL;
+	t->checks = NULL;
+	t->ncheck = 0;
+	t->ndefaults = 0;
+	if (why == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(t->cxt);
+
+		t->checks = PlanChecks(rel, &t->ncheck);
+		/* every column no call gives gets its default, as an INSERT gives it */
+		t->default_atts = palloc(sizeof(AttrNumber) * desc->natts);
+		t->defaults = palloc(sizeof(Expr *) * desc->natts);
+		for (k = 0; k < desc->natts; k++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, k);
+			bool		given = false;
+			Node	   *def;
+
+			for (i = 0; i < t->ncols; i++)
+				if (t->cols[i].given && t->att[i] == att->attnum)
+					given = true;
+			if (att->attisdropped || given)
+				continue;
+			def = build_column_default(rel, att->attnum);
+			t->default_atts[t->ndefaults] = att->attnum;
+			t->defaults[t->ndefaults] = def ? expression_planner((Expr *) def) : NULL;
+			t->ndefaults++;
+		}
+		MemoryContextSwitchTo(old);
+	}
+	t->valid = true;
+}
+
+/* Opens t's table if this path may insert into it; NULL (and why) if not. */
+static Relation
+OpenTarget(InsertTarget *t)
+{
+	Relation	rel;
+	const char *why = NULL;
+
+	if (!t->valid)
+	{
+		Oid			nsp = get_namespace_oid("invitetomedia", true);
+
+		t->relid = OidIsValid(nsp) ? get_relname_relid(t->relname, nsp) : InvalidOid;
+	}
+	if (!OidIsValid(t->relid) ||
+		pg_class_aclcheck(t->relid, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
+	{
+		t->valid = false;
+		Unsupported(psprintf("%s was not found or may not be written", t->relname));
+		return NULL;
+	}
+	rel = try_table_open(t->relid, RowExclusiveLock);
+	if (rel == NULL)
+	{
+		t->valid = false;
+		Unsupported(psprintf("%s was dropped", t->relname));
+		return NULL;
+	}
+	if (!t->valid)
+		InspectTarget(t, rel);
+	if (t->unusable)
+		why = t->unusable;
+	else if (check_enable_rls(t->relid, InvalidOid, true) == RLS_ENABLED)
+		why = "row-level security applies";
+	if (why)
+	{
+		table_close(rel, NoLock);
+		Unsupported(why);
+		return NULL;
+	}
+	return rel;
+}
+
+/*
+ * Inserts one row into t's open table: values[i] for the given columns,
+ * the defaults for the others (read back into values[i] for the columns
+ * that are not given).  Constraints, indexes and row triggers as
+ * ExecSimpleRelationInsert does them; what follows sees the row.
+ */
+static void
+InsertRow(InsertTarget *t, Relation rel, Datum *values, bool *nulls)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	EState	   *estate = CreateExecutorState();
+	RangeTblEntry *rte = makeNode(RangeTblEntry);
+	ResultRelInfo *rri = makeNode(ResultRelInfo);
+	TupleTableSlot *slot;
+	ExprContext *econtext;
+	MemoryContext old;
+	int			natts;
+	int			i;
+
+	rte->rtekind = RTE_RELATION;
+	rte->relid = RelationGetRelid(rel);
+	rte->relkind = rel->rd_rel->relkind;
+	rte->rellockmode = RowExclusiveLock;
+	ExecInitRangeTable(estate, list_make1(rte));
+	InitResultRelInfo(rri, rel, 1, NULL, 0);
+	estate->es_output_cid = GetCurrentCommandId(true);
+	PrepareChecks(rri, estate, t->checks, t->ncheck);
+
+	slot = ExecInitExtraTupleSlot(estate, RelationGetDescr(rel), &TTSOpsVirtual);
+	natts = slot->tts_tupleDescriptor->natts;
+	ExecClearTuple(slot);
+	for (i = 0; i < natts; i++)
+	{
+		slot->tts_values[i] = (Datum) 0;
+		slot->tts_isnull[i] = true;
+	}
+	/* the defaults, in column order as the INSERT computes them */
+	econtext = GetPerTupleExprContext(estate);
+	for (i = 0; i < t->ndefaults; i++)
+	{
+		AttrNumber	a = t->default_atts[i];
+
+		if (t->defaults[i] != NULL)
+			slot->tts_values[a - 1] =
+				ExecEvalExprSwitchContext(ExecInitExpr(t->defaults[i], NULL), econtext,
+										  &slot->tts_isnull[a - 1]);
+	}
+	for (i = 0; i < t->ncols; i++)
+		if (t->cols[i].given)
+		{
+			slot->tts_values[t->att[i] - 1] = values[i];
+			slot->tts_isnull[t->att[i] - 1] = nulls[i];
+		}
+	ExecStoreVirtualTuple(slot);
+
+	ExecOpenIndices(rri, false);
+	ExecSimpleRelationInsert(rri, estate, slot);
+	ExecCloseIndices(rri);
+
+	/* the computed columns, copied out of the executor's memory */
+	old = MemoryContextSwitchTo(caller);
+	for (i = 0; i < t->ncols; i++)
+		if (!t->cols[i].given)
+		{
+			Form_pg_attribute att = TupleDescAttr(slot->tts_tupleDescriptor, t->att[i] - 1);
+
+			nulls[i] = slot->tts_isnull[t->att[i] - 1];
+			values[i] = nulls[i] ? (Datum) 0 :
+				datumCopy(slot->tts_values[t->att[i] - 1], att->attbyval, att->attlen);
+		}
+	MemoryContextSwitchTo(old);
+
+	ExecResetTupleTable(estate->es_tupleTable, false);
+	FreeExecutorState(estate);
+	CommandCounterIncrement();
+}
+
+/*---- the record of a use ----------------------------------------------------*/
+
+enum
+{
+	USR_USER_ID,
+	USR_EMAIL,
+	USR_NCOLS
+};
+static const DirectCol user_cols[USR_NCOLS] = {
+	[USR_USER_ID] = {"user_id", TEXTOID},
+	[USR_EMAIL] = {"email", TEXTOID},
+};
+
+/* users, for the invitee's user_id */
+static struct
+{
+	bool		valid;
+	const char *unusable;		/* a constant string */
+	Oid			users;
+	Oid			email_index;
+	AttrNumber	att[USR_NCOLS];
+} usr_cache;
 
 /*
  * The unique btree index of users on lower(email COLLATE "C") with text's
@@ -906,86 +1138,61 @@ FindEmailIndex(Relation users, AttrNumber email_att)
 	return found;
 }
 
-/* No trigger of rel fires on INSERT. */
-static bool
-NoInsertTriggers(TriggerDesc *td)
+/* Opens users if this path may read it; NULL (and why) if not. */
+static Relation
+OpenUsers(void)
 {
-	int			i;
+	Relation	usr;
+	const char *why = NULL;
 
-	if (td == NULL)
-		return true;
-	for (i = 0; i < td->numtriggers; i++)
-		if (TRIGGER_FOR_INSERT(td->triggers[i].tgtype))
-			return false;
-	return true;
-}
-
-static void
-InspectRecord(Relation rec, Relation usr)
-{
-	const char *why;
-	TupleDesc	desc = RelationGetDescr(rec);
-	int			k;
-
-	cache.email_index = InvalidOid;
-	if (rec->rd_rel->relkind != RELKIND_RELATION || rec->rd_rel->relispartition)
-		why = "redemptions is not a plain table";
-	else if (rec->rd_rules != NULL)
-		why = "redemptions has rules";
-	else if (rec->rd_att->constr && rec->rd_att->constr->has_generated_stored)
-		why = "redemptions has generated columns";
-	else if (!NoInsertTriggers(rec->trigdesc))
-		why = "redemptions has INSERT triggers";
-	else if ((why = FindColumns(rec, record_cols, REC_NCOLS, cache.rec)) != NULL)
-		;
-	else if ((why = FindColumns(usr, user_cols, USR_NCOLS, cache.usr)) != NULL)
-		;
-	else if (!OidIsValid(cache.email_index = FindEmailIndex(usr, cache.usr[USR_EMAIL])))
-		why = "users has no usable index on lower(email COLLATE \"C\")";
-
-	if (cache.rec_cxt)
-		MemoryContextReset(cache.rec_cxt);
-	else
-		cache.rec_cxt = AllocSetContextCreate(CacheMemoryContext, "invitetomedia direct record",
-											  ALLOCSET_SMALL_SIZES);
-	cache.rec_unusable = why ? MemoryContextStrdup(cache.rec_cxt, why) : NULL;
-	cache.rec_checks = NULL;
-	cache.rec_ncheck = 0;
-	cache.rec_ndefaults = 0;
-	if (why == NULL)
+	if (!usr_cache.valid)
 	{
-		MemoryContext old = MemoryContextSwitchTo(cache.rec_cxt);
+		Oid			nsp = get_namespace_oid("invitetomedia", true);
 
-		cache.rec_checks = PlanChecks(rec, &cache.rec_ncheck);
-		/* every other column gets its default, as an INSERT gives it */
-		cache.rec_default_atts = palloc(sizeof(AttrNumber) * desc->natts);
-		cache.rec_defaults = palloc(sizeof(Expr *) * desc->natts);
-		for (k = 0; k < desc->natts; k++)
-		{
-			Form_pg_attribute att = TupleDescAttr(desc, k);
-			AttrNumber	a = att->attnum;
-			Node	   *def;
-
-			if (att->attisdropped || a == cache.rec[REC_INVITE_ID] ||
-				a == cache.rec[REC_STATUS] || a == cache.rec[REC_DEVICE_ID] ||
-				a == cache.rec[REC_USER_ID])
-				continue;
-			def = build_column_default(rec, a);
-			cache.rec_default_atts[cache.rec_ndefaults] = a;
-			cache.rec_defaults[cache.rec_ndefaults] =
-				def ? expression_planner((Expr *) def) : NULL;
-			cache.rec_ndefaults++;
-		}
-		MemoryContextSwitchTo(old);
+		usr_cache.users = OidIsValid(nsp) ? get_relname_relid("users", nsp) : InvalidOid;
+		usr_cache.email_index = InvalidOid;
 	}
-	cache.rec_valid = true;
+	if (!OidIsValid(usr_cache.users) ||
+		pg_class_aclcheck(usr_cache.users, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+	{
+		usr_cache.valid = false;
+		Unsupported("users was not found or may not be read");
+		return NULL;
+	}
+	usr = try_table_open(usr_cache.users, AccessShareLock);
+	if (usr == NULL)
+	{
+		usr_cache.valid = false;
+		Unsupported("users was dropped");
+		return NULL;
+	}
+	if (!usr_cache.valid)
+	{
+		usr_cache.unusable = NULL;
+		if (FindColumns(usr, user_cols, USR_NCOLS, usr_cache.att) != NULL)
+			usr_cache.unusable = "users has changed columns";
+		else if (!OidIsValid(usr_cache.email_index = FindEmailIndex(usr, usr_cache.att[USR_EMAIL])))
+			usr_cache.unusable = "users has no usable index on lower(email COLLATE \"C\")";
+		usr_cache.valid = true;
+	}
+	if (usr_cache.unusable)
+		why = usr_cache.unusable;
+	else if (check_enable_rls(usr_cache.users, InvalidOid, true) == RLS_ENABLED)
+		why = "row-level security applies";
+	if (why)
+	{
+		table_close(usr, NoLock);
+		Unsupported(why);
+		return NULL;
+	}
+	return usr;
 }
 
 /* The user_id of the user with this email key, or NULL. */
 static char *
 FindUserId(Relation usr, Snapshot snapshot, const char *email_key)
 {
-	Relation	idx = index_open(cache.email_index, AccessShareLock);
+	Relation	idx = index_open(usr_cache.email_index, AccessShareLock);
 	TupleTableSlot *slot = table_slot_create(usr, NULL);
 	IndexScanDesc scan;
 	ScanKeyData key;
@@ -998,7 +1205,7 @@ FindUserId(Relation usr, Snapshot snapshot, const char *email_key)
 	if (index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
 		bool		isnull;
-		Datum		d = slot_getattr(slot, cache.usr[USR_USER_ID], &isnull);
+		Datum		d = slot_getattr(slot, usr_cache.att[USR_USER_ID], &isnull);
 
 		if (!isnull)
 			user_id = TextDatumGetCString(d);
@@ -1016,136 +1223,48 @@ ItmDirectRecordUse(int64 invite_id, const char *email_key,
 {
 	Relation	rec;
 	Relation	usr;
-	Oid			user = GetUserId();
-	const char *why = NULL;
 	Snapshot	snapshot;
-	EState	   *estate;
-	RangeTblEntry *rte;
-	ResultRelInfo *rri;
-	TupleTableSlot *slot;
-	ExprContext *econtext;
-	bool		isnull;
-	int			natts;
-	int			i;
+	Datum		values[REC_NCOLS];
+	bool		nulls[REC_NCOLS] = {0};
 
 	if (!itm_direct_use)
 		return false;
 	current_op = "invite_consume writes the record";
-	if (!cache.rec_valid)
-	{
-		Oid			nsp = get_namespace_oid("invitetomedia", true);
-
-		cache.redemptions = OidIsValid(nsp) ? get_relname_relid("redemptions", nsp) : InvalidOid;
-		cache.users = OidIsValid(nsp) ? get_relname_relid("users", nsp) : InvalidOid;
-		cache.email_index = InvalidOid;
-	}
-	if (!OidIsValid(cache.redemptions) || !OidIsValid(cache.users))
-	{
-		cache.rec_valid = false;
-		Unsupported("the record's tables were not found");
+	rec = OpenTarget(&record_target);
+	if (rec == NULL)
 		return false;
-	}
-	if (pg_class_aclcheck(cache.redemptions, user, ACL_INSERT) != ACLCHECK_OK ||
-		pg_class_aclcheck(cache.users, user, ACL_SELECT) != ACLCHECK_OK)
-	{
-		Unsupported("privileges on redemptions or users are missing");
-		return false;
-	}
-	rec = try_table_open(cache.redemptions, RowExclusiveLock);
-	usr = rec ? try_table_open(cache.users, AccessShareLock) : NULL;
+	usr = OpenUsers();
 	if (usr == NULL)
 	{
-		if (rec)
-			table_close(rec, NoLock);
-		cache.rec_valid = false;
-		Unsupported("redemptions or users was dropped");
-		return false;
-	}
-	if (!cache.rec_valid)
-		InspectRecord(rec, usr);
-	if (cache.rec_unusable)
-		why = cache.rec_unusable;
-	else if (check_enable_rls(cache.redemptions, InvalidOid, true) == RLS_ENABLED ||
-			 check_enable_rls(cache.users, InvalidOid, true) == RLS_ENABLED)
-		why = "row-level security applies";
-	if (why)
-	{
-		table_close(usr, NoLock);
 		table_close(rec, NoLock);
-		Unsupported(why);
 		return false;
 	}
 
 	/* the statement's sub-select: the invitee's user, as committed now */
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
 	*user_id = FindUserId(usr, snapshot, email_key);
+	UnregisterSnapshot(snapshot);
 	table_close(usr, NoLock);
 
-	estate = CreateExecutorState();
-	rte = makeNode(RangeTblEntry);
-	rte->rtekind = RTE_RELATION;
-	rte->relid = RelationGetRelid(rec);
-	rte->relkind = rec->rd_rel->relkind;
-	rte->rellockmode = RowExclusiveLock;
-	ExecInitRangeTable(estate, list_make1(rte));
-	rri = makeNode(ResultRelInfo);
-	InitResultRelInfo(rri, rec, 1, NULL, 0);
-	estate->es_snapshot = snapshot;
-	estate->es_output_cid = GetCurrentCommandId(true);
-	PrepareChecks(rri, estate, cache.rec_checks, cache.rec_ncheck);
-
-	slot = ExecInitExtraTupleSlot(estate, RelationGetDescr(rec), &TTSOpsVirtual);
-	natts = slot->tts_tupleDescriptor->natts;
-	ExecClearTuple(slot);
-	for (i = 0; i < natts; i++)
-	{
-		slot->tts_values[i] = (Datum) 0;
-		slot->tts_isnull[i] = true;
-	}
-	/* the columns left out, in column order as the INSERT computes them */
-	econtext = GetPerTupleExprContext(estate);
-	for (i = 0; i < cache.rec_ndefaults; i++)
-	{
-		AttrNumber	a = cache.rec_default_atts[i];
-
-		if (cache.rec_defaults[i] == NULL)
-			continue;
-		slot->tts_values[a - 1] =
-			ExecEvalExprSwitchContext(ExecInitExpr(cache.rec_defaults[i], NULL), econtext,
-									  &slot->tts_isnull[a - 1]);
-	}
-	slot->tts_values[cache.rec[REC_INVITE_ID] - 1] = Int64GetDatum(invite_id);
-	slot->tts_isnull[cache.rec[REC_INVITE_ID] - 1] = false;
-	slot->tts_values[cache.rec[REC_STATUS] - 1] = CStringGetTextDatum("ok");
-	slot->tts_isnull[cache.rec[REC_STATUS] - 1] = false;
-	slot->tts_values[cache.rec[REC_DEVICE_ID] - 1] = device_id;
-	slot->tts_isnull[cache.rec[REC_DEVICE_ID] - 1] = device_id_null;
-	if (*user_id)
-	{
-		slot->tts_values[cache.rec[REC_USER_ID] - 1] = CStringGetTextDatum(*user_id);
-		slot->tts_isnull[cache.rec[REC_USER_ID] - 1] = false;
-	}
-	ExecStoreVirtualTuple(slot);
-
-	ExecOpenIndices(rri, false);
-	ExecSimpleRelationInsert(rri, estate, slot);
-	ExecCloseIndices(rri);
+	values[REC_INVITE_ID] = Int64GetDatum(invite_id);
+	nulls[REC_INVITE_ID] = false;
+	values[REC_STATUS] = CStringGetTextDatum("ok");
+	nulls[REC_STATUS] = false;
+	values[REC_DEVICE_ID] = device_id;
+	nulls[REC_DEVICE_ID] = device_id_null;
+	nulls[REC_USER_ID] = *user_id == NULL;
+	values[REC_USER_ID] = *user_id ? CStringGetTextDatum(*user_id) : (Datum) 0;
+	InsertRow(&record_target, rec, values, nulls);
+	table_close(rec, NoLock);
 
 	/* RETURNING redemption_id: NOT NULL in the schema */
-	*redemption_id = DatumGetInt64(slot_getattr(slot, cache.rec[REC_REDEMPTION_ID], &isnull));
-	if (isnull)
+	if (nulls[REC_REDEMPTION_ID])
 		ereport(ERROR,
 				(errcode(ERRCODE_NOT_NULL_VIOLATION),
 				 errmsg("invitetomedia.redemptions.redemption_id is NULL"),
 				 errdetail("Its default or its NOT NULL constraint was removed."),
 				 errhint("Restore the column's default and NOT NULL constraint.")));
-
-	ExecResetTupleTable(estate->es_tupleTable, false);
-	FreeExecutorState(estate);
-	UnregisterSnapshot(snapshot);
-	table_close(rec, NoLock);
-	/* what follows (a new user's id on the record, the caller) sees it */
-	CommandCounterIncrement();
+	*redemption_id = DatumGetInt64(values[REC_REDEMPTION_ID]);
 	return true;
 }
 
@@ -1375,4 +1494,287 @@ out:
 	table_close(set, NoLock);
 	table_close(inv, NoLock);
 	return result;
+}
+
+/*---- guest links -----------------------------------------------------------*/
+
+enum
+{
+	GL_GUEST_LINK_ID,
+	GL_REVOKED_AT,
+	GL_EXPIRES_AT,
+	GL_CLICK_LIMIT,
+	GL_NCOLS
+};
+static const DirectCol guest_link_cols[GL_NCOLS] = {
+	[GL_GUEST_LINK_ID] = {"guest_link_id", INT8OID},
+	[GL_REVOKED_AT] = {"revoked_at", TIMESTAMPTZOID},
+	[GL_EXPIRES_AT] = {"expires_at", TIMESTAMPTZOID},
+	[GL_CLICK_LIMIT] = {"click_limit", INT4OID},
+};
+
+static struct
+{
+	bool		valid;
+	char	   *unusable;		/* in cxt */
+	Oid			guest_links;
+	Oid			id_index;
+	AttrNumber	att[GL_NCOLS];
+	MemoryContext cxt;
+} gl_cache;
+
+/* A unique btree index of rel on an int8 column alone, with int8's equality. */
+static Oid
+FindInt8KeyIndex(Relation rel, AttrNumber attnum)
+{
+	List	   *indexes = RelationGetIndexList(rel);
+	ListCell   *lc;
+	Oid			found = InvalidOid;
+
+	foreach(lc, indexes)
+	{
+		Oid			indexoid = lfirst_oid(lc);
+		HeapTuple	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(indexoid));
+		Form_pg_index ind;
+		bool		fits;
+
+		if (!HeapTupleIsValid(tup))
+			continue;
+		ind = (Form_pg_index) GETSTRUCT(tup);
+		fits = ind->indisunique && ind->indisvalid && ind->indisready && ind->indislive &&
+			ind->indnkeyatts == 1 && ind->indkey.values[0] == attnum &&
+			heap_attisnull(tup, Anum_pg_index_indexprs, NULL) &&
+			heap_attisnull(tup, Anum_pg_index_indpred, NULL);
+		ReleaseSysCache(tup);
+		if (fits)
+		{
+			Relation	ir = index_open(indexoid, AccessShareLock);
+
+			/* int8 = int8 has no symbolic OID: compare its function */
+			fits = ir->rd_rel->relam == BTREE_AM_OID &&
+				get_opcode(get_opfamily_member(ir->rd_opfamily[0], INT8OID, INT8OID,
+											   BTEqualStrategyNumber)) == F_INT8EQ;
+			index_close(ir, AccessShareLock);
+		}
+		if (fits)
+		{
+			found = indexoid;
+			break;
+		}
+	}
+	list_free(indexes);
+	return found;
+}
+
+/*
+ * A join of an unlimited guest link: guest_share_plan's FOR KEY SHARE of
+ * the link's row, taken as the invite's use is (conditions on the visible
+ * version, the lock on the newest, the conditions again).  TAKEN: locked.
+ */
+ItmDirectResult
+ItmDirectGuestShare(int64 guest_link_id)
+{
+	Relation	inv;
+	Relation	set;
+	Relation	gl;
+	Relation	idx;
+	Snapshot	snapshot;
+	TupleTableSlot *slot;
+	IndexScanDesc scan;
+	ScanKeyData key;
+	bool		enabled = false;
+	int32		lockout;
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	ItmDirectResult result = ITM_DIRECT_REFUSED;
+	const char *why = NULL;
+	int			round;
+
+	if (!itm_direct_use)
+		return ITM_DIRECT_UNSUPPORTED;
+	current_op = "guest_link_join locks the link";
+	if (IsolationUsesXactSnapshot())
+	{
+		Unsupported("the transaction is REPEATABLE READ or SERIALIZABLE");
+		return ITM_DIRECT_UNSUPPORTED;
+	}
+	/* settings.enabled, read as invite_consume reads it */
+	if (!OpenInvites(AccessShareLock, ACL_SELECT, &inv, &set))
+		return ITM_DIRECT_UNSUPPORTED;
+	table_close(inv, NoLock);
+
+	if (!gl_cache.valid)
+	{
+		Oid			nsp = get_namespace_oid("invitetomedia", true);
+
+		gl_cache.guest_links = OidIsValid(nsp) ? get_relname_relid("guest_links", nsp) : InvalidOid;
+		gl_cache.id_index = InvalidOid;
+	}
+	/* FOR KEY SHARE needs UPDATE, as the statement's would */
+	if (!OidIsValid(gl_cache.guest_links) ||
+		pg_class_aclcheck(gl_cache.guest_links, GetUserId(), ACL_SELECT | ACL_UPDATE) != ACLCHECK_OK ||
+		(gl = try_table_open(gl_cache.guest_links, RowShareLock)) == NULL)
+	{
+		table_close(set, NoLock);
+		gl_cache.valid = false;
+		Unsupported("guest_links was not found or may not be locked");
+		return ITM_DIRECT_UNSUPPORTED;
+	}
+	if (!gl_cache.valid)
+	{
+		why = FindColumns(gl, guest_link_cols, GL_NCOLS, gl_cache.att);
+		if (why == NULL &&
+			!OidIsValid(gl_cache.id_index = FindInt8KeyIndex(gl, gl_cache.att[GL_GUEST_LINK_ID])))
+			why = "guest_links has no usable index on guest_link_id";
+		if (gl_cache.cxt)
+			MemoryContextReset(gl_cache.cxt);
+		else
+			gl_cache.cxt = AllocSetContextCreate(CacheMemoryContext, "invitetomedia direct guest",
+												 ALLOCSET_SMALL_SIZES);
+		gl_cache.unusable = why ? MemoryContextStrdup(gl_cache.cxt, why) : NULL;
+		gl_cache.valid = true;
+	}
+	why = gl_cache.unusable;
+	if (why == NULL && check_enable_rls(gl_cache.guest_links, InvalidOid, true) == RLS_ENABLED)
+		why = "row-level security applies";
+	if (why)
+	{
+		table_close(gl, NoLock);
+		table_close(set, NoLock);
+		Unsupported(why);
+		return ITM_DIRECT_UNSUPPORTED;
+	}
+
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	if (!ReadSettings(set, snapshot, &enabled, &lockout))
+	{
+		Unsupported("settings does not hold one row");
+		result = ITM_DIRECT_UNSUPPORTED;
+	}
+	table_close(set, NoLock);
+	if (result == ITM_DIRECT_UNSUPPORTED || !enabled)
+	{
+		UnregisterSnapshot(snapshot);
+		table_close(gl, NoLock);
+		return result;
+	}
+
+	slot = table_slot_create(gl, NULL);
+	idx = index_open(gl_cache.id_index, AccessShareLock);
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(guest_link_id));
+	scan = index_beginscan(gl, idx, snapshot, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	if (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		/* round 0: the visible version; round 1: the newest, locked */
+		for (round = 0; round < 2; round++)
+		{
+			Datum	   *v;
+			bool	   *n;
+
+			slot_getallattrs(slot);
+			v = slot->tts_values;
+			n = slot->tts_isnull;
+#define V(c) v[gl_cache.att[c] - 1]
+#define N(c) n[gl_cache.att[c] - 1]
+			if (N(GL_GUEST_LINK_ID) || DatumGetInt64(V(GL_GUEST_LINK_ID)) != guest_link_id ||
+				!N(GL_REVOKED_AT) ||
+				!(N(GL_EXPIRES_AT) || DatumGetTimestampTz(V(GL_EXPIRES_AT)) > now) ||
+				!N(GL_CLICK_LIMIT))
+				break;
+#undef V
+#undef N
+			if (round == 1)
+			{
+				result = ITM_DIRECT_TAKEN;
+				break;
+			}
+			if (!LockNewest(gl, snapshot, slot, LockTupleKeyShare))
+				break;
+		}
+	}
+	index_endscan(scan);
+	index_close(idx, NoLock);
+	ExecDropSingleTupleTableSlot(slot);
+	UnregisterSnapshot(snapshot);
+	table_close(gl, NoLock);
+	return result;
+}
+
+/* The record of a guest's ok join (the link's row is locked already). */
+bool
+ItmDirectGuestRecord(int64 guest_link_id, const char *status, const char *email,
+					 const char *first_name, const char *last_name,
+					 Datum device_id, bool device_id_null, const char *user_id)
+{
+	Relation	rel;
+	Datum		values[GJ_NCOLS];
+	bool		nulls[GJ_NCOLS] = {0};
+
+	if (!itm_direct_use)
+		return false;
+	current_op = "guest_link_join writes the record";
+	rel = OpenTarget(&join_target);
+	if (rel == NULL)
+		return false;
+	values[GJ_GUEST_LINK_ID] = Int64GetDatum(guest_link_id);
+	values[GJ_STATUS] = CStringGetTextDatum(status);
+	values[GJ_EMAIL] = CStringGetTextDatum(email);
+	values[GJ_FIRST_NAME] = CStringGetTextDatum(first_name);
+	values[GJ_LAST_NAME] = CStringGetTextDatum(last_name);
+	values[GJ_DEVICE_ID] = device_id;
+	nulls[GJ_DEVICE_ID] = device_id_null;
+	values[GJ_USER_ID] = user_id ? CStringGetTextDatum(user_id) : (Datum) 0;
+	nulls[GJ_USER_ID] = user_id == NULL;
+	InsertRow(&join_target, rel, values, nulls);
+	table_close(rel, NoLock);
+	return true;
+}
+
+/*---- the caches' invalidation ----------------------------------------------*/
+
+static void
+DirectInvalidate(Datum arg, Oid relid)
+{
+	(void) arg;
+	if (!OidIsValid(relid) || relid == cache.invites ||
+		relid == cache.hash_index || relid == cache.settings)
+		cache.valid = false;
+	InvalidateTarget(&record_target, relid);
+	InvalidateTarget(&join_target, relid);
+	if (!OidIsValid(relid) || relid == usr_cache.users || relid == usr_cache.email_index)
+		usr_cache.valid = false;
+	if (!OidIsValid(relid) || relid == cache.media || relid == cache.media_index)
+		cache.media_valid = false;
+	if (!OidIsValid(relid) || relid == gl_cache.guest_links || relid == gl_cache.id_index)
+		gl_cache.valid = false;
+}
+
+/* A function changed: a planned CHECK expression may have inlined it. */
+static void
+DirectInvalidateAll(Datum arg, int cacheid, uint32 hashvalue)
+{
+	(void) arg;
+	(void) cacheid;
+	(void) hashvalue;
+	cache.valid = false;
+	cache.media_valid = false;
+	record_target.valid = false;
+	join_target.valid = false;
+	usr_cache.valid = false;
+	gl_cache.valid = false;
+}
+
+void
+ItmDirectInit(void)
+{
+	DefineCustomBoolVariable("invitetomedia.direct_use",
+							 "Takes invite_consume's use through the table access method.",
+							 "Off: every use runs the SQL statement (for comparison).",
+							 &itm_direct_use,
+							 true,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+	CacheRegisterRelcacheCallback(DirectInvalidate, (Datum) 0);
+	CacheRegisterSyscacheCallback(PROCOID, DirectInvalidateAll, (Datum) 0);
 }

@@ -73,5 +73,9 @@ extern bool ItmDirectRecordUse(int64 invite_id, const char *email_key,
 							   Datum device_id, bool device_id_null,
 							   int64 *redemption_id, char **user_id);
 extern ItmDirectResult ItmDirectReadInvite(bytea *token_hash, ItmDirectInvite *inv);
+extern ItmDirectResult ItmDirectGuestShare(int64 guest_link_id);
+extern bool ItmDirectGuestRecord(int64 guest_link_id, const char *status, const char *email,
+								 const char *first_name, const char *last_name,
+								 Datum device_id, bool device_id_null, const char *user_id);
 
 #endif							/* ITM_DIRECT_H */
