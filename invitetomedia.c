@@ -2848,6 +2848,36 @@ typedef struct GuestJoin
 	bool		result_nulls[GR_NCOLS];
 } GuestJoin;
 
+/* The status of a join without a device from the link as itm_direct.c read it. */
+static void
+DiagnoseGuestLink(GuestJoin *j, const ItmDirectGuestLink *gl)
+{
+	j->guest_link_id = gl->guest_link_id;
+	j->limited = gl->limited;
+	j->user_id = gl->user_id;
+	if (!gl->enabled)
+		j->status = GS_DISABLED;
+	else if (gl->revoked)
+		j->status = GS_REVOKED;
+	else if (gl->expired)
+		j->status = GS_EXPIRED;
+	else if (!gl->domain_allowed)
+		j->status = GS_DOMAIN_RESTRICTED;
+	else if (gl->limited && gl->clicks >= gl->click_limit)
+		j->status = GS_EXHAUSTED;
+	else
+		j->status = GS_OK;
+	j->result[GR_GUEST_LINK_ID] = Int64GetDatum(j->guest_link_id);
+	j->result_nulls[GR_GUEST_LINK_ID] = false;
+	j->result[GR_MEDIA_ID] = gl->media_id;
+	j->result_nulls[GR_MEDIA_ID] = gl->media_id_null;
+	j->result[GR_EXPIRES_AT] = gl->expires_at;
+	j->result_nulls[GR_EXPIRES_AT] = gl->expires_at_null;
+	j->result_nulls[GR_CLICKS_LEFT] = !gl->limited;
+	if (gl->limited)
+		j->result[GR_CLICKS_LEFT] = Int32GetDatum(Max(gl->click_limit - gl->clicks, 0));
+}
+
 /* Reads the link and works out the status, the first that applies. */
 static void
 DiagnoseGuestJoin(GuestJoin *j)
@@ -2857,6 +2887,24 @@ DiagnoseGuestJoin(GuestJoin *j)
 	bool		isnull;
 	Datum		limit;
 
+	/* without a device, through the table access method where it can */
+	if (j->nulls[1] == 'n')
+	{
+		ItmDirectGuestLink gl;
+
+		switch (ItmDirectGuestDiagnose(DatumGetByteaPP(j->args[0]), j->email_key,
+									   j->email, &gl))
+		{
+			case ITM_DIRECT_TAKEN:
+				DiagnoseGuestLink(j, &gl);
+				return;
+			case ITM_DIRECT_REFUSED:
+				j->status = GS_NOT_FOUND;
+				return;
+			case ITM_DIRECT_UNSUPPORTED:
+				break;
+		}
+	}
 	/* after the device's advisory lock: see its earlier join at any isolation */
 	if (j->nulls[1] == ' ')
 		RunPlanAfterLock(p, j->args, j->nulls, SPI_OK_SELECT);

@@ -89,6 +89,7 @@
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "parser/parse_func.h"
 #include "optimizer/optimizer.h"
 #include "rewrite/rewriteHandler.h"
 #include "storage/lmgr.h"
@@ -279,7 +280,7 @@ FindColumns(Relation rel, const DirectCol *cols, int ncols, AttrNumber *attnums)
 	return NULL;
 }
 
-/* A valid unique btree index of rel on the token hash alone, with bytea's equality. */
+/* A valid unique btree index of rel on a token hash alone, with bytea's equality. */
 static Oid
 FindHashIndex(Relation rel, AttrNumber hash_att)
 {
@@ -450,17 +451,18 @@ HashMatches(Datum stored, bytea *hash)
 		memcmp(VARDATA_ANY(b), VARDATA_ANY(hash), VARSIZE_ANY_EXHDR(hash)) == 0;
 }
 
-/* The invite whose token hash this is, as snapshot sees it; false if none. */
+/* The row whose token hash this is, as snapshot sees it; false if none. */
 static bool
-FindInvite(Relation inv, Snapshot snapshot, bytea *token_hash, TupleTableSlot *slot)
+FindByHash(Relation rel, Oid hash_index, Snapshot snapshot, bytea *token_hash,
+		   TupleTableSlot *slot)
 {
-	Relation	idx = index_open(cache.hash_index, AccessShareLock);
+	Relation	idx = index_open(hash_index, AccessShareLock);
 	IndexScanDesc scan;
 	ScanKeyData key;
 	bool		found;
 
 	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_BYTEAEQ, PointerGetDatum(token_hash));
-	scan = index_beginscan(inv, idx, snapshot, 1, 0);
+	scan = index_beginscan(rel, idx, snapshot, 1, 0);
 	index_rescan(scan, &key, 1, NULL, 0);
 	found = index_getnext_slot(scan, ForwardScanDirection, slot);
 	index_endscan(scan);
@@ -694,7 +696,7 @@ ItmDirectTakeUse(bytea *token_hash, const char *email_key, ItmDirectUse *use)
 	 * newest version (a concurrent use, revoke or resend committed).
 	 */
 	slot = table_slot_create(inv, NULL);
-	if (!enabled || !FindInvite(inv, snapshot, token_hash, slot))
+	if (!enabled || !FindByHash(inv, cache.hash_index, snapshot, token_hash, slot))
 		goto out;
 	check = CheckUse(slot, token_hash, email_key, lockout, now);
 	if (check == USE_ALLOWED)
@@ -1450,7 +1452,7 @@ ItmDirectReadInvite(bytea *token_hash, ItmDirectInvite *out)
 		goto out;
 	}
 	slot = table_slot_create(inv, NULL);
-	if (!FindInvite(inv, snapshot, token_hash, slot))
+	if (!FindByHash(inv, cache.hash_index, snapshot, token_hash, slot))
 		goto out;
 	slot_getallattrs(slot);
 	v = slot->tts_values;
@@ -1501,16 +1503,22 @@ out:
 enum
 {
 	GL_GUEST_LINK_ID,
+	GL_TOKEN_HASH,
+	GL_MEDIA_ID,
 	GL_REVOKED_AT,
 	GL_EXPIRES_AT,
 	GL_CLICK_LIMIT,
+	GL_CLICKS,
 	GL_NCOLS
 };
 static const DirectCol guest_link_cols[GL_NCOLS] = {
 	[GL_GUEST_LINK_ID] = {"guest_link_id", INT8OID},
+	[GL_TOKEN_HASH] = {"token_hash", BYTEAOID},
+	[GL_MEDIA_ID] = {"media_id", TEXTOID},
 	[GL_REVOKED_AT] = {"revoked_at", TIMESTAMPTZOID},
 	[GL_EXPIRES_AT] = {"expires_at", TIMESTAMPTZOID},
 	[GL_CLICK_LIMIT] = {"click_limit", INT4OID},
+	[GL_CLICKS] = {"clicks", INT4OID},
 };
 
 static struct
@@ -1519,7 +1527,10 @@ static struct
 	char	   *unusable;		/* in cxt */
 	Oid			guest_links;
 	Oid			id_index;
+	Oid			hash_index;
 	AttrNumber	att[GL_NCOLS];
+	Oid			domain_allowed; /* the policy function */
+	FmgrInfo	domain_allowed_fn;	/* in cxt */
 	MemoryContext cxt;
 } gl_cache;
 
@@ -1566,6 +1577,179 @@ FindInt8KeyIndex(Relation rel, AttrNumber attnum)
 	return found;
 }
 
+/* Opens guest_links (with lockmode) if this path may use it; NULL if not. */
+static Relation
+OpenGuestLinks(LOCKMODE lockmode, AclMode mode)
+{
+	Relation	gl;
+	const char *why = NULL;
+
+	if (!gl_cache.valid)
+	{
+		Oid			nsp = get_namespace_oid("invitetomedia", true);
+
+		gl_cache.guest_links = OidIsValid(nsp) ? get_relname_relid("guest_links", nsp) : InvalidOid;
+		gl_cache.id_index = InvalidOid;
+		gl_cache.hash_index = InvalidOid;
+	}
+	if (!OidIsValid(gl_cache.guest_links) ||
+		pg_class_aclcheck(gl_cache.guest_links, GetUserId(), mode) != ACLCHECK_OK ||
+		(gl = try_table_open(gl_cache.guest_links, lockmode)) == NULL)
+	{
+		gl_cache.valid = false;
+		Unsupported("guest_links was not found or may not be read or locked");
+		return NULL;
+	}
+	if (!gl_cache.valid)
+	{
+		Oid			argtypes[1] = {TEXTOID};
+
+		why = FindColumns(gl, guest_link_cols, GL_NCOLS, gl_cache.att);
+		if (why == NULL &&
+			!OidIsValid(gl_cache.id_index = FindInt8KeyIndex(gl, gl_cache.att[GL_GUEST_LINK_ID])))
+			why = "guest_links has no usable index on guest_link_id";
+		if (why == NULL &&
+			!OidIsValid(gl_cache.hash_index = FindHashIndex(gl, gl_cache.att[GL_TOKEN_HASH])))
+			why = "guest_links has no usable index on token_hash";
+		if (gl_cache.cxt)
+			MemoryContextReset(gl_cache.cxt);
+		else
+			gl_cache.cxt = AllocSetContextCreate(CacheMemoryContext, "invitetomedia direct guest",
+												 ALLOCSET_SMALL_SIZES);
+		/* the policy, called as the statement calls it (any language) */
+		gl_cache.domain_allowed =
+			LookupFuncName(list_make2(makeString("invitetomedia"), makeString("domain_allowed")),
+						   1, argtypes, true);
+		if (why == NULL && !OidIsValid(gl_cache.domain_allowed))
+			why = "domain_allowed(text) was not found";
+		if (why == NULL)
+			fmgr_info_cxt(gl_cache.domain_allowed, &gl_cache.domain_allowed_fn, gl_cache.cxt);
+		gl_cache.unusable = why ? MemoryContextStrdup(gl_cache.cxt, why) : NULL;
+		gl_cache.valid = true;
+	}
+	why = gl_cache.unusable;
+	if (why == NULL && check_enable_rls(gl_cache.guest_links, InvalidOid, true) == RLS_ENABLED)
+		why = "row-level security applies";
+	if (why)
+	{
+		table_close(gl, NoLock);
+		Unsupported(why);
+		return NULL;
+	}
+	return gl;
+}
+
+/*
+ * What guest_diagnose_plan reads for a join without a device: the link by
+ * its token hash, the settings row, the user with this email, and the
+ * domain_allowed() policy (called through fmgr, whatever its language: the
+ * DBA's rule stays the rule).  TAKEN: *out is filled; REFUSED: no link.
+ */
+ItmDirectResult
+ItmDirectGuestDiagnose(bytea *token_hash, const char *email_key, const char *email,
+					   ItmDirectGuestLink *out)
+{
+	Relation	inv;
+	Relation	set;
+	Relation	gl;
+	Relation	usr;
+	Snapshot	snapshot;
+	TupleTableSlot *slot;
+	bool		enabled = false;
+	int32		lockout;
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	ItmDirectResult result = ITM_DIRECT_REFUSED;
+	Datum	   *v;
+	bool	   *n;
+
+	if (!itm_direct_use)
+		return ITM_DIRECT_UNSUPPORTED;
+	current_op = "guest_link_join reads the link";
+	if (IsolationUsesXactSnapshot())
+	{
+		Unsupported("the transaction is REPEATABLE READ or SERIALIZABLE");
+		return ITM_DIRECT_UNSUPPORTED;
+	}
+	if (!OpenInvites(AccessShareLock, ACL_SELECT, &inv, &set))
+		return ITM_DIRECT_UNSUPPORTED;
+	table_close(inv, NoLock);
+	gl = OpenGuestLinks(AccessShareLock, ACL_SELECT);
+	usr = gl ? OpenUsers() : NULL;
+	if (usr == NULL ||
+		pg_proc_aclcheck(gl_cache.domain_allowed, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
+	{
+		if (usr)
+		{
+			table_close(usr, NoLock);
+			Unsupported("domain_allowed(text) may not be called");
+		}
+		if (gl)
+			table_close(gl, NoLock);
+		table_close(set, NoLock);
+		return ITM_DIRECT_UNSUPPORTED;
+	}
+
+	/* READ COMMITTED: what committed before this statement, as SPI's would */
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	slot = table_slot_create(gl, NULL);
+	if (!ReadSettings(set, snapshot, &enabled, &lockout))
+	{
+		Unsupported("settings does not hold one row");
+		result = ITM_DIRECT_UNSUPPORTED;
+		goto out;
+	}
+	if (!FindByHash(gl, gl_cache.hash_index, snapshot, token_hash, slot))
+		goto out;
+	slot_getallattrs(slot);
+	v = slot->tts_values;
+	n = slot->tts_isnull;
+#define V(c) v[gl_cache.att[c] - 1]
+#define N(c) n[gl_cache.att[c] - 1]
+	if (N(GL_GUEST_LINK_ID) || N(GL_CLICKS))
+	{
+		Unsupported("guest_links holds a NULL where its schema has NOT NULL");
+		result = ITM_DIRECT_UNSUPPORTED;
+		goto out;
+	}
+	out->guest_link_id = DatumGetInt64(V(GL_GUEST_LINK_ID));
+	out->media_id_null = N(GL_MEDIA_ID);
+	out->media_id = out->media_id_null ? (Datum) 0 : datumCopy(V(GL_MEDIA_ID), false, -1);
+	out->limited = !N(GL_CLICK_LIMIT);
+	out->click_limit = out->limited ? DatumGetInt32(V(GL_CLICK_LIMIT)) : 0;
+	out->clicks = DatumGetInt32(V(GL_CLICKS));
+	out->expires_at_null = N(GL_EXPIRES_AT);
+	out->expires_at = out->expires_at_null ? (Datum) 0 : V(GL_EXPIRES_AT);
+	out->enabled = enabled;
+	out->revoked = !N(GL_REVOKED_AT);
+	out->expired = !N(GL_EXPIRES_AT) && DatumGetTimestampTz(V(GL_EXPIRES_AT)) <= now;
+#undef V
+#undef N
+	out->user_id = FindUserId(usr, snapshot, email_key);
+	{
+		LOCAL_FCINFO(fcinfo, 1);
+		Datum		d;
+
+		InitFunctionCallInfoData(*fcinfo, &gl_cache.domain_allowed_fn, 1, InvalidOid, NULL, NULL);
+		fcinfo->args[0].value = CStringGetTextDatum(email);
+		fcinfo->args[0].isnull = false;
+		/* a STABLE function reads the active snapshot: the statement's */
+		PushActiveSnapshot(snapshot);
+		d = FunctionCallInvoke(fcinfo);
+		PopActiveSnapshot();
+		/* the statement's ColBool: NULL is not allowed */
+		out->domain_allowed = !fcinfo->isnull && DatumGetBool(d);
+	}
+	result = ITM_DIRECT_TAKEN;
+
+out:
+	ExecDropSingleTupleTableSlot(slot);
+	UnregisterSnapshot(snapshot);
+	table_close(usr, NoLock);
+	table_close(gl, NoLock);
+	table_close(set, NoLock);
+	return result;
+}
+
 /*
  * A join of an unlimited guest link: guest_share_plan's FOR KEY SHARE of
  * the link's row, taken as the invite's use is (conditions on the visible
@@ -1586,7 +1770,6 @@ ItmDirectGuestShare(int64 guest_link_id)
 	int32		lockout;
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	ItmDirectResult result = ITM_DIRECT_REFUSED;
-	const char *why = NULL;
 	int			round;
 
 	if (!itm_direct_use)
@@ -1602,45 +1785,11 @@ ItmDirectGuestShare(int64 guest_link_id)
 		return ITM_DIRECT_UNSUPPORTED;
 	table_close(inv, NoLock);
 
-	if (!gl_cache.valid)
-	{
-		Oid			nsp = get_namespace_oid("invitetomedia", true);
-
-		gl_cache.guest_links = OidIsValid(nsp) ? get_relname_relid("guest_links", nsp) : InvalidOid;
-		gl_cache.id_index = InvalidOid;
-	}
 	/* FOR KEY SHARE needs UPDATE, as the statement's would */
-	if (!OidIsValid(gl_cache.guest_links) ||
-		pg_class_aclcheck(gl_cache.guest_links, GetUserId(), ACL_SELECT | ACL_UPDATE) != ACLCHECK_OK ||
-		(gl = try_table_open(gl_cache.guest_links, RowShareLock)) == NULL)
+	gl = OpenGuestLinks(RowShareLock, ACL_SELECT | ACL_UPDATE);
+	if (gl == NULL)
 	{
 		table_close(set, NoLock);
-		gl_cache.valid = false;
-		Unsupported("guest_links was not found or may not be locked");
-		return ITM_DIRECT_UNSUPPORTED;
-	}
-	if (!gl_cache.valid)
-	{
-		why = FindColumns(gl, guest_link_cols, GL_NCOLS, gl_cache.att);
-		if (why == NULL &&
-			!OidIsValid(gl_cache.id_index = FindInt8KeyIndex(gl, gl_cache.att[GL_GUEST_LINK_ID])))
-			why = "guest_links has no usable index on guest_link_id";
-		if (gl_cache.cxt)
-			MemoryContextReset(gl_cache.cxt);
-		else
-			gl_cache.cxt = AllocSetContextCreate(CacheMemoryContext, "invitetomedia direct guest",
-												 ALLOCSET_SMALL_SIZES);
-		gl_cache.unusable = why ? MemoryContextStrdup(gl_cache.cxt, why) : NULL;
-		gl_cache.valid = true;
-	}
-	why = gl_cache.unusable;
-	if (why == NULL && check_enable_rls(gl_cache.guest_links, InvalidOid, true) == RLS_ENABLED)
-		why = "row-level security applies";
-	if (why)
-	{
-		table_close(gl, NoLock);
-		table_close(set, NoLock);
-		Unsupported(why);
 		return ITM_DIRECT_UNSUPPORTED;
 	}
 

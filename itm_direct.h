@@ -64,6 +64,24 @@ typedef struct ItmDirectInvite
 	bool		opens_at_null;
 } ItmDirectInvite;
 
+/* A guest link as guest_link_join's diagnosis reads it (no device). */
+typedef struct ItmDirectGuestLink
+{
+	int64		guest_link_id;
+	Datum		media_id;
+	bool		media_id_null;
+	bool		limited;		/* click_limit is not NULL */
+	int32		click_limit;
+	int32		clicks;
+	Datum		expires_at;
+	bool		expires_at_null;
+	bool		enabled;		/* settings.enabled */
+	bool		revoked;
+	bool		expired;
+	bool		domain_allowed; /* domain_allowed(email) */
+	char	   *user_id;		/* the user with this email, or NULL */
+} ItmDirectGuestLink;
+
 extern bool itm_direct_use;		/* GUC invitetomedia.direct_use */
 
 extern void ItmDirectInit(void);
@@ -73,6 +91,8 @@ extern bool ItmDirectRecordUse(int64 invite_id, const char *email_key,
 							   Datum device_id, bool device_id_null,
 							   int64 *redemption_id, char **user_id);
 extern ItmDirectResult ItmDirectReadInvite(bytea *token_hash, ItmDirectInvite *inv);
+extern ItmDirectResult ItmDirectGuestDiagnose(bytea *token_hash, const char *email_key,
+											  const char *email, ItmDirectGuestLink *out);
 extern ItmDirectResult ItmDirectGuestShare(int64 guest_link_id);
 extern bool ItmDirectGuestRecord(int64 guest_link_id, const char *status, const char *email,
 								 const char *first_name, const char *last_name,
