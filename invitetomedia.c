@@ -72,6 +72,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
 #include "commands/trigger.h"
@@ -1469,6 +1470,30 @@ InsertInvite(const CreateArgs *a, const CreateContext *c, CreatedInvite *inv)
 	{
 		args[9] = a->not_before;
 		nulls[9] = ' ';
+	}
+	/* 1.1: through the table access method where it can (itm_direct.c) */
+	if (a->api >= ITM_API_1_1)
+	{
+		TimestampTz expires_at;
+
+		if (ItmDirectInsertInvite(DatumGetByteaPP(args[0]), a->media_id, a->role, a->email,
+								  a->first_name, a->last_name, a->inviter_id,
+								  c->link_duration, c->link_reusability,
+								  a->scheduled, a->scheduled ? DatumGetTimestampTz(a->not_before) : 0,
+								  &inv->invite_id, &expires_at))
+		{
+			Datum		utc;
+
+			inv->expires_at = TimestampTzGetDatum(expires_at);
+			/* the statement's to_char(expires_at AT TIME ZONE 'UTC', ...) */
+			utc = DirectFunctionCall2(timestamptz_zone, CStringGetTextDatum("UTC"),
+									  inv->expires_at);
+			inv->expires_text =
+				TextDatumGetCString(DirectFunctionCall2Coll(timestamp_to_char,
+															DEFAULT_COLLATION_OID, utc,
+															CStringGetTextDatum("YYYY-MM-DD HH24:MI \"UTC\"")));
+			return;
+		}
 	}
 	RunPlan(p, args, nulls, false, SPI_OK_INSERT_RETURNING);
 	if (SPI_processed != 1)

@@ -280,9 +280,34 @@ FindColumns(Relation rel, const DirectCol *cols, int ncols, AttrNumber *attnums)
 	return NULL;
 }
 
-/* A valid unique btree index of rel on a token hash alone, with bytea's equality. */
+/* lower(email COLLATE "C"), the key invite_consume looks users up by */
+static bool
+IsLowerEmailC(Relation ir, AttrNumber email_att)
+{
+	List	   *exprs = RelationGetIndexExpressions(ir);
+	Node	   *e = list_length(exprs) == 1 ? (Node *) linitial(exprs) : NULL;
+	Node	   *arg;
+
+	if (e == NULL || !IsA(e, FuncExpr) || ((FuncExpr *) e)->funcid != F_LOWER_TEXT ||
+		((FuncExpr *) e)->inputcollid != C_COLLATION_OID ||
+		list_length(((FuncExpr *) e)->args) != 1)
+		return false;
+	arg = (Node *) linitial(((FuncExpr *) e)->args);
+	while (arg && (IsA(arg, RelabelType) || IsA(arg, CollateExpr)))
+		arg = IsA(arg, RelabelType) ? (Node *) ((RelabelType *) arg)->arg :
+			(Node *) ((CollateExpr *) arg)->arg;
+	return arg != NULL && IsA(arg, Var) && ((Var *) arg)->varattno == email_att;
+}
+
+/*
+ * A valid unique btree index of rel with one key: column attnum, or (attnum
+ * 0) lower(email_att COLLATE "C"); its equality for type is eqproc, and its
+ * collation is collation (InvalidOid: any).  The scans below search it with
+ * exactly that equality, so a DBA's index of another kind is never used.
+ */
 static Oid
-FindHashIndex(Relation rel, AttrNumber hash_att)
+FindKeyIndex(Relation rel, AttrNumber attnum, AttrNumber email_att, Oid type,
+			 RegProcedure eqproc, Oid collation)
 {
 	List	   *indexes = RelationGetIndexList(rel);
 	ListCell   *lc;
@@ -299,8 +324,8 @@ FindHashIndex(Relation rel, AttrNumber hash_att)
 			continue;
 		ind = (Form_pg_index) GETSTRUCT(tup);
 		fits = ind->indisunique && ind->indisvalid && ind->indisready && ind->indislive &&
-			ind->indnkeyatts == 1 && ind->indkey.values[0] == hash_att &&
-			heap_attisnull(tup, Anum_pg_index_indexprs, NULL) &&
+			ind->indnkeyatts == 1 && ind->indkey.values[0] == attnum &&
+			(attnum == 0 || heap_attisnull(tup, Anum_pg_index_indexprs, NULL)) &&
 			heap_attisnull(tup, Anum_pg_index_indpred, NULL);
 		ReleaseSysCache(tup);
 		if (fits)
@@ -308,8 +333,10 @@ FindHashIndex(Relation rel, AttrNumber hash_att)
 			Relation	ir = index_open(indexoid, AccessShareLock);
 
 			fits = ir->rd_rel->relam == BTREE_AM_OID &&
-				get_opfamily_member(ir->rd_opfamily[0], BYTEAOID, BYTEAOID,
-									BTEqualStrategyNumber) == ByteaEqualOperator;
+				(collation == InvalidOid || ir->rd_indcollation[0] == collation) &&
+				get_opcode(get_opfamily_member(ir->rd_opfamily[0], type, type,
+											   BTEqualStrategyNumber)) == eqproc &&
+				(attnum != 0 || IsLowerEmailC(ir, email_att));
 			index_close(ir, AccessShareLock);
 		}
 		if (fits)
@@ -365,7 +392,8 @@ Inspect(Relation inv, Relation set)
 		;
 	else if ((why = FindColumns(set, settings_cols, SET_NCOLS, cache.set)) != NULL)
 		;
-	else if (!OidIsValid(cache.hash_index = FindHashIndex(inv, cache.inv[INV_TOKEN_HASH])))
+	else if (!OidIsValid(cache.hash_index = FindKeyIndex(inv, cache.inv[INV_TOKEN_HASH], 0,
+															BYTEAOID, F_BYTEAEQ, InvalidOid)))
 		why = "invites has no usable index on token_hash";
 	/* a string that outlives this call: the cache keeps it */
 	if (cache.cxt)
@@ -788,11 +816,12 @@ typedef struct InsertCol
 	bool		given;			/* false: computed (its default), read back */
 } InsertCol;
 
-#define INSERT_MAX_COLS 8
+#define INSERT_MAX_COLS 12
 
 typedef struct InsertTarget
 {
 	const char *relname;
+	const char *guard;			/* the write guard's trigger, or NULL */
 	const InsertCol *cols;
 	int			ncols;
 	bool		valid;
@@ -847,7 +876,39 @@ static const InsertCol join_cols[GJ_NCOLS] = {
 };
 static InsertTarget join_target = {.relname = "guest_link_joins", .cols = join_cols, .ncols = GJ_NCOLS};
 
-StaticAssertDecl(REC_NCOLS <= INSERT_MAX_COLS && GJ_NCOLS <= INSERT_MAX_COLS,
+enum
+{
+	NI_INVITE_ID,
+	NI_TOKEN_HASH,
+	NI_MEDIA_ID,
+	NI_ROLE,
+	NI_EMAIL,
+	NI_FIRST_NAME,
+	NI_LAST_NAME,
+	NI_INVITED_BY,
+	NI_EXPIRES_AT,
+	NI_MAX_USES,
+	NI_NOT_BEFORE,
+	NI_NCOLS
+};
+static const InsertCol new_invite_cols[NI_NCOLS] = {
+	[NI_INVITE_ID] = {"invite_id", INT8OID, false},
+	[NI_TOKEN_HASH] = {"token_hash", BYTEAOID, true},
+	[NI_MEDIA_ID] = {"media_id", TEXTOID, true},
+	[NI_ROLE] = {"role", TEXTOID, true},
+	[NI_EMAIL] = {"email", TEXTOID, true},
+	[NI_FIRST_NAME] = {"first_name", TEXTOID, true},
+	[NI_LAST_NAME] = {"last_name", TEXTOID, true},
+	[NI_INVITED_BY] = {"invited_by", TEXTOID, true},
+	[NI_EXPIRES_AT] = {"expires_at", TIMESTAMPTZOID, true},
+	[NI_MAX_USES] = {"max_uses", INT4OID, true},
+	[NI_NOT_BEFORE] = {"not_before", TIMESTAMPTZOID, true},
+};
+static InsertTarget invite_target = {.relname = "invites", .guard = "invites_write_guard",
+.cols = new_invite_cols, .ncols = NI_NCOLS};
+
+StaticAssertDecl(REC_NCOLS <= INSERT_MAX_COLS && GJ_NCOLS <= INSERT_MAX_COLS &&
+				 NI_NCOLS <= INSERT_MAX_COLS,
 				 "INSERT_MAX_COLS holds every target's columns");
 
 static void
@@ -857,17 +918,27 @@ InvalidateTarget(InsertTarget *t, Oid relid)
 		t->valid = false;
 }
 
-/* No trigger of rel fires on INSERT. */
+/*
+ * No trigger of rel fires on INSERT, but the extension's statement-level
+ * write guard named guard (NULL: none), which lets the table's owner
+ * through: OpenTarget requires the owner then.
+ */
 static bool
-NoInsertTriggers(TriggerDesc *td)
+NoInsertTriggers(TriggerDesc *td, const char *guard)
 {
 	int			i;
 
 	if (td == NULL)
 		return true;
 	for (i = 0; i < td->numtriggers; i++)
-		if (TRIGGER_FOR_INSERT(td->triggers[i].tgtype))
+	{
+		Trigger    *t = &td->triggers[i];
+
+		if (TRIGGER_FOR_INSERT(t->tgtype) &&
+			!(guard && strcmp(t->tgname, guard) == 0 &&
+			  TRIGGER_FOR_BEFORE(t->tgtype) && !TRIGGER_FOR_ROW(t->tgtype)))
 			return false;
+	}
 	return true;
 }
 
@@ -885,7 +956,7 @@ InspectTarget(InsertTarget *t, Relation rel)
 		why = psprintf("%s has rules", t->relname);
 	else if (rel->rd_att->constr && rel->rd_att->constr->has_generated_stored)
 		why = psprintf("%s has generated columns", t->relname);
-	else if (!NoInsertTriggers(rel->trigdesc))
+	else if (!NoInsertTriggers(rel->trigdesc, t->guard))
 		why = psprintf("%s has INSERT triggers", t->relname);
 	else
 	{
@@ -968,6 +1039,8 @@ OpenTarget(InsertTarget *t)
 		InspectTarget(t, rel);
 	if (t->unusable)
 		why = t->unusable;
+	else if (t->guard && rel->rd_rel->relowner != GetUserId())
+		why = "the function's owner does not own the table";
 	else if (check_enable_rls(t->relid, InvalidOid, true) == RLS_ENABLED)
 		why = "row-level security applies";
 	if (why)
@@ -1079,67 +1152,6 @@ static struct
 	AttrNumber	att[USR_NCOLS];
 } usr_cache;
 
-/*
- * The unique btree index of users on lower(email COLLATE "C") with text's
- * equality in the "C" collation: the key invite_consume looks users up by.
- */
-static Oid
-FindEmailIndex(Relation users, AttrNumber email_att)
-{
-	List	   *indexes = RelationGetIndexList(users);
-	ListCell   *lc;
-	Oid			found = InvalidOid;
-
-	foreach(lc, indexes)
-	{
-		Oid			indexoid = lfirst_oid(lc);
-		HeapTuple	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(indexoid));
-		Form_pg_index ind;
-		bool		fits;
-
-		if (!HeapTupleIsValid(tup))
-			continue;
-		ind = (Form_pg_index) GETSTRUCT(tup);
-		fits = ind->indisunique && ind->indisvalid && ind->indisready && ind->indislive &&
-			ind->indnkeyatts == 1 && ind->indkey.values[0] == 0 &&
-			heap_attisnull(tup, Anum_pg_index_indpred, NULL);
-		ReleaseSysCache(tup);
-		if (fits)
-		{
-			Relation	ir = index_open(indexoid, AccessShareLock);
-			List	   *exprs = RelationGetIndexExpressions(ir);
-			Node	   *e = list_length(exprs) == 1 ? (Node *) linitial(exprs) : NULL;
-			Node	   *arg = NULL;
-
-			fits = e != NULL && IsA(e, FuncExpr) &&
-				((FuncExpr *) e)->funcid == F_LOWER_TEXT &&
-				((FuncExpr *) e)->inputcollid == C_COLLATION_OID &&
-				list_length(((FuncExpr *) e)->args) == 1;
-			if (fits)
-			{
-				arg = (Node *) linitial(((FuncExpr *) e)->args);
-				while (arg && (IsA(arg, RelabelType) || IsA(arg, CollateExpr)))
-					arg = IsA(arg, RelabelType) ? (Node *) ((RelabelType *) arg)->arg :
-						(Node *) ((CollateExpr *) arg)->arg;
-			}
-			fits = fits && arg != NULL && IsA(arg, Var) &&
-				((Var *) arg)->varattno == email_att &&
-				ir->rd_rel->relam == BTREE_AM_OID &&
-				ir->rd_indcollation[0] == C_COLLATION_OID &&
-				get_opfamily_member(ir->rd_opfamily[0], TEXTOID, TEXTOID,
-									BTEqualStrategyNumber) == TextEqualOperator;
-			index_close(ir, AccessShareLock);
-		}
-		if (fits)
-		{
-			found = indexoid;
-			break;
-		}
-	}
-	list_free(indexes);
-	return found;
-}
-
 /* Opens users if this path may read it; NULL (and why) if not. */
 static Relation
 OpenUsers(void)
@@ -1173,7 +1185,9 @@ OpenUsers(void)
 		usr_cache.unusable = NULL;
 		if (FindColumns(usr, user_cols, USR_NCOLS, usr_cache.att) != NULL)
 			usr_cache.unusable = "users has changed columns";
-		else if (!OidIsValid(usr_cache.email_index = FindEmailIndex(usr, usr_cache.att[USR_EMAIL])))
+		else if (!OidIsValid(usr_cache.email_index =
+							 FindKeyIndex(usr, 0, usr_cache.att[USR_EMAIL],
+										  TEXTOID, F_TEXTEQ, C_COLLATION_OID)))
 			usr_cache.unusable = "users has no usable index on lower(email COLLATE \"C\")";
 		usr_cache.valid = true;
 	}
@@ -1272,49 +1286,6 @@ ItmDirectRecordUse(int64 invite_id, const char *email_key,
 
 /*---- invite_check ---------------------------------------------------------*/
 
-/* A unique btree index of rel on attnum alone, with text's equality. */
-static Oid
-FindTextKeyIndex(Relation rel, AttrNumber attnum)
-{
-	List	   *indexes = RelationGetIndexList(rel);
-	ListCell   *lc;
-	Oid			found = InvalidOid;
-
-	foreach(lc, indexes)
-	{
-		Oid			indexoid = lfirst_oid(lc);
-		HeapTuple	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(indexoid));
-		Form_pg_index ind;
-		bool		fits;
-
-		if (!HeapTupleIsValid(tup))
-			continue;
-		ind = (Form_pg_index) GETSTRUCT(tup);
-		fits = ind->indisunique && ind->indisvalid && ind->indisready && ind->indislive &&
-			ind->indnkeyatts == 1 && ind->indkey.values[0] == attnum &&
-			heap_attisnull(tup, Anum_pg_index_indexprs, NULL) &&
-			heap_attisnull(tup, Anum_pg_index_indpred, NULL);
-		ReleaseSysCache(tup);
-		if (fits)
-		{
-			Relation	ir = index_open(indexoid, AccessShareLock);
-
-			fits = ir->rd_rel->relam == BTREE_AM_OID &&
-				ir->rd_indcollation[0] == DEFAULT_COLLATION_OID &&
-				get_opfamily_member(ir->rd_opfamily[0], TEXTOID, TEXTOID,
-									BTEqualStrategyNumber) == TextEqualOperator;
-			index_close(ir, AccessShareLock);
-		}
-		if (fits)
-		{
-			found = indexoid;
-			break;
-		}
-	}
-	list_free(indexes);
-	return found;
-}
-
 static void
 InspectMedia(Relation med, Relation inv)
 {
@@ -1327,7 +1298,8 @@ InspectMedia(Relation med, Relation inv)
 	else if (TupleDescAttr(RelationGetDescr(med), cache.med[MED_MEDIA_ID] - 1)->attcollation != DEFAULT_COLLATION_OID ||
 			 TupleDescAttr(RelationGetDescr(inv), cache.inv[INV_MEDIA_ID] - 1)->attcollation != DEFAULT_COLLATION_OID)
 		why = "media_id has another collation";
-	else if (!OidIsValid(cache.media_index = FindTextKeyIndex(med, cache.med[MED_MEDIA_ID])))
+	else if (!OidIsValid(cache.media_index = FindKeyIndex(med, cache.med[MED_MEDIA_ID], 0, TEXTOID,
+															 F_TEXTEQ, DEFAULT_COLLATION_OID)))
 		why = "media has no usable unique index on media_id";
 	if (cache.media_cxt)
 		MemoryContextReset(cache.media_cxt);
@@ -1534,49 +1506,6 @@ static struct
 	MemoryContext cxt;
 } gl_cache;
 
-/* A unique btree index of rel on an int8 column alone, with int8's equality. */
-static Oid
-FindInt8KeyIndex(Relation rel, AttrNumber attnum)
-{
-	List	   *indexes = RelationGetIndexList(rel);
-	ListCell   *lc;
-	Oid			found = InvalidOid;
-
-	foreach(lc, indexes)
-	{
-		Oid			indexoid = lfirst_oid(lc);
-		HeapTuple	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(indexoid));
-		Form_pg_index ind;
-		bool		fits;
-
-		if (!HeapTupleIsValid(tup))
-			continue;
-		ind = (Form_pg_index) GETSTRUCT(tup);
-		fits = ind->indisunique && ind->indisvalid && ind->indisready && ind->indislive &&
-			ind->indnkeyatts == 1 && ind->indkey.values[0] == attnum &&
-			heap_attisnull(tup, Anum_pg_index_indexprs, NULL) &&
-			heap_attisnull(tup, Anum_pg_index_indpred, NULL);
-		ReleaseSysCache(tup);
-		if (fits)
-		{
-			Relation	ir = index_open(indexoid, AccessShareLock);
-
-			/* int8 = int8 has no symbolic OID: compare its function */
-			fits = ir->rd_rel->relam == BTREE_AM_OID &&
-				get_opcode(get_opfamily_member(ir->rd_opfamily[0], INT8OID, INT8OID,
-											   BTEqualStrategyNumber)) == F_INT8EQ;
-			index_close(ir, AccessShareLock);
-		}
-		if (fits)
-		{
-			found = indexoid;
-			break;
-		}
-	}
-	list_free(indexes);
-	return found;
-}
-
 /* Opens guest_links (with lockmode) if this path may use it; NULL if not. */
 static Relation
 OpenGuestLinks(LOCKMODE lockmode, AclMode mode)
@@ -1606,10 +1535,12 @@ OpenGuestLinks(LOCKMODE lockmode, AclMode mode)
 
 		why = FindColumns(gl, guest_link_cols, GL_NCOLS, gl_cache.att);
 		if (why == NULL &&
-			!OidIsValid(gl_cache.id_index = FindInt8KeyIndex(gl, gl_cache.att[GL_GUEST_LINK_ID])))
+			!OidIsValid(gl_cache.id_index = FindKeyIndex(gl, gl_cache.att[GL_GUEST_LINK_ID], 0,
+														 INT8OID, F_INT8EQ, InvalidOid)))
 			why = "guest_links has no usable index on guest_link_id";
 		if (why == NULL &&
-			!OidIsValid(gl_cache.hash_index = FindHashIndex(gl, gl_cache.att[GL_TOKEN_HASH])))
+			!OidIsValid(gl_cache.hash_index = FindKeyIndex(gl, gl_cache.att[GL_TOKEN_HASH], 0,
+														   BYTEAOID, F_BYTEAEQ, InvalidOid)))
 			why = "guest_links has no usable index on token_hash";
 		if (gl_cache.cxt)
 			MemoryContextReset(gl_cache.cxt);
@@ -1879,6 +1810,69 @@ ItmDirectGuestRecord(int64 guest_link_id, const char *status, const char *email,
 	return true;
 }
 
+/*---- invite_create --------------------------------------------------------*/
+
+/*
+ * The INSERT of a new invite (create_insert_plan_1_1's), its expiry
+ * computed as the statement computes it: greatest(now(), not_before) +
+ * duration minutes; a not_before not after now() is stored NULL.  false:
+ * nothing written, run the statement.  On success *invite_id and
+ * *expires_at are set.
+ */
+bool
+ItmDirectInsertInvite(bytea *token_hash, const char *media_id, const char *role,
+					  const char *email, const char *first_name, const char *last_name,
+					  const char *invited_by, int32 duration_minutes, int32 max_uses,
+					  bool scheduled, TimestampTz not_before,
+					  int64 *invite_id, TimestampTz *expires_at)
+{
+	Relation	rel;
+	Datum		values[NI_NCOLS];
+	bool		nulls[NI_NCOLS] = {0};
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	TimestampTz from = now;
+	Interval   *duration;
+
+	if (!itm_direct_use)
+		return false;
+	current_op = "invite_create inserts the invite";
+	rel = OpenTarget(&invite_target);
+	if (rel == NULL)
+		return false;
+	if (scheduled && not_before > from)
+		from = not_before;
+	duration = DatumGetIntervalP(DirectFunctionCall7(make_interval,
+													 Int32GetDatum(0), Int32GetDatum(0),
+													 Int32GetDatum(0), Int32GetDatum(0),
+													 Int32GetDatum(0),
+													 Int32GetDatum(duration_minutes),
+													 Float8GetDatum(0.0)));
+	*expires_at = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+														  TimestampTzGetDatum(from),
+														  IntervalPGetDatum(duration)));
+	values[NI_TOKEN_HASH] = PointerGetDatum(token_hash);
+	values[NI_MEDIA_ID] = CStringGetTextDatum(media_id);
+	values[NI_ROLE] = CStringGetTextDatum(role);
+	values[NI_EMAIL] = CStringGetTextDatum(email);
+	values[NI_FIRST_NAME] = CStringGetTextDatum(first_name);
+	values[NI_LAST_NAME] = CStringGetTextDatum(last_name);
+	values[NI_INVITED_BY] = CStringGetTextDatum(invited_by);
+	values[NI_EXPIRES_AT] = TimestampTzGetDatum(*expires_at);
+	values[NI_MAX_USES] = Int32GetDatum(max_uses);
+	nulls[NI_NOT_BEFORE] = !(scheduled && not_before > now);
+	values[NI_NOT_BEFORE] = nulls[NI_NOT_BEFORE] ? (Datum) 0 : TimestampTzGetDatum(not_before);
+	InsertRow(&invite_target, rel, values, nulls);
+	table_close(rel, NoLock);
+	if (nulls[NI_INVITE_ID])
+		ereport(ERROR,
+				(errcode(ERRCODE_NOT_NULL_VIOLATION),
+				 errmsg("invitetomedia.invites.invite_id is NULL"),
+				 errdetail("Its default or its NOT NULL constraint was removed."),
+				 errhint("Restore the column's default and NOT NULL constraint.")));
+	*invite_id = DatumGetInt64(values[NI_INVITE_ID]);
+	return true;
+}
+
 /*---- the caches' invalidation ----------------------------------------------*/
 
 static void
@@ -1890,6 +1884,7 @@ DirectInvalidate(Datum arg, Oid relid)
 		cache.valid = false;
 	InvalidateTarget(&record_target, relid);
 	InvalidateTarget(&join_target, relid);
+	InvalidateTarget(&invite_target, relid);
 	if (!OidIsValid(relid) || relid == usr_cache.users || relid == usr_cache.email_index)
 		usr_cache.valid = false;
 	if (!OidIsValid(relid) || relid == cache.media || relid == cache.media_index)
@@ -1909,6 +1904,7 @@ DirectInvalidateAll(Datum arg, int cacheid, uint32 hashvalue)
 	cache.media_valid = false;
 	record_target.valid = false;
 	join_target.valid = false;
+	invite_target.valid = false;
 	usr_cache.valid = false;
 	gl_cache.valid = false;
 }

@@ -94,6 +94,12 @@ extern ItmDirectResult ItmDirectReadInvite(bytea *token_hash, ItmDirectInvite *i
 extern ItmDirectResult ItmDirectGuestDiagnose(bytea *token_hash, const char *email_key,
 											  const char *email, ItmDirectGuestLink *out);
 extern ItmDirectResult ItmDirectGuestShare(int64 guest_link_id);
+extern bool ItmDirectInsertInvite(bytea *token_hash, const char *media_id, const char *role,
+								  const char *email, const char *first_name,
+								  const char *last_name, const char *invited_by,
+								  int32 duration_minutes, int32 max_uses,
+								  bool scheduled, TimestampTz not_before,
+								  int64 *invite_id, TimestampTz *expires_at);
 extern bool ItmDirectGuestRecord(int64 guest_link_id, const char *status, const char *email,
 								 const char *first_name, const char *last_name,
 								 Datum device_id, bool device_id_null, const char *user_id);
