@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite on throwaway clusters, as root (or with sudo):
 #   bash scripts/test.sh            regression, isolation, the regression
-#                                   suite again with invite_consume's
-#                                   table-AM path off, TAP, the 1.0 and
+#                                   suite again with the table-AM paths
+#                                   off (itm_direct.c), TAP, the 1.0 and
 #                                   1.0.1 suites against the new library, two
 #                                   demos at once, the reference lobby in
 #                                   headless Chromium (test/lobby/run.sh),
@@ -232,10 +232,10 @@ echo "== isolation tests"
 itm_virtualenv "$tree" make -s installcheck REGRESS= TAP_TESTS= \
     EXTRA_REGRESS_OPTS="$(brk isolation)" >"$logs/isolation.log" 2>&1
 count_regress "$logs/isolation.log" $? "$tree/output_iso/regression.diffs"
-# The regression suite once more with invite_consume's use taken by the SQL
-# statement (GUC invitetomedia.direct_use, superuser-only: pg_regress
-# connects as the superuser), so that both ways of taking a use answer the
-# same to every file; sql/direct_use sets the GUC itself.  Its own output
+# The regression suite once more with every hot path on its SQL statements
+# (GUC invitetomedia.direct_use, superuser-only: pg_regress connects as the
+# superuser), so that both ways answer the same to every file (consume,
+# check, create, guest join); sql/direct_use sets the GUC itself.  Its own output
 # directory keeps the first run's results and diffs.
 echo "== regression tests with invitetomedia.direct_use=off (pg_regress)"
 itm_virtualenv "$tree" env PGOPTIONS='-c invitetomedia.direct_use=off' \
