@@ -2530,6 +2530,8 @@ invite_resend(PG_FUNCTION_ARGS)
 
 /* advisory lock class (the two-key form's first key): "ITMG" */
 #define GUEST_DEVICE_LOCK_CLASS 0x49544D47
+/* invite_purge's advisory lock: "ITMP" */
+#define PURGE_LOCK_CLASS 0x49544D50
 
 enum
 {
@@ -3251,6 +3253,15 @@ PurgeImpl(FunctionCallInfo fcinfo, ItmApi api)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("keep must not be negative"),
 				 errhint("Links finished before now() - keep are purged, so that must not be later than now: pass how long finished links are kept, e.g. '30 days', or '0' to purge them all now.")));
+
+	/*
+	 * Purges queue on each other: two DELETEs of overlapping links can
+	 * visit them in different orders and deadlock (the soak found one).
+	 * The second purge's statement starts after the first committed, so it
+	 * does not even see the links already gone.
+	 */
+	DirectFunctionCall2(pg_advisory_xact_lock_int4,
+						Int32GetDatum(PURGE_LOCK_CLASS), Int32GetDatum(0));
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
