@@ -607,47 +607,53 @@ WriteUse(Relation inv, Snapshot snapshot, TupleTableSlot *oldslot, TupleTableSlo
 }
 
 /*
+ * Opens invitetomedia.relname with lockmode, if the caller holds mode on
+ * it; *relid is looked up again while *valid is false (its cache was
+ * reset).  NULL, and why at DEBUG1, if it is missing, was dropped meanwhile
+ * or may not be used so: the statement then says what is wrong.
+ */
+static Relation
+OpenByName(const char *relname, Oid *relid, bool *valid, LOCKMODE lockmode, AclMode mode)
+{
+	Relation	rel = NULL;
+
+	if (!*valid)
+	{
+		Oid			nsp = get_namespace_oid("invitetomedia", true);
+
+		*relid = OidIsValid(nsp) ? get_relname_relid(relname, nsp) : InvalidOid;
+	}
+	if (!OidIsValid(*relid) ||
+		pg_class_aclcheck(*relid, GetUserId(), mode) != ACLCHECK_OK ||
+		(rel = try_table_open(*relid, lockmode)) == NULL)
+	{
+		*valid = false;
+		Unsupported(psprintf("%s is missing, or the function's owner lacks privileges on it",
+							 relname));
+		return NULL;
+	}
+	return rel;
+}
+
+/*
  * Opens invites (with lockmode) and settings if this path may use them,
  * as a caller needing mode on invites; false (and why at DEBUG1) if not.
  */
 static bool
 OpenInvites(LOCKMODE lockmode, AclMode mode, Relation *invp, Relation *setp)
 {
-	Oid			user = GetUserId();
 	const char *why = NULL;
 	Relation	inv;
 	Relation	set;
 
-	if (!cache.valid)
-	{
-		Oid			nsp = get_namespace_oid("invitetomedia", true);
-
-		cache.invites = OidIsValid(nsp) ? get_relname_relid("invites", nsp) : InvalidOid;
-		cache.settings = OidIsValid(nsp) ? get_relname_relid("settings", nsp) : InvalidOid;
-		cache.hash_index = InvalidOid;
-	}
-	if (!OidIsValid(cache.invites) || !OidIsValid(cache.settings))
-	{
-		cache.valid = false;
-		Unsupported("the tables were not found");
-		return false;
-	}
 	/* what the statement's permission checks would have required */
-	if (pg_class_aclcheck(cache.invites, user, mode) != ACLCHECK_OK ||
-		pg_class_aclcheck(cache.settings, user, ACL_SELECT) != ACLCHECK_OK)
-	{
-		Unsupported("privileges on invites or settings are missing");
+	inv = OpenByName("invites", &cache.invites, &cache.valid, lockmode, mode);
+	if (inv == NULL)
 		return false;
-	}
-	/* a dropped table: let the statement say so */
-	inv = try_table_open(cache.invites, lockmode);
-	set = inv ? try_table_open(cache.settings, AccessShareLock) : NULL;
+	set = OpenByName("settings", &cache.settings, &cache.valid, AccessShareLock, ACL_SELECT);
 	if (set == NULL)
 	{
-		if (inv)
-			table_close(inv, NoLock);
-		cache.valid = false;
-		Unsupported("invites or settings was dropped");
+		table_close(inv, NoLock);
 		return false;
 	}
 	/* opening may have taken in invalidations: look at the tables then */
@@ -657,7 +663,7 @@ OpenInvites(LOCKMODE lockmode, AclMode mode, Relation *invp, Relation *setp)
 	if (cache.unusable)
 		why = cache.unusable;
 	/* the write guard lets the owner through: only the owner writes here */
-	else if ((mode & ACL_UPDATE) && inv->rd_rel->relowner != user)
+	else if ((mode & ACL_UPDATE) && inv->rd_rel->relowner != GetUserId())
 		why = "the function's owner does not own invites";
 	else if (check_enable_rls(cache.invites, InvalidOid, true) == RLS_ENABLED ||
 			 check_enable_rls(cache.settings, InvalidOid, true) == RLS_ENABLED)
@@ -1015,26 +1021,9 @@ OpenTarget(InsertTarget *t)
 	Relation	rel;
 	const char *why = NULL;
 
-	if (!t->valid)
-	{
-		Oid			nsp = get_namespace_oid("invitetomedia", true);
-
-		t->relid = OidIsValid(nsp) ? get_relname_relid(t->relname, nsp) : InvalidOid;
-	}
-	if (!OidIsValid(t->relid) ||
-		pg_class_aclcheck(t->relid, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
-	{
-		t->valid = false;
-		Unsupported(psprintf("%s was not found or may not be written", t->relname));
-		return NULL;
-	}
-	rel = try_table_open(t->relid, RowExclusiveLock);
+	rel = OpenByName(t->relname, &t->relid, &t->valid, RowExclusiveLock, ACL_INSERT);
 	if (rel == NULL)
-	{
-		t->valid = false;
-		Unsupported(psprintf("%s was dropped", t->relname));
 		return NULL;
-	}
 	if (!t->valid)
 		InspectTarget(t, rel);
 	if (t->unusable)
@@ -1159,27 +1148,9 @@ OpenUsers(void)
 	Relation	usr;
 	const char *why = NULL;
 
-	if (!usr_cache.valid)
-	{
-		Oid			nsp = get_namespace_oid("invitetomedia", true);
-
-		usr_cache.users = OidIsValid(nsp) ? get_relname_relid("users", nsp) : InvalidOid;
-		usr_cache.email_index = InvalidOid;
-	}
-	if (!OidIsValid(usr_cache.users) ||
-		pg_class_aclcheck(usr_cache.users, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
-	{
-		usr_cache.valid = false;
-		Unsupported("users was not found or may not be read");
-		return NULL;
-	}
-	usr = try_table_open(usr_cache.users, AccessShareLock);
+	usr = OpenByName("users", &usr_cache.users, &usr_cache.valid, AccessShareLock, ACL_SELECT);
 	if (usr == NULL)
-	{
-		usr_cache.valid = false;
-		Unsupported("users was dropped");
 		return NULL;
-	}
 	if (!usr_cache.valid)
 	{
 		usr_cache.unusable = NULL;
@@ -1344,27 +1315,9 @@ OpenMedia(Relation inv)
 	Relation	med;
 	const char *why = NULL;
 
-	if (!cache.media_valid)
-	{
-		Oid			nsp = get_namespace_oid("invitetomedia", true);
-
-		cache.media = OidIsValid(nsp) ? get_relname_relid("media", nsp) : InvalidOid;
-		cache.media_index = InvalidOid;
-	}
-	if (!OidIsValid(cache.media) ||
-		pg_class_aclcheck(cache.media, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
-	{
-		cache.media_valid = false;
-		Unsupported("media was not found or may not be read");
-		return NULL;
-	}
-	med = try_table_open(cache.media, AccessShareLock);
+	med = OpenByName("media", &cache.media, &cache.media_valid, AccessShareLock, ACL_SELECT);
 	if (med == NULL)
-	{
-		cache.media_valid = false;
-		Unsupported("media was dropped");
 		return NULL;
-	}
 	if (!cache.media_valid)
 		InspectMedia(med, inv);
 	if (cache.media_unusable)
@@ -1513,22 +1466,9 @@ OpenGuestLinks(LOCKMODE lockmode, AclMode mode)
 	Relation	gl;
 	const char *why = NULL;
 
-	if (!gl_cache.valid)
-	{
-		Oid			nsp = get_namespace_oid("invitetomedia", true);
-
-		gl_cache.guest_links = OidIsValid(nsp) ? get_relname_relid("guest_links", nsp) : InvalidOid;
-		gl_cache.id_index = InvalidOid;
-		gl_cache.hash_index = InvalidOid;
-	}
-	if (!OidIsValid(gl_cache.guest_links) ||
-		pg_class_aclcheck(gl_cache.guest_links, GetUserId(), mode) != ACLCHECK_OK ||
-		(gl = try_table_open(gl_cache.guest_links, lockmode)) == NULL)
-	{
-		gl_cache.valid = false;
-		Unsupported("guest_links was not found or may not be read or locked");
+	gl = OpenByName("guest_links", &gl_cache.guest_links, &gl_cache.valid, lockmode, mode);
+	if (gl == NULL)
 		return NULL;
-	}
 	if (!gl_cache.valid)
 	{
 		Oid			argtypes[1] = {TEXTOID};
