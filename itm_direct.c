@@ -479,19 +479,23 @@ HashMatches(Datum stored, bytea *hash)
 		memcmp(VARDATA_ANY(b), VARDATA_ANY(hash), VARSIZE_ANY_EXHDR(hash)) == 0;
 }
 
-/* The row whose token hash this is, as snapshot sees it; false if none. */
+/*
+ * The row of rel whose key, in the unique index, equals key (by eqproc in
+ * collation), as snapshot sees it, into slot; false if none.
+ */
 static bool
-FindByHash(Relation rel, Oid hash_index, Snapshot snapshot, bytea *token_hash,
-		   TupleTableSlot *slot)
+FetchByKey(Relation rel, Oid index, RegProcedure eqproc, Oid collation, Datum key,
+		   Snapshot snapshot, TupleTableSlot *slot)
 {
-	Relation	idx = index_open(hash_index, AccessShareLock);
+	Relation	idx = index_open(index, AccessShareLock);
 	IndexScanDesc scan;
-	ScanKeyData key;
+	ScanKeyData skey;
 	bool		found;
 
-	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_BYTEAEQ, PointerGetDatum(token_hash));
+	ScanKeyInit(&skey, 1, BTEqualStrategyNumber, eqproc, key);
+	skey.sk_collation = collation;
 	scan = index_beginscan(rel, idx, snapshot, 1, 0);
-	index_rescan(scan, &key, 1, NULL, 0);
+	index_rescan(scan, &skey, 1, NULL, 0);
 	found = index_getnext_slot(scan, ForwardScanDirection, slot);
 	index_endscan(scan);
 	index_close(idx, NoLock);
@@ -730,7 +734,8 @@ ItmDirectTakeUse(bytea *token_hash, const char *email_key, ItmDirectUse *use)
 	 * newest version (a concurrent use, revoke or resend committed).
 	 */
 	slot = table_slot_create(inv, NULL);
-	if (!enabled || !FindByHash(inv, cache.hash_index, snapshot, token_hash, slot))
+	if (!enabled || !FetchByKey(inv, cache.hash_index, F_BYTEAEQ, InvalidOid,
+							PointerGetDatum(token_hash), snapshot, slot))
 		goto out;
 	check = CheckUse(slot, token_hash, email_key, lockout, now);
 	if (check == USE_ALLOWED)
@@ -1179,17 +1184,11 @@ OpenUsers(void)
 static char *
 FindUserId(Relation usr, Snapshot snapshot, const char *email_key)
 {
-	Relation	idx = index_open(usr_cache.email_index, AccessShareLock);
 	TupleTableSlot *slot = table_slot_create(usr, NULL);
-	IndexScanDesc scan;
-	ScanKeyData key;
 	char	   *user_id = NULL;
 
-	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_TEXTEQ, CStringGetTextDatum(email_key));
-	key.sk_collation = C_COLLATION_OID;
-	scan = index_beginscan(usr, idx, snapshot, 1, 0);
-	index_rescan(scan, &key, 1, NULL, 0);
-	if (index_getnext_slot(scan, ForwardScanDirection, slot))
+	if (FetchByKey(usr, usr_cache.email_index, F_TEXTEQ, C_COLLATION_OID,
+				   CStringGetTextDatum(email_key), snapshot, slot))
 	{
 		bool		isnull;
 		Datum		d = slot_getattr(slot, usr_cache.att[USR_USER_ID], &isnull);
@@ -1197,8 +1196,6 @@ FindUserId(Relation usr, Snapshot snapshot, const char *email_key)
 		if (!isnull)
 			user_id = TextDatumGetCString(d);
 	}
-	index_endscan(scan);
-	index_close(idx, NoLock);
 	ExecDropSingleTupleTableSlot(slot);
 	return user_id;
 }
@@ -1285,25 +1282,17 @@ InspectMedia(Relation med, Relation inv)
 static bool
 FindMediaTitle(Relation med, Snapshot snapshot, Datum media_id, Datum *title, bool *title_null)
 {
-	Relation	idx = index_open(cache.media_index, AccessShareLock);
 	TupleTableSlot *slot = table_slot_create(med, NULL);
-	IndexScanDesc scan;
-	ScanKeyData key;
 	bool		found;
 
-	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_TEXTEQ, media_id);
-	key.sk_collation = DEFAULT_COLLATION_OID;
-	scan = index_beginscan(med, idx, snapshot, 1, 0);
-	index_rescan(scan, &key, 1, NULL, 0);
-	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	found = FetchByKey(med, cache.media_index, F_TEXTEQ, DEFAULT_COLLATION_OID, media_id,
+					   snapshot, slot);
 	if (found)
 	{
 		Datum		d = slot_getattr(slot, cache.med[MED_TITLE], title_null);
 
 		*title = *title_null ? (Datum) 0 : datumCopy(d, false, -1);
 	}
-	index_endscan(scan);
-	index_close(idx, NoLock);
 	ExecDropSingleTupleTableSlot(slot);
 	return found;
 }
@@ -1377,7 +1366,8 @@ ItmDirectReadInvite(bytea *token_hash, ItmDirectInvite *out)
 		goto out;
 	}
 	slot = table_slot_create(inv, NULL);
-	if (!FindByHash(inv, cache.hash_index, snapshot, token_hash, slot))
+	if (!FetchByKey(inv, cache.hash_index, F_BYTEAEQ, InvalidOid,
+							PointerGetDatum(token_hash), snapshot, slot))
 		goto out;
 	slot_getallattrs(slot);
 	v = slot->tts_values;
@@ -1569,7 +1559,8 @@ ItmDirectGuestDiagnose(bytea *token_hash, const char *email_key, const char *ema
 		result = ITM_DIRECT_UNSUPPORTED;
 		goto out;
 	}
-	if (!FindByHash(gl, gl_cache.hash_index, snapshot, token_hash, slot))
+	if (!FetchByKey(gl, gl_cache.hash_index, F_BYTEAEQ, InvalidOid,
+					PointerGetDatum(token_hash), snapshot, slot))
 		goto out;
 	slot_getallattrs(slot);
 	v = slot->tts_values;
@@ -1632,11 +1623,8 @@ ItmDirectGuestShare(int64 guest_link_id)
 	Relation	inv;
 	Relation	set;
 	Relation	gl;
-	Relation	idx;
 	Snapshot	snapshot;
 	TupleTableSlot *slot;
-	IndexScanDesc scan;
-	ScanKeyData key;
 	bool		enabled = false;
 	int32		lockout;
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
@@ -1679,11 +1667,8 @@ ItmDirectGuestShare(int64 guest_link_id)
 	}
 
 	slot = table_slot_create(gl, NULL);
-	idx = index_open(gl_cache.id_index, AccessShareLock);
-	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(guest_link_id));
-	scan = index_beginscan(gl, idx, snapshot, 1, 0);
-	index_rescan(scan, &key, 1, NULL, 0);
-	if (index_getnext_slot(scan, ForwardScanDirection, slot))
+	if (FetchByKey(gl, gl_cache.id_index, F_INT8EQ, InvalidOid, Int64GetDatum(guest_link_id),
+				   snapshot, slot))
 	{
 		/* round 0: the visible version; round 1: the newest, locked */
 		for (round = 0; round < 2; round++)
@@ -1712,8 +1697,6 @@ ItmDirectGuestShare(int64 guest_link_id)
 				break;
 		}
 	}
-	index_endscan(scan);
-	index_close(idx, NoLock);
 	ExecDropSingleTupleTableSlot(slot);
 	UnregisterSnapshot(snapshot);
 	table_close(gl, NoLock);
