@@ -1786,7 +1786,6 @@ RecordDirectUse(ConsumeCall *call, const ItmDirectUse *use)
 	Datum		args[3];
 	char		nulls[3] = {' ', ' ', ' '};
 	char	   *user_id;
-
 	int64		redemption_id;
 
 	call->status = CS_OK;
