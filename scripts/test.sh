@@ -2,9 +2,9 @@
 # The whole test suite on throwaway clusters, as root (or with sudo):
 #   bash scripts/test.sh            regression, isolation, the regression
 #                                   suite again with the table-AM paths
-#                                   off (itm_direct.c), TAP, the 1.0 and
-#                                   1.0.1 suites against the new library, two
-#                                   demos at once, the reference lobby in
+#                                   off (itm_direct.c), TAP, the 1.0, 1.0.1
+#                                   and 1.1 suites against the new library,
+#                                   two demos at once, the reference lobby in
 #                                   headless Chromium (test/lobby/run.sh),
 #                                   and last the Debian packages
 #                                   (test/package/run.sh: built, checked by
@@ -249,7 +249,7 @@ count_regress "$logs/regress-direct-off.log" $? "$work/regress-direct-off/regres
 # has not run ALTER EXTENSION UPDATE yet runs.  test/compat/run.sh runs four
 # runners, each counted; each release has a cluster and an output directory
 # of its own.
-for v in 1.0 1.0.1; do
+for v in 1.0 1.0.1 1.1; do
     echo "== $v suite against the new library"
     itm_virtualenv "$tree" bash test/compat/run.sh $v "$work/compat-$v" $(brk compat) \
         >"$logs/compat-$v.log" 2>&1

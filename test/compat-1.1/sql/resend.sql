@@ -1,0 +1,189 @@
+-- invite_resend (1.1): the same invite gets a new token; the old one answers
+-- revoked at once; a new expiry from the current link_duration; uses,
+-- records and the device history stay; the lockout counter resets; unsent
+-- emails of the old token go, and with send_email a new one is queued.
+\i sql/include/fixture.psql
+INSERT INTO invitetomedia.email_templates
+     VALUES ('invite', 'Invite from {INVITER_NAME}', 'Hello {FIRST_NAME}, {INVITER_NAME} invites you: {URL}');
+UPDATE invitetomedia.settings
+   SET enabled = true, link_reusability = 3, invite_email_template = 'invite';
+
+-- the signature: send_email defaults to true
+SELECT pg_get_function_arguments(p.oid) AS arguments, pg_get_function_result(p.oid) AS result
+  FROM pg_proc p WHERE p.oid = 'invitetomedia.invite_resend(bigint, text, boolean)'::regprocedure;
+
+-- an invite with history: one use from a laptop, one wrong email, its email unsent
+SELECT invite_id, token AS old_token, expires_at AS old_expires_at
+  FROM invitetomedia.invite_create('live', 'coeditor', 'rosa@outside.example', 'Rosa', 'Send', 'speaker', true) \gset
+SELECT status, uses_left FROM invitetomedia.invite_consume(:'old_token', 'rosa@outside.example', 'laptop');
+SELECT status FROM invitetomedia.invite_consume(:'old_token', 'wrong@outside.example');
+SELECT use_count, failed_attempts, max_uses FROM invitetomedia.invites WHERE invite_id = :invite_id;
+SELECT count(*) AS unsent_messages FROM invitetomedia.outbox WHERE invite_id = :invite_id AND sent_at IS NULL;
+
+-- the resend, after link_duration changed from 1440 to 60 minutes: the new
+-- expiry is now + 60 minutes (one transaction, so now() is the resend's)
+UPDATE invitetomedia.settings SET link_duration = 60;
+BEGIN;
+SELECT * FROM invitetomedia.invite_resend(:invite_id, 'coeditor', false) \gset new_
+SELECT :'new_token' <> :'old_token' AS token_is_new,
+       left(:'new_token', 4) AS prefix, length(:'new_token') AS token_length,
+       :'new_url' = 'http://localhost/invitetomedia/' || :'new_token' AS url_is_base_and_token,
+       :'new_expires_at'::timestamptz = now() + interval '60 minutes' AS expires_now_plus_60_minutes,
+       :'new_expires_at'::timestamptz < :'old_expires_at'::timestamptz AS earlier_than_the_old_expiry,
+       :new_max_uses AS max_uses;
+COMMIT;
+-- use_count stays, the lockout counter is reset, the stored expiry is the returned one
+SELECT use_count, failed_attempts, max_uses, expires_at = :'new_expires_at' AS stored_expiry
+  FROM invitetomedia.invites WHERE invite_id = :invite_id;
+-- the unsent message of the old token is gone; send_email false queues none
+SELECT count(*) AS messages FROM invitetomedia.outbox WHERE invite_id = :invite_id;
+
+-- the old token answers revoked at once, to the lobby and to a consume, with
+-- every other column empty (even for the device that used it)
+SELECT * FROM invitetomedia.invite_check(:'old_token');
+SELECT * FROM invitetomedia.invite_consume(:'old_token', 'rosa@outside.example', 'laptop');
+SELECT * FROM invitetomedia.invite_consume(:'old_token', 'rosa@outside.example');
+-- a wrong email on the old token is revoked too, and counts nothing towards the lockout
+SELECT status FROM invitetomedia.invite_consume(:'old_token', 'wrong@outside.example');
+SELECT failed_attempts FROM invitetomedia.invites WHERE invite_id = :invite_id;
+
+-- the new token works: uses_left counts the use taken with the old one
+SELECT status, media_id, media_title, role, uses_left, expires_at = :'new_expires_at' AS new_expiry, opens_at
+  FROM invitetomedia.invite_check(:'new_token');
+SELECT status, invite_id = :invite_id AS same_invite, media_id, role, user_id, first_name, last_name, uses_left,
+       expires_at = :'new_expires_at' AS new_expiry
+  FROM invitetomedia.invite_consume(:'new_token', 'rosa@outside.example');
+-- the history stays: the laptop that joined with the old token rejoins with the new one
+SELECT status, uses_left FROM invitetomedia.invite_consume(:'new_token', 'rosa@outside.example', 'laptop');
+-- every attempt is recorded on the one invite: the old token's as revoked
+SELECT status, device_id FROM invitetomedia.redemptions WHERE invite_id = :invite_id ORDER BY redemption_id;
+SELECT use_count FROM invitetomedia.invites WHERE invite_id = :invite_id;
+
+-- a second resend retires the second token as well; the first stays revoked
+SELECT token AS third_token FROM invitetomedia.invite_resend(:invite_id, 'coeditor', false) \gset
+SELECT (SELECT status FROM invitetomedia.invite_check(:'old_token')) AS first_token,
+       (SELECT status FROM invitetomedia.invite_check(:'new_token')) AS second_token,
+       (SELECT status FROM invitetomedia.invite_check(:'third_token')) AS third_token;
+SELECT count(*) AS retired_tokens FROM invitetomedia.retired_tokens WHERE invite_id = :invite_id;
+
+-- send_email (the default): the message for the new link is queued and the
+-- sender woken (NOTIFY invitetomedia_email with its message_id, as
+-- invite_create does; see specs/notify.spec); the inviter named in it is
+-- the invite's inviter, whoever resends
+UPDATE invitetomedia.settings SET link_duration = 1440;
+SELECT token AS mail_token, url AS mail_url FROM invitetomedia.invite_resend(:invite_id, 'admin') \gset
+SELECT to_email, to_name, subject, body = 'Hello Rosa, Cora Coeditor invites you: ' || :'mail_url' AS body_has_new_link,
+       position(:'third_token' in body) = 0 AS old_link_absent, sent_at IS NULL AS unsent
+  FROM invitetomedia.outbox WHERE invite_id = :invite_id;
+-- a sent message stays (its body already scrubbed); an unsent one is replaced
+UPDATE invitetomedia.outbox SET sent_at = now(), body = NULL WHERE invite_id = :invite_id;
+SELECT token AS mail_token2, url AS mail_url2 FROM invitetomedia.invite_resend(:invite_id, 'coeditor', true) \gset
+SELECT sent_at IS NOT NULL AS sent, body IS NULL AS scrubbed,
+       body = 'Hello Rosa, Cora Coeditor invites you: ' || :'mail_url2' AS body_has_new_link
+  FROM invitetomedia.outbox WHERE invite_id = :invite_id ORDER BY message_id;
+SELECT count(*) AS resent FROM invitetomedia.invite_resend(:invite_id, 'coeditor', false);
+SELECT sent_at IS NOT NULL AS sent FROM invitetomedia.outbox WHERE invite_id = :invite_id ORDER BY message_id;
+
+-- a scheduled invite: the new expiry counts from not_before, when later than now
+UPDATE invitetomedia.settings SET link_duration = 90;
+SELECT invite_id AS sched FROM invitetomedia.invite_create('live', 'owner', 'later@outside.example', 'La', 'Ter',
+       not_before => now() + interval '2 days') \gset
+SELECT expires_at AS sched_expires FROM invitetomedia.invite_resend(:sched, 'owner', false) \gset
+SELECT :'sched_expires'::timestamptz = not_before + interval '90 minutes' AS expires_not_before_plus_90_minutes,
+       not_before > now() + interval '47 hours' AS still_scheduled
+  FROM invitetomedia.invites WHERE invite_id = :sched;
+-- one whose not_before passed: from now again
+SELECT invite_id AS opened FROM invitetomedia.invite_create('live', 'owner', 'opened@outside.example', 'O', 'Pen',
+       not_before => now() + interval '1 hour') \gset
+UPDATE invitetomedia.invites SET not_before = now() - interval '1 hour' WHERE invite_id = :opened;
+BEGIN;
+SELECT expires_at = now() + interval '90 minutes' AS expires_now_plus_90_minutes
+  FROM invitetomedia.invite_resend(:opened, 'owner', false);
+COMMIT;
+
+-- re-invite after expiry: an expired invite gets a live link again
+UPDATE invitetomedia.settings SET link_duration = 1440, link_reusability = 1;
+SELECT invite_id AS exp_id, token AS exp_token FROM invitetomedia.invite_create('live', 'owner', 'late@outside.example', 'La', 'Te') \gset
+UPDATE invitetomedia.invites SET expires_at = now() - interval '1 day' WHERE invite_id = :exp_id;
+SELECT status FROM invitetomedia.invite_check(:'exp_token');
+SELECT token AS exp_token2 FROM invitetomedia.invite_resend(:exp_id, 'owner', false) \gset
+SELECT status FROM invitetomedia.invite_check(:'exp_token');
+SELECT status, expires_at > now() + interval '23 hours' AS a_day_ahead FROM invitetomedia.invite_check(:'exp_token2');
+SELECT status FROM invitetomedia.invite_consume(:'exp_token2', 'late@outside.example');
+
+-- who may: as for invite_revoke.  Refused: a user who may not invite to the
+-- media (42501), an unknown user or invite (42704)
+SELECT invite_id AS who, token AS who_token
+  FROM invitetomedia.invite_create('live', 'coeditor', 'who@outside.example', 'W', 'Ho') \gset
+SELECT u, regexp_replace(pg_temp.try(format('SELECT * FROM invitetomedia.invite_resend(%s, %L, false)', :who, u)),
+                         'invite \d+', 'invite N') AS try
+  FROM unnest(ARRAY['stranger', 'coviewer', 'viewer', 'nobody']) AS u;
+SELECT pg_temp.try('SELECT * FROM invitetomedia.invite_resend(999999, ''owner'', false)');
+-- the refusals changed nothing: the token still works, nothing retired
+SELECT status FROM invitetomedia.invite_check(:'who_token');
+SELECT count(*) AS retired FROM invitetomedia.retired_tokens WHERE invite_id = :who;
+-- allowed: the inviter, whoever may invite to the media, administrators
+SELECT u, (SELECT count(*) FROM invitetomedia.invite_resend(:who, u, false)) AS resent
+  FROM unnest(ARRAY['coeditor', 'owner', 'coowner', 'copublisher', 'admin', 'uadmin']) AS u;
+SELECT count(*) AS retired FROM invitetomedia.retired_tokens WHERE invite_id = :who;
+SELECT status FROM invitetomedia.invite_check(:'who_token');
+-- an administrator with no part in the media, by role alone
+SELECT invite_id AS vid_inv FROM invitetomedia.invite_create('vid', 'owner', 'v@outside.example', 'V', 'Id') \gset
+SELECT count(*) AS resent_by_admin FROM invitetomedia.invite_resend(:vid_inv, 'admin', false);
+SELECT count(*) AS resent_by_uadmin FROM invitetomedia.invite_resend(:vid_inv, 'uadmin', false);
+SELECT regexp_replace(pg_temp.try(format('SELECT * FROM invitetomedia.invite_resend(%s, %L, false)', :vid_inv, 'coowner')),
+                      'invite \d+', 'invite N') AS coowner_of_another_media;
+-- the inviter may, even after losing the right to invite to the media
+DELETE FROM invitetomedia.media_collaborators WHERE media_id = 'live' AND user_id = 'coeditor';
+SELECT invitetomedia.may_invite('coeditor', 'live') AS coeditor_may_invite;
+SELECT count(*) AS resent_by_inviter FROM invitetomedia.invite_resend(:who, 'coeditor', false);
+INSERT INTO invitetomedia.media_collaborators VALUES ('live', 'coeditor', 'co_editor');
+
+-- refused with 55000, writing nothing: a revoked invite, an exhausted one,
+-- send_email with no template; and while the module is disabled
+SELECT invite_id AS rv, token AS rv_token FROM invitetomedia.invite_create('live', 'owner', 'rv@outside.example', 'R', 'V', 'viewer', true) \gset
+SELECT invitetomedia.invite_revoke(:rv, 'owner');
+SELECT regexp_replace(pg_temp.try(format('SELECT * FROM invitetomedia.invite_resend(%s, %L, false)', :rv, 'owner')),
+                      'invite \d+', 'invite N') AS revoked;
+SELECT status FROM invitetomedia.invite_check(:'rv_token');
+SELECT invite_id AS ex, token AS ex_token FROM invitetomedia.invite_create('live', 'owner', 'ex@outside.example', 'E', 'X') \gset
+SELECT status FROM invitetomedia.invite_consume(:'ex_token', 'ex@outside.example');
+SELECT regexp_replace(pg_temp.try(format('SELECT * FROM invitetomedia.invite_resend(%s, %L, false)', :ex, 'owner')),
+                      'invite \d+', 'invite N') AS exhausted;
+SELECT status FROM invitetomedia.invite_check(:'ex_token');
+-- an unlimited link never runs out: it may be resent after many uses
+UPDATE invitetomedia.settings SET link_reusability = -1;
+SELECT invite_id AS unl, token AS unl_token FROM invitetomedia.invite_create('vid', 'owner', 'unl@outside.example', 'U', 'Nl') \gset
+SELECT status FROM invitetomedia.invite_consume(:'unl_token', 'unl@outside.example');
+SELECT status FROM invitetomedia.invite_consume(:'unl_token', 'unl@outside.example');
+SELECT max_uses FROM invitetomedia.invite_resend(:unl, 'owner', false);
+UPDATE invitetomedia.settings SET link_reusability = 1;
+
+SELECT invite_id AS nt, token AS nt_token FROM invitetomedia.invite_create('live', 'owner', 'nt@outside.example', 'N', 'T', 'viewer', true) \gset
+SELECT message_id AS nt_message FROM invitetomedia.outbox WHERE invite_id = :nt \gset
+UPDATE invitetomedia.settings SET invite_email_template = NULL;
+SELECT regexp_replace(pg_temp.try(format('SELECT * FROM invitetomedia.invite_resend(%s, %L)', :nt, 'owner')),
+                      'invite \d+', 'invite N') AS default_send_email_no_template;
+SELECT regexp_replace(pg_temp.try(format('SELECT * FROM invitetomedia.invite_resend(%s, %L, true)', :nt, 'owner')),
+                      'invite \d+', 'invite N') AS send_email_no_template;
+-- nothing changed: the token works, its unsent message is still queued
+SELECT status FROM invitetomedia.invite_check(:'nt_token');
+SELECT message_id = :nt_message AS same_message FROM invitetomedia.outbox WHERE invite_id = :nt;
+-- without send_email no template is needed; the old unsent message still goes
+SELECT count(*) AS resent_without_email FROM invitetomedia.invite_resend(:nt, 'owner', false);
+SELECT count(*) AS messages FROM invitetomedia.outbox WHERE invite_id = :nt;
+-- disabled
+UPDATE invitetomedia.settings SET enabled = false;
+SELECT regexp_replace(pg_temp.try(format('SELECT * FROM invitetomedia.invite_resend(%s, %L, false)', :nt, 'owner')),
+                      'invite \d+', 'invite N') AS disabled;
+-- the status order holds for a replaced token too: disabled comes before
+-- revoked, as for any known link (recorded as disabled)
+SELECT * FROM invitetomedia.invite_check(:'nt_token');
+SELECT * FROM invitetomedia.invite_consume(:'nt_token', 'nt@outside.example');
+SELECT status FROM invitetomedia.redemptions WHERE invite_id = :nt ORDER BY redemption_id;
+UPDATE invitetomedia.settings SET enabled = true;
+
+-- NULL arguments
+SELECT pg_temp.try('SELECT * FROM invitetomedia.invite_resend(NULL, ''owner'', false)');
+SELECT pg_temp.try(format('SELECT * FROM invitetomedia.invite_resend(%s, NULL, false)', :nt));
+SELECT pg_temp.try(format('SELECT * FROM invitetomedia.invite_resend(%s, ''owner'', NULL)', :nt));
