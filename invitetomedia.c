@@ -413,16 +413,20 @@ static const ItmCol consume_cols[USE_NCOLS] = {
 /*
  * 1.1: a scheduled link is not used before it opens, a locked one not at
  * all; the lockout threshold is read once per statement (0 never locks).
+ * LOCKED_SQL is the one test of a lock, here, in the diagnosis and in the
+ * count of a wrong email: a threshold of 2147483647 is a threshold like
+ * any other, not "never".
  */
+#define LOCKED_SQL \
+	"(s.lockout_attempts OPERATOR(pg_catalog.>) 0"						\
+	" AND i.failed_attempts OPERATOR(pg_catalog.>=) s.lockout_attempts)"
 #define CONSUME_SET_1_1 \
 	"         , last_used_at = pg_catalog.now()"
 #define CONSUME_WHERE_1_1 \
 	"     AND (i.not_before IS NULL"									\
 	"          OR i.not_before OPERATOR(pg_catalog.<=) pg_catalog.now())" \
-	"     AND i.failed_attempts OPERATOR(pg_catalog.<)"				\
-	"         (SELECT CASE WHEN s.lockout_attempts OPERATOR(pg_catalog.>) 0" \
-	"                      THEN s.lockout_attempts ELSE 2147483647 END"	\
-	"            FROM invitetomedia.settings s)"
+	"     AND i.failed_attempts IS NOT NULL"							\
+	"     AND (SELECT " LOCKED_SQL " FROM invitetomedia.settings s) IS NOT TRUE"
 static ItmPlan consume_plan[ITM_API_COUNT] = {
 	[ITM_API_1_0] = {CONSUME_SQL(USER_KEY_1_0, "", ""), 3, {BYTEAOID, TEXTOID, TEXTOID},
 	USE_NCOLS, consume_cols, NULL},
@@ -575,8 +579,7 @@ static const ItmCol diagnose_cols[DX_NCOLS] = {
 #define DIAGNOSE_COLS_1_1 \
 	"       (i.not_before OPERATOR(pg_catalog.>) pg_catalog.now()) IS TRUE AS not_yet," \
 	"       CASE WHEN i.failed_attempts IS NOT NULL THEN"			\
-	"       (s.lockout_attempts OPERATOR(pg_catalog.>) 0"				\
-	"        AND i.failed_attempts OPERATOR(pg_catalog.>=) s.lockout_attempts) IS TRUE" \
+	"       " LOCKED_SQL " IS TRUE"										\
 	"       END AS locked"
 static ItmPlan consume_diagnose_plan[ITM_API_COUNT] = {
 	[ITM_API_1_0] = {DIAGNOSE_SQL(USER_KEY_1_0, DIAGNOSE_COLS_1_0), 3,
@@ -607,15 +610,27 @@ static ItmPlan retired_plan = {
 };
 
 /*
- * 1.1: a wrong email counts towards the lockout.  Only while the token is
- * the one that was typed: a resend in between reset the counter for the
- * new token.
+ * 1.1: a wrong email counts towards the lockout, under the invite's row
+ * lock and only while every status before email_mismatch still does not
+ * apply: one UPDATE whose WHERE clause holds them, as the use's does.
+ * Wrong emails racing for one link queue on its row lock and each sees
+ * the count the others committed (READ COMMITTED's recheck), so a link
+ * never counts more than lockout_attempts of them: the one that would
+ * pass the threshold updates nothing, and its diagnosis, run again, says
+ * locked.  Only while the token is the one that was typed: a resend in
+ * between reset the counter for the new token.
  */
 static ItmPlan mismatch_plan = {
 	"UPDATE invitetomedia.invites i"
 	"   SET failed_attempts = i.failed_attempts OPERATOR(pg_catalog.+) 1"
 	" WHERE i.invite_id OPERATOR(pg_catalog.=) $1"
-	"   AND i.token_hash OPERATOR(pg_catalog.=) $2",
+	"   AND i.token_hash OPERATOR(pg_catalog.=) $2"
+	"   AND i.revoked_at IS NULL"
+	"   AND i.expires_at OPERATOR(pg_catalog.>) pg_catalog.now()"
+	"   AND (i.not_before IS NULL OR i.not_before OPERATOR(pg_catalog.<=) pg_catalog.now())"
+	"   AND i.failed_attempts IS NOT NULL"
+	"   AND (SELECT s.enabled FROM invitetomedia.settings s)"
+	"   AND (SELECT " LOCKED_SQL " FROM invitetomedia.settings s) IS NOT TRUE",
 	2, {INT8OID, BYTEAOID}, 0, NULL, NULL
 };
 
@@ -1892,6 +1907,23 @@ TakeUse(ConsumeCall *call)
 	return true;
 }
 
+/*
+ * 1.1: counts a wrong email towards the lockout (mismatch_plan, under the
+ * invite's row lock); false if it could not, because the link changed
+ * since its diagnosis (another wrong email locked it, a revoke or a resend
+ * committed): the caller diagnoses again.
+ */
+static bool
+CountMismatch(ConsumeCall *call)
+{
+	Datum		margs[2];
+
+	margs[0] = Int64GetDatum(call->invite_id);
+	margs[1] = call->args[0];
+	RunPlan(&mismatch_plan, margs, NULL, false, SPI_OK_UPDATE);
+	return SPI_processed == 1;
+}
+
 /* Every attempt on a known link that took no use is recorded. */
 static void
 RecordAttempt(ConsumeCall *call)
@@ -1960,6 +1992,9 @@ ConsumeImpl(FunctionCallInfo fcinfo, ItmApi api)
 	{
 		RunPlan(&lock_invite_plan, call.args, call.nulls, false, SPI_OK_SELECT);
 		DiagnoseConsume(&call);
+		if (call.status == CS_EMAIL_MISMATCH && api >= ITM_API_1_1 &&
+			!CountMismatch(&call))
+			call.status = CS_OK;	/* the link changed: the loop looks again */
 		if (call.status != CS_OK)
 			goto refused;
 	}
@@ -1974,6 +2009,10 @@ ConsumeImpl(FunctionCallInfo fcinfo, ItmApi api)
 		if (TakeUse(&call))
 			goto done;
 		DiagnoseConsume(&call);
+		/* 1.1: a wrong email counts, or the link changed: look again */
+		if (call.status == CS_EMAIL_MISMATCH && api >= ITM_API_1_1 &&
+			!CountMismatch(&call))
+			continue;
 		if (call.status != CS_OK)
 			goto refused;
 	}
@@ -1985,15 +2024,6 @@ ConsumeImpl(FunctionCallInfo fcinfo, ItmApi api)
 refused:
 	if (call.status != CS_NOT_FOUND)
 		RecordAttempt(&call);
-	/* 1.1: wrong emails count towards the lockout */
-	if (call.status == CS_EMAIL_MISMATCH && api >= ITM_API_1_1)
-	{
-		Datum		margs[2];
-
-		margs[0] = Int64GetDatum(call.invite_id);
-		margs[1] = call.args[0];
-		RunPlan(&mismatch_plan, margs, NULL, false, SPI_OK_UPDATE);
-	}
 
 done:
 	/* 1.1: tell the application (any role may LISTEN: the id only) */

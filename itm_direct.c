@@ -443,8 +443,8 @@ ReadSettings(Relation set, Snapshot snapshot, bool *enabled, int32 *lockout)
 		d = slot_getattr(slot, cache.set[SET_ENABLED], &isnull);
 		*enabled = !isnull && DatumGetBool(d);	/* NULL: not enabled */
 		d = slot_getattr(slot, cache.set[SET_LOCKOUT_ATTEMPTS], &isnull);
-		/* the statement's CASE: NULL or 0 never locks */
-		*lockout = (isnull || DatumGetInt32(d) <= 0) ? PG_INT32_MAX : DatumGetInt32(d);
+		/* the statements' test: NULL or 0 (or less) never locks */
+		*lockout = (isnull || DatumGetInt32(d) <= 0) ? 0 : DatumGetInt32(d);
 	}
 	if (rows != 1)
 		ok = false;
@@ -563,7 +563,7 @@ CheckUse(TupleTableSlot *slot, bytea *token_hash, const char *email_key,
 		EmailMatches(V(INV_EMAIL), email_key) &&
 		(max_uses == -1 || use_count < max_uses) &&
 		(N(INV_NOT_BEFORE) || DatumGetTimestampTz(V(INV_NOT_BEFORE)) <= now) &&
-		DatumGetInt32(V(INV_FAILED_ATTEMPTS)) < lockout)
+		!(lockout > 0 && DatumGetInt32(V(INV_FAILED_ATTEMPTS)) >= lockout))
 		return USE_ALLOWED;
 	return USE_REFUSED;
 #undef V
@@ -695,7 +695,7 @@ ItmDirectTakeUse(bytea *token_hash, const char *email_key, ItmDirectUse *use)
 	Datum	   *values;
 	bool	   *nulls;
 	bool		enabled = false;
-	int32		lockout = PG_INT32_MAX;
+	int32		lockout = 0;
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	ItmDirectResult result = ITM_DIRECT_REFUSED;
 	int32		max_uses;
@@ -1331,7 +1331,7 @@ ItmDirectReadInvite(bytea *token_hash, ItmDirectInvite *out)
 	Snapshot	snapshot;
 	TupleTableSlot *slot;
 	bool		enabled = false;
-	int32		lockout = PG_INT32_MAX;
+	int32		lockout = 0;
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	ItmDirectResult result = ITM_DIRECT_REFUSED;
 	Datum	   *v;
@@ -1385,7 +1385,7 @@ ItmDirectReadInvite(bytea *token_hash, ItmDirectInvite *out)
 	out->revoked = !N(INV_REVOKED_AT);
 	out->expired = !N(INV_EXPIRES_AT) && DatumGetTimestampTz(V(INV_EXPIRES_AT)) <= now;
 	out->not_yet = !N(INV_NOT_BEFORE) && DatumGetTimestampTz(V(INV_NOT_BEFORE)) > now;
-	out->locked = lockout != PG_INT32_MAX && DatumGetInt32(V(INV_FAILED_ATTEMPTS)) >= lockout;
+	out->locked = lockout > 0 && DatumGetInt32(V(INV_FAILED_ATTEMPTS)) >= lockout;
 	out->max_uses = DatumGetInt32(V(INV_MAX_USES));
 	out->use_count = DatumGetInt32(V(INV_USE_COUNT));
 	out->media_id_null = N(INV_MEDIA_ID);
