@@ -19,6 +19,12 @@ usable link's form, "ok" or "rejoin" after admission; the lobby's own are
 "csrf", "invalid" (what was typed), "unavailable" (a database error: 503),
 "error", "home", and "not_found", "method_not_allowed", "too_large",
 "bad_request" for HTTP errors.
+
+An admission (ok, rejoin) ends in a redirect to the platform with a result
+signed by the lobby's secret.  An invite's result names the user that
+invite_consume returned.  A guest link's names no user: a guest link is
+not a login, so the result carries the join record's id and what the guest
+typed, as claims ("email_claimed"), never a user_id.
 """
 
 import base64
@@ -367,13 +373,28 @@ def create_app(db, secret, app_url=None, cookie_secure=False):
             error = error[:1].upper() + error[1:]
             return page("guest.html", "invalid", 400, form=form, csrf=csrf_token(), error=error)
         s = r["status"]
-        log.info("guest link %s%s: join %s", ref,
-                 f" (guest link {r['guest_link_id']})" if r["guest_link_id"] is not None else "", s)
+        # 1.1.1 returns the join record's id; a 1.1 database has no such column
+        join_id = r.get("join_id")
+        refs = []
+        if r["guest_link_id"] is not None:
+            refs.append(f"guest link {r['guest_link_id']}")
+        if join_id is not None:
+            refs.append(f"join {join_id}")
+        log.info("guest link %s%s: join %s", ref, f" ({', '.join(refs)})" if refs else "", s)
         if s in ("ok", "rejoin"):
+            # A guest link is not a login: whoever has the link typed this
+            # email and these names, and nothing proves them.  The result
+            # names the join record, never a user: r["user_id"] (NULL from
+            # 1.1.1 on, an account's id on a 1.1 database) is not passed on.
             return admitted({
                 "kind": "guest_link", "status": s, "id": r["guest_link_id"],
-                "media_id": r["media_id"], "role": r["role"], "user_id": r["user_id"],
-                "first_name": form["first_name"].strip(), "last_name": form["last_name"].strip(),
+                "media_id": r["media_id"], "role": r["role"],
+                "guest": {
+                    "join_id": join_id,
+                    "email_claimed": form["email"].strip(),
+                    "first_name": form["first_name"].strip(),
+                    "last_name": form["last_name"].strip(),
+                },
                 "title": None,
             })
         if s == "domain_restricted":
@@ -384,7 +405,9 @@ def create_app(db, secret, app_url=None, cookie_secure=False):
 
     def admitted(result):
         """ok and rejoin: to the platform (LOBBY_APP_URL) or the welcome page,
-        with the result signed, so that the platform can trust it."""
+        with the result signed, so that the platform knows that this lobby
+        admitted the browser (the signature vouches for the lobby's
+        decision, not for what a guest typed)."""
         result["issued_at"] = int(time.time())
         result["nonce"] = secrets.token_urlsafe(12)
         data = _b64(json.dumps(result, separators=(",", ":")).encode())

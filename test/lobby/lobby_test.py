@@ -134,6 +134,11 @@ class Test:
             " (SELECT count(*) FROM invitetomedia.redemptions r WHERE r.invite_id = s.invite_id)"
             " FROM invitetomedia.invite_status s WHERE s.invite_id = %s", (invite_id,))
 
+    def users(self):
+        """The users table, every row: guest joins must leave it as it is."""
+        return self.sql("SELECT user_id, email, first_name, last_name, role"
+                        " FROM invitetomedia.users ORDER BY user_id")
+
     def guest_state(self, gid):
         return self.one(
             "SELECT s.state, s.clicks,"
@@ -288,6 +293,59 @@ class Test:
                 p.wait()
 
 
+def import_lobby():
+    """examples/lobby/lobby.py, as a platform imports it (verify_result)."""
+    sys.dont_write_bytecode = True
+    if os.path.join(TOP, "examples", "lobby") not in sys.path:
+        sys.path.insert(0, os.path.join(TOP, "examples", "lobby"))
+    import lobby
+    return lobby
+
+
+class Platform:
+    """What LOBBY_APP_URL points at: a page at /landing that records the
+    paths it was asked for (got)."""
+
+    def __init__(self):
+        import http.server
+        import threading
+        got = self.got = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                got.append(self.path)
+                body = b'<!doctype html><title>platform</title><main data-status="platform">in</main>'
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+        self.landing = f"http://127.0.0.1:{self.srv.server_port}/landing?from=lobby"
+
+    def results(self):
+        """The itm_result of each landing so far (not /favicon.ico)."""
+        return [urllib.parse.parse_qs(urllib.parse.urlsplit(g).query)["itm_result"][0]
+                for g in self.got if g.startswith("/landing") and "itm_result=" in g]
+
+    def stop(self):
+        self.srv.shutdown()
+
+
+def keys_in(value):
+    """Every key of a JSON value, at any depth."""
+    if isinstance(value, dict):
+        return set(value) | set().union(*(keys_in(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(keys_in(v) for v in value))
+    return set()
+
+
 def data_status(html):
     m = re.search(r'<main data-status="([^"]*)"', html)
     return m.group(1) if m else None
@@ -324,8 +382,10 @@ def run(t):
         st["app_password"] = os.urandom(12).hex()
         t.sql(f"ALTER ROLE media_app PASSWORD '{st['app_password']}'")
         t.sql("""
-            INSERT INTO invitetomedia.users (user_id, email, first_name, last_name, role)
-            VALUES ('olivia', 'olivia@media.example', 'Olivia', 'Owner', 'private_only');
+            INSERT INTO invitetomedia.users (user_id, email, first_name, last_name, role) VALUES
+                ('olivia', 'olivia@media.example', 'Olivia', 'Owner', 'private_only'),
+                ('admin', 'admin@media.example', 'Ada', 'Admin', 'admin'),
+                ('cora', 'cora@corp.example', 'Cora', 'Corp', 'viewer');
             INSERT INTO invitetomedia.media (media_id, media_type, title, owner_id) VALUES
                 ('launch', 'webcast', 'Spring launch webcast', 'olivia'),
                 ('talks', 'webcast', 'Tuesday talks', 'olivia'),
@@ -516,6 +576,8 @@ def run(t):
     # -- guest links --------------------------------------------------------------------
 
     def guest_join_ok():
+        # every guest join from here to guest_joins_leave_users leaves it so
+        st["users"] = t.users()
         gid, token, url = t.guest_link("Tuesday audience")
         st["gid"], st["gurl"] = gid, url
         expect(url.startswith(t.base + "i/itg_"), f"a guest link reads {url}")
@@ -526,6 +588,9 @@ def run(t):
         s = t.submit(a, email="gail.guest@outside.example", first_name="Gail", last_name="Guest")
         expect(s == "ok", f"data-status {s}")
         expect(t.text(a, "role") == "viewer", f"role {t.text(a, 'role')!r}")
+        who, email = t.text(a, "who"), t.text(a, "email")
+        expect(who == "Gail Guest (guest)", f"joined as {who!r}")
+        expect(email == "gail.guest@outside.example", f"email given {email!r}")
         t.shot(a, "guest-admitted")
         r = t.sql("SELECT status, email, first_name, last_name FROM invitetomedia.guest_joins"
                   " WHERE guest_link_id = %s", (gid,))
@@ -559,6 +624,74 @@ def run(t):
         expect(t.guest_state(gid)[:2] == ("exhausted", 1), f"state {t.guest_state(gid)}")
 
     t.check("guest_click_limited_exhausted", guest_click_limited_exhausted)
+
+    def guest_link_is_not_a_login():
+        # issue 18: a guest who types an account's address is not that
+        # account.  The platform's result names the join, with the email as
+        # a claim; no user is returned, created or changed.
+        lobby = import_lobby()
+        platform = Platform()
+        try:
+            secret = os.urandom(24).hex()
+            p, base, log = t.start_app("lobby-guest-app-url", {
+                "PGUSER": "media_app", "PGPASSWORD": st["app_password"],
+                "LOBBY_APP_URL": platform.landing, "LOBBY_SECRET": secret})
+            gid, token, url = t.guest_link("Open day")
+            t.open(a, base + "g/" + token)
+            s = t.submit(a, email="ADMIN@media.example", first_name="Mallory", last_name="Evil")
+            expect(s == "platform", f"the guest is not at LOBBY_APP_URL: data-status {s}")
+            # the same browser again, with another account's address: the
+            # same guest (its first join), still no user
+            t.open(a, base + "g/" + token)
+            s = t.submit(a, email="olivia@media.example", first_name="Mallory", last_name="Evil")
+            expect(s == "platform", f"the rejoin is not at LOBBY_APP_URL: data-status {s}")
+            signed = platform.results()
+            expect(len(signed) == 2, f"the platform got {platform.got}")
+            first, again = (lobby.verify_result(lobby.Signer(secret), x, max_age=60) for x in signed)
+            expect(first is not None and again is not None, "a result does not verify")
+            joins = t.sql("SELECT join_id FROM invitetomedia.guest_link_joins"
+                          " WHERE guest_link_id = %s AND status = 'ok'", (gid,))
+            expect(len(joins) == 1, f"ok joins of the link: {joins}")
+            join_id = joins[0][0]
+            for r, status, email in ((first, "ok", "ADMIN@media.example"),
+                                     (again, "rejoin", "olivia@media.example")):
+                expect("user_id" not in keys_in(r), f"a guest result names a user: {r}")
+                expect("email" not in keys_in(r), f"a guest result has an unqualified email: {r}")
+                want = {"kind": "guest_link", "status": status, "id": gid,
+                        "media_id": "talks", "role": "viewer"}
+                expect(all(r.get(k) == v for k, v in want.items()), f"result {r}")
+                expect(r.get("guest") == {"join_id": join_id, "email_claimed": email,
+                                          "first_name": "Mallory", "last_name": "Evil"},
+                       f"{status}: guest {r.get('guest')}, the join is {join_id}")
+            # a registered address of a restricted domain is refused as an
+            # unregistered one is: the answer tells no account (another
+            # browser: this one would rejoin whatever it types)
+            t.open(b, base + "g/" + token)
+            s = t.submit(b, email="cora@corp.example", first_name="Cora", last_name="Corp")
+            expect(s == "domain_restricted", f"a registered address of corp.example: data-status {s}")
+            p.send_signal(signal.SIGTERM)
+            expect(p.wait(timeout=15) == 0, "the lobby did not stop on SIGTERM")
+            text = open(log).read()
+            expect(re.search(rf"\(guest link {gid}, join {join_id}\): join ok", text),
+                   "no join logged with the link and join ids")
+        finally:
+            platform.stop()
+
+    t.check("guest_link_is_not_a_login", guest_link_is_not_a_login)
+
+    def guest_joins_leave_users():
+        # every guest join since guest_join_ok (ok, rejoin, refused, with
+        # new addresses and with accounts' addresses): no user created or
+        # changed
+        expect("users" in st, "guest_join_ok did not run")
+        now = t.users()
+        added = sorted(set(now) - set(st["users"]), key=repr)
+        gone = sorted(set(st["users"]) - set(now), key=repr)
+        expect(not added and not gone,
+               f"guest joins changed the users table: {len(st['users'])} rows, now {len(now)}",
+               "\n".join([f"+ {x}" for x in added] + [f"- {x}" for x in gone]))
+
+    t.check("guest_joins_leave_users", guest_joins_leave_users)
 
     # -- what a mail scanner's GET and HEAD do: nothing -----------------------------
 
@@ -656,42 +789,21 @@ def run(t):
     # -- LOBBY_APP_URL: the platform receives a result it can verify -----------------
 
     def app_url_redirect():
-        import http.server
-        import threading
-        sys.dont_write_bytecode = True
-        sys.path.insert(0, os.path.join(TOP, "examples", "lobby"))
-        import lobby
-        got = []
-
-        class Platform(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                got.append(self.path)
-                body = b'<!doctype html><title>platform</title><main data-status="platform">in</main>'
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Platform)
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        lobby = import_lobby()
+        platform = Platform()
         try:
             secret = os.urandom(24).hex()
-            landing = f"http://127.0.0.1:{srv.server_port}/landing?from=lobby"
             p, base, log = t.start_app("lobby-app-url", {
                 "PGUSER": "media_app", "PGPASSWORD": st["app_password"],
-                "LOBBY_APP_URL": landing, "LOBBY_SECRET": secret})
+                "LOBBY_APP_URL": platform.landing, "LOBBY_SECRET": secret})
             iid, token, url = t.invite("pia.platform@outside.example")
             t.open(a, base + "i/" + token)
             s = t.submit(a, email="pia.platform@outside.example")
             expect(s == "platform", f"the browser is not at LOBBY_APP_URL: data-status {s}")
-            got = [g for g in got if g.startswith("/landing")]    # not /favicon.ico
+            got = [g for g in platform.got if g.startswith("/landing")]    # not /favicon.ico
             expect(len(got) == 1 and got[0].startswith("/landing?from=lobby&itm_result="),
                    f"the platform got {got}")
-            signed = urllib.parse.parse_qs(urllib.parse.urlsplit(got[0]).query)["itm_result"][0]
+            signed = platform.results()[0]
             r = lobby.verify_result(lobby.Signer(secret), signed, max_age=60)
             expect(r is not None, "the result does not verify with LOBBY_SECRET")
             want = {"kind": "invite", "status": "ok", "id": iid, "media_id": "launch",
@@ -706,7 +818,7 @@ def run(t):
             p.send_signal(signal.SIGTERM)
             expect(p.wait(timeout=15) == 0, "the lobby did not stop on SIGTERM")
         finally:
-            srv.shutdown()
+            platform.stop()
 
     t.check("app_url_redirect", app_url_redirect)
 
@@ -787,7 +899,8 @@ def run(t):
         leaked = [tok[:8] + "..." for tok in t.tokens if tok in text or tok[4:] in text]
         expect(not leaked, f"{len(leaked)} tokens in the log")
         expect(f"(invite {st['iid']}): consume ok" in text, "no consume logged with the invite id")
-        expect(re.search(r"\(guest link \d+\): join ok", text), "no join logged with the link id")
+        expect(re.search(r"\(guest link \d+, join \d+\): join ok", text),
+               "no join logged with the link and join ids")
 
     t.check("sigterm_and_log", sigterm_and_log)
 
