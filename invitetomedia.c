@@ -312,6 +312,29 @@ static ItmPlan rate_count_plan = {
 	1, {TEXTOID}, RATE_NCOLS, rate_cols, NULL
 };
 
+/*
+ * 1.1.1: a resend that mails the link counts as a new link (issue 18: 50
+ * resends mailed one address 51 times under a limit of one an hour).
+ */
+static ItmPlan rate_count_plan_1_1_1 = {
+	"SELECT ((SELECT pg_catalog.count(*) FROM invitetomedia.invites i"
+	"          WHERE i.invited_by OPERATOR(pg_catalog.=) $1"
+	"            AND i.created_at OPERATOR(pg_catalog.>)"
+	"                (pg_catalog.now() OPERATOR(pg_catalog.-) '1 hour'::pg_catalog.interval))"
+	"       OPERATOR(pg_catalog.+)"
+	"        (SELECT pg_catalog.count(*) FROM invitetomedia.guest_links g"
+	"          WHERE g.created_by OPERATOR(pg_catalog.=) $1"
+	"            AND g.created_at OPERATOR(pg_catalog.>)"
+	"                (pg_catalog.now() OPERATOR(pg_catalog.-) '1 hour'::pg_catalog.interval))"
+	"       OPERATOR(pg_catalog.+)"
+	"        (SELECT pg_catalog.count(*) FROM invitetomedia.resends r"
+	"          WHERE r.actor_id OPERATOR(pg_catalog.=) $1 AND r.emailed"
+	"            AND r.resent_at OPERATOR(pg_catalog.>)"
+	"                (pg_catalog.now() OPERATOR(pg_catalog.-) '1 hour'::pg_catalog.interval))"
+	"       )::pg_catalog.int8 AS created",
+	1, {TEXTOID}, RATE_NCOLS, rate_cols, NULL
+};
+
 enum
 {
 	OUT_MESSAGE_ID,
@@ -1347,8 +1370,9 @@ ReadCreateContext(const CreateArgs *a, CreateContext *c)
  * Creations by one actor queue on the actor's row (see lock_actor_plan).
  */
 static void
-CheckRateLimit(const char *actor_id, int32 per_hour)
+CheckRateLimit(const char *actor_id, int32 per_hour, bool with_resends)
 {
+	ItmPlan    *p = with_resends ? &rate_count_plan_1_1_1 : &rate_count_plan;
 	Datum		args[1];
 	int64		created;
 
@@ -1356,16 +1380,19 @@ CheckRateLimit(const char *actor_id, int32 per_hour)
 		return;
 	args[0] = CStringGetTextDatum(actor_id);
 	RunPlan(&lock_actor_plan, args, NULL, false, SPI_OK_SELECT);
-	RunPlanAfterLock(&rate_count_plan, args, NULL, SPI_OK_SELECT);
+	RunPlanAfterLock(p, args, NULL, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		elog(ERROR, "invitetomedia: the rate count returned %llu rows",
 			 (unsigned long long) SPI_processed);
-	created = ColInt8(&rate_count_plan, RATE_CREATED);
+	created = ColInt8(p, RATE_CREATED);
 	if (created >= per_hour)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				 errmsg("user \"%s\" has reached the limit of %d new links per hour",
 						Clip(actor_id, 100), per_hour),
+				 with_resends ?
+				 errdetail("%lld invite and guest links were created or mailed again by this user in the last hour; settings.invites_per_hour allows %d.",
+						   (long long) created, per_hour) :
 				 errdetail("%lld invite and guest links were created by this user in the last hour; settings.invites_per_hour allows %d.",
 						   (long long) created, per_hour),
 				 errhint("Try again later, or ask an administrator to raise settings.invites_per_hour.")));
@@ -1553,7 +1580,7 @@ QueueInviteEmail(const CreateArgs *a, const CreateContext *c, const CreatedInvit
 }
 
 static Datum
-CreateImpl(FunctionCallInfo fcinfo, ItmApi api)
+CreateImpl(FunctionCallInfo fcinfo, ItmApi api, bool with_resends)
 {
 	static const char *const argnames[] = {
 		"media_id", "inviter_id", "email", "first_name", "last_name", "role", "send_email"
@@ -1579,7 +1606,7 @@ CreateImpl(FunctionCallInfo fcinfo, ItmApi api)
 	ReadCreateArgs(fcinfo, &a);
 	ReadCreateContext(&a, &c);
 	CheckCreateRules(&a, &c);
-	CheckRateLimit(a.inviter_id, c.invites_per_hour);
+	CheckRateLimit(a.inviter_id, c.invites_per_hour, with_resends);
 	InsertInvite(&a, &c, &inv);
 	if (a.send_email)
 		QueueInviteEmail(&a, &c, &inv);
@@ -1601,7 +1628,7 @@ PG_FUNCTION_INFO_V1(invite_create);
 Datum
 invite_create(PG_FUNCTION_ARGS)
 {
-	return CreateImpl(fcinfo, ITM_API_1_0_1);
+	return CreateImpl(fcinfo, ITM_API_1_0_1, false);
 }
 
 /* 1.1: not_before, the rate limit */
@@ -1609,7 +1636,15 @@ PG_FUNCTION_INFO_V1(invite_create_1_1);
 Datum
 invite_create_1_1(PG_FUNCTION_ARGS)
 {
-	return CreateImpl(fcinfo, ITM_API_1_1);
+	return CreateImpl(fcinfo, ITM_API_1_1, false);
+}
+
+/* 1.1.1: mailed resends count towards the rate limit */
+PG_FUNCTION_INFO_V1(invite_create_1_1_1);
+Datum
+invite_create_1_1_1(PG_FUNCTION_ARGS)
+{
+	return CreateImpl(fcinfo, ITM_API_1_1, true);
 }
 
 /*---- invite_consume --------------------------------------------------------*/
@@ -2196,17 +2231,26 @@ invite_check_1_1(PG_FUNCTION_ARGS)
  * Who may change a link: its inviter, an administrator, or anyone who may
  * invite to its media (invite_revoke's rule).
  */
+static bool MayInviteNow(const char *actor_id, const char *media_id);
+
 static bool
 MayManageLink(const char *actor_id, const char *actor_role,
 			  const char *created_by, const char *media_id)
 {
-	Datum		margs[2];
-
 	if (created_by != NULL && strcmp(created_by, actor_id) == 0)
 		return true;
 	if (actor_role != NULL && (strcmp(actor_role, "admin") == 0 ||
 							   strcmp(actor_role, "unmoderated_admin") == 0))
 		return true;
+	return MayInviteNow(actor_id, media_id);
+}
+
+/* may_invite(actor, media) as the rule says now (NULL: no) */
+static bool
+MayInviteNow(const char *actor_id, const char *media_id)
+{
+	Datum		margs[2];
+
 	if (media_id == NULL)
 		return false;
 	margs[0] = CStringGetTextDatum(actor_id);
@@ -2318,6 +2362,7 @@ enum
 	RS_BODY,
 	RS_MEDIA_TITLE,
 	RS_INVITER_NAME,
+	RS_INVITES_PER_HOUR,
 	RS_NCOLS
 };
 static const ItmCol resend_lookup_cols[RS_NCOLS] = {
@@ -2341,6 +2386,7 @@ static const ItmCol resend_lookup_cols[RS_NCOLS] = {
 	[RS_BODY] = {"body", TEXTOID, true, "email_templates.body"},
 	[RS_MEDIA_TITLE] = {"media_title", TEXTOID, true, "media.title"},
 	[RS_INVITER_NAME] = {"inviter_name", TEXTOID, true, "users.first_name"},
+	[RS_INVITES_PER_HOUR] = {"invites_per_hour", INT4OID, false, "settings.invites_per_hour"},
 };
 static ItmPlan resend_lookup_plan = {
 	"SELECT i.invited_by::pg_catalog.text AS invited_by,"
@@ -2363,7 +2409,8 @@ static ItmPlan resend_lookup_plan = {
 	"       t.subject::pg_catalog.text AS subject,"
 	"       t.body::pg_catalog.text AS body,"
 	"       m.title::pg_catalog.text AS media_title,"
-	"       pg_catalog.concat_ws(' ', iu.first_name, iu.last_name)::pg_catalog.text AS inviter_name"
+	"       pg_catalog.concat_ws(' ', iu.first_name, iu.last_name)::pg_catalog.text AS inviter_name,"
+	"       s.invites_per_hour::pg_catalog.int4 AS invites_per_hour"
 	"  FROM invitetomedia.invites i"
 	"  LEFT JOIN invitetomedia.settings s ON true"
 	"  LEFT JOIN invitetomedia.users u ON u.user_id OPERATOR(pg_catalog.=) $2"
@@ -2408,15 +2455,25 @@ static ItmPlan retire_token_plan = {
 	2, {BYTEAOID, INT8OID}, 0, NULL, NULL
 };
 
+/* 1.1.1: every resend is recorded; the mailed ones count towards the rate limit */
+static ItmPlan record_resend_plan = {
+	"INSERT INTO invitetomedia.resends (invite_id, actor_id, emailed) VALUES ($1, $2, $3)",
+	3, {INT8OID, TEXTOID, BOOLOID}, 0, NULL, NULL
+};
+
 static ItmPlan drop_unsent_plan = {
 	"DELETE FROM invitetomedia.outbox o"
 	" WHERE o.invite_id OPERATOR(pg_catalog.=) $1 AND o.sent_at IS NULL",
 	1, {INT8OID}, 0, NULL, NULL
 };
 
-PG_FUNCTION_INFO_V1(invite_resend);
-Datum
-invite_resend(PG_FUNCTION_ARGS)
+/*
+ * A resend gives access again (a new token, a new expiry): 1.1.1 asks for
+ * the right to invite now, as a create would (1.1 let the inviter resend
+ * after losing it), and counts a mailed resend towards the rate limit.
+ */
+static Datum
+ResendImpl(FunctionCallInfo fcinfo, bool v111)
 {
 	ItmPlan    *p = &resend_lookup_plan;
 	CreateArgs	a;
@@ -2434,6 +2491,7 @@ invite_resend(PG_FUNCTION_ARGS)
 	Datum		result[4];
 	bool		result_nulls[4] = {false, false, false, false};
 	int32		max_uses;
+	int32		per_hour;
 
 	RequireArg(fcinfo, 0, "invite_id");
 	RequireArg(fcinfo, 1, "actor_id");
@@ -2480,6 +2538,7 @@ invite_resend(PG_FUNCTION_ARGS)
 	c.body = ColText(p, RS_BODY);
 	c.media_title = ColText(p, RS_MEDIA_TITLE);
 	c.inviter_name = ColText(p, RS_INVITER_NAME);
+	per_hour = ColInt4(p, RS_INVITES_PER_HOUR);
 
 	if (!MayManageLink(actor_id, actor_role, invited_by, a.media_id))
 		ereport(ERROR,
@@ -2487,6 +2546,13 @@ invite_resend(PG_FUNCTION_ARGS)
 				 errmsg("user \"%s\" may not resend invite %lld",
 						Clip(actor_id, 100), (long long) invite_id),
 				 errdetail("The inviter, administrators and those who may invite to the media may resend its links.")));
+	if (v111 && !MayInviteNow(actor_id, a.media_id))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("user \"%s\" may not resend invite %lld: they may not invite to media \"%s\" now",
+						Clip(actor_id, 100), (long long) invite_id, Clip(a.media_id, 100)),
+				 errdetail("A resend opens the link again, so it needs what a new invite needs (may_invite()); revoking stays allowed."),
+				 errhint("Ask someone who may invite to the media to resend it, or revoke it.")));
 	RequireEnabled(c.enabled);
 	if (revoked)
 		ereport(ERROR,
@@ -2501,6 +2567,8 @@ invite_resend(PG_FUNCTION_ARGS)
 				 errhint("Create a new invite for the person.")));
 	if (a.send_email)
 		CheckTemplate(&c);
+	if (v111 && a.send_email)
+		CheckRateLimit(actor_id, per_hour, true);
 
 	/* the new token; the old one is kept as a hash only, to answer revoked */
 	NewToken(ITM_TOKEN_PREFIX, inv.token);
@@ -2524,6 +2592,13 @@ invite_resend(PG_FUNCTION_ARGS)
 	RunPlan(&drop_unsent_plan, args, NULL, false, SPI_OK_DELETE);
 	if (a.send_email)
 		QueueInviteEmail(&a, &c, &inv);
+	if (v111)
+	{
+		args[0] = Int64GetDatum(invite_id);
+		args[1] = CStringGetTextDatum(actor_id);
+		args[2] = BoolGetDatum(a.send_email);
+		RunPlan(&record_resend_plan, args, NULL, false, SPI_OK_INSERT);
+	}
 
 	result[0] = CStringGetTextDatum(inv.token);
 	result[1] = CStringGetTextDatum(inv.url);
@@ -2533,6 +2608,20 @@ invite_resend(PG_FUNCTION_ARGS)
 	explicit_bzero(inv.token, sizeof(inv.token));
 	SPI_finish();
 	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(invite_resend);
+Datum
+invite_resend(PG_FUNCTION_ARGS)
+{
+	return ResendImpl(fcinfo, false);
+}
+
+PG_FUNCTION_INFO_V1(invite_resend_1_1_1);
+Datum
+invite_resend_1_1_1(PG_FUNCTION_ARGS)
+{
+	return ResendImpl(fcinfo, true);
 }
 
 /*---- guest links (1.1) -----------------------------------------------------*/
@@ -2646,9 +2735,8 @@ static ItmPlan guest_insert_plan = {
 #define GUEST_LINKS_PER_MEDIA	3
 #define GUEST_NAME_MAX_CHARS	200
 
-PG_FUNCTION_INFO_V1(guest_link_create);
-Datum
-guest_link_create(PG_FUNCTION_ARGS)
+static Datum
+GuestCreateImpl(FunctionCallInfo fcinfo, bool with_resends)
 {
 	ItmPlan    *p = &guest_context_plan;
 	char	   *media_id;
@@ -2710,7 +2798,7 @@ guest_link_create(PG_FUNCTION_ARGS)
 	base_url = ColText(p, GCTX_LINK_BASE_URL);
 	per_hour = ColInt4(p, GCTX_INVITES_PER_HOUR);
 
-	CheckRateLimit(actor_id, per_hour);
+	CheckRateLimit(actor_id, per_hour, with_resends);
 
 	args[0] = CStringGetTextDatum(media_id);
 	RunPlan(&lock_media_plan, args, NULL, false, SPI_OK_SELECT);
@@ -2748,6 +2836,21 @@ guest_link_create(PG_FUNCTION_ARGS)
 	explicit_bzero(token, sizeof(token));
 	SPI_finish();
 	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(guest_link_create);
+Datum
+guest_link_create(PG_FUNCTION_ARGS)
+{
+	return GuestCreateImpl(fcinfo, false);
+}
+
+/* 1.1.1: mailed resends count towards the rate limit */
+PG_FUNCTION_INFO_V1(guest_link_create_1_1_1);
+Datum
+guest_link_create_1_1_1(PG_FUNCTION_ARGS)
+{
+	return GuestCreateImpl(fcinfo, true);
 }
 
 /* Why a join would not click (or whether this device rejoins). */
@@ -2809,6 +2912,54 @@ static ItmPlan guest_diagnose_plan = {
 	4, {BYTEAOID, TEXTOID, TEXTOID, TEXTOID}, GDX_NCOLS, guest_diagnose_cols, NULL
 };
 
+/*
+ * 1.1.1: a guest is not a user.  The join reads no user (its answer must
+ * not depend on whether the address has an account), the claimed address
+ * is judged by guest_allowed() alone, and a device that joined before
+ * rejoins as the guest of its first ok join (device_join_id).
+ */
+static const ItmCol guest_diagnose_cols_1_1_1[GDX_NCOLS] = {
+	[GDX_GUEST_LINK_ID] = {"guest_link_id", INT8OID, false, "guest_links.guest_link_id"},
+	[GDX_MEDIA_ID] = {"media_id", TEXTOID, true, "guest_links.media_id"},
+	[GDX_CLICK_LIMIT] = {"click_limit", INT4OID, true, "guest_links.click_limit"},
+	[GDX_CLICKS] = {"clicks", INT4OID, false, "guest_links.clicks"},
+	[GDX_EXPIRES_AT] = {"expires_at", TIMESTAMPTZOID, true, "guest_links.expires_at"},
+	[GDX_ENABLED] = {"enabled", BOOLOID, false, "settings.enabled"},
+	[GDX_REVOKED] = {"revoked", BOOLOID, false, "guest_links.revoked_at"},
+	[GDX_EXPIRED] = {"expired", BOOLOID, false, "guest_links.expires_at"},
+	[GDX_DEVICE_SEEN] = {"device_seen", BOOLOID, false, "guest_link_joins.device_id"},
+	[GDX_DEVICE_USER_ID] = {"device_join_id", INT8OID, true, "guest_link_joins.join_id"},
+	[GDX_USER_ID] = {"user_id", TEXTOID, true, "users.user_id"},
+	[GDX_DOMAIN_ALLOWED] = {"domain_allowed", BOOLOID, true, "guest_allowed()"},
+};
+static ItmPlan guest_diagnose_plan_1_1_1 = {
+	"SELECT g.guest_link_id::pg_catalog.int8 AS guest_link_id,"
+	"       g.media_id::pg_catalog.text AS media_id,"
+	"       g.click_limit::pg_catalog.int4 AS click_limit,"
+	"       g.clicks::pg_catalog.int4 AS clicks,"
+	"       g.expires_at::pg_catalog.timestamptz AS expires_at,"
+	"       s.enabled::pg_catalog.bool AS enabled,"
+	"       g.revoked_at IS NOT NULL AS revoked,"
+	"       (g.expires_at OPERATOR(pg_catalog.<=) pg_catalog.now()) IS TRUE AS expired,"
+	"       ($2::pg_catalog.text IS NOT NULL AND EXISTS ("
+	"          SELECT 1 FROM invitetomedia.guest_link_joins j"
+	"           WHERE j.guest_link_id OPERATOR(pg_catalog.=) g.guest_link_id"
+	"             AND j.device_id OPERATOR(pg_catalog.=) $2"
+	"             AND j.status OPERATOR(pg_catalog.=) ANY (ARRAY['ok', 'rejoin']))) AS device_seen,"
+	"       CASE WHEN $2::pg_catalog.text IS NOT NULL THEN"
+	"        (SELECT j.join_id::pg_catalog.int8 FROM invitetomedia.guest_link_joins j"
+	"          WHERE j.guest_link_id OPERATOR(pg_catalog.=) g.guest_link_id"
+	"            AND j.device_id OPERATOR(pg_catalog.=) $2"
+	"            AND j.status OPERATOR(pg_catalog.=) 'ok'"
+	"          ORDER BY j.join_id LIMIT 1) END AS device_join_id,"
+	"       NULL::pg_catalog.text AS user_id,"
+	"       invitetomedia.guest_allowed($4)::pg_catalog.bool AS domain_allowed"
+	"  FROM invitetomedia.guest_links g CROSS JOIN invitetomedia.settings s"
+	" WHERE g.token_hash OPERATOR(pg_catalog.=) $1"
+	"   AND $3::pg_catalog.text IS NOT NULL",
+	4, {BYTEAOID, TEXTOID, TEXTOID, TEXTOID}, GDX_NCOLS, guest_diagnose_cols_1_1_1, NULL
+};
+
 /* A click of a click-limited link: every condition in one UPDATE. */
 enum
 {
@@ -2847,13 +2998,29 @@ static ItmPlan guest_share_plan = {
 };
 
 /* Every attempt on a known link; FOR KEY SHARE: see record_plan. */
+enum
+{
+	GREC_JOIN_ID,
+	GREC_NCOLS
+};
+static const ItmCol guest_record_cols[GREC_NCOLS] = {
+	[GREC_JOIN_ID] = {"join_id", INT8OID, false, "guest_link_joins.join_id"},
+};
+#define GUEST_RECORD_SQL \
+	"INSERT INTO invitetomedia.guest_link_joins"					\
+	"  (guest_link_id, status, email, first_name, last_name, device_id, user_id)" \
+	" SELECT g.guest_link_id, $2, $3, $4, $5, $6, $7 FROM invitetomedia.guest_links g" \
+	"  WHERE g.guest_link_id OPERATOR(pg_catalog.=) $1"				\
+	"    FOR KEY SHARE"
 static ItmPlan guest_record_plan = {
-	"INSERT INTO invitetomedia.guest_link_joins"
-	"  (guest_link_id, status, email, first_name, last_name, device_id, user_id)"
-	" SELECT g.guest_link_id, $2, $3, $4, $5, $6, $7 FROM invitetomedia.guest_links g"
-	"  WHERE g.guest_link_id OPERATOR(pg_catalog.=) $1"
-	"    FOR KEY SHARE",
+	GUEST_RECORD_SQL,
 	7, {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID}, 0, NULL, NULL
+};
+/* 1.1.1: the join's id is the guest's identity */
+static ItmPlan guest_record_plan_1_1_1 = {
+	GUEST_RECORD_SQL " RETURNING join_id::pg_catalog.int8 AS join_id",
+	7, {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID},
+	GREC_NCOLS, guest_record_cols, NULL
 };
 
 typedef enum GuestStatus
@@ -2885,6 +3052,7 @@ enum
 	GR_USER_ID,
 	GR_CLICKS_LEFT,
 	GR_EXPIRES_AT,
+	GR_JOIN_ID,					/* 1.1.1 */
 	GR_NCOLS
 };
 
@@ -2899,7 +3067,10 @@ typedef struct GuestJoin
 	GuestStatus status;
 	int64		guest_link_id;
 	bool		limited;
-	char	   *user_id;		/* the joiner's user, when known */
+	char	   *user_id;		/* the joiner's user, when known (1.1) */
+	bool		guest_only;		/* 1.1.1: no user is read, created or returned */
+	bool		join_id_null;
+	int64		join_id;		/* 1.1.1: ok: this join; rejoin: the first ok one */
 	Datum		result[GR_NCOLS];
 	bool		result_nulls[GR_NCOLS];
 } GuestJoin;
@@ -2938,7 +3109,7 @@ DiagnoseGuestLink(GuestJoin *j, const ItmDirectGuestLink *gl)
 static void
 DiagnoseGuestJoin(GuestJoin *j)
 {
-	ItmPlan    *p = &guest_diagnose_plan;
+	ItmPlan    *p = j->guest_only ? &guest_diagnose_plan_1_1_1 : &guest_diagnose_plan;
 	int32		clicks;
 	bool		isnull;
 	Datum		limit;
@@ -2949,7 +3120,9 @@ DiagnoseGuestJoin(GuestJoin *j)
 		ItmDirectGuestLink gl;
 
 		switch (ItmDirectGuestDiagnose(DatumGetByteaPP(j->args[0]), j->email_key,
-									   j->email, &gl))
+									   j->email,
+									   j->guest_only ? "guest_allowed" : "domain_allowed",
+									   !j->guest_only, &gl))
 		{
 			case ITM_DIRECT_TAKEN:
 				DiagnoseGuestLink(j, &gl);
@@ -2999,7 +3172,13 @@ DiagnoseGuestJoin(GuestJoin *j)
 	j->result_nulls[GR_CLICKS_LEFT] = !j->limited;
 	if (j->limited)
 		j->result[GR_CLICKS_LEFT] = Int32GetDatum(Max(DatumGetInt32(limit) - clicks, 0));
-	if (j->status == GS_REJOIN)
+	if (j->status == GS_REJOIN && j->guest_only)
+	{
+		Datum		d = Col(p, GDX_DEVICE_USER_ID, &j->join_id_null);
+
+		j->join_id = j->join_id_null ? 0 : DatumGetInt64(d);
+	}
+	else if (j->status == GS_REJOIN)
 	{
 		char	   *device_user = ColText(p, GDX_DEVICE_USER_ID);
 
@@ -3078,8 +3257,11 @@ RecordGuestJoin(GuestJoin *j)
 	if (j->status == GS_OK &&
 		ItmDirectGuestRecord(j->guest_link_id, guest_status_names[j->status], j->email,
 							 j->first_name, j->last_name, j->args[1], j->nulls[1] == 'n',
-							 j->user_id))
+							 j->user_id, &j->join_id))
+	{
+		j->join_id_null = false;
 		return;
+	}
 	args[0] = Int64GetDatum(j->guest_link_id);
 	args[1] = CStringGetTextDatum(guest_status_names[j->status]);
 	args[2] = CStringGetTextDatum(j->email);
@@ -3091,12 +3273,20 @@ RecordGuestJoin(GuestJoin *j)
 		args[6] = CStringGetTextDatum(j->user_id);
 	else
 		nulls[6] = 'n';
-	RunPlan(&guest_record_plan, args, nulls, false, SPI_OK_INSERT);
+	if (j->guest_only && j->status == GS_OK)
+	{
+		RunPlan(&guest_record_plan_1_1_1, args, nulls, false, SPI_OK_INSERT_RETURNING);
+		if (SPI_processed != 1)
+			elog(ERROR, "invitetomedia: the record of a join was not written");
+		j->join_id = ColInt8(&guest_record_plan_1_1_1, GREC_JOIN_ID);
+		j->join_id_null = false;
+	}
+	else
+		RunPlan(&guest_record_plan, args, nulls, false, SPI_OK_INSERT);
 }
 
-PG_FUNCTION_INFO_V1(guest_link_join);
-Datum
-guest_link_join(PG_FUNCTION_ARGS)
+static Datum
+GuestJoinImpl(FunctionCallInfo fcinfo, bool guest_only)
 {
 	GuestJoin	j;
 	text	   *token;
@@ -3110,6 +3300,8 @@ guest_link_join(PG_FUNCTION_ARGS)
 	MaterializeResult(fcinfo);
 	memset(&j, 0, sizeof(j));
 	j.status = GS_NOT_FOUND;
+	j.guest_only = guest_only;
+	j.join_id_null = true;
 	for (i = 0; i < GR_NCOLS; i++)
 		j.result_nulls[i] = true;
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -3168,7 +3360,8 @@ guest_link_join(PG_FUNCTION_ARGS)
 	if (j.status == GS_NOT_FOUND)
 		goto done;
 
-	if (j.status == GS_OK)
+	/* 1.1 made the joiner a user; 1.1.1 never does (see the section's header) */
+	if (j.status == GS_OK && !j.guest_only)
 		j.user_id = EnsureGuestUser(&j);
 	RecordGuestJoin(&j);
 	if (j.status == GS_OK || j.status == GS_REJOIN)
@@ -3178,6 +3371,9 @@ guest_link_join(PG_FUNCTION_ARGS)
 		j.result_nulls[GR_USER_ID] = j.user_id == NULL;
 		if (j.user_id != NULL)
 			j.result[GR_USER_ID] = CStringGetTextDatum(j.user_id);
+		j.result_nulls[GR_JOIN_ID] = j.join_id_null;
+		if (!j.join_id_null)
+			j.result[GR_JOIN_ID] = Int64GetDatum(j.join_id);
 	}
 	else
 	{
@@ -3196,6 +3392,22 @@ done:
 	PutResultRow(fcinfo, j.result, j.result_nulls);
 	SPI_finish();
 	return (Datum) 0;
+}
+
+/* 1.1: the joiner becomes (or is found as) a user, returned as user_id */
+PG_FUNCTION_INFO_V1(guest_link_join);
+Datum
+guest_link_join(PG_FUNCTION_ARGS)
+{
+	return GuestJoinImpl(fcinfo, false);
+}
+
+/* 1.1.1: a guest is a guest: user_id NULL, join_id the identity */
+PG_FUNCTION_INFO_V1(guest_link_join_1_1_1);
+Datum
+guest_link_join_1_1_1(PG_FUNCTION_ARGS)
+{
+	return GuestJoinImpl(fcinfo, true);
 }
 
 /*

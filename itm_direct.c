@@ -874,6 +874,7 @@ enum
 	GJ_LAST_NAME,
 	GJ_DEVICE_ID,
 	GJ_USER_ID,
+	GJ_JOIN_ID,
 	GJ_NCOLS
 };
 static const InsertCol join_cols[GJ_NCOLS] = {
@@ -884,6 +885,7 @@ static const InsertCol join_cols[GJ_NCOLS] = {
 	[GJ_LAST_NAME] = {"last_name", TEXTOID, true},
 	[GJ_DEVICE_ID] = {"device_id", TEXTOID, true},
 	[GJ_USER_ID] = {"user_id", TEXTOID, true},
+	[GJ_JOIN_ID] = {"join_id", INT8OID, false},
 };
 static InsertTarget join_target = {.relname = "guest_link_joins", .cols = join_cols, .ncols = GJ_NCOLS};
 
@@ -1444,10 +1446,66 @@ static struct
 	Oid			id_index;
 	Oid			hash_index;
 	AttrNumber	att[GL_NCOLS];
-	Oid			domain_allowed; /* the policy function */
-	FmgrInfo	domain_allowed_fn;	/* in cxt */
 	MemoryContext cxt;
 } gl_cache;
+
+/*
+ * The policy a join without a device is judged by (1.1: domain_allowed,
+ * 1.1.1: guest_allowed), looked up by name, called through fmgr as the
+ * statement calls it: any language, the DBA's rule stays the rule.
+ */
+static struct
+{
+	bool		valid;
+	const char *name;			/* a constant string */
+	const char *unusable;		/* in cxt, or NULL */
+	Oid			fn;
+	FmgrInfo	flinfo;			/* in cxt */
+	MemoryContext cxt;
+} policy_cache;
+
+/* The policy function name(text), if this path may call it; InvalidOid if not. */
+static Oid
+LookupPolicy(const char *name)
+{
+	if (!policy_cache.valid || policy_cache.name != name)
+	{
+		Oid			argtypes[1] = {TEXTOID};
+		const char *why = NULL;
+		Oid			fn;
+
+		if (policy_cache.cxt)
+			MemoryContextReset(policy_cache.cxt);
+		else
+			policy_cache.cxt = AllocSetContextCreate(CacheMemoryContext,
+													 "invitetomedia direct policy",
+													 ALLOCSET_SMALL_SIZES);
+		fn = LookupFuncName(list_make2(makeString("invitetomedia"), makeString(unconstify(char *, name))),
+							1, argtypes, true);
+		if (!OidIsValid(fn))
+			why = psprintf("%s(text) was not found", name);
+		/* the statement casts the answer to boolean: only a boolean is read as one */
+		else if (get_func_rettype(fn) != BOOLOID || get_func_retset(fn))
+			why = psprintf("%s(text) does not return one boolean", name);
+		else
+			fmgr_info_cxt(fn, &policy_cache.flinfo, policy_cache.cxt);
+		policy_cache.fn = why ? InvalidOid : fn;
+		policy_cache.unusable = why ? MemoryContextStrdup(policy_cache.cxt, why) : NULL;
+		policy_cache.name = name;
+		policy_cache.valid = true;
+	}
+	if (policy_cache.unusable)
+	{
+		Unsupported(policy_cache.unusable);
+		return InvalidOid;
+	}
+	if (pg_proc_aclcheck(policy_cache.fn, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
+	{
+		Unsupported(psprintf("%s(text) may not be called", name));
+		return InvalidOid;
+	}
+	return policy_cache.fn;
+}
 
 /* Opens guest_links (with lockmode) if this path may use it; NULL if not. */
 static Relation
@@ -1461,8 +1519,6 @@ OpenGuestLinks(LOCKMODE lockmode, AclMode mode)
 		return NULL;
 	if (!gl_cache.valid)
 	{
-		Oid			argtypes[1] = {TEXTOID};
-
 		why = FindColumns(gl, guest_link_cols, GL_NCOLS, gl_cache.att);
 		if (why == NULL &&
 			!OidIsValid(gl_cache.id_index = FindKeyIndex(gl, gl_cache.att[GL_GUEST_LINK_ID], 0,
@@ -1477,14 +1533,6 @@ OpenGuestLinks(LOCKMODE lockmode, AclMode mode)
 		else
 			gl_cache.cxt = AllocSetContextCreate(CacheMemoryContext, "invitetomedia direct guest",
 												 ALLOCSET_SMALL_SIZES);
-		/* the policy, called as the statement calls it (any language) */
-		gl_cache.domain_allowed =
-			LookupFuncName(list_make2(makeString("invitetomedia"), makeString("domain_allowed")),
-						   1, argtypes, true);
-		if (why == NULL && !OidIsValid(gl_cache.domain_allowed))
-			why = "domain_allowed(text) was not found";
-		if (why == NULL)
-			fmgr_info_cxt(gl_cache.domain_allowed, &gl_cache.domain_allowed_fn, gl_cache.cxt);
 		gl_cache.unusable = why ? MemoryContextStrdup(gl_cache.cxt, why) : NULL;
 		gl_cache.valid = true;
 	}
@@ -1502,13 +1550,13 @@ OpenGuestLinks(LOCKMODE lockmode, AclMode mode)
 
 /*
  * What guest_diagnose_plan reads for a join without a device: the link by
- * its token hash, the settings row, the user with this email, and the
- * domain_allowed() policy (called through fmgr, whatever its language: the
- * DBA's rule stays the rule).  TAKEN: *out is filled; REFUSED: no link.
+ * its token hash, the settings row, the user with this email (1.1 only:
+ * find_user), and the policy function (domain_allowed in 1.1,
+ * guest_allowed in 1.1.1).  TAKEN: *out is filled; REFUSED: no link.
  */
 ItmDirectResult
 ItmDirectGuestDiagnose(bytea *token_hash, const char *email_key, const char *email,
-					   ItmDirectGuestLink *out)
+					   const char *policy, bool find_user, ItmDirectGuestLink *out)
 {
 	Relation	inv;
 	Relation	set;
@@ -1535,15 +1583,11 @@ ItmDirectGuestDiagnose(bytea *token_hash, const char *email_key, const char *ema
 		return ITM_DIRECT_UNSUPPORTED;
 	table_close(inv, NoLock);
 	gl = OpenGuestLinks(AccessShareLock, ACL_SELECT);
-	usr = gl ? OpenUsers() : NULL;
-	if (usr == NULL ||
-		pg_proc_aclcheck(gl_cache.domain_allowed, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
+	usr = (gl && find_user) ? OpenUsers() : NULL;
+	if (gl == NULL || (find_user && usr == NULL) || !OidIsValid(LookupPolicy(policy)))
 	{
 		if (usr)
-		{
 			table_close(usr, NoLock);
-			Unsupported("domain_allowed(text) may not be called");
-		}
 		if (gl)
 			table_close(gl, NoLock);
 		table_close(set, NoLock);
@@ -1586,12 +1630,12 @@ ItmDirectGuestDiagnose(bytea *token_hash, const char *email_key, const char *ema
 	out->expired = !N(GL_EXPIRES_AT) && DatumGetTimestampTz(V(GL_EXPIRES_AT)) <= now;
 #undef V
 #undef N
-	out->user_id = FindUserId(usr, snapshot, email_key);
+	out->user_id = find_user ? FindUserId(usr, snapshot, email_key) : NULL;
 	{
 		LOCAL_FCINFO(fcinfo, 1);
 		Datum		d;
 
-		InitFunctionCallInfoData(*fcinfo, &gl_cache.domain_allowed_fn, 1, InvalidOid, NULL, NULL);
+		InitFunctionCallInfoData(*fcinfo, &policy_cache.flinfo, 1, InvalidOid, NULL, NULL);
 		fcinfo->args[0].value = CStringGetTextDatum(email);
 		fcinfo->args[0].isnull = false;
 		/* a STABLE function reads the active snapshot: the statement's */
@@ -1606,7 +1650,8 @@ ItmDirectGuestDiagnose(bytea *token_hash, const char *email_key, const char *ema
 out:
 	ExecDropSingleTupleTableSlot(slot);
 	UnregisterSnapshot(snapshot);
-	table_close(usr, NoLock);
+	if (usr)
+		table_close(usr, NoLock);
 	table_close(gl, NoLock);
 	table_close(set, NoLock);
 	return result;
@@ -1707,7 +1752,8 @@ ItmDirectGuestShare(int64 guest_link_id)
 bool
 ItmDirectGuestRecord(int64 guest_link_id, const char *status, const char *email,
 					 const char *first_name, const char *last_name,
-					 Datum device_id, bool device_id_null, const char *user_id)
+					 Datum device_id, bool device_id_null, const char *user_id,
+					 int64 *join_id)
 {
 	Relation	rel;
 	Datum		values[GJ_NCOLS];
@@ -1730,6 +1776,14 @@ ItmDirectGuestRecord(int64 guest_link_id, const char *status, const char *email,
 	nulls[GJ_USER_ID] = user_id == NULL;
 	InsertRow(&join_target, rel, values, nulls);
 	table_close(rel, NoLock);
+	/* RETURNING join_id (1.1.1): NOT NULL in the schema */
+	if (nulls[GJ_JOIN_ID])
+		ereport(ERROR,
+				(errcode(ERRCODE_NOT_NULL_VIOLATION),
+				 errmsg("invitetomedia.guest_link_joins.join_id is NULL"),
+				 errdetail("Its default or its NOT NULL constraint was removed."),
+				 errhint("Restore the column's default and NOT NULL constraint.")));
+	*join_id = DatumGetInt64(values[GJ_JOIN_ID]);
 	return true;
 }
 
@@ -1830,6 +1884,7 @@ DirectInvalidateAll(Datum arg, int cacheid, uint32 hashvalue)
 	invite_target.valid = false;
 	usr_cache.valid = false;
 	gl_cache.valid = false;
+	policy_cache.valid = false;
 }
 
 void

@@ -78,7 +78,7 @@ typedef struct ItmDirectGuestLink
 	bool		enabled;		/* settings.enabled */
 	bool		revoked;
 	bool		expired;
-	bool		domain_allowed; /* domain_allowed(email) */
+	bool		domain_allowed; /* the policy: domain_allowed or guest_allowed(email) */
 	char	   *user_id;		/* the user with this email, or NULL */
 } ItmDirectGuestLink;
 
@@ -92,7 +92,8 @@ extern bool ItmDirectRecordUse(int64 invite_id, const char *email_key,
 							   int64 *redemption_id, char **user_id);
 extern ItmDirectResult ItmDirectReadInvite(bytea *token_hash, ItmDirectInvite *inv);
 extern ItmDirectResult ItmDirectGuestDiagnose(bytea *token_hash, const char *email_key,
-											  const char *email, ItmDirectGuestLink *out);
+											  const char *email, const char *policy,
+											  bool find_user, ItmDirectGuestLink *out);
 extern ItmDirectResult ItmDirectGuestShare(int64 guest_link_id);
 extern bool ItmDirectInsertInvite(bytea *token_hash, const char *media_id, const char *role,
 								  const char *email, const char *first_name,
@@ -102,6 +103,7 @@ extern bool ItmDirectInsertInvite(bytea *token_hash, const char *media_id, const
 								  int64 *invite_id, TimestampTz *expires_at);
 extern bool ItmDirectGuestRecord(int64 guest_link_id, const char *status, const char *email,
 								 const char *first_name, const char *last_name,
-								 Datum device_id, bool device_id_null, const char *user_id);
+								 Datum device_id, bool device_id_null, const char *user_id,
+								 int64 *join_id);
 
 #endif							/* ITM_DIRECT_H */

@@ -71,7 +71,7 @@ SELECT count(*) AS retired_tokens FROM invitetomedia.retired_tokens WHERE invite
 -- invite_create does; see specs/notify.spec); the inviter named in it is
 -- the invite's inviter, whoever resends
 UPDATE invitetomedia.settings SET link_duration = 1440;
-SELECT token AS mail_token, url AS mail_url FROM invitetomedia.invite_resend(:invite_id, 'admin') \gset
+SELECT token AS mail_token, url AS mail_url FROM invitetomedia.invite_resend(:invite_id, 'owner') \gset
 SELECT to_email, to_name, subject, body = 'Hello Rosa, Cora Coeditor invites you: ' || :'mail_url' AS body_has_new_link,
        position(:'third_token' in body) = 0 AS old_link_absent, sent_at IS NULL AS unsent
   FROM invitetomedia.outbox WHERE invite_id = :invite_id;
@@ -122,22 +122,68 @@ SELECT pg_temp.try('SELECT * FROM invitetomedia.invite_resend(999999, ''owner'',
 -- the refusals changed nothing: the token still works, nothing retired
 SELECT status FROM invitetomedia.invite_check(:'who_token');
 SELECT count(*) AS retired FROM invitetomedia.retired_tokens WHERE invite_id = :who;
--- allowed: the inviter, whoever may invite to the media, administrators
+-- allowed (1.1.1): whoever may invite to the media now (may_invite()), as
+-- for a new invite: the inviter, the owner, co-owners and co-publishers,
+-- and an unmoderated admin who co-owns it
 SELECT u, (SELECT count(*) FROM invitetomedia.invite_resend(:who, u, false)) AS resent
-  FROM unnest(ARRAY['coeditor', 'owner', 'coowner', 'copublisher', 'admin', 'uadmin']) AS u;
+  FROM unnest(ARRAY['coeditor', 'owner', 'coowner', 'copublisher', 'uadmin']) AS u;
 SELECT count(*) AS retired FROM invitetomedia.retired_tokens WHERE invite_id = :who;
 SELECT status FROM invitetomedia.invite_check(:'who_token');
--- an administrator with no part in the media, by role alone
-SELECT invite_id AS vid_inv FROM invitetomedia.invite_create('vid', 'owner', 'v@outside.example', 'V', 'Id') \gset
-SELECT count(*) AS resent_by_admin FROM invitetomedia.invite_resend(:vid_inv, 'admin', false);
-SELECT count(*) AS resent_by_uadmin FROM invitetomedia.invite_resend(:vid_inv, 'uadmin', false);
-SELECT regexp_replace(pg_temp.try(format('SELECT * FROM invitetomedia.invite_resend(%s, %L, false)', :vid_inv, 'coowner')),
-                      'invite \d+', 'invite N') AS coowner_of_another_media;
--- the inviter may, even after losing the right to invite to the media
+-- an administrator who may not invite to the media (admin is only its
+-- co_viewer) is refused (42501): a resend opens the link again.  1.1 let
+-- administrators resend by their role alone.
+SELECT regexp_replace(pg_temp.try(format('SELECT * FROM invitetomedia.invite_resend(%s, %L, false)', :who, 'admin')),
+                      'invite \d+', 'invite N') AS admin_co_viewer;
+SELECT invite_id AS vid_inv, token AS vid_token
+  FROM invitetomedia.invite_create('vid', 'owner', 'v@outside.example', 'V', 'Id') \gset
+SELECT u, invitetomedia.may_invite(u, 'vid') AS may_invite,
+       regexp_replace(pg_temp.try(format('SELECT * FROM invitetomedia.invite_resend(%s, %L, false)', :vid_inv, u)),
+                      'invite \d+', 'invite N') AS try
+  FROM unnest(ARRAY['admin', 'uadmin', 'coowner']) AS u;
+SELECT status FROM invitetomedia.invite_check(:'vid_token');
+-- issue 18, item 6: an inviter who lost the right to invite to the media
+-- (removed as co_editor) can no longer open his expired link again: 1.1
+-- let him, and the new token consumed ok.  Revoking it stays allowed.
+SELECT invite_id AS gone_inv, token AS gone_token
+  FROM invitetomedia.invite_create('live', 'coeditor', 'spk@outside.example', 'S', 'Peaker', 'speaker') \gset
+UPDATE invitetomedia.invites SET expires_at = now() - interval '1 minute' WHERE invite_id = :gone_inv;
 DELETE FROM invitetomedia.media_collaborators WHERE media_id = 'live' AND user_id = 'coeditor';
 SELECT invitetomedia.may_invite('coeditor', 'live') AS coeditor_may_invite;
-SELECT count(*) AS resent_by_inviter FROM invitetomedia.invite_resend(:who, 'coeditor', false);
+SELECT regexp_replace(pg_temp.try(format('SELECT * FROM invitetomedia.invite_resend(%s, %L, true)', :gone_inv, 'coeditor')),
+                      'invite \d+', 'invite N') AS resent_by_former_inviter;
+SELECT status FROM invitetomedia.invite_consume(:'gone_token', 'spk@outside.example');
+SELECT count(*) AS retired, (SELECT count(*) FROM invitetomedia.resends WHERE invite_id = :gone_inv) AS resends
+  FROM invitetomedia.retired_tokens WHERE invite_id = :gone_inv;
+SELECT invitetomedia.invite_revoke(:gone_inv, 'coeditor') AS revoked_by_former_inviter;
 INSERT INTO invitetomedia.media_collaborators VALUES ('live', 'coeditor', 'co_editor');
+
+-- issue 18, item 5: a resend that mails the link counts towards
+-- settings.invites_per_hour like a new link (1.1 mailed one address 51
+-- times under a limit of 1); one without email does not (no mail leaves).
+-- Every resend is recorded in resends.
+SELECT invite_id AS lim, token AS lim_token
+  FROM invitetomedia.invite_create('live', 'copublisher', 'lim@outside.example', 'Li', 'Mit') \gset
+SELECT invite_email_template IS NOT NULL AS a_template FROM invitetomedia.settings;
+UPDATE invitetomedia.settings SET invites_per_hour = 2;
+-- the create counted once: one mailed resend still fits, the next does not
+SELECT count(*) AS mailed_once FROM invitetomedia.invite_resend(:lim, 'copublisher', true);
+SELECT regexp_replace(pg_temp.try(format('SELECT * FROM invitetomedia.invite_resend(%s, %L, true)', :lim, 'copublisher')),
+                      'invite \d+', 'invite N') AS mailed_twice;
+-- refused whole: no new token, no message, no record
+SELECT count(*) AS retired, (SELECT count(*) FROM invitetomedia.outbox WHERE invite_id = :lim) AS messages,
+       (SELECT count(*) FROM invitetomedia.resends WHERE invite_id = :lim) AS resends
+  FROM invitetomedia.retired_tokens WHERE invite_id = :lim;
+-- without email: not limited, recorded
+SELECT count(*) AS resent_without_email FROM invitetomedia.invite_resend(:lim, 'copublisher', false);
+SELECT actor_id, emailed FROM invitetomedia.resends WHERE invite_id = :lim ORDER BY resend_id;
+-- the mailed resend counts for a new invite too
+SELECT regexp_replace(pg_temp.try($$SELECT * FROM invitetomedia.invite_create('live', 'copublisher', 'l2@outside.example', 'L', 'Two')$$),
+                      'invite \d+', 'invite N') AS create_after_resends;
+-- an hour later they no longer count
+UPDATE invitetomedia.resends SET resent_at = resent_at - interval '61 minutes';
+UPDATE invitetomedia.invites SET created_at = created_at - interval '61 minutes' WHERE invite_id = :lim;
+SELECT count(*) AS mailed_after_an_hour FROM invitetomedia.invite_resend(:lim, 'copublisher', true);
+UPDATE invitetomedia.settings SET invites_per_hour = 0;
 
 -- refused with 55000, writing nothing: a revoked invite, an exhausted one,
 -- send_email with no template; and while the module is disabled
