@@ -78,13 +78,17 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/dependency.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_index.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_operator.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
+#include "commands/extension.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
@@ -148,34 +152,35 @@ typedef struct DirectCol
 {
 	const char *name;
 	Oid			type;
+	bool		notnull;		/* NOT NULL in the schema the extension made */
 } DirectCol;
 
 static const DirectCol invite_cols[INV_NCOLS] = {
-	[INV_INVITE_ID] = {"invite_id", INT8OID},
-	[INV_TOKEN_HASH] = {"token_hash", BYTEAOID},
-	[INV_MEDIA_ID] = {"media_id", TEXTOID},
-	[INV_ROLE] = {"role", TEXTOID},
-	[INV_EMAIL] = {"email", TEXTOID},
-	[INV_FIRST_NAME] = {"first_name", TEXTOID},
-	[INV_LAST_NAME] = {"last_name", TEXTOID},
-	[INV_EXPIRES_AT] = {"expires_at", TIMESTAMPTZOID},
-	[INV_MAX_USES] = {"max_uses", INT4OID},
-	[INV_USE_COUNT] = {"use_count", INT4OID},
-	[INV_USED_UP_AT] = {"used_up_at", TIMESTAMPTZOID},
-	[INV_REVOKED_AT] = {"revoked_at", TIMESTAMPTZOID},
-	[INV_NOT_BEFORE] = {"not_before", TIMESTAMPTZOID},
-	[INV_FAILED_ATTEMPTS] = {"failed_attempts", INT4OID},
-	[INV_LAST_USED_AT] = {"last_used_at", TIMESTAMPTZOID},
+	[INV_INVITE_ID] = {"invite_id", INT8OID, true},
+	[INV_TOKEN_HASH] = {"token_hash", BYTEAOID, true},
+	[INV_MEDIA_ID] = {"media_id", TEXTOID, true},
+	[INV_ROLE] = {"role", TEXTOID, true},
+	[INV_EMAIL] = {"email", TEXTOID, true},
+	[INV_FIRST_NAME] = {"first_name", TEXTOID, true},
+	[INV_LAST_NAME] = {"last_name", TEXTOID, true},
+	[INV_EXPIRES_AT] = {"expires_at", TIMESTAMPTZOID, true},
+	[INV_MAX_USES] = {"max_uses", INT4OID, true},
+	[INV_USE_COUNT] = {"use_count", INT4OID, true},
+	[INV_USED_UP_AT] = {"used_up_at", TIMESTAMPTZOID, false},
+	[INV_REVOKED_AT] = {"revoked_at", TIMESTAMPTZOID, false},
+	[INV_NOT_BEFORE] = {"not_before", TIMESTAMPTZOID, false},
+	[INV_FAILED_ATTEMPTS] = {"failed_attempts", INT4OID, true},
+	[INV_LAST_USED_AT] = {"last_used_at", TIMESTAMPTZOID, false},
 };
 
 static const DirectCol settings_cols[SET_NCOLS] = {
-	[SET_ENABLED] = {"enabled", BOOLOID},
-	[SET_LOCKOUT_ATTEMPTS] = {"lockout_attempts", INT4OID},
+	[SET_ENABLED] = {"enabled", BOOLOID, true},
+	[SET_LOCKOUT_ATTEMPTS] = {"lockout_attempts", INT4OID, true},
 };
 
 static const DirectCol media_cols[MED_NCOLS] = {
-	[MED_MEDIA_ID] = {"media_id", TEXTOID},
-	[MED_TITLE] = {"title", TEXTOID},
+	[MED_MEDIA_ID] = {"media_id", TEXTOID, true},
+	[MED_TITLE] = {"title", TEXTOID, false},
 };
 
 /*
@@ -247,7 +252,12 @@ PrepareChecks(ResultRelInfo *rri, EState *estate, Expr **checks, int ncheck)
 	MemoryContextSwitchTo(old);
 }
 
-/* The attribute numbers of cols in rel; NULL, or why they do not fit. */
+/*
+ * The attribute numbers of cols in rel; NULL, or why they do not fit: each
+ * column as the extension made it, its type without a type modifier (a
+ * timestamptz(0) rounds what is written), NOT NULL where the schema has
+ * it, the database's collation for text.
+ */
 static const char *
 FindColumns(Relation rel, const DirectCol *cols, int ncols, AttrNumber *attnums)
 {
@@ -265,8 +275,15 @@ FindColumns(Relation rel, const DirectCol *cols, int ncols, AttrNumber *attnums)
 
 			if (!att->attisdropped && strcmp(NameStr(att->attname), cols[i].name) == 0)
 			{
-				if (att->atttypid != cols[i].type)
+				if (att->atttypid != cols[i].type || att->atttypmod != -1)
 					return psprintf("column %s.%s has another type",
+									RelationGetRelationName(rel), cols[i].name);
+				if (cols[i].notnull && !att->attnotnull)
+					return psprintf("column %s.%s lost its NOT NULL",
+									RelationGetRelationName(rel), cols[i].name);
+				if (att->attcollation !=
+					(cols[i].type == TEXTOID ? DEFAULT_COLLATION_OID : InvalidOid))
+					return psprintf("column %s.%s has another collation",
 									RelationGetRelationName(rel), cols[i].name);
 				a = att->attnum;
 				break;
@@ -323,8 +340,9 @@ FindKeyIndex(Relation rel, AttrNumber attnum, AttrNumber email_att, Oid type,
 		if (!HeapTupleIsValid(tup))
 			continue;
 		ind = (Form_pg_index) GETSTRUCT(tup);
+		/* indcheckxmin: older snapshots may not use it (the planner's rule) */
 		fits = ind->indisunique && ind->indisvalid && ind->indisready && ind->indislive &&
-			ind->indnkeyatts == 1 && ind->indkey.values[0] == attnum &&
+			!ind->indcheckxmin && ind->indimmediate && ind->indnkeyatts == 1 && ind->indkey.values[0] == attnum &&
 			(attnum == 0 || heap_attisnull(tup, Anum_pg_index_indexprs, NULL)) &&
 			heap_attisnull(tup, Anum_pg_index_indpred, NULL);
 		ReleaseSysCache(tup);
@@ -349,28 +367,152 @@ FindKeyIndex(Relation rel, AttrNumber attnum, AttrNumber email_att, Oid type,
 	return found;
 }
 
-/* Only the extension's statement-level write guard may fire on UPDATE. */
-static bool
-OnlyTheGuard(TriggerDesc *td)
+/*---- the whitelist: a table as the extension made it ----------------------*/
+
+/*
+ * A trigger the extension itself puts on a table: its function (by OID, a
+ * member of the extension: a DBA's trigger that merely has the name is not
+ * it), its exact type (timing, level, events), no arguments, no WHEN, no
+ * column list.  These are statement-level and fire on nothing this path
+ * does but the write guard, which lets the table's owner through: the
+ * callers require the owner then.
+ */
+typedef struct ShapeTrigger
 {
+	const char *function;		/* invitetomedia.function() */
+	int16		tgtype;
+} ShapeTrigger;
+
+#define TGT(t) ((int16) (t))
+static const ShapeTrigger invites_triggers[] = {
+	{"invites_write_guard", TGT(TRIGGER_TYPE_BEFORE | TRIGGER_TYPE_INSERT | TRIGGER_TYPE_DELETE |
+								TRIGGER_TYPE_UPDATE | TRIGGER_TYPE_TRUNCATE)},
+	{"invites_cleanup", TGT(TRIGGER_TYPE_DELETE)},
+	{"invites_truncate_cleanup", TGT(TRIGGER_TYPE_TRUNCATE)},
+	{NULL, 0}
+};
+static const ShapeTrigger no_triggers[] = {{NULL, 0}};
+
+/* Whether the function invitetomedia.name() is the extension's own and is foid. */
+static bool
+IsExtensionFunction(Oid foid, const char *name)
+{
+	Oid			ext = get_extension_oid("invitetomedia", true);
+	Oid			fn;
+
+	if (!OidIsValid(ext))
+		return false;
+	fn = LookupFuncName(list_make2(makeString("invitetomedia"), makeString(unconstify(char *, name))),
+						0, NULL, true);
+	return OidIsValid(fn) && fn == foid &&
+		getExtensionOfObject(ProcedureRelationId, fn) == ext;
+}
+
+/* Every trigger of rel is one of allowed (a whitelist); NULL or why not. */
+static const char *
+TriggersProblem(Relation rel, const ShapeTrigger *allowed)
+{
+	TriggerDesc *td = rel->trigdesc;
 	int			i;
 
 	if (td == NULL)
-		return true;
-	if (td->trig_update_before_row || td->trig_update_after_row ||
-		td->trig_update_instead_row || td->trig_update_after_statement ||
-		td->trig_update_old_table || td->trig_update_new_table)
-		return false;
+		return NULL;
 	for (i = 0; i < td->numtriggers; i++)
 	{
 		Trigger    *t = &td->triggers[i];
+		const ShapeTrigger *a;
+		bool		ok = false;
 
-		if (TRIGGER_FOR_UPDATE(t->tgtype) &&
-			(strcmp(t->tgname, "invites_write_guard") != 0 ||
-			 !TRIGGER_FOR_BEFORE(t->tgtype) || TRIGGER_FOR_ROW(t->tgtype)))
-			return false;
+		if (!t->tgisinternal && !OidIsValid(t->tgconstraint) && t->tgnargs == 0 &&
+			t->tgnattr == 0 && t->tgqual == NULL)
+			for (a = allowed; a->function != NULL && !ok; a++)
+				ok = t->tgtype == a->tgtype && IsExtensionFunction(t->tgfoid, a->function);
+		if (!ok)
+			return psprintf("%s has the trigger %s, which the extension did not make",
+							RelationGetRelationName(rel), t->tgname);
 	}
-	return true;
+	return NULL;
+}
+
+/* A domain, or an array of one: its constraints and defaults are not ours to skip. */
+static bool
+IsDomainType(Oid type)
+{
+	Oid			elem = get_element_type(type);
+
+	return get_typtype(type) == TYPTYPE_DOMAIN ||
+		(OidIsValid(elem) && get_typtype(elem) == TYPTYPE_DOMAIN);
+}
+
+/*
+ * Whether this path may read (and, with written, write) rel: a plain heap
+ * table of this database, not a partition, with no parent and no children
+ * (the statement reads and writes those too), no rules, no generated,
+ * identity or domain-typed column (row-level security is the caller's
+ * business, per call: check_enable_rls for every table opened); written tables
+ * also no trigger but the extension's own (triggers), and no index whose
+ * check this path cannot make as the executor does (exclusion, deferred
+ * uniqueness).  What is allowed beyond the extension's schema, because it
+ * is written for and tested: CHECK constraints, more plain, partial and
+ * expression indexes, more columns (their defaults computed as an INSERT
+ * computes them).  NULL, or why not.
+ */
+static const char *
+ShapeProblem(Relation rel, bool written, const ShapeTrigger *triggers)
+{
+	const char *name = RelationGetRelationName(rel);
+	TupleDesc	desc = RelationGetDescr(rel);
+	int			k;
+
+	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relispartition ||
+		rel->rd_rel->relam != HEAP_TABLE_AM_OID)
+		return psprintf("%s is not a plain heap table", name);
+	if (rel->rd_rel->relpersistence != RELPERSISTENCE_PERMANENT)
+		return psprintf("%s is not a permanent table", name);
+	if (rel->rd_rel->relhassubclass || has_superclass(RelationGetRelid(rel)))
+		return psprintf("%s has inheritance children or parents", name);
+	if (rel->rd_rules != NULL)
+		return psprintf("%s has rules", name);
+	for (k = 0; k < desc->natts; k++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, k);
+
+		if (att->attisdropped)
+			continue;
+		if (att->attgenerated != '\0' || att->attidentity != '\0')
+			return psprintf("column %s.%s is generated or an identity", name,
+							NameStr(att->attname));
+		if (IsDomainType(att->atttypid))
+			return psprintf("column %s.%s has a domain type", name, NameStr(att->attname));
+	}
+	if (written)
+	{
+		const char *why = TriggersProblem(rel, triggers);
+		List	   *indexes;
+		ListCell   *lc;
+
+		if (why)
+			return why;
+		indexes = RelationGetIndexList(rel);
+		foreach(lc, indexes)
+		{
+			HeapTuple	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(lfirst_oid(lc)));
+			bool		fits;
+
+			if (!HeapTupleIsValid(tup))
+				continue;
+			fits = !((Form_pg_index) GETSTRUCT(tup))->indisexclusion &&
+				((Form_pg_index) GETSTRUCT(tup))->indimmediate;
+			ReleaseSysCache(tup);
+			if (!fits)
+			{
+				list_free(indexes);
+				return psprintf("%s has an exclusion constraint or a deferrable unique index", name);
+			}
+		}
+		list_free(indexes);
+	}
+	return NULL;
 }
 
 /* Looks at the tables again (the cache was reset); invites is open and locked. */
@@ -380,14 +522,10 @@ Inspect(Relation inv, Relation set)
 	const char *why;
 
 	cache.hash_index = InvalidOid;
-	if (inv->rd_rel->relkind != RELKIND_RELATION || inv->rd_rel->relispartition)
-		why = "invites is not a plain table";
-	else if (inv->rd_rules != NULL)
-		why = "invites has rules";
-	else if (inv->rd_att->constr && inv->rd_att->constr->has_generated_stored)
-		why = "invites has generated columns";
-	else if (!OnlyTheGuard(inv->trigdesc))
-		why = "invites has UPDATE triggers";
+	if ((why = ShapeProblem(inv, true, invites_triggers)) != NULL)
+		;
+	else if ((why = ShapeProblem(set, false, NULL)) != NULL)
+		;
 	else if ((why = FindColumns(inv, invite_cols, INV_NCOLS, cache.inv)) != NULL)
 		;
 	else if ((why = FindColumns(set, settings_cols, SET_NCOLS, cache.set)) != NULL)
@@ -594,6 +732,8 @@ WriteUse(Relation inv, Snapshot snapshot, TupleTableSlot *oldslot, TupleTableSlo
 	PrepareChecks(rri, estate, cache.inv_checks, cache.inv_ncheck);
 
 	CheckCmdReplicaIdentity(inv, CMD_UPDATE);
+	/* a CHECK may read tableoid, as the executor sets it before checking */
+	newslot->tts_tableOid = RelationGetRelid(inv);
 	if (inv->rd_att->constr)
 		ExecConstraints(rri, newslot, estate);
 	simple_table_tuple_update(inv, &oldslot->tts_tid, newslot, snapshot, &update_indexes);
@@ -621,22 +761,70 @@ OpenByName(const char *relname, Oid *relid, bool *valid, LOCKMODE lockmode, AclM
 {
 	Relation	rel = NULL;
 
-	if (!*valid)
+	/*
+	 * The name is looked up at every call, and again after the lock is
+	 * granted if invalidation messages came in while it waited (a rename
+	 * or a swap of the table, a renamed schema): the table locked must be
+	 * the one the name means now, as RangeVarGetRelidExtended makes sure
+	 * for a statement.  A table dropped meanwhile is looked up again.
+	 */
+	for (;;)
 	{
+		uint64		inval_count = SharedInvalidMessageCounter;
 		Oid			nsp = get_namespace_oid("invitetomedia", true);
+		Oid			id = OidIsValid(nsp) ? get_relname_relid(relname, nsp) : InvalidOid;
 
-		*relid = OidIsValid(nsp) ? get_relname_relid(relname, nsp) : InvalidOid;
+		if (rel != NULL)
+		{
+			if (RelationGetRelid(rel) == id)
+				break;
+			table_close(rel, lockmode);
+			rel = NULL;
+		}
+		if (!OidIsValid(id) || pg_class_aclcheck(id, GetUserId(), mode) != ACLCHECK_OK)
+			break;
+		rel = try_table_open(id, lockmode);
+		if (rel != NULL && inval_count == SharedInvalidMessageCounter)
+			break;
 	}
-	if (!OidIsValid(*relid) ||
-		pg_class_aclcheck(*relid, GetUserId(), mode) != ACLCHECK_OK ||
-		(rel = try_table_open(*relid, lockmode)) == NULL)
+	if (rel == NULL)
 	{
 		*valid = false;
 		Unsupported(psprintf("%s is missing, or the function's owner lacks privileges on it",
 							 relname));
 		return NULL;
 	}
+	if (RelationGetRelid(rel) != *relid)
+	{
+		*relid = RelationGetRelid(rel);
+		*valid = false;
+	}
 	return rel;
+}
+
+/*
+ * What SPI does before each statement it runs for a volatile function
+ * (_SPI_execute_plan): the command counter advanced, so that the statement
+ * sees what the caller's statement wrote before it (a revoke earlier in
+ * the same SQL statement), and a snapshot of its own pushed as the active
+ * one, taken now under READ COMMITTED, so that a DBA's CHECK constraint or
+ * default that reads a table reads what the statement would.  Registered:
+ * the caller reads with it; EndStatement pops it.
+ */
+static Snapshot
+BeginStatement(void)
+{
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	UpdateActiveSnapshotCommandId();
+	return RegisterSnapshot(GetActiveSnapshot());
+}
+
+static void
+EndStatement(Snapshot snapshot)
+{
+	UnregisterSnapshot(snapshot);
+	PopActiveSnapshot();
 }
 
 /*
@@ -717,10 +905,10 @@ ItmDirectTakeUse(bytea *token_hash, const char *email_key, ItmDirectUse *use)
 		return ITM_DIRECT_UNSUPPORTED;
 
 	/* READ COMMITTED: what committed before this statement, as SPI's would */
-	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	snapshot = BeginStatement();
 	if (!ReadSettings(set, snapshot, &enabled, &lockout))
 	{
-		UnregisterSnapshot(snapshot);
+		EndStatement(snapshot);
 		table_close(set, NoLock);
 		table_close(inv, NoLock);
 		Unsupported("settings does not hold one row");
@@ -805,7 +993,7 @@ ItmDirectTakeUse(bytea *token_hash, const char *email_key, ItmDirectUse *use)
 
 out:
 	ExecDropSingleTupleTableSlot(slot);
-	UnregisterSnapshot(snapshot);
+	EndStatement(snapshot);
 	table_close(inv, NoLock);
 	/* what follows (the record, the caller's next statement) sees the use */
 	if (result == ITM_DIRECT_TAKEN)
@@ -825,6 +1013,7 @@ typedef struct InsertCol
 	const char *name;
 	Oid			type;
 	bool		given;			/* false: computed (its default), read back */
+	bool		notnull;		/* NOT NULL in the extension's schema */
 } InsertCol;
 
 #define INSERT_MAX_COLS 12
@@ -832,7 +1021,9 @@ typedef struct InsertCol
 typedef struct InsertTarget
 {
 	const char *relname;
-	const char *guard;			/* the write guard's trigger, or NULL */
+	const ShapeTrigger *triggers;	/* the extension's own triggers on it */
+	bool		owner_only;		/* a write guard: only its owner writes here */
+	AclMode		mode;			/* what the statement needs (RETURNING: SELECT) */
 	const InsertCol *cols;
 	int			ncols;
 	bool		valid;
@@ -857,13 +1048,15 @@ enum
 	REC_NCOLS
 };
 static const InsertCol record_cols[REC_NCOLS] = {
-	[REC_REDEMPTION_ID] = {"redemption_id", INT8OID, false},
-	[REC_INVITE_ID] = {"invite_id", INT8OID, true},
-	[REC_STATUS] = {"status", TEXTOID, true},
-	[REC_DEVICE_ID] = {"device_id", TEXTOID, true},
-	[REC_USER_ID] = {"user_id", TEXTOID, true},
+	[REC_REDEMPTION_ID] = {"redemption_id", INT8OID, false, true},
+	[REC_INVITE_ID] = {"invite_id", INT8OID, true, true},
+	[REC_STATUS] = {"status", TEXTOID, true, true},
+	[REC_DEVICE_ID] = {"device_id", TEXTOID, true, false},
+	[REC_USER_ID] = {"user_id", TEXTOID, true, false},
 };
-static InsertTarget record_target = {.relname = "redemptions", .cols = record_cols, .ncols = REC_NCOLS};
+/* direct_record_plan: INSERT ... RETURNING */
+static InsertTarget record_target = {.relname = "redemptions", .triggers = no_triggers,
+.mode = ACL_INSERT | ACL_SELECT, .cols = record_cols, .ncols = REC_NCOLS};
 
 enum
 {
@@ -878,16 +1071,18 @@ enum
 	GJ_NCOLS
 };
 static const InsertCol join_cols[GJ_NCOLS] = {
-	[GJ_GUEST_LINK_ID] = {"guest_link_id", INT8OID, true},
-	[GJ_STATUS] = {"status", TEXTOID, true},
-	[GJ_EMAIL] = {"email", TEXTOID, true},
-	[GJ_FIRST_NAME] = {"first_name", TEXTOID, true},
-	[GJ_LAST_NAME] = {"last_name", TEXTOID, true},
-	[GJ_DEVICE_ID] = {"device_id", TEXTOID, true},
-	[GJ_USER_ID] = {"user_id", TEXTOID, true},
-	[GJ_JOIN_ID] = {"join_id", INT8OID, false},
+	[GJ_GUEST_LINK_ID] = {"guest_link_id", INT8OID, true, true},
+	[GJ_STATUS] = {"status", TEXTOID, true, true},
+	[GJ_EMAIL] = {"email", TEXTOID, true, true},
+	[GJ_FIRST_NAME] = {"first_name", TEXTOID, true, true},
+	[GJ_LAST_NAME] = {"last_name", TEXTOID, true, true},
+	[GJ_DEVICE_ID] = {"device_id", TEXTOID, true, false},
+	[GJ_USER_ID] = {"user_id", TEXTOID, true, false},
+	[GJ_JOIN_ID] = {"join_id", INT8OID, false, true},
 };
-static InsertTarget join_target = {.relname = "guest_link_joins", .cols = join_cols, .ncols = GJ_NCOLS};
+/* guest_record_plan_1_1_1: INSERT ... RETURNING join_id (1.1's reads it too) */
+static InsertTarget join_target = {.relname = "guest_link_joins", .triggers = no_triggers,
+.mode = ACL_INSERT | ACL_SELECT, .cols = join_cols, .ncols = GJ_NCOLS};
 
 enum
 {
@@ -905,19 +1100,21 @@ enum
 	NI_NCOLS
 };
 static const InsertCol new_invite_cols[NI_NCOLS] = {
-	[NI_INVITE_ID] = {"invite_id", INT8OID, false},
-	[NI_TOKEN_HASH] = {"token_hash", BYTEAOID, true},
-	[NI_MEDIA_ID] = {"media_id", TEXTOID, true},
-	[NI_ROLE] = {"role", TEXTOID, true},
-	[NI_EMAIL] = {"email", TEXTOID, true},
-	[NI_FIRST_NAME] = {"first_name", TEXTOID, true},
-	[NI_LAST_NAME] = {"last_name", TEXTOID, true},
-	[NI_INVITED_BY] = {"invited_by", TEXTOID, true},
-	[NI_EXPIRES_AT] = {"expires_at", TIMESTAMPTZOID, true},
-	[NI_MAX_USES] = {"max_uses", INT4OID, true},
-	[NI_NOT_BEFORE] = {"not_before", TIMESTAMPTZOID, true},
+	[NI_INVITE_ID] = {"invite_id", INT8OID, false, true},
+	[NI_TOKEN_HASH] = {"token_hash", BYTEAOID, true, true},
+	[NI_MEDIA_ID] = {"media_id", TEXTOID, true, true},
+	[NI_ROLE] = {"role", TEXTOID, true, true},
+	[NI_EMAIL] = {"email", TEXTOID, true, true},
+	[NI_FIRST_NAME] = {"first_name", TEXTOID, true, true},
+	[NI_LAST_NAME] = {"last_name", TEXTOID, true, true},
+	[NI_INVITED_BY] = {"invited_by", TEXTOID, true, true},
+	[NI_EXPIRES_AT] = {"expires_at", TIMESTAMPTZOID, true, true},
+	[NI_MAX_USES] = {"max_uses", INT4OID, true, true},
+	[NI_NOT_BEFORE] = {"not_before", TIMESTAMPTZOID, true, false},
 };
-static InsertTarget invite_target = {.relname = "invites", .guard = "invites_write_guard",
+/* create_insert_plan_1_1: INSERT ... RETURNING */
+static InsertTarget invite_target = {.relname = "invites", .triggers = invites_triggers,
+	.owner_only = true, .mode = ACL_INSERT | ACL_SELECT,
 .cols = new_invite_cols, .ncols = NI_NCOLS};
 
 StaticAssertDecl(REC_NCOLS <= INSERT_MAX_COLS && GJ_NCOLS <= INSERT_MAX_COLS &&
@@ -931,30 +1128,6 @@ InvalidateTarget(InsertTarget *t, Oid relid)
 		t->valid = false;
 }
 
-/*
- * No trigger of rel fires on INSERT, but the extension's statement-level
- * write guard named guard (NULL: none), which lets the table's owner
- * through: OpenTarget requires the owner then.
- */
-static bool
-NoInsertTriggers(TriggerDesc *td, const char *guard)
-{
-	int			i;
-
-	if (td == NULL)
-		return true;
-	for (i = 0; i < td->numtriggers; i++)
-	{
-		Trigger    *t = &td->triggers[i];
-
-		if (TRIGGER_FOR_INSERT(t->tgtype) &&
-			!(guard && strcmp(t->tgname, guard) == 0 &&
-			  TRIGGER_FOR_BEFORE(t->tgtype) && !TRIGGER_FOR_ROW(t->tgtype)))
-			return false;
-	}
-	return true;
-}
-
 static void
 InspectTarget(InsertTarget *t, Relation rel)
 {
@@ -963,15 +1136,7 @@ InspectTarget(InsertTarget *t, Relation rel)
 	int			i;
 	int			k;
 
-	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relispartition)
-		why = psprintf("%s is not a plain table", t->relname);
-	else if (rel->rd_rules != NULL)
-		why = psprintf("%s has rules", t->relname);
-	else if (rel->rd_att->constr && rel->rd_att->constr->has_generated_stored)
-		why = psprintf("%s has generated columns", t->relname);
-	else if (!NoInsertTriggers(rel->trigdesc, t->guard))
-		why = psprintf("%s has INSERT triggers", t->relname);
-	else
+	if ((why = ShapeProblem(rel, true, t->triggers)) == NULL)
 	{
 		DirectCol	cols[INSERT_MAX_COLS];
 
@@ -979,6 +1144,7 @@ InspectTarget(InsertTarget *t, Relation rel)
 		{
 			cols[i].name = t->cols[i].name;
 			cols[i].type = t->cols[i].type;
+			cols[i].notnull = t->cols[i].notnull;
 		}
 		why = FindColumns(rel, cols, t->ncols, t->att);
 	}
@@ -1028,14 +1194,14 @@ OpenTarget(InsertTarget *t)
 	Relation	rel;
 	const char *why = NULL;
 
-	rel = OpenByName(t->relname, &t->relid, &t->valid, RowExclusiveLock, ACL_INSERT);
+	rel = OpenByName(t->relname, &t->relid, &t->valid, RowExclusiveLock, t->mode);
 	if (rel == NULL)
 		return NULL;
 	if (!t->valid)
 		InspectTarget(t, rel);
 	if (t->unusable)
 		why = t->unusable;
-	else if (t->guard && rel->rd_rel->relowner != GetUserId())
+	else if (t->owner_only && rel->rd_rel->relowner != GetUserId())
 		why = "the function's owner does not own the table";
 	else if (check_enable_rls(t->relid, InvalidOid, true) == RLS_ENABLED)
 		why = "row-level security applies";
@@ -1102,6 +1268,8 @@ InsertRow(InsertTarget *t, Relation rel, Datum *values, bool *nulls)
 			slot->tts_isnull[t->att[i] - 1] = nulls[i];
 		}
 	ExecStoreVirtualTuple(slot);
+	/* a CHECK may read tableoid, as the executor sets it before checking */
+	slot->tts_tableOid = RelationGetRelid(rel);
 
 	ExecOpenIndices(rri, false);
 	ExecSimpleRelationInsert(rri, estate, slot);
@@ -1134,8 +1302,8 @@ enum
 	USR_NCOLS
 };
 static const DirectCol user_cols[USR_NCOLS] = {
-	[USR_USER_ID] = {"user_id", TEXTOID},
-	[USR_EMAIL] = {"email", TEXTOID},
+	[USR_USER_ID] = {"user_id", TEXTOID, true},
+	[USR_EMAIL] = {"email", TEXTOID, false},
 };
 
 /* users, for the invitee's user_id */
@@ -1161,7 +1329,9 @@ OpenUsers(void)
 	if (!usr_cache.valid)
 	{
 		usr_cache.unusable = NULL;
-		if (FindColumns(usr, user_cols, USR_NCOLS, usr_cache.att) != NULL)
+		if (ShapeProblem(usr, false, NULL) != NULL)
+			usr_cache.unusable = "users is not a plain table as the extension made it";
+		else if (FindColumns(usr, user_cols, USR_NCOLS, usr_cache.att) != NULL)
 			usr_cache.unusable = "users has changed columns";
 		else if (!OidIsValid(usr_cache.email_index =
 							 FindKeyIndex(usr, 0, usr_cache.att[USR_EMAIL],
@@ -1227,9 +1397,8 @@ ItmDirectRecordUse(int64 invite_id, const char *email_key,
 	}
 
 	/* the statement's sub-select: the invitee's user, as committed now */
-	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	snapshot = BeginStatement();
 	*user_id = FindUserId(usr, snapshot, email_key);
-	UnregisterSnapshot(snapshot);
 	table_close(usr, NoLock);
 
 	values[REC_INVITE_ID] = Int64GetDatum(invite_id);
@@ -1241,6 +1410,7 @@ ItmDirectRecordUse(int64 invite_id, const char *email_key,
 	nulls[REC_USER_ID] = *user_id == NULL;
 	values[REC_USER_ID] = *user_id ? CStringGetTextDatum(*user_id) : (Datum) 0;
 	InsertRow(&record_target, rec, values, nulls);
+	EndStatement(snapshot);
 	table_close(rec, NoLock);
 
 	/* RETURNING redemption_id: NOT NULL in the schema */
@@ -1262,7 +1432,9 @@ InspectMedia(Relation med, Relation inv)
 	const char *why;
 
 	cache.media_index = InvalidOid;
-	if ((why = FindColumns(med, media_cols, MED_NCOLS, cache.med)) != NULL)
+	if ((why = ShapeProblem(med, false, NULL)) != NULL)
+		;
+	else if ((why = FindColumns(med, media_cols, MED_NCOLS, cache.med)) != NULL)
 		;
 	/* the join compares in the database's collation: both sides must use it */
 	else if (TupleDescAttr(RelationGetDescr(med), cache.med[MED_MEDIA_ID] - 1)->attcollation != DEFAULT_COLLATION_OID ||
@@ -1376,7 +1548,7 @@ ItmDirectReadInvite(bytea *token_hash, ItmDirectInvite *out)
 	n = slot->tts_isnull;
 #define V(c) v[cache.inv[c] - 1]
 #define N(c) n[cache.inv[c] - 1]
-	if (N(INV_MAX_USES) || N(INV_USE_COUNT) || N(INV_FAILED_ATTEMPTS))
+	if (N(INV_MAX_USES) || N(INV_USE_COUNT) || N(INV_FAILED_ATTEMPTS) || N(INV_EXPIRES_AT))
 	{
 		Unsupported("invites holds a NULL where its schema has NOT NULL");
 		result = ITM_DIRECT_UNSUPPORTED;
@@ -1429,13 +1601,13 @@ enum
 	GL_NCOLS
 };
 static const DirectCol guest_link_cols[GL_NCOLS] = {
-	[GL_GUEST_LINK_ID] = {"guest_link_id", INT8OID},
-	[GL_TOKEN_HASH] = {"token_hash", BYTEAOID},
-	[GL_MEDIA_ID] = {"media_id", TEXTOID},
-	[GL_REVOKED_AT] = {"revoked_at", TIMESTAMPTZOID},
-	[GL_EXPIRES_AT] = {"expires_at", TIMESTAMPTZOID},
-	[GL_CLICK_LIMIT] = {"click_limit", INT4OID},
-	[GL_CLICKS] = {"clicks", INT4OID},
+	[GL_GUEST_LINK_ID] = {"guest_link_id", INT8OID, true},
+	[GL_TOKEN_HASH] = {"token_hash", BYTEAOID, true},
+	[GL_MEDIA_ID] = {"media_id", TEXTOID, true},
+	[GL_REVOKED_AT] = {"revoked_at", TIMESTAMPTZOID, false},
+	[GL_EXPIRES_AT] = {"expires_at", TIMESTAMPTZOID, false},
+	[GL_CLICK_LIMIT] = {"click_limit", INT4OID, false},
+	[GL_CLICKS] = {"clicks", INT4OID, true},
 };
 
 static struct
@@ -1519,7 +1691,9 @@ OpenGuestLinks(LOCKMODE lockmode, AclMode mode)
 		return NULL;
 	if (!gl_cache.valid)
 	{
-		why = FindColumns(gl, guest_link_cols, GL_NCOLS, gl_cache.att);
+		why = ShapeProblem(gl, false, NULL);
+		if (why == NULL)
+			why = FindColumns(gl, guest_link_cols, GL_NCOLS, gl_cache.att);
 		if (why == NULL &&
 			!OidIsValid(gl_cache.id_index = FindKeyIndex(gl, gl_cache.att[GL_GUEST_LINK_ID], 0,
 														 INT8OID, F_INT8EQ, InvalidOid)))
@@ -1595,7 +1769,7 @@ ItmDirectGuestDiagnose(bytea *token_hash, const char *email_key, const char *ema
 	}
 
 	/* READ COMMITTED: what committed before this statement, as SPI's would */
-	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	snapshot = BeginStatement();
 	slot = table_slot_create(gl, NULL);
 	if (!ReadSettings(set, snapshot, &enabled, &lockout))
 	{
@@ -1639,9 +1813,7 @@ ItmDirectGuestDiagnose(bytea *token_hash, const char *email_key, const char *ema
 		fcinfo->args[0].value = CStringGetTextDatum(email);
 		fcinfo->args[0].isnull = false;
 		/* a STABLE function reads the active snapshot: the statement's */
-		PushActiveSnapshot(snapshot);
 		d = FunctionCallInvoke(fcinfo);
-		PopActiveSnapshot();
 		/* the statement's ColBool: NULL is not allowed */
 		out->domain_allowed = !fcinfo->isnull && DatumGetBool(d);
 	}
@@ -1649,7 +1821,7 @@ ItmDirectGuestDiagnose(bytea *token_hash, const char *email_key, const char *ema
 
 out:
 	ExecDropSingleTupleTableSlot(slot);
-	UnregisterSnapshot(snapshot);
+	EndStatement(snapshot);
 	if (usr)
 		table_close(usr, NoLock);
 	table_close(gl, NoLock);
@@ -1697,7 +1869,7 @@ ItmDirectGuestShare(int64 guest_link_id)
 		return ITM_DIRECT_UNSUPPORTED;
 	}
 
-	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	snapshot = BeginStatement();
 	if (!ReadSettings(set, snapshot, &enabled, &lockout))
 	{
 		Unsupported("settings does not hold one row");
@@ -1706,7 +1878,7 @@ ItmDirectGuestShare(int64 guest_link_id)
 	table_close(set, NoLock);
 	if (result == ITM_DIRECT_UNSUPPORTED || !enabled)
 	{
-		UnregisterSnapshot(snapshot);
+		EndStatement(snapshot);
 		table_close(gl, NoLock);
 		return result;
 	}
@@ -1743,7 +1915,7 @@ ItmDirectGuestShare(int64 guest_link_id)
 		}
 	}
 	ExecDropSingleTupleTableSlot(slot);
-	UnregisterSnapshot(snapshot);
+	EndStatement(snapshot);
 	table_close(gl, NoLock);
 	return result;
 }
@@ -1756,6 +1928,7 @@ ItmDirectGuestRecord(int64 guest_link_id, const char *status, const char *email,
 					 int64 *join_id)
 {
 	Relation	rel;
+	Snapshot	snapshot;
 	Datum		values[GJ_NCOLS];
 	bool		nulls[GJ_NCOLS] = {0};
 
@@ -1774,7 +1947,9 @@ ItmDirectGuestRecord(int64 guest_link_id, const char *status, const char *email,
 	nulls[GJ_DEVICE_ID] = device_id_null;
 	values[GJ_USER_ID] = user_id ? CStringGetTextDatum(user_id) : (Datum) 0;
 	nulls[GJ_USER_ID] = user_id == NULL;
+	snapshot = BeginStatement();
 	InsertRow(&join_target, rel, values, nulls);
+	EndStatement(snapshot);
 	table_close(rel, NoLock);
 	/* RETURNING join_id (1.1.1): NOT NULL in the schema */
 	if (nulls[GJ_JOIN_ID])
@@ -1804,6 +1979,7 @@ ItmDirectInsertInvite(bytea *token_hash, const char *media_id, const char *role,
 					  int64 *invite_id, TimestampTz *expires_at)
 {
 	Relation	rel;
+	Snapshot	snapshot;
 	Datum		values[NI_NCOLS];
 	bool		nulls[NI_NCOLS] = {0};
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
@@ -1838,7 +2014,9 @@ ItmDirectInsertInvite(bytea *token_hash, const char *media_id, const char *role,
 	values[NI_MAX_USES] = Int32GetDatum(max_uses);
 	nulls[NI_NOT_BEFORE] = !(scheduled && not_before > now);
 	values[NI_NOT_BEFORE] = nulls[NI_NOT_BEFORE] ? (Datum) 0 : TimestampTzGetDatum(not_before);
+	snapshot = BeginStatement();
 	InsertRow(&invite_target, rel, values, nulls);
+	EndStatement(snapshot);
 	table_close(rel, NoLock);
 	if (nulls[NI_INVITE_ID])
 		ereport(ERROR,
