@@ -3,8 +3,8 @@
 # multi-use, exhausted, revoked, expired, unlimited), redemptions of every
 # kind, messages in the outbox and a DBA's grants to an application role on
 # invite_create, invite_check and invite_consume, updated in place:
-#  - 1.0 -> 1.0.1 -> 1.1 step by step, 1.0 -> 1.1 with one plain ALTER
-#    EXTENSION ... UPDATE, and 1.0.1 -> 1.1;
+#  - 1.0 -> 1.0.1 -> 1.1 step by step, 1.0 -> 1.1 with one ALTER
+#    EXTENSION ... UPDATE TO '1.1', and 1.0.1 -> 1.1;
 # and after each update
 #  - every old token answers invite_check and invite_consume as before (its
 #    state kept), the lockout counter starts at 0, nothing is scheduled;
@@ -23,18 +23,25 @@
 #    attacl, proacl, the schema's, pg_init_privs), and pg_dump
 #    --schema-only of the detached members (as t/040_upgrade.pl does).
 # Also: the library serves one session through 1.0, 1.0.1 and 1.1.
+#
+# This file is about 1.1: its fresh database is CREATE EXTENSION ... VERSION
+# '1.1' and its updates stop at 1.1 (UPDATE TO '1.1'), whatever the default
+# version is now.  The update from 1.1 on (1.1.1) is t/047_update_1_1_1.pl's;
+# the catalog picture both compare is t/lib/ItmCatalog.pm.
 use strict;
 use warnings FATAL => 'all';
 
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib "$FindBin::RealBin/lib";
+use ItmCatalog qw(catalog catalog_parts compare_catalog detached_schema diff_text);
 
 my $ext = 'invitetomedia';
 my $node = PostgreSQL::Test::Cluster->new('update11');
 $node->init;
 $node->start;
-my ($host, $port) = ($node->host, $node->port);
 
 $node->safe_psql('postgres', 'CREATE ROLE itm_app LOGIN');
 
@@ -311,153 +318,12 @@ sub check_updated
 	return;
 }
 
-# -- a catalog picture of the extension --------------------------------------
-my %catalog_sql = (
-	members => q{
-		SELECT string_agg(pg_describe_object(classid, objid, 0), E'\n' ORDER BY 1)
-		  FROM pg_depend
-		 WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
-		   AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'invitetomedia')},
-	extension => q{
-		SELECT concat_ws(' ', e.extversion, e.extrelocatable, e.extnamespace::regnamespace,
-		       (SELECT string_agg(c::regclass || '=' || coalesce(w, ''), ',' ORDER BY c::regclass::text)
-		          FROM unnest(e.extconfig, e.extcondition) AS u(c, w)))
-		  FROM pg_extension e WHERE e.extname = 'invitetomedia'},
-	schema => q{
-		SELECT concat_ws(' ', n.nspname, n.nspowner::regrole,
-		       (SELECT string_agg(x::text, ',' ORDER BY x::text) FROM unnest(n.nspacl) x),
-		       obj_description(n.oid, 'pg_namespace'))
-		  FROM pg_namespace n WHERE n.nspname = 'invitetomedia'},
-	relations => q{
-		SELECT string_agg(concat_ws(' ', c.relname, c.relkind, c.relpersistence, c.reloptions,
-		                  c.relrowsecurity, c.relforcerowsecurity, c.relowner::regrole,
-		                  (SELECT string_agg(x::text, ',' ORDER BY x::text) FROM unnest(c.relacl) x),
-		                  obj_description(c.oid, 'pg_class')), E'\n' ORDER BY c.relname)
-		  FROM pg_class c WHERE c.relnamespace = 'invitetomedia'::regnamespace},
-	columns => q{
-		SELECT string_agg(line, E'\n' ORDER BY relname, pos)
-		  FROM (SELECT c.relname, a.attnum AS pos,
-		               concat_ws(' ', c.relname,
-		                   row_number() OVER (PARTITION BY c.oid ORDER BY a.attnum), a.attname,
-		                   format_type(a.atttypid, a.atttypmod), a.attnotnull, a.attidentity,
-		                   a.attgenerated, a.attcollation::regcollation, a.attstattarget,
-		                   pg_get_expr(d.adbin, d.adrelid),
-		                   (SELECT string_agg(x::text, ',' ORDER BY x::text) FROM unnest(a.attacl) x),
-		                   col_description(c.oid, a.attnum)) AS line
-		          FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid
-		          LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
-		         WHERE c.relnamespace = 'invitetomedia'::regnamespace AND c.relkind IN ('r', 'v', 'm', 'p', 'f')
-		           AND a.attnum > 0 AND NOT a.attisdropped) cols},
-	constraints => q{
-		SELECT string_agg(concat_ws(' ', c.conrelid::regclass, c.conname, c.contype,
-		                  pg_get_constraintdef(c.oid), c.condeferrable, c.convalidated,
-		                  obj_description(c.oid, 'pg_constraint')), E'\n'
-		                  ORDER BY c.conrelid::regclass::text, c.conname)
-		  FROM pg_constraint c WHERE c.connamespace = 'invitetomedia'::regnamespace},
-	indexes => q{
-		SELECT string_agg(concat_ws(' ', pg_get_indexdef(i.indexrelid), i.indisunique, i.indisprimary,
-		                  i.indimmediate), E'\n' ORDER BY 1)
-		  FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
-		 WHERE c.relnamespace = 'invitetomedia'::regnamespace},
-	triggers => q{
-		SELECT string_agg(concat_ws(' ', pg_get_triggerdef(t.oid), t.tgenabled), E'\n' ORDER BY 1)
-		  FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
-		 WHERE c.relnamespace = 'invitetomedia'::regnamespace AND NOT t.tgisinternal},
-	policies => q{
-		SELECT string_agg(concat_ws(' ', tablename, policyname, permissive, roles, cmd, qual, with_check),
-		                  E'\n' ORDER BY tablename, policyname)
-		  FROM pg_policies WHERE schemaname = 'invitetomedia'},
-	functions => q{
-		SELECT string_agg(concat_ws(' | ', p.oid::regprocedure, pg_get_function_arguments(p.oid),
-		                  pg_get_function_result(p.oid), p.prokind, p.provolatile, p.proparallel,
-		                  p.prosecdef, p.proisstrict, p.proleakproof, p.proretset, p.procost, p.prorows,
-		                  p.proconfig, l.lanname, p.probin, p.prosrc, p.proowner::regrole,
-		                  (SELECT string_agg(x::text, ',' ORDER BY x::text) FROM unnest(p.proacl) x),
-		                  obj_description(p.oid, 'pg_proc')), E'\n' ORDER BY p.oid::regprocedure::text)
-		  FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
-		 WHERE p.pronamespace = 'invitetomedia'::regnamespace},
-	views => q{
-		SELECT string_agg(c.relname || ': ' || pg_get_viewdef(c.oid), E'\n' ORDER BY c.relname)
-		  FROM pg_class c WHERE c.relnamespace = 'invitetomedia'::regnamespace AND c.relkind IN ('v', 'm')},
-	sequences => q{
-		SELECT string_agg(concat_ws(' ', s.seqrelid::regclass, s.seqtypid::regtype, s.seqstart,
-		                  s.seqincrement, s.seqmax, s.seqmin, s.seqcache, s.seqcycle,
-		                  (SELECT d.refobjid::regclass || '.' || a.attname FROM pg_depend d
-		                     JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
-		                    WHERE d.classid = 'pg_class'::regclass AND d.objid = s.seqrelid
-		                      AND d.deptype = 'a')), E'\n' ORDER BY s.seqrelid::regclass::text)
-		  FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid
-		 WHERE c.relnamespace = 'invitetomedia'::regnamespace},
-	types => q{
-		SELECT string_agg(t.typname || ' ' || t.typtype::text, E'\n' ORDER BY t.typname)
-		  FROM pg_type t WHERE t.typnamespace = 'invitetomedia'::regnamespace},
-	init_privs => q{
-		SELECT string_agg(format('%s: %s %s', pg_describe_object(i.classoid, i.objoid, i.objsubid),
-		                         i.privtype, i.initprivs), E'\n' ORDER BY 1)
-		  FROM pg_init_privs i
-		  JOIN pg_depend d ON d.classid = i.classoid AND d.objid = i.objoid AND d.objsubid = 0
-		 WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
-		   AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'invitetomedia')},
-);
-
-sub catalog
-{
-	my ($db) = @_;
-	return { map { $_ => $node->safe_psql($db, $catalog_sql{$_}) } keys %catalog_sql };
-}
-
-sub compare_catalog
-{
-	my ($db, $fresh, $label) = @_;
-	my $c = catalog($db);
-	for my $k (sort keys %catalog_sql)
-	{
-		ok($c->{$k} eq $fresh->{$k}, "$label: $k as in a fresh 1.1")
-		  or diag(diff_text($fresh->{$k}, $c->{$k}));
-	}
-	return;
-}
-
-# detaches every member so that pg_dump writes it out (see t/040_upgrade.pl)
-sub detached_schema
-{
-	my ($db) = @_;
-	my $sql = $node->safe_psql($db, qq{
-		SELECT string_agg(format('ALTER EXTENSION $ext DROP %s %s;', upper(i.type), i.identity), E'\\n')
-		  FROM pg_depend d, pg_identify_object(d.classid, d.objid, 0) i
-		 WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
-		   AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = '$ext')});
-	$node->safe_psql($db, $sql);
-	my ($out, $err);
-	IPC::Run::run([ 'pg_dump', '-h', $host, '-p', $port, '--schema-only', $db ],
-		'>', \$out, '2>', \$err)
-	  or die "pg_dump $db failed: $err";
-	$out =~ s/^--.*\n//mg;
-	$out =~ s/^\\(?:un)?restrict .*\n//mg;
-	return $out;
-}
-
-sub diff_text
-{
-	my ($a, $b) = @_;
-	my $dir = PostgreSQL::Test::Utils::tempdir;
-	open my $fa, '>', "$dir/fresh" or die;
-	print $fa "$a\n";
-	close $fa;
-	open my $fb, '>', "$dir/updated" or die;
-	print $fb "$b\n";
-	close $fb;
-	my ($out, $err);
-	IPC::Run::run([ 'diff', '-u', "$dir/fresh", "$dir/updated" ], '>', \$out, '2>', \$err);
-	my @l = split /\n/, $out // '';
-	return join("\n", @l[ 0 .. ($#l < 80 ? $#l : 80) ]);
-}
-
 # -- a fresh 1.1 with the grants a DBA gives at 1.1 -------------------------
+# (1.1 by name: the default version is newer)
 $node->safe_psql('postgres', 'CREATE DATABASE fresh');
-$node->safe_psql('fresh', "CREATE EXTENSION $ext CASCADE" . ';' . app_grants('1.1'));
+$node->safe_psql('fresh', "CREATE EXTENSION $ext VERSION '1.1' CASCADE" . ';' . app_grants('1.1'));
 is(version('fresh'), '1.1', 'a fresh install is at 1.1');
-my $fresh = catalog('fresh');
+my $fresh = catalog($node, 'fresh');
 like($fresh->{functions}, qr/guest_link_join/, 'the catalog picture holds the 1.1 functions');
 like($fresh->{functions}, qr/^invitetomedia\.invite_create\(.*\bitm_app=X\//m, '... with their privileges');
 like($fresh->{init_privs}, qr/invite_consume/, '... the initial privileges');
@@ -470,12 +336,12 @@ like($fresh->{views}, qr/^guest_joins: /m, '... and the views');
 # -- 1.0 -> 1.0.1 -> 1.1, step by step ----------------------------------------
 my %dbs = (
 	stepwise => [ '1.0',   [ "ALTER EXTENSION $ext UPDATE TO '1.0.1'", "ALTER EXTENSION $ext UPDATE TO '1.1'" ] ],
-	direct   => [ '1.0',   [ "ALTER EXTENSION $ext UPDATE" ] ],
-	from101  => [ '1.0.1', [ "ALTER EXTENSION $ext UPDATE" ] ],
+	direct   => [ '1.0',   [ "ALTER EXTENSION $ext UPDATE TO '1.1'" ] ],
+	from101  => [ '1.0.1', [ "ALTER EXTENSION $ext UPDATE TO '1.1'" ] ],
 );
 my %label = (
 	stepwise => '1.0 -> 1.0.1 -> 1.1',
-	direct   => '1.0 -> 1.1 (one ALTER EXTENSION UPDATE)',
+	direct   => '1.0 -> 1.1 (one ALTER EXTENSION UPDATE TO \'1.1\')',
 	from101  => '1.0.1 -> 1.1',
 );
 for my $db (qw(stepwise direct from101))
@@ -487,44 +353,57 @@ for my $db (qw(stepwise direct from101))
 	if ($db eq 'from101')
 	{
 		# the picture tells 1.0.1 from 1.1 in every part the update changes
-		my $pre = catalog($db);
+		my $pre = catalog($node, $db);
 		isnt($pre->{$_}, $fresh->{$_}, "$db at 1.0.1: $_ differ from a fresh 1.1")
-		  for grep { $_ ne 'schema' } sort keys %catalog_sql;
+		  for grep { $_ ne 'schema' } catalog_parts();
 	}
 	for my $u (@$updates)
 	{
 		my ($ret, $out, $err) = $node->psql($db, $u);
 		is($ret, 0, "$db: $u") or diag($err);
 		# the one-statement updates go straight to 1.1
-		is(version($db), '1.1', "$db: $u goes straight to 1.1") if $u !~ /TO/;
+		is(version($db), '1.1', "$db: $u goes straight to 1.1") if @$updates == 1;
 	}
 	check_updated($db, $inv, $before, $label{$db});
-	compare_catalog($db, $fresh, $label{$db});
+	compare_catalog($node, $db, $fresh, $label{$db}, 'a fresh 1.1');
 }
 
 # -- the carried grants survive pg_dump and restore ---------------------------
 my $dump = $node->basedir . '/stepwise.dump';
 $node->command_ok([ 'pg_dump', '-Fc', '-f', $dump, '-d', $node->connstr('stepwise') ],
 	'pg_dump of the updated database');
+# A dump names no extension version and its CREATE EXTENSION makes the
+# default one (README, "Upgrading"): to restore at 1.1, the extension is
+# created at 1.1 first, with its schema, and everything but the schema is
+# restored (the dump's CREATE EXTENSION IF NOT EXISTS then changes nothing).
 $node->safe_psql('postgres', 'CREATE DATABASE restored');
-$node->command_ok([ 'pg_restore', '--exit-on-error', '-d', $node->connstr('restored'), $dump ],
-	'pg_restore into a new database');
+$node->safe_psql('restored', "CREATE EXTENSION $ext VERSION '1.1' CASCADE");
+my ($toc, $toc_err);
+IPC::Run::run([ 'pg_restore', '-l', $dump ], '>', \$toc, '2>', \$toc_err)
+  or die "pg_restore -l: $toc_err";
+my $list = $node->basedir . '/stepwise.list';
+open my $lf, '>', $list or die "$list: $!";
+print $lf map { "$_\n" } grep { !/^\d+; \d+ \d+ SCHEMA - $ext / } split /\n/, $toc;
+close $lf;
+$node->command_ok([ 'pg_restore', '--exit-on-error', '-L', $list, '-d', $node->connstr('restored'), $dump ],
+	'pg_restore into a new database with the extension at 1.1');
+is(version('restored'), '1.1', 'the restored database is at 1.1');
 is( $node->safe_psql('restored', q{
 		SELECT has_function_privilege('itm_app',
 		           'invitetomedia.invite_create(text,text,text,text,text,text,boolean,timestamptz)', 'EXECUTE')
 		       AND has_function_privilege('itm_app', 'invitetomedia.invite_check(text)', 'EXECUTE')}),
 	't', 'the restored database keeps itm_app\'s grants on invite_create and invite_check');
-compare_catalog('restored', $fresh, 'restored from the updated database');
+compare_catalog($node, 'restored', $fresh, 'restored from the updated database', 'a fresh 1.1');
 
 # -- pg_dump of the detached members equals a fresh install's ----------------
-my $fresh_schema = detached_schema('fresh');
+my $fresh_schema = detached_schema($node, 'fresh');
 like($fresh_schema, qr/CREATE FUNCTION invitetomedia\.guest_link_join/,
 	'a detached dump holds the extension objects');
 like($fresh_schema, qr/GRANT ALL ON FUNCTION invitetomedia\.invite_create\(.*\) TO itm_app;/,
 	'... and the DBA\'s grants');
 for my $db (qw(stepwise direct from101))
 {
-	my $schema = detached_schema($db);
+	my $schema = detached_schema($node, $db);
 	ok($schema eq $fresh_schema, "$label{$db}: pg_dump --schema-only of the members equals a fresh 1.1")
 	  or diag(diff_text($fresh_schema, $schema));
 }

@@ -29,6 +29,9 @@ use Time::HiRes qw(time usleep);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib "$FindBin::RealBin/lib";
+use ItmVersion qw(default_version);
 
 my $top = abs_path(File::Spec->catdir(dirname(__FILE__), '..'));
 my $fake = "$top/sender/test/fake-sendmail";
@@ -268,8 +271,9 @@ GRANT EXECUTE ON FUNCTION invitetomedia.email_claim(integer, interval),
                           invitetomedia.email_release(bigint, integer)
    TO claimsender;
 EOSQL
+my $default = default_version();
 is(sql("SELECT extversion FROM pg_extension WHERE extname = 'invitetomedia'"),
-	'1.1', 'CREATE EXTENSION installs 1.1 by default');
+	$default, "CREATE EXTENSION installs the default version ($default)");
 
 ###########################################################################
 # 1. the SQL API: two senders, an expired lease, late confirmations
