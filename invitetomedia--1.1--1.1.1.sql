@@ -166,6 +166,10 @@ REVOKE ALL ON FUNCTION invitetomedia.guest_link_join(text, text, text, text, tex
     FROM PUBLIC;
 
 /*
+ * (Each grant revoked or carried over is named with a WARNING: PostgreSQL
+ * runs an extension script with client_min_messages raised to WARNING, so
+ * the NOTICEs of the 1.0.1 and 1.1 scripts never reached anyone.)
+ *
  * Default privileges (ALTER DEFAULT PRIVILEGES ... GRANT) of the installing
  * role land on every object an extension script creates.  Whatever such a
  * grant gave, on any member of the extension, is revoked here; it is found
@@ -225,7 +229,7 @@ BEGIN
         LOOP
             EXECUTE pg_catalog.format('REVOKE %s ON %s %s FROM %s CASCADE',
                                       r.privilege_type, obj.kind, obj.identity, r.grantee);
-            RAISE NOTICE 'revoked % on % % from % (a default privilege of the installing role)',
+            RAISE WARNING 'revoked % on % % from % (a default privilege of the installing role)',
                          r.privilege_type, pg_catalog.lower(obj.kind), obj.identity, r.grantee;
         END LOOP;
         IF FOUND THEN
@@ -291,7 +295,7 @@ BEGIN
                 CASE WHEN r.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
                      ELSE pg_catalog.quote_ident(r.grantee::pg_catalog.regrole::pg_catalog.text) END,
                 CASE WHEN r.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
-            RAISE NOTICE 'granted % on function % to % as on its 1.1 form',
+            RAISE WARNING 'granted % on function % to % as on its 1.1 form',
                 r.privilege_type, fn.new_oid,
                 CASE WHEN r.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
                      ELSE r.grantee::pg_catalog.regrole::pg_catalog.text END;

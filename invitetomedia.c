@@ -1848,6 +1848,7 @@ RecordDirectUse(ConsumeCall *call, const ItmDirectUse *use)
 		args[1] = call->args[1];
 		args[2] = call->args[2];
 		nulls[2] = call->nulls[2];
+		ItmDirectUseDone();
 		RunPlan(p, args, nulls, false, SPI_OK_INSERT_RETURNING);
 		if (SPI_processed != 1)
 			elog(ERROR, "invitetomedia: the record of a use was not written");

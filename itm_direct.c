@@ -872,6 +872,16 @@ OpenInvites(LOCKMODE lockmode, AclMode mode, Relation *invp, Relation *setp)
 	return true;
 }
 
+/*
+ * The consume statement is one statement: its record is inserted with the
+ * snapshot its UPDATE ran with, which does not see the use it took (a DBA's
+ * default or CHECK on redemptions that reads invites sees the link as it
+ * was).  The use keeps that snapshot here for its record; NULL otherwise.
+ */
+static Snapshot use_snapshot = NULL;
+
+static bool RecordUsable(void);
+
 ItmDirectResult
 ItmDirectTakeUse(bytea *token_hash, const char *email_key, ItmDirectUse *use)
 {
@@ -892,6 +902,7 @@ ItmDirectTakeUse(bytea *token_hash, const char *email_key, ItmDirectUse *use)
 	int			natts;
 	int			i;
 
+	use_snapshot = NULL;			/* a failed call's was released with it */
 	if (!itm_direct_use)
 		return ITM_DIRECT_UNSUPPORTED;
 	current_op = "invite_consume takes the use";
@@ -900,6 +911,10 @@ ItmDirectTakeUse(bytea *token_hash, const char *email_key, ItmDirectUse *use)
 		Unsupported("the transaction is REPEATABLE READ or SERIALIZABLE");
 		return ITM_DIRECT_UNSUPPORTED;
 	}
+	/* the use and its record are one statement: both this way, or neither */
+	if (!RecordUsable())
+		return ITM_DIRECT_UNSUPPORTED;
+	current_op = "invite_consume takes the use";
 	/* the locks and privileges the UPDATE would take and need */
 	if (!OpenInvites(RowExclusiveLock, ACL_SELECT | ACL_UPDATE, &inv, &set))
 		return ITM_DIRECT_UNSUPPORTED;
@@ -993,6 +1008,8 @@ ItmDirectTakeUse(bytea *token_hash, const char *email_key, ItmDirectUse *use)
 
 out:
 	ExecDropSingleTupleTableSlot(slot);
+	if (result == ITM_DIRECT_TAKEN)
+		use_snapshot = RegisterSnapshot(snapshot);
 	EndStatement(snapshot);
 	table_close(inv, NoLock);
 	/* what follows (the record, the caller's next statement) sees the use */
@@ -1396,8 +1413,14 @@ ItmDirectRecordUse(int64 invite_id, const char *email_key,
 		return false;
 	}
 
-	/* the statement's sub-select: the invitee's user, as committed now */
-	snapshot = BeginStatement();
+	/* the statement's sub-select: the invitee's user, with the use's snapshot */
+	if (use_snapshot != NULL)
+	{
+		PushActiveSnapshot(use_snapshot);
+		snapshot = RegisterSnapshot(GetActiveSnapshot());
+	}
+	else
+		snapshot = BeginStatement();
 	*user_id = FindUserId(usr, snapshot, email_key);
 	table_close(usr, NoLock);
 
@@ -1411,6 +1434,7 @@ ItmDirectRecordUse(int64 invite_id, const char *email_key,
 	values[REC_USER_ID] = *user_id ? CStringGetTextDatum(*user_id) : (Datum) 0;
 	InsertRow(&record_target, rec, values, nulls);
 	EndStatement(snapshot);
+	ItmDirectUseDone();
 	table_close(rec, NoLock);
 
 	/* RETURNING redemption_id: NOT NULL in the schema */
@@ -1422,6 +1446,34 @@ ItmDirectRecordUse(int64 invite_id, const char *email_key,
 				 errhint("Restore the column's default and NOT NULL constraint.")));
 	*redemption_id = DatumGetInt64(values[REC_REDEMPTION_ID]);
 	return true;
+}
+
+/* Whether the record of a use may be written this way now (opened, closed). */
+static bool
+RecordUsable(void)
+{
+	Relation	rec;
+	Relation	usr;
+
+	current_op = "invite_consume writes the record";
+	rec = OpenTarget(&record_target);
+	if (rec == NULL)
+		return false;
+	usr = OpenUsers();
+	table_close(rec, NoLock);
+	if (usr == NULL)
+		return false;
+	table_close(usr, NoLock);
+	return true;
+}
+
+/* The use's record is written (or its caller gave up): its snapshot goes. */
+void
+ItmDirectUseDone(void)
+{
+	if (use_snapshot != NULL)
+		UnregisterSnapshot(use_snapshot);
+	use_snapshot = NULL;
 }
 
 /*---- invite_check ---------------------------------------------------------*/

@@ -90,6 +90,7 @@ extern ItmDirectResult ItmDirectTakeUse(bytea *token_hash, const char *email_key
 extern bool ItmDirectRecordUse(int64 invite_id, const char *email_key,
 							   Datum device_id, bool device_id_null,
 							   int64 *redemption_id, char **user_id);
+extern void ItmDirectUseDone(void);
 extern ItmDirectResult ItmDirectReadInvite(bytea *token_hash, ItmDirectInvite *inv);
 extern ItmDirectResult ItmDirectGuestDiagnose(bytea *token_hash, const char *email_key,
 											  const char *email, const char *policy,
