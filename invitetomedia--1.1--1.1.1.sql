@@ -111,6 +111,15 @@ $$;
 COMMENT ON FUNCTION invitetomedia.guest_allowed(text) IS
 'the guest rule: false when the email''s domain is, or is below, a restricted domain, whether or not a user has the address (guest_link_join never asks)';
 
+-- The owner's view of the joins gains the join's id: the identity the lobby
+-- hands to the platform for a guest, so that a platform can find its join.
+CREATE OR REPLACE VIEW invitetomedia.guest_joins AS
+SELECT j.guest_link_id, j.joined_at, j.status, j.email, j.first_name, j.last_name, j.device_id,
+       j.join_id
+  FROM invitetomedia.guest_link_joins j;
+COMMENT ON VIEW invitetomedia.guest_joins IS
+'every join and refused attempt on a guest link, with the email and names the guest gave (claimed, not proven) and the join''s id, the guest''s identity';
+
 ------------------------------------------------------------------------------
 -- the API
 ------------------------------------------------------------------------------
