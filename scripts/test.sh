@@ -2,7 +2,9 @@
 # The whole test suite on throwaway clusters, as root (or with sudo):
 #   bash scripts/test.sh            regression, isolation, the regression
 #                                   suite again with the table-AM paths
-#                                   off (itm_direct.c), TAP, the 1.0, 1.0.1
+#                                   off (itm_direct.c), the differential
+#                                   fuzzer of that path (test/difffuzz),
+#                                   TAP, the 1.0, 1.0.1
 #                                   and 1.1 suites against the new library,
 #                                   two demos at once, the reference lobby in
 #                                   headless Chromium (test/lobby/run.sh),
@@ -18,8 +20,8 @@
 # runner that exits non-zero without reporting a failed test (it never
 # started, or died): a suite that cannot run must not read as "0 failed".
 #
-# ITM_TEST_BREAK=STAGE (setup, regress, isolation, direct_off, tap, compat,
-# demo, lobby, long, package)
+# ITM_TEST_BREAK=STAGE (setup, regress, isolation, direct_off, difffuzz, tap,
+# compat, demo, lobby, long, package)
 # hands that stage's runner a bogus option, so that it fails before running
 # anything: how to check that such a failure is counted.
 set -uo pipefail
@@ -243,6 +245,22 @@ itm_virtualenv "$tree" env PGOPTIONS='-c invitetomedia.direct_use=off' \
     EXTRA_REGRESS_OPTS="--outputdir=$work/regress-direct-off $(brk direct_off)" \
     >"$logs/regress-direct-off.log" 2>&1
 count_regress "$logs/regress-direct-off.log" $? "$work/regress-direct-off/regression.diffs"
+
+# The differential fuzzer of the direct path (test/difffuzz/, issue 18):
+# random call sequences on databases a DBA altered (a catalogue of
+# alterations), each run with invitetomedia.direct_use on and off on
+# identical databases; every alteration family counts, and a fuzzer that
+# could not start counts as a failure.  Bounded by DIFFFUZZ_SECONDS.
+echo "== differential fuzzer of the direct path (test/difffuzz)"
+itm_as_postgres "$tree" env DIFFFUZZ_SECONDS="${DIFFFUZZ_SECONDS:-180}" \
+    bash test/difffuzz/run.sh $(brk difffuzz) >"$logs/difffuzz.log" 2>&1
+rc=$?
+f0=$failed
+grep -E '^# difffuzz:' "$logs/difffuzz.log" | sed 's/^# /   /'
+count_regress "$logs/difffuzz.log" $rc /dev/null
+if [ "$failed" -ne "$f0" ]; then
+    grep -E '^ +' "$logs/difffuzz.log" | head -80
+fi
 
 # The frozen suite of each release (test/compat-VERSION/), on the extension
 # created at that version, against the library just built: what a site that
