@@ -143,6 +143,23 @@ is(as_role('media_sync', q{DELETE FROM app.users WHERE id = 'g2'}), '',
 	'sync: an application delete is mirrored');
 is(value(q{SELECT count(*) FROM invitetomedia.users WHERE user_id IN ('g1', 'g2')}), '0',
 	'sync: the user is gone from the directory');
+# issue 18, A3: an address an anonymous user holds (the Getting started
+# guest's first use created one; 1.1's guest joins did too) is taken over
+# by the person's sign-up: the recipe's sync succeeds, the anonymous user
+# gives way
+is(value(q{SELECT user_id || ' ' || role FROM invitetomedia.users WHERE lower(email) = 'guest@outside.example'}),
+	'guest@outside.example anonymous', 'sync: the guest of Getting started is an anonymous user');
+$node->safe_psql('site', q{INSERT INTO invitetomedia.users VALUES
+	('squat@outside.example', 'Squat@Outside.example', 'S', 'Q', 'anonymous')});
+is(as_role('media_sync', q{INSERT INTO app.users VALUES ('gina-7', 'Guest@Outside.example', 'Gina', 'Guest', 'viewer')}),
+	'', 'sync: a sign-up with the address of an anonymous user is mirrored');
+is(as_role('media_sync', q{INSERT INTO app.users VALUES ('sq-1', 'squat@outside.example', 'Real', 'Person', 'viewer')}),
+	'', 'sync: ... and with the address of an anonymous user 1.1 made for a guest');
+is(value(q{SELECT string_agg(user_id || ' ' || role, ',' ORDER BY user_id) FROM invitetomedia.users
+            WHERE lower(email) IN ('guest@outside.example', 'squat@outside.example')}),
+	'gina-7 viewer,sq-1 viewer', 'sync: the sign-ups hold the addresses, the anonymous users are gone');
+is(as_role('media_sync', q{INSERT INTO app.users VALUES ('other-9', 'SQUAT@outside.example', 'O', 'T', 'viewer')}),
+	'23505', 'sync: an address a real user holds is still refused to another');
 is(as_role('media_sync', q{
 	INSERT INTO invitetomedia.media VALUES ('m2', 'video', 'Film', 'olivia')
 	    ON CONFLICT (media_id) DO UPDATE SET title = EXCLUDED.title;
