@@ -53,6 +53,12 @@
  * picks the matching query (the ItmApi argument; plans are kept per API).
  * A 1.0 or 1.0.1 database never runs a query that names a 1.1 column.
  *
+ * Version 1.1.1 (the second security review): a guest is not a user (see
+ * "guest links"), invite_resend needs may_invite() and its mailed resends
+ * count towards the rate limit (resends), a wrong email counts towards the
+ * lockout under the row lock (mismatch_plan), and itm_direct.c runs on a
+ * whitelist of table shapes.
+ *
  * Version 1.1 adds, on the same principles: scheduled links (not_before),
  * a lockout after wrong emails (failed_attempts, read against the setting
  * at every consume), invite_resend (a new token; the old one's hash goes to
@@ -2631,6 +2637,16 @@ invite_resend_1_1_1(PG_FUNCTION_ARGS)
  * A guest link is shared: anyone who has it joins as a viewer with the
  * email and names they type.  Its token is an invite token with another
  * prefix (ITM_GUEST_TOKEN_PREFIX), stored as a hash the same way.
+ *
+ * Identity (1.1.1).  A guest link proves knowledge of the link and nothing
+ * more: the address typed is a claim.  So a join never reads, creates,
+ * changes or returns a user (1.1 returned the user with that address, and
+ * a guest became an administrator by typing hers); the join's record is
+ * the guest's identity (join_id; a device that rejoins keeps its first ok
+ * join's), user_id is always NULL, and the domain rule is guest_allowed(),
+ * which does not ask whether the address has an account, so that no answer
+ * tells it.  The 1.1 SQL function keeps 1.1's behaviour (guest_link_join,
+ * not guest_link_join_1_1_1) until its database is updated.
  *
  * Concurrency.  A click-limited link counts its joins in its row, with one
  * UPDATE whose WHERE clause holds every condition (as invite_consume does):

@@ -39,26 +39,53 @@
  * which locks nothing, reads with the statement's snapshot at REPEATABLE
  * READ too).
  *
- * Trust.  The tables are the DBA's to alter; this path only runs when they
- * are what it was written for, checked once per backend and again whenever
- * the relcache says one of them changed (and whenever any function changes:
- * a planned CHECK may have inlined one): every column it reads or writes
- * has the type it expects; every index it searches is a valid unique btree
- * on that column (or users' lower(email COLLATE "C")) with the type's own
- * equality; the tables are plain tables, not partitions, without rules or
- * generated columns, invites without UPDATE triggers other than the
- * extension's statement-level write guard, and the tables it inserts into
- * without INSERT triggers.  Per call it also needs what the SQL statement
- * would have been checked against: the caller (the SECURITY DEFINER owner)
- * owns invites when it writes it, holds the privileges the statement needs,
- * and row-level security does not apply to it.  Anything else, or a NULL
- * where the schema has NOT NULL, makes it answer ITM_DIRECT_UNSUPPORTED
- * before writing anything, and the caller runs the SQL statement, whose
- * answer is the reference.  GUC invitetomedia.direct_use (superuser,
- * default on) turns the path off, for comparison and as a safety valve;
- * DEBUG1 says why a call took the SQL statement.  sql/direct_use.sql runs
- * the same scenario both ways and compares every row; the test command runs
- * the whole regression suite a second time with the path off.
+ * Trust: a whitelist, not a list of exceptions (1.1.1, issue 18).  The
+ * tables are the DBA's to alter, and this is a second implementation of
+ * statements whose meaning the DBA's alterations change.  So it runs only
+ * on tables of exactly the shape the extension made, plus the additions it
+ * was written and tested for, and the SQL statement runs for everything
+ * else (DEBUG1 says why).  Checked when a table is first used and again
+ * whenever the relcache says it changed (or any function changed: a
+ * planned CHECK may have inlined one), for every table read or written
+ * (ShapeProblem, FindColumns, FindKeyIndex):
+ *   - a plain permanent heap table: no partitioned table, no partition, no
+ *     inheritance parent or child (a dropped child leaves relhassubclass
+ *     set until ANALYZE: the path stays off until then), no rules;
+ *   - no generated, identity or domain-typed column (a domain's NOT NULL,
+ *     CHECK or default is the statement's to apply);
+ *   - every column the path reads or writes of its exact type without a
+ *     type modifier, NOT NULL where the schema has it, in the database's
+ *     collation for text;
+ *   - every unique index it searches a valid, immediate, plain btree on
+ *     that key with the type's equality and without indcheckxmin;
+ *   - on tables it writes: no trigger but the extension's own, matched by
+ *     function OID (a member of the extension) and exact type, not by name;
+ *     no exclusion constraint or deferrable unique index.
+ * Allowed beyond that, because written for and tested (sql/direct_use,
+ * sql/direct_shapes, test/difffuzz): CHECK constraints (planned once,
+ * tableoid set as the executor sets it), more plain, partial and
+ * expression indexes, more columns (their defaults computed as an INSERT
+ * computes them).  Per call it also needs what the statement would have
+ * been checked against: READ COMMITTED for the update and the row lock
+ * (the reads of invite_check also run under REPEATABLE READ, with the
+ * statement's snapshot), the privileges of the statement (SELECT too where
+ * it has RETURNING), row-level security not applying to the caller, and
+ * the owner for tables behind the write guard.  Each table is found by
+ * name at every call, and again after its lock if invalidations came in
+ * meanwhile (a rename or a swap during the wait), as RangeVarGetRelidExtended
+ * does for a statement.  Each direct statement begins as SPI's does
+ * (BeginStatement: the command counter advanced, a snapshot of its own
+ * pushed as the active one), so that it sees what the caller's statement
+ * wrote before it and a DBA's CHECK or default reads what the statement
+ * would; a use and its record are one statement, as the SQL's: the record
+ * goes this way only if the use can, with the use's snapshot.  A NULL
+ * where the schema has NOT NULL makes a call answer ITM_DIRECT_UNSUPPORTED
+ * before writing anything.  GUC invitetomedia.direct_use (superuser,
+ * default on) turns the path off, for comparison and as a safety valve.
+ * sql/direct_use.sql runs one scenario both ways and compares every row;
+ * sql/direct_shapes.sql the review's reproductions both ways; the test
+ * command runs the whole regression suite a second time with the path off
+ * and test/difffuzz random call sequences on random alterations both ways.
  *
  * Memory: the executor state of a call lives in its own context, freed
  * when the call is done; the caches hold OIDs, attribute numbers and the
