@@ -349,6 +349,45 @@ IsLowerEmailC(Relation ir, AttrNumber email_att)
  * collation is collation (InvalidOid: any).  The scans below search it with
  * exactly that equality, so a DBA's index of another kind is never used.
  */
+/*
+ * Every index FindKeyIndex looked at: a change to one (its pg_index row
+ * updated: made valid, indcheckxmin) sends an invalidation for the index
+ * alone, not its table, and may make an unusable table usable or the
+ * reverse.  The caches are reset when one of these changes (all of them
+ * when there are more than fit here).
+ */
+#define WATCHED_MAX 64
+static Oid	watched[WATCHED_MAX];
+static int	nwatched = 0;
+static bool watched_overflow = false;
+
+static void
+WatchIndex(Oid indexoid)
+{
+	int			i;
+
+	for (i = 0; i < nwatched; i++)
+		if (watched[i] == indexoid)
+			return;
+	if (nwatched < WATCHED_MAX)
+		watched[nwatched++] = indexoid;
+	else
+		watched_overflow = true;
+}
+
+static bool
+IsWatched(Oid relid)
+{
+	int			i;
+
+	if (watched_overflow)
+		return true;
+	for (i = 0; i < nwatched; i++)
+		if (watched[i] == relid)
+			return true;
+	return false;
+}
+
 static Oid
 FindKeyIndex(Relation rel, AttrNumber attnum, AttrNumber email_att, Oid type,
 			 RegProcedure eqproc, Oid collation)
@@ -363,6 +402,8 @@ FindKeyIndex(Relation rel, AttrNumber attnum, AttrNumber email_att, Oid type,
 		HeapTuple	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(indexoid));
 		Form_pg_index ind;
 		bool		fits;
+
+		WatchIndex(indexoid);
 
 		if (!HeapTupleIsValid(tup))
 			continue;
@@ -2109,10 +2150,17 @@ ItmDirectInsertInvite(bytea *token_hash, const char *media_id, const char *role,
 
 /*---- the caches' invalidation ----------------------------------------------*/
 
+static void DirectInvalidateAll(Datum arg, int cacheid, uint32 hashvalue);
+
 static void
 DirectInvalidate(Datum arg, Oid relid)
 {
 	(void) arg;
+	if (OidIsValid(relid) && IsWatched(relid))
+	{
+		DirectInvalidateAll((Datum) 0, 0, 0);
+		return;
+	}
 	if (!OidIsValid(relid) || relid == cache.invites ||
 		relid == cache.hash_index || relid == cache.settings)
 		cache.valid = false;

@@ -210,6 +210,14 @@ SELECT * FROM pg_temp.both(:'consume');
 UPDATE invitetomedia.invites SET failed_attempts = 0 WHERE invite_id = :inv;
 UPDATE invitetomedia.settings SET lockout_attempts = 5;
 
+-- 9l. the schema renamed: the path kept the tables it had found, where the
+-- statement finds none by its names (the functions called by the new name)
+SELECT * FROM pg_temp.both(:'check');
+ALTER SCHEMA invitetomedia RENAME TO itm_renamed;
+SELECT * FROM pg_temp.both(replace(:'check', 'invitetomedia.', 'itm_renamed.'));
+SELECT * FROM pg_temp.both(replace(:'consume', 'invitetomedia.', 'itm_renamed.'));
+ALTER SCHEMA itm_renamed RENAME TO invitetomedia;
+
 -- 9k. an index with indcheckxmin (made by CREATE INDEX over broken HOT
 -- chains) may not be used by older snapshots: the path takes the statement
 -- (set by hand here, as only a superuser could)
