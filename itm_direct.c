@@ -849,7 +849,8 @@ OpenByName(const char *relname, Oid *relid, bool *valid, LOCKMODE lockmode, AclM
 			table_close(rel, lockmode);
 			rel = NULL;
 		}
-		if (!OidIsValid(id) || pg_class_aclcheck(id, GetUserId(), mode) != ACLCHECK_OK)
+		/* every privilege of mode (pg_class_aclcheck is satisfied by any one) */
+		if (!OidIsValid(id) || pg_class_aclmask(id, GetUserId(), mode, ACLMASK_ALL) != mode)
 			break;
 		rel = try_table_open(id, lockmode);
 		if (rel != NULL && inval_count == SharedInvalidMessageCounter)
