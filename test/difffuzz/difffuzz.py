@@ -440,6 +440,15 @@ A("notnull_domain_column",
   [s for t in ("redemptions", "guest_link_joins", "invites") for s in (
       f"ALTER TABLE {{s}}.{t} ADD COLUMN dfz_nn public.dfz_nn_text DEFAULT 'x'",
       f"ALTER TABLE {{s}}.{t} ALTER COLUMN dfz_nn DROP DEFAULT")])
+A("domain_check_column",
+  "redemptions.device_id and guest_link_joins.first_name retyped to domains over text with a CHECK "
+  "(VALUE <> 'banned' / 'Blocked')",
+  "domain-typed columns the path writes (the domain's CHECK on a given value)",
+  setup=["CREATE DOMAIN public.dfz_device AS text CHECK (VALUE <> 'banned')",
+         "CREATE DOMAIN public.dfz_name AS text CHECK (VALUE <> 'Blocked')",
+         retype("redemptions", [("device_id", "public.dfz_device")]),
+         retype("guest_link_joins", [("first_name", "public.dfz_name")])],
+  bias={"device": 3, "guest_join": 2})
 A("typmod_timestamptz0",
   "invites.expires_at and last_used_at retyped timestamptz(0)",
   "the use's UPDATE and the create's INSERT: typmod coercion of written values",
@@ -1994,6 +2003,7 @@ class Fuzzer:
         self.stats["sequences"] += 1
         self.stats["alterations"] += len([n for n in case.alters if n != "none"])
         self.setup_notes = []
+        self.current = "setup"
         try:
             # the alterations, the same statements on both
             for name, sql in setup:
@@ -2011,6 +2021,7 @@ class Fuzzer:
                 if answers["off"] != answers["on"]:
                     return self.diff(f"tx {ti} BEGIN", tx["iso"], answers, ("begin",))
                 for ii, item in enumerate(tx["items"]):
+                    self.current = f"tx {ti} ({tx['iso']}) item {ii}: {item_text(item)}"
                     answers = {}
                     for label in ("off", "on"):
                         answers[label] = sides[label].run_item(item)
@@ -2026,10 +2037,12 @@ class Fuzzer:
                     if answers["off"] != answers["on"]:
                         return self.diff(f"tx {ti} ({tx['iso']}) item {ii}", item_text(item), answers,
                                          signature(item, answers))
+                self.current = f"tx {ti} ({tx['iso']}) {tx['end'].upper()}"
                 answers = {label: sides[label].end(tx) for label in ("off", "on")}
                 if answers["off"] != answers["on"]:
                     return self.diff(f"tx {ti} ({tx['iso']}) {tx['end'].upper()}", "end of transaction",
                                      answers, ("end",))
+            self.current = "reading the tables"
             dumps = {label: sides[label].dump() for label in ("off", "on")}
             if dumps["off"] != dumps["on"]:
                 lines, names = table_diff(dumps)
@@ -2039,7 +2052,7 @@ class Fuzzer:
         except Crash as c:
             self.stats["crashes"] += 1
             recovered = self.wait_for_server()
-            return {"where": "crash", "item": str(c), "detail": [str(c)] +
+            return {"where": "crash", "item": f"{self.current}: {c}", "detail":
                     ([] if recovered else ["the server did not come back within 90 s"]),
                     "sig": ("crash", str(c).split(":")[0]), "crash": True}
         finally:
@@ -2307,7 +2320,7 @@ def main():
         elif r["runs"]:
             note = f"; setup refused: {'; '.join(sorted(r['notes']))[:200]}" if r["notes"] else ""
             print(f"difffuzz_{n} ... ok ({r['runs']} sequences{note})")
-        else:
+        elif not only:
             print(f"difffuzz_{n} ... skipped (not reached within the budget)")
     for u in unconfirmed:
         print(f"# difffuzz: a difference that did not come again (not counted): {u}")
