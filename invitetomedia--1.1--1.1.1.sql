@@ -304,8 +304,14 @@ BEGIN
                 CASE WHEN r.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
                      ELSE pg_catalog.quote_ident(r.grantee::pg_catalog.regrole::pg_catalog.text) END,
                 CASE WHEN r.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+            -- named schema-qualified whatever the script's search_path
             RAISE WARNING 'granted % on function % to % as on its 1.1 form',
-                r.privilege_type, fn.new_oid,
+                r.privilege_type,
+                (SELECT pg_catalog.format('%I.%I(%s)', n.nspname, p.proname,
+                            pg_catalog.replace(pg_catalog.oidvectortypes(p.proargtypes), ', ', ','))
+                   FROM pg_catalog.pg_proc p
+                   JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace
+                  WHERE p.oid OPERATOR(pg_catalog.=) fn.new_oid),
                 CASE WHEN r.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
                      ELSE r.grantee::pg_catalog.regrole::pg_catalog.text END;
         END LOOP;

@@ -1076,12 +1076,19 @@ TextArg(FunctionCallInfo fcinfo, int argno, const char *argname)
 	return text_to_cstring(t);
 }
 
-/* At most maxbytes of s for an error message, cut on a character boundary. */
+/*
+ * At most maxbytes of s for an error message, cut on a character boundary;
+ * a NULL (a column the DBA let be NULL) shows as such.
+ */
 static char *
 Clip(const char *s, int maxbytes)
 {
-	int			len = strlen(s);
+	int			len;
 	int			cut;
+
+	if (s == NULL)
+		return pstrdup("(NULL)");
+	len = strlen(s);
 
 	if (len <= maxbytes)
 		return pstrdup(s);
@@ -2553,6 +2560,13 @@ ResendImpl(FunctionCallInfo fcinfo, bool v111)
 				 errmsg("user \"%s\" may not resend invite %lld",
 						Clip(actor_id, 100), (long long) invite_id),
 				 errdetail("The inviter, administrators and those who may invite to the media may resend its links.")));
+	/* 1.1.1: the right to invite to the media, which a NULL media_id cannot name */
+	if (v111 && a.media_id == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NOT_NULL_VIOLATION),
+				 errmsg("invitetomedia.invites.media_id is NULL for invite %lld", (long long) invite_id),
+				 errdetail("The extension's schema declares it NOT NULL; the constraint was dropped, or the row was written where constraints are not checked."),
+				 errhint("Set the invite's media_id, and restore the NOT NULL constraint.")));
 	if (v111 && !MayInviteNow(actor_id, a.media_id))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),

@@ -221,9 +221,7 @@ typedef struct DirectCache
 	char	   *unusable;		/* why the path cannot run, or NULL (in cxt) */
 	Oid			invites;
 	Oid			hash_index;
-	Oid			settings;
 	AttrNumber	inv[INV_NCOLS];
-	AttrNumber	set[SET_NCOLS];
 	MemoryContext cxt;			/* holds what follows */
 	int			inv_ncheck;
 	Expr	  **inv_checks;		/* invites' CHECK constraints, planned */
@@ -238,6 +236,20 @@ typedef struct DirectCache
 } DirectCache;
 
 static DirectCache cache;
+
+/*
+ * settings, which every path reads (enabled, the lockout threshold): a
+ * cache of its own, so that the guest paths open settings alone, as their
+ * statements read it, and never lock invites.
+ */
+static struct
+{
+	bool		valid;
+	const char *unusable;		/* in CacheMemoryContext, or NULL */
+	Oid			relid;
+	AttrNumber	att[SET_NCOLS];
+} set_cache;
+
 
 /*
  * rel's CHECK constraints, planned once (the executor parses and plans
@@ -585,18 +597,14 @@ ShapeProblem(Relation rel, bool written, const ShapeTrigger *triggers)
 
 /* Looks at the tables again (the cache was reset); invites is open and locked. */
 static void
-Inspect(Relation inv, Relation set)
+Inspect(Relation inv)
 {
 	const char *why;
 
 	cache.hash_index = InvalidOid;
 	if ((why = ShapeProblem(inv, true, invites_triggers)) != NULL)
 		;
-	else if ((why = ShapeProblem(set, false, NULL)) != NULL)
-		;
 	else if ((why = FindColumns(inv, invite_cols, INV_NCOLS, cache.inv)) != NULL)
-		;
-	else if ((why = FindColumns(set, settings_cols, SET_NCOLS, cache.set)) != NULL)
 		;
 	else if (!OidIsValid(cache.hash_index = FindKeyIndex(inv, cache.inv[INV_TOKEN_HASH], 0,
 															BYTEAOID, F_BYTEAEQ, InvalidOid)))
@@ -646,9 +654,9 @@ ReadSettings(Relation set, Snapshot snapshot, bool *enabled, int32 *lockout)
 
 		if (++rows > 1)
 			break;
-		d = slot_getattr(slot, cache.set[SET_ENABLED], &isnull);
+		d = slot_getattr(slot, set_cache.att[SET_ENABLED], &isnull);
 		*enabled = !isnull && DatumGetBool(d);	/* NULL: not enabled */
-		d = slot_getattr(slot, cache.set[SET_LOCKOUT_ATTEMPTS], &isnull);
+		d = slot_getattr(slot, set_cache.att[SET_LOCKOUT_ATTEMPTS], &isnull);
 		/* the statements' test: NULL or 0 (or less) never locks */
 		*lockout = (isnull || DatumGetInt32(d) <= 0) ? 0 : DatumGetInt32(d);
 	}
@@ -896,6 +904,38 @@ EndStatement(Snapshot snapshot)
 	PopActiveSnapshot();
 }
 
+/* Opens settings (AccessShareLock) if this path may read it; NULL if not. */
+static Relation
+OpenSettings(void)
+{
+	Relation	set;
+	const char *why;
+
+	set = OpenByName("settings", &set_cache.relid, &set_cache.valid, AccessShareLock, ACL_SELECT);
+	if (set == NULL)
+		return NULL;
+	if (!set_cache.valid)
+	{
+		why = ShapeProblem(set, false, NULL);
+		if (why == NULL)
+			why = FindColumns(set, settings_cols, SET_NCOLS, set_cache.att);
+		if (set_cache.unusable)
+			pfree(unconstify(char *, set_cache.unusable));
+		set_cache.unusable = why ? MemoryContextStrdup(CacheMemoryContext, why) : NULL;
+		set_cache.valid = true;
+	}
+	why = set_cache.unusable;
+	if (why == NULL && check_enable_rls(set_cache.relid, InvalidOid, true) == RLS_ENABLED)
+		why = "row-level security applies";
+	if (why)
+	{
+		table_close(set, NoLock);
+		Unsupported(why);
+		return NULL;
+	}
+	return set;
+}
+
 /*
  * Opens invites (with lockmode) and settings if this path may use them,
  * as a caller needing mode on invites; false (and why at DEBUG1) if not.
@@ -911,23 +951,22 @@ OpenInvites(LOCKMODE lockmode, AclMode mode, Relation *invp, Relation *setp)
 	inv = OpenByName("invites", &cache.invites, &cache.valid, lockmode, mode);
 	if (inv == NULL)
 		return false;
-	set = OpenByName("settings", &cache.settings, &cache.valid, AccessShareLock, ACL_SELECT);
+	set = OpenSettings();
 	if (set == NULL)
 	{
 		table_close(inv, NoLock);
 		return false;
 	}
-	/* opening may have taken in invalidations: look at the tables then */
+	/* opening may have taken in invalidations: look at the table then */
 	if (!cache.valid)
-		Inspect(inv, set);
+		Inspect(inv);
 
 	if (cache.unusable)
 		why = cache.unusable;
 	/* the write guard lets the owner through: only the owner writes here */
 	else if ((mode & ACL_UPDATE) && inv->rd_rel->relowner != GetUserId())
 		why = "the function's owner does not own invites";
-	else if (check_enable_rls(cache.invites, InvalidOid, true) == RLS_ENABLED ||
-			 check_enable_rls(cache.settings, InvalidOid, true) == RLS_ENABLED)
+	else if (check_enable_rls(cache.invites, InvalidOid, true) == RLS_ENABLED)
 		why = "row-level security applies";
 	if (why)
 	{
@@ -987,6 +1026,12 @@ ItmDirectTakeUse(bytea *token_hash, const char *email_key, ItmDirectUse *use)
 	/* the locks and privileges the UPDATE would take and need */
 	if (!OpenInvites(RowExclusiveLock, ACL_SELECT | ACL_UPDATE, &inv, &set))
 		return ITM_DIRECT_UNSUPPORTED;
+	/*
+	 * The UPDATE's executor refuses a table that publishes updates without
+	 * a replica identity when it starts, whether a row is found or not
+	 * (found by test/difffuzz): so does this, before looking.
+	 */
+	CheckCmdReplicaIdentity(inv, CMD_UPDATE);
 
 	/* READ COMMITTED: what committed before this statement, as SPI's would */
 	snapshot = BeginStatement();
@@ -1853,7 +1898,6 @@ ItmDirectResult
 ItmDirectGuestDiagnose(bytea *token_hash, const char *email_key, const char *email,
 					   const char *policy, bool find_user, ItmDirectGuestLink *out)
 {
-	Relation	inv;
 	Relation	set;
 	Relation	gl;
 	Relation	usr;
@@ -1874,9 +1918,9 @@ ItmDirectGuestDiagnose(bytea *token_hash, const char *email_key, const char *ema
 		Unsupported("the transaction is REPEATABLE READ or SERIALIZABLE");
 		return ITM_DIRECT_UNSUPPORTED;
 	}
-	if (!OpenInvites(AccessShareLock, ACL_SELECT, &inv, &set))
+	/* settings alone, as the statement reads it (invites is not locked) */
+	if ((set = OpenSettings()) == NULL)
 		return ITM_DIRECT_UNSUPPORTED;
-	table_close(inv, NoLock);
 	gl = OpenGuestLinks(AccessShareLock, ACL_SELECT);
 	usr = (gl && find_user) ? OpenUsers() : NULL;
 	if (gl == NULL || (find_user && usr == NULL) || !OidIsValid(LookupPolicy(policy)))
@@ -1958,7 +2002,6 @@ out:
 ItmDirectResult
 ItmDirectGuestShare(int64 guest_link_id)
 {
-	Relation	inv;
 	Relation	set;
 	Relation	gl;
 	Snapshot	snapshot;
@@ -1977,10 +2020,9 @@ ItmDirectGuestShare(int64 guest_link_id)
 		Unsupported("the transaction is REPEATABLE READ or SERIALIZABLE");
 		return ITM_DIRECT_UNSUPPORTED;
 	}
-	/* settings.enabled, read as invite_consume reads it */
-	if (!OpenInvites(AccessShareLock, ACL_SELECT, &inv, &set))
+	/* settings.enabled, read as the statement reads it (not invites) */
+	if ((set = OpenSettings()) == NULL)
 		return ITM_DIRECT_UNSUPPORTED;
-	table_close(inv, NoLock);
 
 	/* FOR KEY SHARE needs UPDATE, as the statement's would */
 	gl = OpenGuestLinks(RowShareLock, ACL_SELECT | ACL_UPDATE);
@@ -2162,9 +2204,10 @@ DirectInvalidate(Datum arg, Oid relid)
 		DirectInvalidateAll((Datum) 0, 0, 0);
 		return;
 	}
-	if (!OidIsValid(relid) || relid == cache.invites ||
-		relid == cache.hash_index || relid == cache.settings)
+	if (!OidIsValid(relid) || relid == cache.invites || relid == cache.hash_index)
 		cache.valid = false;
+	if (!OidIsValid(relid) || relid == set_cache.relid)
+		set_cache.valid = false;
 	InvalidateTarget(&record_target, relid);
 	InvalidateTarget(&join_target, relid);
 	InvalidateTarget(&invite_target, relid);
@@ -2184,6 +2227,7 @@ DirectInvalidateAll(Datum arg, int cacheid, uint32 hashvalue)
 	(void) cacheid;
 	(void) hashvalue;
 	cache.valid = false;
+	set_cache.valid = false;
 	cache.media_valid = false;
 	record_target.valid = false;
 	join_target.valid = false;

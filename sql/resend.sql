@@ -157,6 +157,17 @@ SELECT count(*) AS retired, (SELECT count(*) FROM invitetomedia.resends WHERE in
 SELECT invitetomedia.invite_revoke(:gone_inv, 'coeditor') AS revoked_by_former_inviter;
 INSERT INTO invitetomedia.media_collaborators VALUES ('live', 'coeditor', 'co_editor');
 
+-- a NULL media_id (NOT NULL dropped) names the column: no right to invite
+-- to a media can be checked (the 1.1.1 rule crashed the server on it until
+-- test/difffuzz found it)
+SELECT invite_id AS nm FROM invitetomedia.invite_create('live', 'owner', 'nm@outside.example', 'N', 'M') \gset
+ALTER TABLE invitetomedia.invites ALTER COLUMN media_id DROP NOT NULL;
+UPDATE invitetomedia.invites SET media_id = NULL WHERE invite_id = :nm;
+SELECT regexp_replace(pg_temp.try(format('SELECT * FROM invitetomedia.invite_resend(%s, %L, false)', :nm, 'owner')),
+                      'invite \d+', 'invite N') AS null_media_id;
+DELETE FROM invitetomedia.invites WHERE invite_id = :nm;
+ALTER TABLE invitetomedia.invites ALTER COLUMN media_id SET NOT NULL;
+
 -- issue 18, item 5: a resend that mails the link counts towards
 -- settings.invites_per_hour like a new link (1.1 mailed one address 51
 -- times under a limit of 1); one without email does not (no mail leaves).
