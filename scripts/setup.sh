@@ -27,7 +27,7 @@ top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # lobby's Flask and psycopg 3 (examples/lobby, which the demo starts).
 ITM_PACKAGES="postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-common
     make gcc pkg-config libpq-dev libgmime-3.0-dev libipc-run-perl python3
-    python3-flask python3-psycopg"
+    python3-flask python3-psycopg python3-waitress python3-psycopg-pool"
 
 missing=""
 for p in $ITM_PACKAGES ${ITM_EXTRA_PACKAGES:-}; do

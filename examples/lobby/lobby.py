@@ -56,6 +56,12 @@ TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 INVITE_PREFIX = "itm_"
 GUEST_PREFIX = "itg_"
 
+# what a request may carry: the forms are an email and two names.  serve
+# has waitress refuse more before the application runs (413), chunked
+# bodies included; the application refuses a longer Content-Length again.
+MAX_BODY = 16 * 1024
+MAX_HEADER = 16 * 1024
+
 DEVICE_COOKIE = "itm_device"
 CSRF_COOKIE = "itm_csrf"
 YEAR = 365 * 24 * 3600
@@ -172,7 +178,7 @@ def create_app(db, secret, app_url=None, cookie_secure=False):
     and the admission result; app_url: where an admitted invitee is sent
     (None: the lobby's own /welcome page)."""
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = 16 * 1024
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     signer = Signer(secret)
 
     # the form may be followed by a redirect to the platform: Chromium
@@ -213,9 +219,13 @@ def create_app(db, secret, app_url=None, cookie_secure=False):
         return signer.sign("csrf", csrf_key() or request.new_csrf)
 
     def csrf_ok():
+        """The form's token matches this browser's CSRF cookie.  Without the
+        cookie the POST is refused before a byte of its body is read."""
         key = csrf_key()
+        if not key:
+            return False
         sent = request.form.get("csrf", "")
-        return bool(key and sent) and signer.verify("csrf", key, sent)
+        return bool(sent) and signer.verify("csrf", key, sent)
 
     @app.after_request
     def headers(resp):

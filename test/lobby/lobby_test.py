@@ -922,6 +922,14 @@ def run(t):
 
     t.check("screenshots", screenshots)
 
+    # -- what an attacker sends: test/lobby/hardening.py ---------------------------------
+
+    sys.dont_write_bytecode = True
+    sys.path.insert(0, HERE)
+    import hardening
+    st["lobby_env"] = {"PGUSER": "media_app", "PGPASSWORD": st["app_password"]}
+    hardening.run(t, st, expect, Fail, import_lobby)
+
 
 if __name__ == "__main__":
     sys.exit(main())

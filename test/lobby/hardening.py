@@ -1,0 +1,196 @@
+"""The lobby facing the internet (issue 19): what an attacker sends it, plain
+HTTP and raw sockets, no browser.  Run by lobby_test.py after the browser
+checks, on the same throttle-free cluster: run(t, st) adds its checks to
+t's count, "name ... ok" or "name ... FAILED (why)".
+
+Each check starts from a finding of the outside review and fails on the
+lobby that had it:
+
+  malformed_chunked_survives  a chunked POST with a bad chunk terminator, a
+                              chunk longer than its data and a half-close
+                              killed the process (SIGSEGV in Werkzeug)
+  chunked_body_limit          a 32 MB chunked POST, no cookies: refused
+                              early, the process's memory barely moves
+  csrf_before_form            a POST without the CSRF cookie is refused
+                              before a byte of its body is read
+"""
+
+import io
+import os
+import re
+import socket
+import time
+import urllib.parse
+
+
+def hostport(base):
+    u = urllib.parse.urlsplit(base)
+    return u.hostname, u.port
+
+
+def raw(base, data, half_close=True, timeout=10):
+    """Sends DATA on one connection and returns what comes back (b"" if the
+    server closed without a word)."""
+    s = socket.create_connection(hostport(base), timeout=timeout)
+    got = b""
+    try:
+        try:
+            s.sendall(data)
+            if half_close:
+                s.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            got += chunk
+    finally:
+        s.close()
+    return got
+
+
+def status_of(resp):
+    m = re.match(rb"HTTP/1\.[01] (\d{3})", resp)
+    return int(m.group(1)) if m else None
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def run(t, st, expect, Fail, import_lobby):
+    def start():
+        p, base, log = t.start_app("lobby-hardening", st["lobby_env"])
+        st["h"] = (p, base, log)
+
+    if not t.check("hardening_lobby_starts", start):
+        return
+
+    def again():
+        """The hardening lobby, started again if a check killed it (the
+        lobby that segfaulted: each finding fails on its own)."""
+        p, base, log = st["h"]
+        if p.poll() is not None:
+            start()
+
+    def alive(why):
+        p, base, log = st["h"]
+        time.sleep(0.3)
+        expect(p.poll() is None, f"{why}: the lobby exited with {p.returncode}",
+               open(log).read()[-3000:])
+        status, _, _ = t.http("GET", base)
+        expect(status == 200, f"{why}: then GET / answers {status}")
+
+    # -- finding 1: one request killed the server ---------------------------------
+
+    def malformed_chunked_survives():
+        p, base, log = st["h"]
+        head = (b"POST /i/itm_abc HTTP/1.1\r\nHost: lobby\r\nTransfer-Encoding: chunked\r\n"
+                b"Content-Type: application/x-www-form-urlencoded\r\n\r\n")
+        bodies = [
+            b"5\r\nemailXX8000\r\n" + b"a" * 100,        # bad terminator, short chunk
+            b"5\r\nemailXX\r\n100\r\nabc",
+            b"5\r\nemail\r\n100\r\nabc",
+            b"zz\r\nemail\r\n0\r\n\r\n",                  # not a chunk size
+            b"-5\r\nemail\r\n0\r\n\r\n",
+        ]
+        for body in bodies:
+            resp = raw(base, head + body)
+            code = status_of(resp)
+            expect(code in (None, 400, 413), f"{body[:16]!r}: answered {code}")
+            alive(repr(body[:16]))
+
+    t.check("malformed_chunked_survives", malformed_chunked_survives)
+
+    # -- finding 2: chunked bodies bypassed the 16 KB limit ------------------------
+
+    def chunked_body_limit():
+        again()
+        p, base, log = st["h"]
+        before = rss_kb(p.pid)
+        s = socket.create_connection(hostport(base), timeout=20)
+        chunk = b"a" * 65536
+        piece = b"%x\r\n%s\r\n" % (len(chunk), chunk)
+        sent = 0
+        try:
+            s.sendall(b"POST /g/itg_abc HTTP/1.1\r\nHost: lobby\r\nTransfer-Encoding: chunked\r\n"
+                      b"Content-Type: application/x-www-form-urlencoded\r\n\r\n")
+            for _ in range(512):                       # 32 MB
+                s.sendall(piece)
+                sent += len(chunk)
+            s.sendall(b"0\r\n\r\n")
+        except OSError:
+            pass                                       # refused mid-way: good
+        got = b""
+        try:
+            while True:
+                c = s.recv(65536)
+                if not c:
+                    break
+                got += c
+        except OSError:
+            pass
+        s.close()
+        grew = rss_kb(p.pid) - before
+        code = status_of(got)
+        expect(code in (None, 400, 413), f"a 32 MB chunked POST: {code} after {sent >> 20} MB")
+        expect(code is not None or sent < 32 << 20,
+               "the whole 32 MB was taken in and nothing answered")
+        expect(grew < 16 * 1024, f"the lobby grew by {grew // 1024} MB on a 32 MB body")
+        print(f"# chunked 32 MB POST: {code}, {sent >> 20} MB sent, RSS +{grew // 1024} MB",
+              flush=True)
+        alive("after the 32 MB body")
+
+    t.check("chunked_body_limit", chunked_body_limit)
+
+    def csrf_before_form():
+        # in the process, as a platform imports it: a body that counts its reads
+        lobby = import_lobby()
+
+        class Counting(io.BytesIO):
+            reads = 0
+
+            def read(self, *a):
+                Counting.reads += 1
+                return super().read(*a)
+
+            def readline(self, *a):
+                Counting.reads += 1
+                return super().readline(*a)
+
+        class NoDB:
+            def one(self, *a):
+                raise AssertionError("the database was called")
+
+        app = lobby.create_app(NoDB(), "k" * 32)
+        body = b"email=a%40b.example&first_name=A&last_name=B&csrf=x"
+        for path in ("/i/itm_" + "A" * 48, "/g/itg_" + "A" * 48):
+            Counting.reads = 0
+            client = app.test_client()           # no cookie jar from the last one
+            r = client.post(path, input_stream=Counting(body), content_length=len(body),
+                            content_type="application/x-www-form-urlencoded")
+            text = r.get_data(as_text=True)
+            expect(r.status_code == 400 and 'data-status="csrf"' in text,
+                   f"{path[:3]}: {r.status_code}")
+            expect(Counting.reads == 0, f"{path[:3]}: the body was read ({Counting.reads} reads)"
+                   " before the CSRF check refused it")
+
+    t.check("csrf_before_form", csrf_before_form)
+
+    def stop():
+        again()
+        p, base, log = st["h"]
+        p.terminate()
+        expect(p.wait(timeout=15) == 0, f"status {p.returncode} after SIGTERM")
+        text = open(log).read()
+        expect("Traceback" not in text, "a traceback in the log", text[-3000:])
+
+    t.check("hardening_lobby_stops", stop)
