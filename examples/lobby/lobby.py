@@ -162,7 +162,12 @@ class Signer:
                              hashlib.sha256).digest())
 
     def verify(self, purpose, data, signature):
-        return hmac.compare_digest(self.sign(purpose, data), signature)
+        """A signature of DATA for PURPOSE; whatever a browser sent (a cookie,
+        a form field, a query parameter, any characters) is False, never
+        an exception."""
+        if not isinstance(signature, str) or not signature.isascii() or not data.isascii():
+            return False
+        return hmac.compare_digest(self.sign(purpose, data).encode(), signature.encode())
 
 
 def when(ts):

@@ -13,8 +13,11 @@ lobby that had it:
                               early, the process's memory barely moves
   csrf_before_form            a POST without the CSRF cookie is refused
                               before a byte of its body is read
+  non_ascii_no_500            a cookie, a form field or a result signature
+                              that is not ASCII: no 500
 """
 
+import http.cookiejar
 import io
 import os
 import re
@@ -56,6 +59,11 @@ def raw(base, data, half_close=True, timeout=10):
 def status_of(resp):
     m = re.match(rb"HTTP/1\.[01] (\d{3})", resp)
     return int(m.group(1)) if m else None
+
+
+def data_status(html):
+    m = re.search(r'<main data-status="([^"]*)"', html)
+    return m.group(1) if m else None
 
 
 def rss_kb(pid):
@@ -184,6 +192,38 @@ def run(t, st, expect, Fail, import_lobby):
                    " before the CSRF check refused it")
 
     t.check("csrf_before_form", csrf_before_form)
+
+    # -- finding 3: a non-ASCII cookie or field was a 500 -------------------------
+
+    def non_ascii_no_500():
+        again()
+        p, base, log = st["h"]
+        iid, token, url = t.invite("nora.nonascii@outside.example")
+        link = base + "i/" + token
+        path = "/i/" + token
+        # a device cookie whose signature is not ASCII, on a GET
+        for cookie in ("itm_device=abc.\u00e9t\u00e9", "itm_device=\u00e9.x",
+                       "itm_csrf=" + "\u00e9" * 43):
+            resp = raw(base, f"GET {path} HTTP/1.1\r\nHost: lobby\r\nCookie: {cookie}\r\n"
+                             "Connection: close\r\n\r\n".encode())
+            code = status_of(resp)
+            expect(code == 200, f"GET with {cookie[:14]!r}...: {code}")
+        # a form field that is not ASCII, with the cookies of a GET
+        jar = http.cookiejar.CookieJar()
+        status, _, page = t.http("GET", link, jar=jar)
+        expect(status == 200, f"GET: {status}")
+        for fields in ({"email": "nora.nonascii@outside.example", "csrf": "\u00e9t\u00e9"},
+                       {"email": "n\u00f6ra@outside.example", "csrf": "\u00e9"}):
+            status, _, body = t.http("POST", link, fields, jar=jar)
+            expect(status == 400 and data_status(body) == "csrf",
+                   f"POST csrf={fields['csrf']!r}: {status} {data_status(body)}")
+        # a result whose signature is not ASCII
+        status, _, body = t.http("GET", base + "welcome?itm_result=e30." +
+                                 urllib.parse.quote("\u00e9t\u00e9"))
+        expect(status == 404, f"/welcome with a non-ASCII signature: {status}")
+        expect(t.invite_state(iid) == ("pending", 0, 0), f"invite: {t.invite_state(iid)}")
+
+    t.check("non_ascii_no_500", non_ascii_no_500)
 
     def stop():
         again()
