@@ -62,8 +62,12 @@ GUEST_PREFIX = "itg_"
 MAX_BODY = 16 * 1024
 MAX_HEADER = 16 * 1024
 
+# the cookies' names: behind HTTPS (cookie_secure, or an HTTPS request)
+# with the __Host- prefix, which a browser takes only from this host, Secure,
+# with Path=/ and no Domain: a sibling subdomain cannot plant one
 DEVICE_COOKIE = "itm_device"
 CSRF_COOKIE = "itm_csrf"
+HOST_PREFIX = "__Host-"
 YEAR = 365 * 24 * 3600
 
 # the HTTP status of each page, by its data-status
@@ -76,6 +80,7 @@ HTTP_STATUS = {
     "exhausted": 403,
     "domain_restricted": 403,
     "csrf": 400,
+    "cookie_conflict": 400,
     "invalid": 400,
     "unavailable": 503,
     "error": 500,
@@ -198,21 +203,38 @@ def create_app(db, secret, app_url=None, cookie_secure=False):
 
     # -- cookies: a device id and a CSRF key, both issued here ---------------
 
+    def secure():
+        return cookie_secure or request.is_secure
+
+    def cookie_name(name):
+        return HOST_PREFIX + name if secure() else name
+
     def device_id():
         """The device id of this browser, if it carries one this lobby
         issued (the signature says so); None otherwise."""
-        value = request.cookies.get(DEVICE_COOKIE, "")
+        value = request.cookies.get(cookie_name(DEVICE_COOKIE), "")
         rand, _, sig = value.partition(".")
         if rand and sig and signer.verify("device", rand, sig):
             return rand
         return None
 
     def csrf_key():
-        value = request.cookies.get(CSRF_COOKIE, "")
+        value = request.cookies.get(cookie_name(CSRF_COOKIE), "")
         return value if re.fullmatch(r"[A-Za-z0-9_-]{43}", value) else None
 
     @app.before_request
     def issue_cookies():
+        # two cookies of one name (one planted from a sibling subdomain, or
+        # with a longer path, besides the lobby's): which device is this?
+        # Nothing is used, nothing is set: the browser's cookies are for
+        # its user to clear
+        request.new_device = request.new_csrf = None
+        names = (cookie_name(DEVICE_COOKIE), cookie_name(CSRF_COOKIE))
+        if request.endpoint != "static" and any(
+                len(request.cookies.getlist(n)) > 1 for n in names):
+            log.info("%s %s: two cookies of one name, refused", request.method,
+                     request.url_rule.rule if request.url_rule else "-")
+            return message("cookie_conflict", kind="http")
         # made here, set by after_request on whatever response follows
         request.new_device = None if device_id() else secrets.token_urlsafe(32)
         request.new_csrf = None if csrf_key() else secrets.token_urlsafe(32)
@@ -242,12 +264,12 @@ def create_app(db, secret, app_url=None, cookie_secure=False):
         h["X-Content-Type-Options"] = "nosniff"
         if getattr(request, "new_device", None):
             rand = request.new_device
-            resp.set_cookie(DEVICE_COOKIE, rand + "." + signer.sign("device", rand),
-                            max_age=YEAR, httponly=True, samesite="Lax",
-                            secure=cookie_secure or request.is_secure)
+            resp.set_cookie(cookie_name(DEVICE_COOKIE), rand + "." + signer.sign("device", rand),
+                            max_age=YEAR, path="/", httponly=True, samesite="Lax",
+                            secure=secure())
         if getattr(request, "new_csrf", None):
-            resp.set_cookie(CSRF_COOKIE, request.new_csrf, httponly=True,
-                            samesite="Lax", secure=cookie_secure or request.is_secure)
+            resp.set_cookie(cookie_name(CSRF_COOKIE), request.new_csrf, path="/",
+                            httponly=True, samesite="Lax", secure=secure())
         rule = request.url_rule.rule if request.url_rule else "-"
         log.info("%s %s %s", request.method, rule, resp.status_code)
         return resp

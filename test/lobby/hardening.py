@@ -15,6 +15,11 @@ lobby that had it:
                               before a byte of its body is read
   non_ascii_no_500            a cookie, a form field or a result signature
                               that is not ASCII: no 500
+  host_cookies                behind HTTPS the cookies are __Host- ones; a
+                              device cookie planted from a sibling
+                              subdomain (sent first) does not take the use
+  duplicate_cookies_refused   two device or two CSRF cookies: 400, nothing
+                              used
 """
 
 import http.cookiejar
@@ -23,7 +28,9 @@ import os
 import re
 import socket
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 
 
 def hostport(base):
@@ -64,6 +71,43 @@ def status_of(resp):
 def data_status(html):
     m = re.search(r'<main data-status="([^"]*)"', html)
     return m.group(1) if m else None
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *a, **kw):
+        return None
+
+
+def fetch(url, data=None, cookie=None, headers=()):
+    """(status, headers, body) of one request, redirects not followed, with
+    a Cookie header as given (a browser's, or an attacker's)."""
+    body = urllib.parse.urlencode(data).encode() if data is not None else None
+    req = urllib.request.Request(url, data=body, method="POST" if data is not None else "GET")
+    if cookie:
+        req.add_header("Cookie", cookie)
+    for k, v in headers:
+        req.add_header(k, v)
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        with opener.open(req, timeout=20) as r:
+            return r.status, r.headers, r.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read().decode("utf-8", "replace")
+
+
+def get_cookies(url):
+    """A first visit: the cookies set (name: value), the Set-Cookie lines
+    and the form's CSRF token."""
+    status, headers, body = fetch(url)
+    lines = headers.get_all("Set-Cookie") or []
+    cookies = dict(line.split(";")[0].split("=", 1) for line in lines)
+    m = re.search(r'name="csrf" value="([^"]+)"', body)
+    return {"status": status, "cookies": cookies, "set": lines, "csrf": m and m.group(1)}
+
+
+def post(url, data, cookie):
+    status, headers, body = fetch(url, data, cookie)
+    return status, body
 
 
 def rss_kb(pid):
@@ -225,6 +269,68 @@ def run(t, st, expect, Fail, import_lobby):
 
     t.check("non_ascii_no_500", non_ascii_no_500)
 
+    # -- finding 5: a cookie planted from a sibling subdomain took the device -------
+
+    def secure_start():
+        p, base, log = t.start_app("lobby-secure", dict(st["lobby_env"], LOBBY_COOKIE_SECURE="1"))
+        st["sec"] = (p, base, log)
+
+    def host_cookies():
+        if "sec" not in st:
+            secure_start()
+        p, base, log = st["sec"]
+        iid, token, url = t.invite("hana.host@outside.example")
+        link = base + "i/" + token
+        victim = get_cookies(link)
+        expect(set(victim["cookies"]) == {"__Host-itm_device", "__Host-itm_csrf"},
+               f"cookies behind HTTPS: {sorted(victim['cookies'])}")
+        for line in victim["set"]:
+            attrs = [a.strip().lower() for a in line.split(";")[1:]]
+            expect("secure" in attrs and "path=/" in attrs and "httponly" in attrs
+                   and not any(a.startswith("domain=") for a in attrs),
+                   f"Set-Cookie: {line.split('=')[0]}: {attrs}")
+        # the attacker's own device cookie, planted from a sibling subdomain
+        # under the old name with a longer path: sent first, and ignored
+        attacker = get_cookies(link)
+        planted = "itm_device=" + attacker["cookies"]["__Host-itm_device"]
+        jar = "; ".join([planted] + [f"{k}={v}" for k, v in victim["cookies"].items()])
+        status, body = post(link, {"email": "hana.host@outside.example",
+                                   "csrf": victim["csrf"]}, jar)
+        expect(status == 303, f"the victim's POST: {status} {data_status(body)}")
+        dev = t.one("SELECT device_id FROM invitetomedia.redemptions WHERE invite_id = %s"
+                    " AND status = 'ok'", (iid,))[0]
+        want = victim["cookies"]["__Host-itm_device"].split(".")[0]
+        expect(dev == want, "the use was recorded under another device than the victim's")
+
+    t.check("host_cookies", host_cookies)
+
+    def duplicate_cookies_refused():
+        again()
+        if "sec" not in st:
+            secure_start()
+        for (p, base, log), name in ((st["h"], "itm_device"), (st["sec"], "__Host-itm_device")):
+            iid, token, url = t.invite("dora.dup@outside.example")
+            link = base + "i/" + token
+            one, two = get_cookies(link), get_cookies(link)
+            csrf_name = name.replace("itm_device", "itm_csrf")
+            jar = (f"{name}={two['cookies'][name]}; {name}={one['cookies'][name]}; "
+                   f"{csrf_name}={one['cookies'][csrf_name]}")
+            status, body = post(link, {"email": "dora.dup@outside.example",
+                                       "csrf": one["csrf"]}, jar)
+            expect(status == 400 and data_status(body) == "cookie_conflict",
+                   f"two {name} cookies: {status} {data_status(body)}")
+            expect(t.invite_state(iid) == ("pending", 0, 0), f"{name}: invite {t.invite_state(iid)}")
+            # the same for two CSRF cookies
+            jar = (f"{name}={one['cookies'][name]}; {csrf_name}={two['cookies'][csrf_name]}; "
+                   f"{csrf_name}={one['cookies'][csrf_name]}")
+            status, body = post(link, {"email": "dora.dup@outside.example",
+                                       "csrf": one["csrf"]}, jar)
+            expect(status == 400 and data_status(body) == "cookie_conflict",
+                   f"two {csrf_name} cookies: {status} {data_status(body)}")
+            expect(t.invite_state(iid) == ("pending", 0, 0), f"{name}: invite {t.invite_state(iid)}")
+
+    t.check("duplicate_cookies_refused", duplicate_cookies_refused)
+
     def stop():
         again()
         p, base, log = st["h"]
@@ -232,5 +338,9 @@ def run(t, st, expect, Fail, import_lobby):
         expect(p.wait(timeout=15) == 0, f"status {p.returncode} after SIGTERM")
         text = open(log).read()
         expect("Traceback" not in text, "a traceback in the log", text[-3000:])
+        if "sec" in st:
+            p, base, log = st["sec"]
+            p.terminate()
+            expect(p.wait(timeout=15) == 0, f"the secure lobby: status {p.returncode} after SIGTERM")
 
     t.check("hardening_lobby_stops", stop)
