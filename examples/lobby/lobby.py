@@ -33,7 +33,6 @@ import hmac
 import json
 import logging
 import os
-import queue
 import re
 import secrets
 import time
@@ -103,49 +102,45 @@ class RedactingFormatter(logging.Formatter):
 
 
 class Database:
-    """A few open connections, each used by one request at a time.  Every
-    call is its own transaction (autocommit), as the API expects; a
-    connection that broke is dropped, and the next call opens another."""
+    """A bounded pool of connections (Debian's python3-psycopg-pool): at
+    most SIZE open, each used by one request at a time; a request waits up
+    to TIMEOUT seconds for one, then fails with PoolTimeout (an
+    OperationalError: the page says "try again", 503).  Every call is its
+    own transaction (autocommit), as the API expects.  A connection is
+    checked (an empty query) before each call, so that after a database
+    restart the dead ones are dropped, not the request."""
 
-    def __init__(self, conninfo="", size=4):
+    def __init__(self, conninfo="", size=4, timeout=5.0):
+        from psycopg_pool import ConnectionPool
+
         params = pg_conninfo.conninfo_to_dict(conninfo)
-        self.kwargs = {"autocommit": True}
+        kwargs = {"autocommit": True}
         # defaults that the DSN or the environment may override
         if "connect_timeout" not in params and not os.environ.get("PGCONNECT_TIMEOUT"):
-            self.kwargs["connect_timeout"] = 5
+            kwargs["connect_timeout"] = 5
         if "application_name" not in params and not os.environ.get("PGAPPNAME"):
-            self.kwargs["application_name"] = "invitetomedia-lobby"
-        self.conninfo = conninfo
+            kwargs["application_name"] = "invitetomedia-lobby"
         self.size = size
-        self.idle = queue.LifoQueue()
+        self.pool = ConnectionPool(conninfo, kwargs=kwargs, min_size=1, max_size=size,
+                                   timeout=timeout, name="lobby")
 
     def one(self, sql, params=()):
-        try:
-            conn = self.idle.get_nowait()
-        except queue.Empty:
-            conn = psycopg.connect(self.conninfo, **self.kwargs)
-        try:
-            with conn.cursor(row_factory=dict_row) as cur:
-                cur.execute(sql, params)
-                row = cur.fetchone()
-        except BaseException:
-            self._give_back(conn)
-            raise
-        self._give_back(conn)
-        return row
-
-    def _give_back(self, conn):
-        if conn.closed or conn.broken or self.idle.qsize() >= self.size:
-            conn.close()
-        else:
-            self.idle.put(conn)
+        # a dead connection (the server restarted, or ended it) is dropped
+        # when it goes back to the pool; the next one is tried.  The check
+        # runs before the call, so a call is never sent twice.
+        for _ in range(self.size + 1):
+            with self.pool.connection() as conn:
+                try:
+                    conn.execute("")
+                except psycopg.OperationalError:
+                    continue
+                with conn.cursor(row_factory=dict_row) as cur:
+                    cur.execute(sql, params)
+                    return cur.fetchone()
+        raise psycopg.OperationalError("no working connection to the database")
 
     def close(self):
-        while True:
-            try:
-                self.idle.get_nowait().close()
-            except queue.Empty:
-                return
+        self.pool.close()
 
 
 def _b64(data):

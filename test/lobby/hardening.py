@@ -20,6 +20,10 @@ lobby that had it:
                               subdomain (sent first) does not take the use
   duplicate_cookies_refused   two device or two CSRF cookies: 400, nothing
                               used
+  pool_bounded                40 concurrent GETs while the invites are
+                              locked: never more connections than the pool
+  pool_after_restart          the database restarted: no 503 (the pool
+                              checks a connection before it is used)
 """
 
 import http.cookiejar
@@ -27,10 +31,14 @@ import io
 import os
 import re
 import socket
+import subprocess
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+
+import psycopg
 
 
 def hostport(base):
@@ -120,7 +128,9 @@ def rss_kb(pid):
 
 def run(t, st, expect, Fail, import_lobby):
     def start():
-        p, base, log = t.start_app("lobby-hardening", st["lobby_env"])
+        # its own application_name: its connections are counted apart
+        p, base, log = t.start_app("lobby-hardening",
+                                   dict(st["lobby_env"], PGAPPNAME="lobby-hardening"))
         st["h"] = (p, base, log)
 
     if not t.check("hardening_lobby_starts", start):
@@ -330,6 +340,73 @@ def run(t, st, expect, Fail, import_lobby):
             expect(t.invite_state(iid) == ("pending", 0, 0), f"{name}: invite {t.invite_state(iid)}")
 
     t.check("duplicate_cookies_refused", duplicate_cookies_refused)
+
+    # -- finding 4: connections without bound, and 503s after a restart ------------
+
+    def lobby_connections():
+        return t.one("SELECT count(*) FROM pg_stat_activity"
+                     " WHERE application_name = 'lobby-hardening'")[0]
+
+    def pool_bounded():
+        again()
+        p, base, log = st["h"]
+        iid, token, url = t.invite("paula.pool@outside.example")
+        link = base + "i/" + token
+        results, peak = [], [0]
+        # the invites locked for 3 s: every request holds its connection
+        locker = psycopg.connect("")
+        locker.execute("LOCK TABLE invitetomedia.invites IN ACCESS EXCLUSIVE MODE")
+
+        def one():
+            try:
+                status, _, _ = fetch(link)
+            except Exception as e:
+                status = type(e).__name__
+            results.append(status)
+
+        threads = [threading.Thread(target=one) for _ in range(40)]
+        for th in threads:
+            th.start()
+        deadline = time.time() + 3
+        while time.time() < deadline:
+            peak[0] = max(peak[0], lobby_connections())
+            time.sleep(0.1)
+        locker.rollback()
+        locker.close()
+        for th in threads:
+            th.join(60)
+        counts = {x: results.count(x) for x in set(results)}
+        print(f"# 40 concurrent GETs on a locked table: {counts}, at most {peak[0]}"
+              " connections (LOBBY_POOL_SIZE 4)", flush=True)
+        expect(peak[0] <= 4, f"the lobby opened {peak[0]} connections (its pool has 4)")
+        expect(set(results) <= {200, 503}, f"answers {counts}")
+        expect(results.count(200) >= 1, f"answers {counts}")
+
+    t.check("pool_bounded", pool_bounded)
+
+    def pool_after_restart():
+        again()
+        p, base, log = st["h"]
+        iid, token, url = t.invite("rosa.restart@outside.example")
+        link = base + "i/" + token
+        for _ in range(4):                       # the pool holds connections
+            fetch(link)
+        expect(lobby_connections() >= 1, "the lobby holds no connection")
+        version = t.one("SHOW server_version_num")[0][:2]
+        t.db.close()
+        r = subprocess.run(["pg_ctlcluster", version, "regress", "restart", "-m", "fast"],
+                           capture_output=True, text=True)
+        expect(r.returncode == 0, f"pg_ctlcluster restart: {r.returncode}", r.stderr)
+        for _ in range(50):
+            try:
+                t.db = psycopg.connect("", autocommit=True)
+                break
+            except psycopg.OperationalError:
+                time.sleep(0.2)
+        got = [fetch(link)[0] for _ in range(8)]
+        expect(got == [200] * 8, f"after a restart: {got}")
+
+    t.check("pool_after_restart", pool_after_restart)
 
     def stop():
         again()
