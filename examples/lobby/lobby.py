@@ -151,15 +151,35 @@ def _unb64(text):
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+# Each purpose signs with its own key, derived from the lobby's secret:
+# HMAC-SHA256(LOBBY_SECRET, KEY_LABEL + purpose).  The platform gets the
+# result key only (result_key(), `serve --result-key`): it verifies results
+# and can make no device cookie or CSRF token.
+KEY_LABEL = b"invitetomedia-lobby v1 key: "
+PURPOSES = ("device", "csrf", "result")
+# how long a result is good for: the platform refuses it after expires_at
+RESULT_TTL = 120
+
+
+def derive_key(secret, purpose):
+    secret = secret.encode() if isinstance(secret, str) else secret
+    return hmac.new(secret, KEY_LABEL + purpose.encode(), hashlib.sha256).digest()
+
+
+def result_key(secret):
+    """The key a platform verifies results with (64 hex digits), derived from
+    LOBBY_SECRET; give the platform this, never the secret."""
+    return derive_key(secret, "result").hex()
+
+
 class Signer:
-    """HMAC-SHA256 under the lobby's secret, one purpose per use."""
+    """HMAC-SHA256, with a key per purpose derived from the lobby's secret."""
 
     def __init__(self, secret):
-        self.key = secret.encode() if isinstance(secret, str) else secret
+        self.keys = {p: derive_key(secret, p) for p in PURPOSES}
 
     def sign(self, purpose, data):
-        return _b64(hmac.new(self.key, purpose.encode() + b"\0" + data.encode(),
-                             hashlib.sha256).digest())
+        return _b64(hmac.new(self.keys[purpose], data.encode(), hashlib.sha256).digest())
 
     def verify(self, purpose, data, signature):
         """A signature of DATA for PURPOSE; whatever a browser sent (a cookie,
@@ -441,6 +461,7 @@ def create_app(db, secret, app_url=None, cookie_secure=False):
         admitted the browser (the signature vouches for the lobby's
         decision, not for what a guest typed)."""
         result["issued_at"] = int(time.time())
+        result["expires_at"] = result["issued_at"] + RESULT_TTL
         result["nonce"] = secrets.token_urlsafe(12)
         data = _b64(json.dumps(result, separators=(",", ":")).encode())
         signed = data + "." + signer.sign("result", data)
@@ -451,7 +472,7 @@ def create_app(db, secret, app_url=None, cookie_secure=False):
 
     @app.route("/welcome")
     def welcome():
-        result = verify_result(signer, request.args.get("itm_result", ""))
+        result = verify_result(signer, request.args.get("itm_result", ""), max_age=RESULT_TTL)
         if result is None:
             return message("not_found", kind="http")
         return page("welcome.html", result["status"], result=result)
@@ -476,21 +497,35 @@ def wait_text(seconds):
     return f"{s} s"
 
 
-def verify_result(signer, signed, max_age=None):
-    """The admission result of a redirect, or None if it was not signed by
-    this secret (or is older than max_age seconds).  A platform does the
-    same with the shared LOBBY_SECRET."""
+def verify_result(key, signed, max_age=RESULT_TTL):
+    """The admission result of a redirect, or None if it was not signed with
+    this key, is past its expires_at, or is older than max_age seconds (None:
+    expires_at alone).  key: the result key (result_key(LOBBY_SECRET), 64
+    hex digits, or its 32 bytes), which is what a platform holds; or the
+    lobby's Signer.  A key of another length is a ValueError."""
+    if isinstance(key, Signer):
+        k = key.keys["result"]
+    else:
+        k = bytes.fromhex(key) if isinstance(key, str) else bytes(key)
+        if len(k) != 32:
+            raise ValueError("the result key is 64 hex digits (lobby.result_key(LOBBY_SECRET))")
     data, _, sig = signed.partition(".")
-    if not data or not sig or not signer.verify("result", data, sig):
+    if not data or not sig or not data.isascii() or not sig.isascii():
+        return None
+    good = _b64(hmac.new(k, data.encode(), hashlib.sha256).digest())
+    if not hmac.compare_digest(good.encode(), sig.encode()):
         return None
     try:
         result = json.loads(_unb64(data))
-    except ValueError:
+        issued, expires = int(result["issued_at"]), int(result["expires_at"])
+    except (ValueError, KeyError, TypeError):
         return None
-    if max_age is not None and time.time() - result.get("issued_at", 0) > max_age:
+    now = time.time()
+    if now > expires or (max_age is not None and now - issued > max_age):
         return None
     return result
 
 
 # exported for the server and for platforms
-__all__ = ["create_app", "Database", "RedactingFormatter", "Signer", "verify_result", "when"]
+__all__ = ["create_app", "Database", "RedactingFormatter", "Signer", "result_key",
+           "verify_result", "when"]

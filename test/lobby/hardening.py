@@ -24,10 +24,19 @@ lobby that had it:
                               locked: never more connections than the pool
   pool_after_restart          the database restarted: no 503 (the pool
                               checks a connection before it is used)
+  keys_per_purpose            the platform's result key verifies results
+                              and makes no device cookie; the secret itself
+                              verifies nothing; an expired result is refused
+                              by verify_result and /welcome
+(and lobby_test.py's app_role: the lobby runs as the README's lobby role,
+which cannot call invite_create)
 """
 
+import hashlib
+import hmac
 import http.cookiejar
 import io
+import json
 import os
 import re
 import socket
@@ -407,6 +416,68 @@ def run(t, st, expect, Fail, import_lobby):
         expect(got == [200] * 8, f"after a restart: {got}")
 
     t.check("pool_after_restart", pool_after_restart)
+
+    # -- finding 6: one secret for everything, results without an expiry ----------
+
+    def keys_per_purpose():
+        lobby = import_lobby()
+        secret = os.urandom(24).hex()
+        p, base, log = t.start_app("lobby-keys", dict(st["lobby_env"], LOBBY_SECRET=secret))
+        try:
+            iid, token, url = t.invite("kim.keys@outside.example")
+            link = base + "i/" + token
+            first = get_cookies(link)
+            jar = "; ".join(f"{k}={v}" for k, v in first["cookies"].items())
+            status, headers, body = fetch(link, {"email": "kim.keys@outside.example",
+                                                 "csrf": first["csrf"]}, jar)
+            expect(status == 303, f"the right email: {status} {data_status(body)}")
+            signed = urllib.parse.parse_qs(
+                urllib.parse.urlsplit(headers["Location"]).query)["itm_result"][0]
+            # what the platform holds: the result key, derived from the secret
+            key = lobby.result_key(secret)
+            r = lobby.verify_result(key, signed, max_age=60)
+            expect(r is not None and r["id"] == iid, f"the result does not verify: {r}")
+            expect(0 < r["expires_at"] - r["issued_at"] <= 600,
+                   f"the result's life: {r['issued_at']} to {r.get('expires_at')}")
+            try:
+                bad = lobby.verify_result(secret, signed)
+            except ValueError:
+                bad = None
+            expect(bad is None, "the result verifies with LOBBY_SECRET itself")
+            expect(lobby.verify_result(lobby.Signer(secret), signed) is not None,
+                   "the lobby's Signer does not verify its result")
+            out = subprocess.run([os.path.join(os.path.dirname(lobby.__file__), "serve"),
+                                  "--result-key"], env=dict(os.environ, LOBBY_SECRET=secret),
+                                 capture_output=True, text=True)
+            expect(out.returncode == 0 and out.stdout.strip() == key,
+                   f"serve --result-key: {out.returncode} {out.stdout.strip()[:8]}...")
+            # with the result key, or the secret itself, a device cookie is
+            # not made: the lobby answers with a cookie of its own
+            rand = "A" * 43
+            for k in (bytes.fromhex(key), key.encode(), secret.encode()):
+                for msg in (b"device\0" + rand.encode(), rand.encode()):
+                    sig = lobby._b64(hmac.new(k, msg, hashlib.sha256).digest())
+                    cookie = f"itm_device={rand}.{sig}"
+                    status, headers, body = fetch(link, cookie=cookie)
+                    names = [c.split("=")[0] for c in headers.get_all("Set-Cookie") or []]
+                    expect("itm_device" in names,
+                           "a device cookie signed with what the platform holds is taken")
+            # /welcome: an expired result is nothing
+            now = int(time.time())
+            old = dict(r, issued_at=now - 3600, expires_at=now - 3000)
+            data = lobby._b64(json.dumps(old).encode())
+            forged = data + "." + lobby._b64(hmac.new(bytes.fromhex(key), data.encode(),
+                                                      hashlib.sha256).digest())
+            expect(lobby.verify_result(key, forged) is None, "an expired result verifies")
+            status, _, body = fetch(base + "welcome?itm_result=" + forged)
+            expect(status == 404, f"/welcome with an expired result: {status} {data_status(body)}")
+            status, _, body = fetch(base + "welcome?itm_result=" + signed)
+            expect(status == 200, f"/welcome with the fresh result: {status}")
+        finally:
+            p.terminate()
+            p.wait(timeout=15)
+
+    t.check("keys_per_purpose", keys_per_purpose)
 
     def stop():
         again()

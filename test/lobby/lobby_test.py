@@ -6,10 +6,12 @@ cluster, as its superuser), as an unprivileged user:
 
     lobby_test.py --work DIR --shots DIR
 
-Creates the extension, a small site and the application role from the
-README's recipe (<!-- readme-test: application-role -->), starts
-examples/lobby/serve as that role on a free local port, and drives two
-browser profiles through every page.  Prints one line per check,
+Creates the extension, a small site, the application role and the
+lobby's own role from the README's recipes (<!-- readme-test:
+application-role -->, <!-- readme-test: lobby-role -->), starts
+examples/lobby/serve as the lobby's role on a free local port, and drives
+two browser profiles through every page; then test/lobby/hardening.py
+sends it what an attacker would.  Prints one line per check,
 "name ... ok" or "name ... FAILED (why)" followed by "   | " lines; exits
 non-zero if a check failed.  A check that cannot run (no browser, no app)
 fails: nothing is skipped.  Writes a PNG of each page to --shots.
@@ -381,6 +383,14 @@ def run(t):
         t.sql(m.group(1))
         st["app_password"] = os.urandom(12).hex()
         t.sql(f"ALTER ROLE media_app PASSWORD '{st['app_password']}'")
+        # the lobby's own role (README, "The lobby"): the three calls only
+        m = re.search(r"<!-- readme-test: lobby-role -->\s*\n[ \t]*```sql\n(.*?)\n[ \t]*```",
+                      readme, re.S)
+        expect(m, "README.md has no lobby-role recipe")
+        t.sql(m.group(1))
+        st["lobby_password"] = os.urandom(12).hex()
+        t.sql(f"ALTER ROLE media_lobby PASSWORD '{st['lobby_password']}'")
+        st["lobby_env"] = {"PGUSER": "media_lobby", "PGPASSWORD": st["lobby_password"]}
         t.sql("""
             INSERT INTO invitetomedia.users (user_id, email, first_name, last_name, role) VALUES
                 ('olivia', 'olivia@media.example', 'Olivia', 'Owner', 'private_only'),
@@ -394,8 +404,7 @@ def run(t):
                SET enabled = true, lockout_attempts = 5,
                    restrict_new_user_domains = '{corp.example}'""")
         # as the README's role, with the libpq variables (password included)
-        p, base, log = t.start_app("lobby", {"PGUSER": "media_app",
-                                             "PGPASSWORD": st["app_password"]})
+        p, base, log = t.start_app("lobby", st["lobby_env"])
         st["proc"], st["log"] = p, log
         t.base = base
         # what a platform does: links point at the lobby (guest links too)
@@ -408,11 +417,33 @@ def run(t):
         # the lobby's connections are the README role's, and it can do no more
         rows = t.sql("SELECT DISTINCT usename FROM pg_stat_activity"
                      " WHERE application_name = 'invitetomedia-lobby'")
-        expect(rows == [("media_app",)], f"the lobby's sessions run as {rows}")
-        r = t.one("SELECT rolsuper, has_table_privilege('media_app', 'invitetomedia.invites', 'SELECT'),"
-                  " has_table_privilege('media_app', 'invitetomedia.redemptions', 'SELECT')"
-                  " FROM pg_roles WHERE rolname = 'media_app'")
-        expect(r == (False, False, False), f"media_app has more than the recipe: {r}")
+        expect(rows == [("media_lobby",)], f"the lobby's sessions run as {rows}")
+        r = t.one("SELECT rolsuper, has_table_privilege('media_lobby', 'invitetomedia.invites', 'SELECT'),"
+                  " has_table_privilege('media_lobby', 'invitetomedia.redemptions', 'SELECT')"
+                  " FROM pg_roles WHERE rolname = 'media_lobby'")
+        expect(r == (False, False, False), f"media_lobby has more than the recipe: {r}")
+        # what the lobby's role may call beyond what everyone may (the
+        # extension's helpers): the three functions, nothing else
+        funcs = t.sql("SELECT p.oid::regprocedure::text FROM pg_proc p"
+                      " JOIN pg_namespace n ON n.oid = p.pronamespace"
+                      " WHERE n.nspname = 'invitetomedia'"
+                      " AND has_function_privilege('media_lobby', p.oid, 'EXECUTE')"
+                      " AND p.proacl IS NOT NULL AND NOT EXISTS (SELECT 1 FROM aclexplode(p.proacl) a"
+                      "     WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE')"
+                      " ORDER BY 1")
+        names = sorted(f[0].split("(")[0] for f in funcs)
+        expect(names == ["invitetomedia.guest_link_join", "invitetomedia.invite_check",
+                         "invitetomedia.invite_consume"], f"media_lobby may call {names}")
+        # whoever controls the lobby cannot create a link as anyone
+        with psycopg.connect("", user="media_lobby", password=st["lobby_password"],
+                             autocommit=True) as conn:
+            try:
+                conn.execute("SELECT * FROM invitetomedia.invite_create("
+                             "'launch', 'olivia', 'mal@outside.example', 'M', 'L', 'speaker')")
+            except psycopg.errors.InsufficientPrivilege:
+                pass
+            else:
+                raise Fail("invite_create as the lobby's role was not refused")
         expect("can do more than the lobby needs" not in open(st["log"]).read(),
                "the lobby warned about its role")
 
@@ -634,7 +665,7 @@ def run(t):
         try:
             secret = os.urandom(24).hex()
             p, base, log = t.start_app("lobby-guest-app-url", {
-                "PGUSER": "media_app", "PGPASSWORD": st["app_password"],
+                "PGUSER": "media_lobby", "PGPASSWORD": st["lobby_password"],
                 "LOBBY_APP_URL": platform.landing, "LOBBY_SECRET": secret})
             gid, token, url = t.guest_link("Open day")
             t.open(a, base + "g/" + token)
@@ -794,7 +825,7 @@ def run(t):
         try:
             secret = os.urandom(24).hex()
             p, base, log = t.start_app("lobby-app-url", {
-                "PGUSER": "media_app", "PGPASSWORD": st["app_password"],
+                "PGUSER": "media_lobby", "PGPASSWORD": st["lobby_password"],
                 "LOBBY_APP_URL": platform.landing, "LOBBY_SECRET": secret})
             iid, token, url = t.invite("pia.platform@outside.example")
             t.open(a, base + "i/" + token)
@@ -832,7 +863,7 @@ def run(t):
         port = s.getsockname()[1]
         s.close()
         p, base, log = t.start_app("lobby-nodb", {
-            "LOBBY_DSN": f"host=127.0.0.1 port={port} dbname=postgres user=media_app connect_timeout=3"})
+            "LOBBY_DSN": f"host=127.0.0.1 port={port} dbname=postgres user=media_lobby connect_timeout=3"})
         token = st["url"].rsplit("/", 1)[1]
         status, headers, body = t.http("GET", base + "i/" + token)
         expect(status == 503, f"status {status}")
@@ -927,7 +958,6 @@ def run(t):
     sys.dont_write_bytecode = True
     sys.path.insert(0, HERE)
     import hardening
-    st["lobby_env"] = {"PGUSER": "media_app", "PGPASSWORD": st["app_password"]}
     hardening.run(t, st, expect, Fail, import_lobby)
 
 
