@@ -28,13 +28,16 @@ typed, as claims ("email_claimed"), never a user_id.
 """
 
 import base64
+import collections
 import hashlib
 import hmac
 import json
 import logging
+import math
 import os
 import re
 import secrets
+import threading
 import time
 from datetime import timezone
 from urllib.parse import urlsplit
@@ -80,6 +83,7 @@ HTTP_STATUS = {
     "domain_restricted": 403,
     "csrf": 400,
     "cookie_conflict": 400,
+    "too_many": 429,
     "invalid": 400,
     "unavailable": 503,
     "error": 500,
@@ -143,6 +147,51 @@ class Database:
         self.pool.close()
 
 
+class Throttle:
+    """A token bucket per key (a client's address, a link): RATE requests
+    per PER seconds, in bursts of up to RATE.  Memory-bounded: at most
+    ENTRIES keys are kept, the least recently seen forgotten first (a
+    forgotten key starts again with a full bucket)."""
+
+    def __init__(self, rate, per, entries=10000):
+        self.rate, self.per, self.entries = rate, per, entries
+        self.buckets = collections.OrderedDict()
+        self.lock = threading.Lock()
+
+    def __len__(self):
+        return len(self.buckets)
+
+    def hit(self, key):
+        """0 if KEY may go on (and counts it), else the seconds to wait."""
+        now = time.monotonic()
+        with self.lock:
+            tokens, then = self.buckets.pop(key, (self.rate, now))
+            tokens = min(self.rate, tokens + (now - then) * self.rate / self.per)
+            if tokens >= 1:
+                self.buckets[key] = (tokens - 1, now)
+                wait = 0
+            else:
+                self.buckets[key] = (tokens, now)
+                wait = max(1, math.ceil((1 - tokens) * self.per / self.rate))
+            while len(self.buckets) > self.entries:
+                self.buckets.popitem(last=False)
+            return wait
+
+
+def parse_rate(value):
+    """'30/60' -> (30, 60): 30 requests per 60 seconds."""
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", value or "")
+    if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
+        raise ValueError(f"{value!r}: expected COUNT/SECONDS, such as 30/60")
+    return int(m.group(1)), int(m.group(2))
+
+
+# the POSTs a client (its address), an invite link and a guest link may
+# make, by default: a person types an email once or twice; a guest link is
+# shared by an audience that joins at once
+POST_LIMITS = {"client": (60, 60), "invite": (10, 60), "guest_link": (300, 60)}
+
+
 def _b64(data):
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
@@ -197,14 +246,35 @@ def when(ts):
     return ts.astimezone(timezone.utc).strftime("%a %d %b %Y, %H:%M UTC")
 
 
-def create_app(db, secret, app_url=None, cookie_secure=False):
+def create_app(db, secret, app_url=None, cookie_secure=False, post_limits=None,
+               throttle_entries=10000):
     """The lobby as a WSGI application.  db: a Database (or anything with
     one(sql, params)); secret: the key that signs device ids, CSRF tokens
     and the admission result; app_url: where an admitted invitee is sent
-    (None: the lobby's own /welcome page)."""
+    (None: the lobby's own /welcome page); post_limits: POST_LIMITS's keys
+    with (count, seconds), over the defaults; throttle_entries: the
+    addresses and links each throttle remembers at most.  The client is
+    request.remote_addr: behind a proxy, have the WSGI server set it from
+    X-Forwarded-For (serve: LOBBY_TRUSTED_PROXIES)."""
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     signer = Signer(secret)
+    limits = dict(POST_LIMITS, **(post_limits or {}))
+    throttles = {k: Throttle(rate, per, throttle_entries) for k, (rate, per) in limits.items()}
+
+    def throttled(kind, token):
+        """A 429 page if this client or this link has posted too much
+        lately, else None (and the POST is counted)."""
+        waits = [throttles["client"].hit(request.remote_addr or "-"),
+                 throttles[kind].hit(hashlib.sha256(token.encode()).digest())]
+        wait = max(waits)
+        if not wait:
+            return None
+        log.info("%s link %s: too many POSTs (%s), retry after %d s",
+                 "guest" if kind == "guest_link" else "invite", token_ref(token),
+                 "client" if waits[0] else "link", wait)
+        html, code = message("too_many", kind="guest" if kind == "guest_link" else "invite")
+        return html, code, {"Retry-After": str(wait)}
 
     # the form may be followed by a redirect to the platform: Chromium
     # applies form-action to it
@@ -336,7 +406,7 @@ def create_app(db, secret, app_url=None, cookie_secure=False):
             return message("not_found")
         ref = token_ref(token)
         if request.method == "POST":
-            return invite_post(token, ref)
+            return throttled("invite", token) or invite_post(token, ref)
         c = check(token)
         log.info("invite link %s: check %s", ref, c["status"])
         return invite_page(c)
@@ -406,6 +476,9 @@ def create_app(db, secret, app_url=None, cookie_secure=False):
             # there is no guest_link_check: what the link is worth shows
             # when the guest joins
             return page("guest.html", "form", form={}, csrf=csrf_token())
+        slow = throttled("guest_link", token)
+        if slow:
+            return slow
         if not csrf_ok():
             log.info("guest link %s: POST without a valid CSRF token", ref)
             return message("csrf", kind="guest")
@@ -527,5 +600,6 @@ def verify_result(key, signed, max_age=RESULT_TTL):
 
 
 # exported for the server and for platforms
-__all__ = ["create_app", "Database", "RedactingFormatter", "Signer", "result_key",
+__all__ = ["create_app", "Database", "parse_rate", "RedactingFormatter", "Signer", "result_key",
+           "Throttle",
            "verify_result", "when"]

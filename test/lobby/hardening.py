@@ -28,6 +28,9 @@ lobby that had it:
                               and makes no device cookie; the secret itself
                               verifies nothing; an expired result is refused
                               by verify_result and /welcome
+  throttle_429                POSTs beyond a client's or a link's rate:
+                              429 with Retry-After, nothing called
+  throttle_memory_bounded     the throttle keeps at most its entries
 (and lobby_test.py's app_role: the lobby runs as the README's lobby role,
 which cannot call invite_create)
 """
@@ -478,6 +481,65 @@ def run(t, st, expect, Fail, import_lobby):
             p.wait(timeout=15)
 
     t.check("keys_per_purpose", keys_per_purpose)
+
+    # -- finding 7: nothing slowed a client trying many links -----------------------
+
+    def throttle_429():
+        p, base, log = t.start_app("lobby-throttle", dict(
+            st["lobby_env"], LOBBY_TRUSTED_PROXIES="1", LOBBY_POST_PER_CLIENT="5/60",
+            LOBBY_POST_PER_INVITE="4/60", LOBBY_POST_PER_GUEST_LINK="6/60"))
+        try:
+            def send(url, fields, xff, cookie=None):
+                status, headers, body = fetch(url, fields, cookie,
+                                              headers=[("X-Forwarded-For", xff)])
+                return status, headers.get("Retry-After"), data_status(body)
+
+            # one client (behind the proxy), many links; the addresses it
+            # puts before its own in X-Forwarded-For change nothing
+            got = [send(f"{base}g/itg_{'B' * 40}{i:08d}", {"email": "x@y.example"},
+                        f"198.51.100.{i}, 203.0.113.7") for i in range(10)]
+            codes = [g[0] for g in got]
+            expect(codes[:5] == [400] * 5 and codes[5:] == [429] * 5, f"one client: {codes}")
+            for status, retry, ds in got[5:]:
+                expect(retry and retry.isdigit() and 0 < int(retry) <= 60,
+                       f"429 with Retry-After {retry!r}")
+                expect(ds == "too_many", f"429: data-status {ds}")
+            # another client is not slowed by that one
+            status, retry, ds = send(f"{base}g/itg_{'C' * 48}", {"email": "x@y.example"},
+                                     "203.0.113.8")
+            expect(status == 400, f"another client: {status}")
+            # one invite link, many clients, each with a wrong email: no more
+            # than the link's rate reaches the database
+            iid, token, url = t.invite("tia.throttle@outside.example")
+            link = base + "i/" + token
+            codes = []
+            for i in range(10):
+                c = get_cookies(link)
+                jar = "; ".join(f"{k}={v}" for k, v in c["cookies"].items())
+                codes.append(send(link, {"email": f"wrong{i}@outside.example", "csrf": c["csrf"]},
+                                  f"192.0.2.{i}", jar)[0])
+            expect(codes[:4] == [200] * 4 and codes[4:] == [429] * 6, f"one link: {codes}")
+            rows = t.invite_state(iid)
+            expect(rows[2] <= 4, f"{rows[2]} attempts recorded for the link")
+            print(f"# throttle: one client {[g[0] for g in got]}, one link {codes}", flush=True)
+        finally:
+            p.terminate()
+            p.wait(timeout=15)
+
+    t.check("throttle_429", throttle_429)
+
+    def throttle_memory_bounded():
+        lobby = import_lobby()
+        th = lobby.Throttle(5, 60, entries=100)
+        for i in range(20000):
+            th.hit(f"client {i}")
+        expect(len(th) <= 100, f"{len(th)} entries kept (at most 100)")
+        # the most recent keep their count
+        for _ in range(5):
+            th.hit("client 19999")
+        expect(th.hit("client 19999") > 0, "a recent client is no longer counted")
+
+    t.check("throttle_memory_bounded", throttle_memory_bounded)
 
     def stop():
         again()
