@@ -31,6 +31,10 @@ lobby that had it:
   throttle_429                POSTs beyond a client's or a link's rate:
                               429 with Retry-After, nothing called
   throttle_memory_bounded     the throttle keeps at most its entries
+  load_bounded                2,000 requests from 50 concurrent clients
+                              (GETs, guest joins): only 200, 303, 429, 503;
+                              never more connections than the pool; RSS
+                              bounded; one ok join per admitted client
 (and lobby_test.py's app_role: the lobby runs as the README's lobby role,
 which cannot call invite_create)
 """
@@ -540,6 +544,107 @@ def run(t, st, expect, Fail, import_lobby):
         expect(th.hit("client 19999") > 0, "a recent client is no longer counted")
 
     t.check("throttle_memory_bounded", throttle_memory_bounded)
+
+    # -- a bounded load run: 2,000 requests from 50 clients ---------------------------
+
+    def load_bounded():
+        p, base, log = t.start_app("lobby-load", dict(
+            st["lobby_env"], PGAPPNAME="lobby-load", LOBBY_TRUSTED_PROXIES="1"))
+        try:
+            iid, itoken, iurl = t.invite("lena.load@outside.example")
+            gid, gtoken, gurl = t.guest_link("Load", media="talks")
+            ipath, gpath = "/i/" + itoken, "/g/" + gtoken
+            host, port = hostport(base)
+            statuses, joined, errors = [], set(), []
+            lock = threading.Lock()
+            peak = [0]
+            done = threading.Event()
+
+            def sample():
+                while not done.is_set():
+                    n = t2.execute("SELECT count(*) FROM pg_stat_activity"
+                                   " WHERE application_name = 'lobby-load'").fetchone()[0]
+                    peak[0] = max(peak[0], n)
+                    time.sleep(0.05)
+
+            def client(n):
+                import http.client
+                addr = f"10.{n // 250}.{n % 250}.1"
+                conn = http.client.HTTPConnection(host, port, timeout=30)
+
+                def req(method, path, body=None, cookie=None):
+                    h = {"X-Forwarded-For": addr}
+                    if cookie:
+                        h["Cookie"] = cookie
+                    if body is not None:
+                        h["Content-Type"] = "application/x-www-form-urlencoded"
+                        body = urllib.parse.urlencode(body)
+                    try:
+                        conn.request(method, path, body=body, headers=h)
+                        r = conn.getresponse()
+                        data = r.read().decode("utf-8", "replace")
+                    except Exception as e:
+                        conn.close()
+                        return type(e).__name__, None, ""
+                    return r.status, r, data
+
+                status, r, page = req("GET", gpath)
+                with lock:
+                    statuses.append(status)
+                if status != 200:
+                    return
+                cookie = "; ".join(c.split(";")[0] for c in r.headers.get_all("Set-Cookie") or [])
+                csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+                for i in range(39):
+                    if i % 3 == 2:
+                        status, r, _ = req("POST", gpath, {
+                            "email": f"load{n}@outside.example", "first_name": "Lo",
+                            "last_name": f"Ad{n}", "csrf": csrf}, cookie)
+                        if status == 303:
+                            with lock:
+                                joined.add(n)
+                    else:
+                        status, r, _ = req("GET", ipath)
+                    with lock:
+                        statuses.append(status)
+                conn.close()
+
+            t2 = psycopg.connect("", autocommit=True)
+            sampler = threading.Thread(target=sample)
+            sampler.start()
+            before = rss_kb(p.pid)
+            started = time.time()
+            threads = [threading.Thread(target=client, args=(n,)) for n in range(50)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join(300)
+            took = time.time() - started
+            after = rss_kb(p.pid)
+            done.set()
+            sampler.join()
+            t2.close()
+            counts = {x: statuses.count(x) for x in sorted(set(statuses), key=str)}
+            oks = t.one("SELECT count(*) FROM invitetomedia.guest_link_joins"
+                        " WHERE guest_link_id = %s AND status = 'ok'", (gid,))[0]
+            print(f"# load: {len(statuses)} requests from 50 clients in {took:.1f} s"
+                  f" ({len(statuses) / took:.0f}/s), answers {counts}, at most {peak[0]}"
+                  f" database connections (pool 4), RSS {before // 1024} -> {after // 1024} MB,"
+                  f" {oks} guests joined", flush=True)
+            expect(len(statuses) == 2000, f"{len(statuses)} requests answered of 2000")
+            bad = {k: v for k, v in counts.items() if k not in (200, 303, 429, 503)}
+            expect(not bad, f"answers beyond 200, 303, 429, 503: {bad}")
+            expect(peak[0] <= 4, f"{peak[0]} connections (pool 4)")
+            expect(after - before < 32 * 1024, f"RSS grew by {(after - before) // 1024} MB")
+            # no use lost or made up: one ok join per client that was admitted
+            expect(oks == len(joined), f"{oks} ok joins, {len(joined)} clients admitted")
+            expect(p.poll() is None, "the lobby exited")
+            st["load"] = (len(statuses), took, counts, peak[0], before, after)
+        finally:
+            p.terminate()
+            p.wait(timeout=15)
+
+    t.check("load_bounded", load_bounded)
 
     def stop():
         again()
