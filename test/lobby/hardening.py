@@ -526,6 +526,19 @@ def run(t, st, expect, Fail, import_lobby):
             rows = t.invite_state(iid)
             expect(rows[2] <= 4, f"{rows[2]} attempts recorded for the link")
             print(f"# throttle: one client {[g[0] for g in got]}, one link {codes}", flush=True)
+            # behind the trusted proxy, X-Forwarded-Proto: https is an HTTPS
+            # request (__Host- cookies); straight to a lobby without one, not
+            status, headers, _ = fetch(link, headers=[("X-Forwarded-Proto", "https"),
+                                                      ("X-Forwarded-For", "192.0.2.99")])
+            names = sorted(c.split("=")[0] for c in headers.get_all("Set-Cookie") or [])
+            expect(names == ["__Host-itm_csrf", "__Host-itm_device"],
+                   f"behind the proxy, HTTPS: cookies {names}")
+            again()
+            status, headers, _ = fetch(st["h"][1] + "i/" + token,
+                                       headers=[("X-Forwarded-Proto", "https")])
+            names = sorted(c.split("=")[0] for c in headers.get_all("Set-Cookie") or [])
+            expect(names == ["itm_csrf", "itm_device"],
+                   f"no trusted proxy, X-Forwarded-Proto believed: cookies {names}")
         finally:
             p.terminate()
             p.wait(timeout=15)
