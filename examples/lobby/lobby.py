@@ -1,8 +1,8 @@
 """invitetomedia's reference lobby: the invitee's side of a link.
 
-A Flask application (Debian's python3-flask and python3-psycopg) that a
-platform runs as it is (examples/lobby/serve) or copies into its own web
-stack.  It calls three of the extension's functions and nothing else:
+A Flask application (Debian's python3-flask, python3-psycopg and
+python3-psycopg-pool) that a platform runs as it is (examples/lobby/serve,
+on python3-waitress) or copies into its own web stack.  It calls three of the extension's functions and nothing else:
 
     GET  /i/<token>   invite_check       the media, the role, the expiry and a
                                          form for the email (never consumes)
@@ -16,12 +16,15 @@ stack.  It calls three of the extension's functions and nothing else:
 for both kinds of link.  Every page's <main> carries
 data-status="<status>": the status the database returned, "form" for a
 usable link's form, "ok" or "rejoin" after admission; the lobby's own are
-"csrf", "invalid" (what was typed), "unavailable" (a database error: 503),
-"error", "home", and "not_found", "method_not_allowed", "too_large",
-"bad_request" for HTTP errors.
+"csrf", "invalid" (what was typed), "cookie_conflict" (two cookies of one
+name: 400), "too_many" (the POST throttle: 429 with Retry-After),
+"unavailable" (a database error, or no free connection: 503), "error",
+"home", and "not_found", "method_not_allowed", "too_large", "bad_request"
+for HTTP errors.
 
 An admission (ok, rejoin) ends in a redirect to the platform with a result
-signed by the lobby's secret.  An invite's result names the user that
+signed with the result key derived from the lobby's secret, good for
+RESULT_TTL seconds.  An invite's result names the user that
 invite_consume returned.  A guest link's names no user: a guest link is
 not a login, so the result carries the join record's id and what the guest
 typed, as claims ("email_claimed"), never a user_id.

@@ -57,7 +57,7 @@ SHOTS = ["invite-form", "invite-wrong-email", "invite-admitted", "invite-used",
          "invite-exhausted", "invite-rejoin", "invite-countdown", "invite-locked",
          "invite-title-escaped", "guest-form", "guest-admitted", "guest-invalid",
          "guest-full", "form-expired", "invite-revoked", "invite-expired",
-         "link-not-found", "disabled", "unavailable"]
+         "link-not-found", "disabled", "unavailable", "cookie-conflict"]
 
 
 class Fail(Exception):
@@ -784,6 +784,29 @@ def run(t):
         expect(t.invite_state(iid) == ("pending", 0, 0), f"invite: {t.invite_state(iid)}")
 
     t.check("browser_form_without_csrf_cookie", browser_form_without_csrf_cookie)
+
+    def browser_planted_cookie_refused():
+        # a device cookie planted with a longer path (from a sibling
+        # subdomain, say): the browser sends it first, beside the lobby's
+        iid, token, url = t.invite("pia.planted@outside.example")
+        t.open(a, url)
+        host = urllib.parse.urlsplit(t.base).hostname
+        a.execute_cdp_cmd("Network.setCookie", {
+            "name": "itm_device", "value": "planted.sig", "domain": host, "path": "/i/"})
+        try:
+            s = t.open(a, url)
+            expect(s == "cookie_conflict", f"data-status {s}")
+            expect(not a.find_elements(By.TAG_NAME, "form"), "a form on the refusal")
+            t.shot(a, "cookie-conflict")
+        finally:
+            a.execute_cdp_cmd("Network.deleteCookies", {
+                "name": "itm_device", "domain": host, "path": "/i/"})
+        s = t.open(a, url)
+        expect(s == "form", f"without the planted cookie: data-status {s}")
+        s = t.submit(a, email="pia.planted@outside.example")
+        expect(s == "ok", f"the form afterwards: data-status {s}")
+
+    t.check("browser_planted_cookie_refused", browser_planted_cookie_refused)
 
     # -- the other refusals: each its own page, never the email -----------------------
 
