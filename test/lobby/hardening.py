@@ -31,6 +31,8 @@ lobby that had it:
   throttle_429                POSTs beyond a client's or a link's rate:
                               429 with Retry-After, nothing called
   throttle_memory_bounded     the throttle keeps at most its entries
+  silent_client_closed        a client silent in its headers is closed
+                              after LOBBY_TIMEOUT
   load_bounded                2,000 requests from 50 concurrent clients
                               (GETs, guest joins): only 200, 303, 429, 503;
                               never more connections than the pool; RSS
@@ -557,6 +559,30 @@ def run(t, st, expect, Fail, import_lobby):
         expect(th.hit("client 19999") > 0, "a recent client is no longer counted")
 
     t.check("throttle_memory_bounded", throttle_memory_bounded)
+
+    # -- a client that goes silent in its headers: closed after LOBBY_TIMEOUT ------
+
+    def silent_client_closed():
+        p, base, log = t.start_app("lobby-timeout", dict(st["lobby_env"], LOBBY_TIMEOUT="2"))
+        try:
+            s = socket.create_connection(hostport(base), timeout=15)
+            s.sendall(b"GET / HTTP/1.1\r\nHost: lobby\r\nX-Slow: ")
+            started = time.time()
+            try:
+                got = s.recv(100)
+            except socket.timeout:
+                got = None
+            took = time.time() - started
+            s.close()
+            expect(got == b"", f"after {took:.1f} s silent in its headers: {got!r}")
+            expect(took < 8, f"closed after {took:.1f} s (LOBBY_TIMEOUT 2)")
+            status, _, _ = fetch(base)
+            expect(status == 200, f"then GET /: {status}")
+        finally:
+            p.terminate()
+            p.wait(timeout=15)
+
+    t.check("silent_client_closed", silent_client_closed)
 
     # -- a bounded load run: 2,000 requests from 50 clients ---------------------------
 
