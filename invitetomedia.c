@@ -304,17 +304,20 @@ enum
 static const ItmCol rate_cols[RATE_NCOLS] = {
 	[RATE_CREATED] = {"created", INT8OID, false, "invites.created_at"},
 };
+#define RATE_COUNT_SQL(MORE)												\
+	"SELECT ((SELECT pg_catalog.count(*) FROM invitetomedia.invites i"	\
+	"          WHERE i.invited_by OPERATOR(pg_catalog.=) $1"				\
+	"            AND i.created_at OPERATOR(pg_catalog.>)"					\
+	"                (pg_catalog.now() OPERATOR(pg_catalog.-) '1 hour'::pg_catalog.interval))" \
+	"       OPERATOR(pg_catalog.+)"											\
+	"        (SELECT pg_catalog.count(*) FROM invitetomedia.guest_links g"	\
+	"          WHERE g.created_by OPERATOR(pg_catalog.=) $1"				\
+	"            AND g.created_at OPERATOR(pg_catalog.>)"					\
+	"                (pg_catalog.now() OPERATOR(pg_catalog.-) '1 hour'::pg_catalog.interval))" \
+	MORE																	\
+	"       )::pg_catalog.int8 AS created"
 static ItmPlan rate_count_plan = {
-	"SELECT ((SELECT pg_catalog.count(*) FROM invitetomedia.invites i"
-	"          WHERE i.invited_by OPERATOR(pg_catalog.=) $1"
-	"            AND i.created_at OPERATOR(pg_catalog.>)"
-	"                (pg_catalog.now() OPERATOR(pg_catalog.-) '1 hour'::pg_catalog.interval))"
-	"       OPERATOR(pg_catalog.+)"
-	"        (SELECT pg_catalog.count(*) FROM invitetomedia.guest_links g"
-	"          WHERE g.created_by OPERATOR(pg_catalog.=) $1"
-	"            AND g.created_at OPERATOR(pg_catalog.>)"
-	"                (pg_catalog.now() OPERATOR(pg_catalog.-) '1 hour'::pg_catalog.interval))"
-	"       )::pg_catalog.int8 AS created",
+	RATE_COUNT_SQL(""),
 	1, {TEXTOID}, RATE_NCOLS, rate_cols, NULL
 };
 
@@ -323,21 +326,12 @@ static ItmPlan rate_count_plan = {
  * resends mailed one address 51 times under a limit of one an hour).
  */
 static ItmPlan rate_count_plan_1_1_1 = {
-	"SELECT ((SELECT pg_catalog.count(*) FROM invitetomedia.invites i"
-	"          WHERE i.invited_by OPERATOR(pg_catalog.=) $1"
-	"            AND i.created_at OPERATOR(pg_catalog.>)"
-	"                (pg_catalog.now() OPERATOR(pg_catalog.-) '1 hour'::pg_catalog.interval))"
-	"       OPERATOR(pg_catalog.+)"
-	"        (SELECT pg_catalog.count(*) FROM invitetomedia.guest_links g"
-	"          WHERE g.created_by OPERATOR(pg_catalog.=) $1"
-	"            AND g.created_at OPERATOR(pg_catalog.>)"
-	"                (pg_catalog.now() OPERATOR(pg_catalog.-) '1 hour'::pg_catalog.interval))"
-	"       OPERATOR(pg_catalog.+)"
-	"        (SELECT pg_catalog.count(*) FROM invitetomedia.resends r"
-	"          WHERE r.actor_id OPERATOR(pg_catalog.=) $1 AND r.emailed"
-	"            AND r.resent_at OPERATOR(pg_catalog.>)"
-	"                (pg_catalog.now() OPERATOR(pg_catalog.-) '1 hour'::pg_catalog.interval))"
-	"       )::pg_catalog.int8 AS created",
+	RATE_COUNT_SQL(
+				   "       OPERATOR(pg_catalog.+)"
+				   "        (SELECT pg_catalog.count(*) FROM invitetomedia.resends r"
+				   "          WHERE r.actor_id OPERATOR(pg_catalog.=) $1 AND r.emailed"
+				   "            AND r.resent_at OPERATOR(pg_catalog.>)"
+				   "                (pg_catalog.now() OPERATOR(pg_catalog.-) '1 hour'::pg_catalog.interval))"),
 	1, {TEXTOID}, RATE_NCOLS, rate_cols, NULL
 };
 
@@ -2918,45 +2912,59 @@ enum
 	GDX_DOMAIN_ALLOWED,
 	GDX_NCOLS
 };
+/*
+ * Both forms read the link, the settings, whether the device joined, and
+ * the policy; they differ in DEVICE_SQL (1.1: the device's earlier user;
+ * 1.1.1: its first ok join), USER_SQL (1.1: the user with this email;
+ * 1.1.1: none) and the policy (1.1: domain_allowed; 1.1.1: guest_allowed).
+ */
+#define GUEST_DIAGNOSE_SQL(DEVICE_SQL, DEVICE_ALIAS, USER_SQL, POLICY)		\
+	"SELECT g.guest_link_id::pg_catalog.int8 AS guest_link_id,"			\
+	"       g.media_id::pg_catalog.text AS media_id,"						\
+	"       g.click_limit::pg_catalog.int4 AS click_limit,"				\
+	"       g.clicks::pg_catalog.int4 AS clicks,"							\
+	"       g.expires_at::pg_catalog.timestamptz AS expires_at,"			\
+	"       s.enabled::pg_catalog.bool AS enabled,"							\
+	"       g.revoked_at IS NOT NULL AS revoked,"							\
+	"       (g.expires_at OPERATOR(pg_catalog.<=) pg_catalog.now()) IS TRUE AS expired," \
+	"       ($2::pg_catalog.text IS NOT NULL AND EXISTS ("					\
+	"          SELECT 1 FROM invitetomedia.guest_link_joins j"				\
+	"           WHERE j.guest_link_id OPERATOR(pg_catalog.=) g.guest_link_id" \
+	"             AND j.device_id OPERATOR(pg_catalog.=) $2"				\
+	"             AND j.status OPERATOR(pg_catalog.=) ANY (ARRAY['ok', 'rejoin']))) AS device_seen," \
+	"       CASE WHEN $2::pg_catalog.text IS NOT NULL THEN"				\
+	"        (SELECT " DEVICE_SQL " FROM invitetomedia.guest_link_joins j"	\
+	"          WHERE j.guest_link_id OPERATOR(pg_catalog.=) g.guest_link_id" \
+	"            AND j.device_id OPERATOR(pg_catalog.=) $2"				\
+	"            AND j.status OPERATOR(pg_catalog.=) 'ok'"					\
+	"          ORDER BY j.join_id LIMIT 1) END AS " DEVICE_ALIAS ","		\
+	"       " USER_SQL " AS user_id,"										\
+	"       invitetomedia." POLICY "($4)::pg_catalog.bool AS domain_allowed" \
+	"  FROM invitetomedia.guest_links g CROSS JOIN invitetomedia.settings s" \
+	" WHERE g.token_hash OPERATOR(pg_catalog.=) $1"
+/* the columns both forms read alike */
+#define GUEST_DIAGNOSE_COLS \
+	[GDX_GUEST_LINK_ID] = {"guest_link_id", INT8OID, false, "guest_links.guest_link_id"}, \
+	[GDX_MEDIA_ID] = {"media_id", TEXTOID, true, "guest_links.media_id"}, \
+	[GDX_CLICK_LIMIT] = {"click_limit", INT4OID, true, "guest_links.click_limit"}, \
+	[GDX_CLICKS] = {"clicks", INT4OID, false, "guest_links.clicks"},	\
+	[GDX_EXPIRES_AT] = {"expires_at", TIMESTAMPTZOID, true, "guest_links.expires_at"}, \
+	[GDX_ENABLED] = {"enabled", BOOLOID, false, "settings.enabled"},	\
+	[GDX_REVOKED] = {"revoked", BOOLOID, false, "guest_links.revoked_at"}, \
+	[GDX_EXPIRED] = {"expired", BOOLOID, false, "guest_links.expires_at"}, \
+	[GDX_DEVICE_SEEN] = {"device_seen", BOOLOID, false, "guest_link_joins.device_id"}, \
+	[GDX_USER_ID] = {"user_id", TEXTOID, true, "users.user_id"}
+
 static const ItmCol guest_diagnose_cols[GDX_NCOLS] = {
-	[GDX_GUEST_LINK_ID] = {"guest_link_id", INT8OID, false, "guest_links.guest_link_id"},
-	[GDX_MEDIA_ID] = {"media_id", TEXTOID, true, "guest_links.media_id"},
-	[GDX_CLICK_LIMIT] = {"click_limit", INT4OID, true, "guest_links.click_limit"},
-	[GDX_CLICKS] = {"clicks", INT4OID, false, "guest_links.clicks"},
-	[GDX_EXPIRES_AT] = {"expires_at", TIMESTAMPTZOID, true, "guest_links.expires_at"},
-	[GDX_ENABLED] = {"enabled", BOOLOID, false, "settings.enabled"},
-	[GDX_REVOKED] = {"revoked", BOOLOID, false, "guest_links.revoked_at"},
-	[GDX_EXPIRED] = {"expired", BOOLOID, false, "guest_links.expires_at"},
-	[GDX_DEVICE_SEEN] = {"device_seen", BOOLOID, false, "guest_link_joins.device_id"},
+	GUEST_DIAGNOSE_COLS,
 	[GDX_DEVICE_USER_ID] = {"device_user_id", TEXTOID, true, "guest_link_joins.user_id"},
-	[GDX_USER_ID] = {"user_id", TEXTOID, true, "users.user_id"},
 	[GDX_DOMAIN_ALLOWED] = {"domain_allowed", BOOLOID, true, "domain_allowed()"},
 };
 static ItmPlan guest_diagnose_plan = {
-	"SELECT g.guest_link_id::pg_catalog.int8 AS guest_link_id,"
-	"       g.media_id::pg_catalog.text AS media_id,"
-	"       g.click_limit::pg_catalog.int4 AS click_limit,"
-	"       g.clicks::pg_catalog.int4 AS clicks,"
-	"       g.expires_at::pg_catalog.timestamptz AS expires_at,"
-	"       s.enabled::pg_catalog.bool AS enabled,"
-	"       g.revoked_at IS NOT NULL AS revoked,"
-	"       (g.expires_at OPERATOR(pg_catalog.<=) pg_catalog.now()) IS TRUE AS expired,"
-	"       ($2::pg_catalog.text IS NOT NULL AND EXISTS ("
-	"          SELECT 1 FROM invitetomedia.guest_link_joins j"
-	"           WHERE j.guest_link_id OPERATOR(pg_catalog.=) g.guest_link_id"
-	"             AND j.device_id OPERATOR(pg_catalog.=) $2"
-	"             AND j.status OPERATOR(pg_catalog.=) ANY (ARRAY['ok', 'rejoin']))) AS device_seen,"
-	"       CASE WHEN $2::pg_catalog.text IS NOT NULL THEN"
-	"        (SELECT j.user_id::pg_catalog.text FROM invitetomedia.guest_link_joins j"
-	"          WHERE j.guest_link_id OPERATOR(pg_catalog.=) g.guest_link_id"
-	"            AND j.device_id OPERATOR(pg_catalog.=) $2"
-	"            AND j.status OPERATOR(pg_catalog.=) 'ok'"
-	"          ORDER BY j.join_id LIMIT 1) END AS device_user_id,"
-	"       (SELECT us.user_id::pg_catalog.text FROM invitetomedia.users us"
-	"         WHERE " USER_KEY_1_0_1 " OPERATOR(pg_catalog.=) $3) AS user_id,"
-	"       invitetomedia.domain_allowed($4)::pg_catalog.bool AS domain_allowed"
-	"  FROM invitetomedia.guest_links g CROSS JOIN invitetomedia.settings s"
-	" WHERE g.token_hash OPERATOR(pg_catalog.=) $1",
+	GUEST_DIAGNOSE_SQL("j.user_id::pg_catalog.text", "device_user_id",
+					   "(SELECT us.user_id::pg_catalog.text FROM invitetomedia.users us"
+					   "  WHERE " USER_KEY_1_0_1 " OPERATOR(pg_catalog.=) $3)",
+					   "domain_allowed"),
 	4, {BYTEAOID, TEXTOID, TEXTOID, TEXTOID}, GDX_NCOLS, guest_diagnose_cols, NULL
 };
 
@@ -2964,47 +2972,17 @@ static ItmPlan guest_diagnose_plan = {
  * 1.1.1: a guest is not a user.  The join reads no user (its answer must
  * not depend on whether the address has an account), the claimed address
  * is judged by guest_allowed() alone, and a device that joined before
- * rejoins as the guest of its first ok join (device_join_id).
+ * rejoins as the guest of its first ok join (device_join_id).  $3 (the
+ * email's key) is not read.
  */
 static const ItmCol guest_diagnose_cols_1_1_1[GDX_NCOLS] = {
-	[GDX_GUEST_LINK_ID] = {"guest_link_id", INT8OID, false, "guest_links.guest_link_id"},
-	[GDX_MEDIA_ID] = {"media_id", TEXTOID, true, "guest_links.media_id"},
-	[GDX_CLICK_LIMIT] = {"click_limit", INT4OID, true, "guest_links.click_limit"},
-	[GDX_CLICKS] = {"clicks", INT4OID, false, "guest_links.clicks"},
-	[GDX_EXPIRES_AT] = {"expires_at", TIMESTAMPTZOID, true, "guest_links.expires_at"},
-	[GDX_ENABLED] = {"enabled", BOOLOID, false, "settings.enabled"},
-	[GDX_REVOKED] = {"revoked", BOOLOID, false, "guest_links.revoked_at"},
-	[GDX_EXPIRED] = {"expired", BOOLOID, false, "guest_links.expires_at"},
-	[GDX_DEVICE_SEEN] = {"device_seen", BOOLOID, false, "guest_link_joins.device_id"},
+	GUEST_DIAGNOSE_COLS,
 	[GDX_DEVICE_USER_ID] = {"device_join_id", INT8OID, true, "guest_link_joins.join_id"},
-	[GDX_USER_ID] = {"user_id", TEXTOID, true, "users.user_id"},
 	[GDX_DOMAIN_ALLOWED] = {"domain_allowed", BOOLOID, true, "guest_allowed()"},
 };
 static ItmPlan guest_diagnose_plan_1_1_1 = {
-	"SELECT g.guest_link_id::pg_catalog.int8 AS guest_link_id,"
-	"       g.media_id::pg_catalog.text AS media_id,"
-	"       g.click_limit::pg_catalog.int4 AS click_limit,"
-	"       g.clicks::pg_catalog.int4 AS clicks,"
-	"       g.expires_at::pg_catalog.timestamptz AS expires_at,"
-	"       s.enabled::pg_catalog.bool AS enabled,"
-	"       g.revoked_at IS NOT NULL AS revoked,"
-	"       (g.expires_at OPERATOR(pg_catalog.<=) pg_catalog.now()) IS TRUE AS expired,"
-	"       ($2::pg_catalog.text IS NOT NULL AND EXISTS ("
-	"          SELECT 1 FROM invitetomedia.guest_link_joins j"
-	"           WHERE j.guest_link_id OPERATOR(pg_catalog.=) g.guest_link_id"
-	"             AND j.device_id OPERATOR(pg_catalog.=) $2"
-	"             AND j.status OPERATOR(pg_catalog.=) ANY (ARRAY['ok', 'rejoin']))) AS device_seen,"
-	"       CASE WHEN $2::pg_catalog.text IS NOT NULL THEN"
-	"        (SELECT j.join_id::pg_catalog.int8 FROM invitetomedia.guest_link_joins j"
-	"          WHERE j.guest_link_id OPERATOR(pg_catalog.=) g.guest_link_id"
-	"            AND j.device_id OPERATOR(pg_catalog.=) $2"
-	"            AND j.status OPERATOR(pg_catalog.=) 'ok'"
-	"          ORDER BY j.join_id LIMIT 1) END AS device_join_id,"
-	"       NULL::pg_catalog.text AS user_id,"
-	"       invitetomedia.guest_allowed($4)::pg_catalog.bool AS domain_allowed"
-	"  FROM invitetomedia.guest_links g CROSS JOIN invitetomedia.settings s"
-	" WHERE g.token_hash OPERATOR(pg_catalog.=) $1"
-	"   AND $3::pg_catalog.text IS NOT NULL",
+	GUEST_DIAGNOSE_SQL("j.join_id::pg_catalog.int8", "device_join_id",
+					   "NULL::pg_catalog.text", "guest_allowed"),
 	4, {BYTEAOID, TEXTOID, TEXTOID, TEXTOID}, GDX_NCOLS, guest_diagnose_cols_1_1_1, NULL
 };
 
