@@ -154,34 +154,28 @@ do
 done
 
 step "15. The lobby: the invitee's side, in a browser (examples/lobby)"
-# The reference lobby, connected as the application role of the README's
-# Security model (EXECUTE on the API, nothing else), over TCP with a
-# password.  Links point at it: link_base_url = <lobby>/i/, for invite and
-# guest links alike.
+# The reference lobby, connected as its own role of the README ("The
+# lobby": EXECUTE on the three functions it calls, nothing else), over TCP
+# with a password.  Links point at it: link_base_url = <lobby>/i/, for
+# invite and guest links alike.
 lobby_pw=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 q <<SQL
-CREATE ROLE media_app LOGIN PASSWORD '$lobby_pw';
-GRANT USAGE ON SCHEMA invitetomedia TO media_app;
+CREATE ROLE media_lobby LOGIN PASSWORD '$lobby_pw';
+GRANT USAGE ON SCHEMA invitetomedia TO media_lobby;
 GRANT EXECUTE ON FUNCTION
-    invitetomedia.invite_create(text, text, text, text, text, text, boolean, timestamptz),
-    invitetomedia.invite_consume(text, text, text),
     invitetomedia.invite_check(text),
-    invitetomedia.invite_revoke(bigint, text),
-    invitetomedia.invite_resend(bigint, text, boolean),
-    invitetomedia.invite_revoke_all(text, text),
-    invitetomedia.guest_link_create(text, text, text, integer, integer),
-    invitetomedia.guest_link_join(text, text, text, text, text),
-    invitetomedia.guest_link_revoke(bigint, text)
-TO media_app;
+    invitetomedia.invite_consume(text, text, text),
+    invitetomedia.guest_link_join(text, text, text, text, text)
+TO media_lobby;
 SQL
-say "   role media_app: the application GRANTs of the README (Security model)"
+say "   role media_lobby: the lobby's GRANTs of the README (The lobby): three functions"
 lobby_log=$(mktemp)
 lobby=""
 # 127.0.0.1:8080 unless ITM_DEMO_LOBBY_LISTEN says otherwise; a free port
 # when that one is taken (another demo, say)
 for listen in "${ITM_DEMO_LOBBY_LISTEN:-127.0.0.1:8080}" 127.0.0.1:0; do
     : >"$lobby_log"
-    PGUSER=media_app PGPASSWORD=$lobby_pw LOBBY_LISTEN=$listen \
+    PGUSER=media_lobby PGPASSWORD=$lobby_pw LOBBY_LISTEN=$listen \
         "$ITM_TOP/examples/lobby/serve" >"$lobby_log" 2>&1 </dev/null &
     lobby=$!
     for _ in $(seq 100); do
