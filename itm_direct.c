@@ -1889,6 +1889,36 @@ OpenGuestLinks(LOCKMODE lockmode, AclMode mode)
 }
 
 /*
+ * The diagnosis statement names guest_link_joins (a device's earlier
+ * joins), so it is locked and checked for SELECT even when no device is
+ * given and nothing is read from it: the path asks the same of it (found
+ * by test/difffuzz: with SELECT revoked the statement fails with 42501).
+ */
+static struct
+{
+	Oid			relid;
+	bool		valid;
+} joins_read;
+
+static bool
+JoinsReadable(void)
+{
+	Relation	rel = OpenByName("guest_link_joins", &joins_read.relid, &joins_read.valid,
+								 AccessShareLock, ACL_SELECT);
+
+	if (rel == NULL)
+		return false;
+	joins_read.valid = true;
+	table_close(rel, NoLock);
+	if (check_enable_rls(joins_read.relid, InvalidOid, true) == RLS_ENABLED)
+	{
+		Unsupported("row-level security applies");
+		return false;
+	}
+	return true;
+}
+
+/*
  * What guest_diagnose_plan reads for a join without a device: the link by
  * its token hash, the settings row, the user with this email (1.1 only:
  * find_user), and the policy function (domain_allowed in 1.1,
@@ -1923,7 +1953,8 @@ ItmDirectGuestDiagnose(bytea *token_hash, const char *email_key, const char *ema
 		return ITM_DIRECT_UNSUPPORTED;
 	gl = OpenGuestLinks(AccessShareLock, ACL_SELECT);
 	usr = (gl && find_user) ? OpenUsers() : NULL;
-	if (gl == NULL || (find_user && usr == NULL) || !OidIsValid(LookupPolicy(policy)))
+	if (gl == NULL || (find_user && usr == NULL) || !JoinsReadable() ||
+		!OidIsValid(LookupPolicy(policy)))
 	{
 		if (usr)
 			table_close(usr, NoLock);
