@@ -29,8 +29,16 @@ TAP_TESTS = 1
 # compiler's new warning does not break a user's or a packager's build).
 # The server headers are included as system headers: a few of their inline
 # functions trip -Wextra.
-PG_CFLAGS = -Wall -Wextra
-PG_CPPFLAGS = -I$(srcdir) -isystem $(shell $(PG_CONFIG) --includedir-server)
+# A call of a function the server's headers do not declare (one that a
+# newer major removed) is an error always: as a warning it builds, and the
+# server then refuses to load the library.
+PG_CFLAGS = -Wall -Wextra -Werror=implicit-function-declaration
+# The version in the library's magic block (pg_get_loaded_modules(), 18):
+# the control file's default_version, the newest the library serves.
+ITM_VERSION := $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(dir $(firstword $(MAKEFILE_LIST)))invitetomedia.control)
+PG_CPPFLAGS = -I$(srcdir) -isystem $(shell $(PG_CONFIG) --includedir-server) \
+	-DITM_VERSION='"$(ITM_VERSION)"'
+
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)

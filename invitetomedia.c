@@ -101,23 +101,11 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "itm_compat.h"
 #include "itm_direct.h"
 #include "src/itm_text.h"
 
-#if PG_VERSION_NUM >= 150000
-#define ItmCryptohashError(ctx) pg_cryptohash_error(ctx)
-#else
-#define ItmCryptohashError(ctx) "unknown error"
-#endif
-
-#if PG_VERSION_NUM >= 160000
-#define ItmRelationOwnercheck(relid, roleid) \
-	object_ownercheck(RelationRelationId, (relid), (roleid))
-#else
-#define ItmRelationOwnercheck(relid, roleid) pg_class_ownercheck((relid), (roleid))
-#endif
-
-PG_MODULE_MAGIC;
+ITM_MODULE_MAGIC("invitetomedia", ITM_VERSION);
 
 void		_PG_init(void);
 
@@ -1215,7 +1203,7 @@ TokenHash(const char *token, size_t len)
 		pg_cryptohash_update(ctx, (const uint8 *) token, len) < 0 ||
 		pg_cryptohash_final(ctx, (uint8 *) VARDATA(hash), PG_SHA256_DIGEST_LENGTH) < 0)
 		elog(ERROR, "could not compute SHA-256 of the token: %s",
-			 ctx ? ItmCryptohashError(ctx) : "out of memory");
+			 ctx ? pg_cryptohash_error(ctx) : "out of memory");
 	pg_cryptohash_free(ctx);
 	return hash;
 }
@@ -3507,10 +3495,19 @@ PurgeImpl(FunctionCallInfo fcinfo, ItmApi api)
 	keep = PG_GETARG_INTERVAL_P(0);
 
 	/*
+	 * An infinite keep ('infinity', '-infinity': intervals since 17) is
+	 * refused, so that the function answers the same on every major (on
+	 * 15 and 16 such a text is not an interval at all).
+	 *
 	 * What counts is the cutoff the query computes, now() - keep: an
 	 * interval such as '-3 mons 91 days' compares as positive (a month
 	 * counts 30 days there) yet puts the cutoff in the future.
 	 */
+	if (INTERVAL_NOT_FINITE(keep))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("keep must be finite"),
+				 errhint("Pass how long finished links are kept, e.g. '30 days'; to keep them all, do not purge.")));
 	now = GetCurrentTransactionStartTimestamp();
 	cutoff = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
 													 TimestampTzGetDatum(now),
@@ -3565,7 +3562,7 @@ invites_write_guard(PG_FUNCTION_ARGS)
 		!TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event))
 		elog(ERROR, "invites_write_guard: must be fired BEFORE, FOR EACH STATEMENT");
 
-	if (!ItmRelationOwnercheck(RelationGetRelid(trigdata->tg_relation), GetUserId()))
+	if (!object_ownercheck(RelationRelationId, RelationGetRelid(trigdata->tg_relation), GetUserId()))
 	{
 		if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
 			op = "INSERT";

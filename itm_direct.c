@@ -136,6 +136,7 @@
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
+#include "itm_compat.h"
 #include "itm_direct.h"
 
 bool		itm_direct_use = true;
@@ -285,9 +286,9 @@ PrepareChecks(ResultRelInfo *rri, EState *estate, Expr **checks, int ncheck)
 	if (ncheck == 0 || constr == NULL || constr->num_check != ncheck)
 		return;
 	old = MemoryContextSwitchTo(estate->es_query_cxt);
-	rri->ri_ConstraintExprs = palloc(sizeof(ExprState *) * ncheck);
+	rri->ri_CheckConstraintExprs = palloc(sizeof(ExprState *) * ncheck);
 	for (i = 0; i < ncheck; i++)
-		rri->ri_ConstraintExprs[i] = ExecInitExpr(checks[i], NULL);
+		rri->ri_CheckConstraintExprs[i] = ExecInitExpr(checks[i], NULL);
 	MemoryContextSwitchTo(old);
 }
 
@@ -532,7 +533,7 @@ IsDomainType(Oid type)
  * business, per call: check_enable_rls for every table opened); written tables
  * also no trigger but the extension's own (triggers), and no index whose
  * check this path cannot make as the executor does (exclusion, deferred
- * uniqueness).  What is allowed beyond the extension's schema, because it
+ * uniqueness), and no CHECK constraint that is NOT ENFORCED (18).  What is allowed beyond the extension's schema, because it
  * is written for and tested: CHECK constraints, more plain, partial and
  * expression indexes, more columns (their defaults computed as an INSERT
  * computes them).  NULL, or why not.
@@ -573,6 +574,15 @@ ShapeProblem(Relation rel, bool written, const ShapeTrigger *triggers)
 
 		if (why)
 			return why;
+		/* PostgreSQL 18: the executor skips a NOT ENFORCED check */
+		if (rel->rd_att->constr)
+		{
+			TupleConstr *constr = rel->rd_att->constr;
+
+			for (k = 0; k < constr->num_check; k++)
+				if (!ItmCheckEnforced(&constr->check[k]))
+					return psprintf("%s has a CHECK constraint that is not enforced", name);
+		}
 		indexes = RelationGetIndexList(rel);
 		foreach(lc, indexes)
 		{
@@ -708,7 +718,7 @@ FetchByKey(Relation rel, Oid index, RegProcedure eqproc, Oid collation, Datum ke
 
 	ScanKeyInit(&skey, 1, BTEqualStrategyNumber, eqproc, key);
 	skey.sk_collation = collation;
-	scan = index_beginscan(rel, idx, snapshot, 1, 0);
+	scan = index_beginscan(rel, idx, snapshot, NULL, 1, 0);
 	index_rescan(scan, &skey, 1, NULL, 0);
 	found = index_getnext_slot(scan, ForwardScanDirection, slot);
 	index_endscan(scan);
@@ -795,13 +805,15 @@ WriteUse(Relation inv, Snapshot snapshot, TupleTableSlot *oldslot, TupleTableSlo
 	EState	   *estate = CreateExecutorState();
 	RangeTblEntry *rte = makeNode(RangeTblEntry);
 	ResultRelInfo *rri = makeNode(ResultRelInfo);
-	bool		update_indexes;
+	List	   *perminfos = NIL;
+	TU_UpdateIndexes update_indexes;
 
 	rte->rtekind = RTE_RELATION;
 	rte->relid = RelationGetRelid(inv);
 	rte->relkind = inv->rd_rel->relkind;
 	rte->rellockmode = RowExclusiveLock;
-	ExecInitRangeTable(estate, list_make1(rte));
+	addRTEPermissionInfo(&perminfos, rte);
+	ExecInitRangeTable(estate, list_make1(rte), perminfos, bms_make_singleton(1));
 	InitResultRelInfo(rri, inv, 1, NULL, 0);
 	estate->es_snapshot = snapshot;
 	estate->es_output_cid = GetCurrentCommandId(true);
@@ -813,12 +825,13 @@ WriteUse(Relation inv, Snapshot snapshot, TupleTableSlot *oldslot, TupleTableSlo
 	if (inv->rd_att->constr)
 		ExecConstraints(rri, newslot, estate);
 	simple_table_tuple_update(inv, &oldslot->tts_tid, newslot, snapshot, &update_indexes);
-	if (update_indexes)
+	if (update_indexes != TU_None)
 	{
 		List	   *recheck;
 
 		ExecOpenIndices(rri, false);
-		recheck = ExecInsertIndexTuples(rri, newslot, estate, true, false, NULL, NIL);
+		recheck = ExecInsertIndexTuples(rri, newslot, estate, true, false, NULL, NIL,
+										update_indexes == TU_Summarizing);
 		list_free(recheck);
 		ExecCloseIndices(rri);
 	}
@@ -1358,6 +1371,7 @@ InsertRow(InsertTarget *t, Relation rel, Datum *values, bool *nulls)
 	EState	   *estate = CreateExecutorState();
 	RangeTblEntry *rte = makeNode(RangeTblEntry);
 	ResultRelInfo *rri = makeNode(ResultRelInfo);
+	List	   *perminfos = NIL;
 	TupleTableSlot *slot;
 	ExprContext *econtext;
 	MemoryContext old;
@@ -1368,7 +1382,8 @@ InsertRow(InsertTarget *t, Relation rel, Datum *values, bool *nulls)
 	rte->relid = RelationGetRelid(rel);
 	rte->relkind = rel->rd_rel->relkind;
 	rte->rellockmode = RowExclusiveLock;
-	ExecInitRangeTable(estate, list_make1(rte));
+	addRTEPermissionInfo(&perminfos, rte);
+	ExecInitRangeTable(estate, list_make1(rte), perminfos, bms_make_singleton(1));
 	InitResultRelInfo(rri, rel, 1, NULL, 0);
 	estate->es_output_cid = GetCurrentCommandId(true);
 	PrepareChecks(rri, estate, t->checks, t->ncheck);
@@ -1837,7 +1852,7 @@ LookupPolicy(const char *name)
 		Unsupported(policy_cache.unusable);
 		return InvalidOid;
 	}
-	if (pg_proc_aclcheck(policy_cache.fn, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
+	if (object_aclcheck(ProcedureRelationId, policy_cache.fn, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
 	{
 		Unsupported(psprintf("%s(text) may not be called", name));
 		return InvalidOid;
