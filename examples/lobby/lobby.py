@@ -242,6 +242,25 @@ class Signer:
         return hmac.compare_digest(self.sign(purpose, data).encode(), signature.encode())
 
 
+def security_headers(app_url=None):
+    """The headers every answer carries, [(name, value), ...]: the
+    application's pages, and (serve) the server's own 400, 413 and 431.
+    The form may be followed by a redirect to the platform (app_url), to
+    which Chromium applies form-action."""
+    form_action = "'self'"
+    if app_url:
+        u = urlsplit(app_url)
+        form_action += f" {u.scheme}://{u.netloc}"
+    csp = ("default-src 'none'; script-src 'self'; style-src 'self'; "
+           "img-src 'self'; form-action " + form_action +
+           "; base-uri 'none'; frame-ancestors 'none'")
+    return [("Referrer-Policy", "no-referrer"),
+            ("Cache-Control", "no-store"),
+            ("Content-Security-Policy", csp),
+            ("X-Frame-Options", "DENY"),
+            ("X-Content-Type-Options", "nosniff")]
+
+
 def when(ts):
     """A timestamp as the pages show it: UTC, to the minute."""
     if ts is None:
@@ -279,15 +298,7 @@ def create_app(db, secret, app_url=None, cookie_secure=False, post_limits=None,
         html, code = message("too_many", kind="guest" if kind == "guest_link" else "invite")
         return html, code, {"Retry-After": str(wait)}
 
-    # the form may be followed by a redirect to the platform: Chromium
-    # applies form-action to it
-    form_action = "'self'"
-    if app_url:
-        u = urlsplit(app_url)
-        form_action += f" {u.scheme}://{u.netloc}"
-    csp = ("default-src 'none'; script-src 'self'; style-src 'self'; "
-           "img-src 'self'; form-action " + form_action +
-           "; base-uri 'none'; frame-ancestors 'none'")
+    security = security_headers(app_url)
 
     # -- cookies: a device id and a CSRF key, both issued here ---------------
 
@@ -344,12 +355,8 @@ def create_app(db, secret, app_url=None, cookie_secure=False, post_limits=None,
 
     @app.after_request
     def headers(resp):
-        h = resp.headers
-        h["Referrer-Policy"] = "no-referrer"
-        h["Cache-Control"] = "no-store"
-        h["Content-Security-Policy"] = csp
-        h["X-Frame-Options"] = "DENY"
-        h["X-Content-Type-Options"] = "nosniff"
+        for name, value in security:
+            resp.headers[name] = value
         if getattr(request, "new_device", None):
             rand = request.new_device
             resp.set_cookie(cookie_name(DEVICE_COOKIE), rand + "." + signer.sign("device", rand),
@@ -604,5 +611,4 @@ def verify_result(key, signed, max_age=RESULT_TTL):
 
 # exported for the server and for platforms
 __all__ = ["create_app", "Database", "parse_rate", "RedactingFormatter", "Signer", "result_key",
-           "Throttle",
-           "verify_result", "when"]
+           "security_headers", "Throttle", "verify_result", "when"]
