@@ -25,9 +25,19 @@ top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # Packages: the server and its build files, TAP test modules, the sender's
 # MIME library, what the tests use to read messages, and the reference
 # lobby's Flask and psycopg 3 (examples/lobby, which the demo starts).
-ITM_PACKAGES="postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-common
+# A major that this Debian does not package (18 on Debian 12) is built
+# from Debian's source package by pg-from-source.sh instead, into
+# /usr/lib/postgresql/$PG_MAJOR, where pg_virtualenv finds it.
+ITM_PACKAGES="postgresql-common
     make gcc pkg-config libpq-dev libgmime-3.0-dev libipc-run-perl python3
     python3-flask python3-psycopg python3-waitress python3-psycopg-pool"
+from_source=no
+if dpkg-query -W -f='${Status}' "postgresql-$PG_MAJOR" 2>/dev/null | grep -q "install ok installed" ||
+   apt-cache show "postgresql-$PG_MAJOR" >/dev/null 2>&1; then
+    ITM_PACKAGES="postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR $ITM_PACKAGES"
+else
+    from_source=yes
+fi
 
 missing=""
 for p in $ITM_PACKAGES ${ITM_EXTRA_PACKAGES:-}; do
@@ -36,10 +46,13 @@ done
 if [ -n "$missing" ]; then
     echo "== installing:$missing"
     # apt takes its own lock; wait for it rather than fail when another
-    # run installs at the same time
-    apt-get -o DPkg::Lock::Timeout=300 update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 \
+    # run, or a fresh machine's unattended upgrades, holds it (minutes)
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 \
         install -y -qq --no-install-recommends $missing >/dev/null
+fi
+if [ $from_source = yes ]; then
+    bash "$top/scripts/pg-from-source.sh" "$PG_MAJOR"
 fi
 
 # Runs may overlap (two demos and a test run): one build and install at a
@@ -51,9 +64,16 @@ echo "== building and installing invitetomedia"
 exec 9>>/tmp/invitetomedia-build.lock
 flock 9
 pg_config=/usr/lib/postgresql/$PG_MAJOR/bin/pg_config
+# The objects of another major's build are not this one's: make would
+# link them as they are.  .build-major (ignored by git) names the major of
+# the objects in the tree.
+if [ "$(cat "$top/.build-major" 2>/dev/null)" != "$PG_MAJOR" ]; then
+    make -C "$top" -s PG_CONFIG="$pg_config" clean
+    echo "$PG_MAJOR" >"$top/.build-major"
+fi
 make -C "$top" -s PG_CONFIG="$pg_config" COPT=-Werror "$@"
 make -C "$top" -s PG_CONFIG="$pg_config" COPT=-Werror \
-    install_bin='/usr/bin/install -C' "$@" >/dev/null
+    install_bin='/usr/bin/install -C' "$@" install >/dev/null
 make -C "$top/sender" -s WERROR=-Werror "$@"
 exit
 }

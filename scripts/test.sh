@@ -14,6 +14,20 @@
 #                                   by the installed sender, purged)
 #   bash scripts/test.sh --long     also the long checks of test/long/ (soak,
 #                                   fuzzing, valgrind)
+#   --majors 15,18                  the PostgreSQL majors to test (default:
+#                                   15 and 18).  Each major gets the build
+#                                   (-Werror), the regression, isolation,
+#                                   direct_use=off, differential fuzzer,
+#                                   TAP and 1.0/1.0.1/1.1 suites and the two
+#                                   demos; the lobby, the long checks and
+#                                   the Debian packages run on the first
+#                                   major only (the packages are Debian 12's,
+#                                   for its PostgreSQL 15).  A major that
+#                                   Debian 12 does not package is built from
+#                                   Debian's source package first
+#                                   (scripts/pg-from-source.sh: about 7
+#                                   minutes once, then cached); one that
+#                                   cannot be built counts as a failure.
 # Ends with one line "N passed, M failed"; exits non-zero if anything failed
 # or nothing passed.  Every test file (pg_regress, isolation), TAP assertion,
 # fuzzer, demo, lobby check and package check counts as one; so does a
@@ -55,17 +69,32 @@ finish() {
 export ITM_EXTRA_PACKAGES="debhelper dpkg-dev fakeroot lintian postgresql-server-dev-all
     python3-selenium chromium chromium-driver"
 long=no
-case "${1:-}" in
-    "") ;;
-    --long)
-        long=yes
-        # libFuzzer (clang's runtime) and valgrind for the long checks
-        ITM_EXTRA_PACKAGES="$ITM_EXTRA_PACKAGES clang-14 libclang-rt-14-dev valgrind" ;;
-    *)
-        echo "usage: bash scripts/test.sh [--long]" >&2
-        failed=1
-        finish ;;
-esac
+majors=15,18
+usage() {
+    echo "usage: bash scripts/test.sh [--long] [--majors 15,18]" >&2
+    failed=1
+    finish
+}
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --long)
+            long=yes
+            # libFuzzer (clang's runtime) and valgrind for the long checks
+            ITM_EXTRA_PACKAGES="$ITM_EXTRA_PACKAGES clang-14 libclang-rt-14-dev valgrind"
+            shift ;;
+        --majors)
+            [ $# -ge 2 ] || usage
+            majors=$2
+            shift 2 ;;
+        *) usage ;;
+    esac
+done
+majors=${majors//,/ }
+for m in $majors; do
+    case $m in 1[5-9]) ;; *) echo "--majors: $m is not a major from 15 to 19" >&2; usage ;; esac
+done
+# the first major: the lobby, the long checks and the packages run on it
+first=${majors%% *}
 
 # the bogus option for ITM_TEST_BREAK's stage, nothing for the others
 brk() { [ "${ITM_TEST_BREAK:-}" = "$1" ] && echo --itm-test-break; }
@@ -85,12 +114,16 @@ tally() {
 }
 
 # pg_regress and pg_isolation_regress: one line per test file, "ok" or
-# "FAILED"; the diffs of failures are in DIFFS
+# "FAILED"; the diffs of failures are in DIFFS.  Up to 15 a line reads
+# "name ... ok" (also the format of this project's own runners); since 16
+# pg_regress prints TAP, "ok 2 - name 43 ms" and "not ok 3 - name 12 ms"
+# ("+" for a test of a parallel group).
 count_regress() {
     local log=$1 rc=$2 diffs=$3 p f
-    grep -E '^(test +| +)?[a-z0-9_]+ +\.\.\. ' "$log"
-    p=$(grep -cE '^(test +| +)?[a-z0-9_]+ +\.\.\. ok' "$log")
-    f=$(grep -cE '^(test +| +)?[a-z0-9_]+ +\.\.\. (FAILED|failed)' "$log")
+    local plain='^(test +| +)?[a-z0-9_]+ +\.\.\. ' tap='^(not )?ok [0-9]+ +[-+] +[a-z0-9_]+ '
+    grep -E "$plain|$tap" "$log"
+    p=$(grep -cE "$plain"'ok|^ok [0-9]+ +[-+] +[a-z0-9_]+ ' "$log")
+    f=$(grep -cE "$plain"'(FAILED|failed)|^not ok [0-9]+ +[-+] +[a-z0-9_]+ ' "$log")
     [ "$f" -gt 0 ] && [ -f "$diffs" ] && cat "$diffs"
     tally "$log" "$rc" "$p" "$f"
 }
@@ -147,35 +180,53 @@ count_tap() {
     fi
 }
 
-echo "== setup (packages, build, install)"
-bash "$here/setup.sh" $(brk setup)
-rc=$?
-if [ $rc -ne 0 ]; then
-    echo "   !! setup failed with status $rc: nothing was tested"
-    failed=1
-    finish
-fi
-
 . "$here/throwaway.sh"
 
-# Everything of this run lives in one scratch directory: the tree copy
-# (PostgreSQL refuses root, so the tests run as postgres, from a copy it can
-# write), the logs, the clusters.  The copy is taken under the build lock so
-# that an overlapping run's build cannot hand it half-written objects.
+# Everything of this run lives in one scratch directory: a tree copy per
+# major (PostgreSQL refuses root, so the tests run as postgres, from a copy
+# it can write), the logs, the clusters.
 work=$(itm_scratch invitetomedia-test) || { failed=1; finish; }
 trap 'rm -rf "$work"' EXIT
-tree=$work/tree
 logs=$work/logs
-mkdir -p "$tree" "$logs"
-(
-    flock -s 9
-    (cd "$top" && tar --exclude=.git -cf - .) | (cd "$tree" && tar xf -)
-) 9>>"$ITM_BUILD_LOCK"
-# earlier results in the source tree are not this run's
-rm -rf "$tree"/results "$tree"/regression.* "$tree"/output_iso "$tree"/tmp_check \
-    "$tree"/test/long/fuzz/fuzz_work
+mkdir -p "$logs"
 chown -R postgres: "$work"
 
+# setup_major MAJOR: packages (or the source build of MAJOR), the build
+# with -Werror and the install for MAJOR, then this major's copy of the
+# tree in $tree, taken under the build lock so that an overlapping run's
+# build cannot hand it half-written objects.  Non-zero if setup failed.
+setup_major() {
+    local m=$1 rc
+    export PG_MAJOR=$m
+    ITM_PGBIN=/usr/lib/postgresql/$m/bin
+    echo "== setup for PostgreSQL $m (packages, build, install)"
+    bash "$here/setup.sh" $(brk setup)
+    rc=$?
+    if [ $rc -ne 0 ]; then
+        echo "   !! setup for PostgreSQL $m failed with status $rc: nothing was tested on it"
+        failed=$((failed + 1))
+        echo "   -> 0 passed, 1 failed"
+        return 1
+    fi
+    tree=$work/tree-$m
+    rm -rf "$tree"
+    mkdir -p "$tree"
+    (
+        flock -s 9
+        (cd "$top" && tar --exclude=.git -cf - .) | (cd "$tree" && tar xf -)
+    ) 9>>"$ITM_BUILD_LOCK"
+    # earlier results in the source tree are not this run's
+    rm -rf "$tree"/results "$tree"/regression.* "$tree"/output_iso "$tree"/tmp_check \
+        "$tree"/test/long/fuzz/fuzz_work
+    chown -R postgres: "$tree"
+}
+
+# run_major MAJOR: every suite that runs on each major, in its tree
+run_major() {
+local m=$1
+logs=$work/logs/$m
+mkdir -p "$logs"
+chown postgres: "$logs"
 # Two demos run while the regression tests do: runs must overlap (each has
 # its own cluster and scratch directory).  They die with this script.  The
 # last step's lobby takes a free port, checks that it answers and stops at
@@ -187,12 +238,12 @@ for i in 1 2; do
     demo_pids+=($!)
 done
 
-echo "== regression tests (pg_regress)"
+echo "== [$m] regression tests (pg_regress)"
 itm_virtualenv "$tree" make -s installcheck ISOLATION= TAP_TESTS= \
     EXTRA_REGRESS_OPTS="$(brk regress)" >"$logs/regress.log" 2>&1
 count_regress "$logs/regress.log" $? "$tree/regression.diffs"
 
-echo "== two demos at once (scripts/demo.sh), beside the regression tests"
+echo "== [$m] two demos at once (scripts/demo.sh), beside the regression tests"
 p=0; f=0
 for i in 1 2; do
     wait "${demo_pids[$((i - 1))]}"
@@ -230,7 +281,7 @@ for i in 1 2; do
 done
 tally /dev/null 0 $p $f
 
-echo "== isolation tests"
+echo "== [$m] isolation tests"
 itm_virtualenv "$tree" make -s installcheck REGRESS= TAP_TESTS= \
     EXTRA_REGRESS_OPTS="$(brk isolation)" >"$logs/isolation.log" 2>&1
 count_regress "$logs/isolation.log" $? "$tree/output_iso/regression.diffs"
@@ -239,12 +290,12 @@ count_regress "$logs/isolation.log" $? "$tree/output_iso/regression.diffs"
 # superuser), so that both ways answer the same to every file (consume,
 # check, create, guest join); sql/direct_use sets the GUC itself.  Its own output
 # directory keeps the first run's results and diffs.
-echo "== regression tests with invitetomedia.direct_use=off (pg_regress)"
+echo "== [$m] regression tests with invitetomedia.direct_use=off (pg_regress)"
 itm_virtualenv "$tree" env PGOPTIONS='-c invitetomedia.direct_use=off' \
     make -s installcheck ISOLATION= TAP_TESTS= \
     EXTRA_REGRESS_OPTS="--outputdir=$work/regress-direct-off $(brk direct_off)" \
     >"$logs/regress-direct-off.log" 2>&1
-count_regress "$logs/regress-direct-off.log" $? "$work/regress-direct-off/regression.diffs"
+count_regress "$logs/regress-direct-off.log" $? "$work/regress-direct-off-$m/regression.diffs"
 
 # The differential fuzzer of the direct path (test/difffuzz/, issue 18):
 # random call sequences on databases a DBA altered (a catalogue of
@@ -254,7 +305,7 @@ count_regress "$logs/regress-direct-off.log" $? "$work/regress-direct-off/regres
 # sequences every time (seed 1811, about 3 minutes; a slower machine stops
 # at DIFFFUZZ_SECONDS), so that a run is reproducible; other seeds explore
 # further: test/difffuzz/run.sh alone draws a random one (its README).
-echo "== differential fuzzer of the direct path (test/difffuzz)"
+echo "== [$m] differential fuzzer of the direct path (test/difffuzz)"
 itm_as_postgres "$tree" env DIFFFUZZ_SECONDS="${DIFFFUZZ_SECONDS:-240}" \
     DIFFFUZZ_SEED="${DIFFFUZZ_SEED:-1811}" DIFFFUZZ_SEQUENCES="${DIFFFUZZ_SEQUENCES:-350}" \
     bash test/difffuzz/run.sh $(brk difffuzz) >"$logs/difffuzz.log" 2>&1
@@ -272,12 +323,12 @@ fi
 # runners, each counted; each release has a cluster and an output directory
 # of its own.
 for v in 1.0 1.0.1 1.1; do
-    echo "== $v suite against the new library"
-    itm_virtualenv "$tree" bash test/compat/run.sh $v "$work/compat-$v" $(brk compat) \
+    echo "== [$m] $v suite against the new library"
+    itm_virtualenv "$tree" bash test/compat/run.sh $v "$work/compat-$v-$m" $(brk compat) \
         >"$logs/compat-$v.log" 2>&1
     rc=$?
     f0=$failed
-    for l in "$work/compat-$v"/*.log; do
+    for l in "$work/compat-$v-$m"/*.log; do
         [ -f "$l" ] || continue
         echo "-- ${l##*/}"
         count_regress "$l" "$(cat "${l%.log}.rc" 2>/dev/null || echo 1)" "${l%.log}/regression.diffs"
@@ -288,7 +339,7 @@ for v in 1.0 1.0.1 1.1; do
     fi
 done
 
-echo "== TAP tests"
+echo "== [$m] TAP tests"
 itm_as_postgres "$tree" make -s installcheck REGRESS= ISOLATION= \
     PROVE_FLAGS="-v $(brk tap)" >"$logs/tap.log" 2>&1
 rc=$?
@@ -300,6 +351,32 @@ for t in $tap_failures; do
         [ -f "$l" ] && { echo "--- $l"; tail -30 "$l"; }
     done
 done
+
+}
+
+ok_majors=""
+for m in $majors; do
+    if setup_major "$m"; then
+        ok_majors="$ok_majors $m"
+        run_major "$m"
+    fi
+done
+logs=$work/logs
+
+# The lobby, the long checks and the packages run on the first major.  The
+# tree holds the last major's objects: build the first's again (setup.sh
+# cleans when the major changes), so that what these install is its build.
+case " $ok_majors " in
+    *" $first "*)
+        if [ "${PG_MAJOR}" != "$first" ]; then
+            setup_major "$first" >"$logs/setup-again.log" 2>&1 ||
+                { cat "$logs/setup-again.log"; finish; }
+        fi
+        tree=$work/tree-$first ;;
+    *)
+        echo "   !! PostgreSQL $first could not be set up: no lobby, long or package checks"
+        finish ;;
+esac
 
 # The reference lobby (examples/lobby) in headless Chromium, as postgres
 # (Chromium keeps its sandbox) on a throwaway cluster, the app on a free
@@ -334,6 +411,12 @@ fi
 # Last: it installs the packages system-wide, over the development install,
 # and puts that back when it removes them.  Each check counts as one, and
 # each file of the regression suite run against the installed package.
+# pg_buildext builds them for the majors installed from Debian's packages
+# (Debian 12's 15), not for one built from source.
+if ! dpkg-query -W -f='${Status}' "postgresql-$first" 2>/dev/null | grep -q "install ok installed"; then
+    echo "== Debian packages: PostgreSQL $first is not installed from Debian's packages; not run"
+    finish
+fi
 echo "== Debian packages (test/package/run.sh)"
 bash "$top/test/package/run.sh" "$work" $(brk package) >"$logs/package.log" 2>&1
 rc=$?

@@ -153,7 +153,12 @@ sub detached_schema
 		SELECT string_agg(format('ALTER EXTENSION $ext DROP %s %s;', upper(i.type), i.identity), E'\\n')
 		  FROM pg_depend d, pg_identify_object(d.classid, d.objid, 0) i
 		 WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
-		   AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = '$ext')});
+		   AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = '$ext')
+		   -- since 18 a table's row type and its array type are members
+		   -- too; the array type goes with its element type
+		   AND NOT EXISTS (SELECT 1 FROM pg_type t
+		                    WHERE d.classid = 'pg_type'::regclass AND t.oid = d.objid
+		                      AND t.typcategory = 'A' AND t.typelem <> 0)});
 	$node->safe_psql($db, $sql);
 	my ($out, $err);
 	IPC::Run::run([ 'pg_dump', '-h', $node->host, '-p', $node->port, '--schema-only', $db ],
