@@ -42,10 +42,17 @@ lobby that had it:
                               (GETs, guest joins): only 200, 303, 429, 503;
                               never more connections than the pool; RSS
                               bounded; one ok join per admitted client
+  load_restart                the database restarted in the middle of a
+                              load run of GETs, invite uses and guest joins:
+                              only 200, 303, 429, 503 throughout, no use
+                              lost or doubled (each client's single-use
+                              invite used once, each "ok" answered recorded
+                              once), then normal answers
 (and lobby_test.py's app_role: the lobby runs as the README's lobby role,
 which cannot call invite_create)
 """
 
+import base64
 import hashlib
 import hmac
 import http.cookiejar
@@ -434,6 +441,43 @@ def run(t, st, expect, Fail, import_lobby):
         return t.one("SELECT count(*) FROM pg_stat_activity"
                      " WHERE application_name = 'lobby-hardening'")[0]
 
+    def restart_database(down=0.0):
+        """Restarts the cluster (fast: its sessions are ended), after DOWN
+        seconds stopped, and reconnects the test's own session whatever the
+        restart did."""
+        # pg_ctl on this cluster's data directory (pg_ctlcluster goes by
+        # the cluster's name and pid file, which another pg_virtualenv's
+        # 15/regress may share)
+        version = t.one("SHOW server_version_num")[0][:2]
+        datadir = t.one("SHOW data_directory")[0]
+        config = t.one("SHOW config_file")[0]
+        pg_ctl = f"/usr/lib/postgresql/{version}/bin/pg_ctl"
+        t.db.close()
+
+        def ctl(*args):
+            return subprocess.run([pg_ctl, "-D", datadir, "-w", "-t", "60"] + list(args),
+                                  capture_output=True, text=True, stdin=subprocess.DEVNULL)
+
+        logfile = os.path.join(t.work, "pg-restart.log")
+        try:
+            if not down:
+                r = ctl("-l", logfile, "-m", "fast", "restart")
+            else:
+                r = ctl("-m", "fast", "stop")
+                if r.returncode == 0:
+                    time.sleep(down)
+                    # the server's options, as pg_ctlcluster gives them
+                    r = ctl("-l", logfile, "-o", f"-c config_file={config}", "start")
+        finally:
+            # the next checks need the cluster's superuser connection
+            for _ in range(100):
+                try:
+                    t.db = psycopg.connect("", autocommit=True)
+                    break
+                except psycopg.OperationalError:
+                    time.sleep(0.2)
+        expect(r.returncode == 0, f"pg_ctl: {r.returncode}", r.stdout + r.stderr)
+
     def pool_bounded():
         again()
         p, base, log = st["h"]
@@ -479,26 +523,7 @@ def run(t, st, expect, Fail, import_lobby):
         for _ in range(4):                       # the pool holds connections
             fetch(link)
         expect(lobby_connections() >= 1, "the lobby holds no connection")
-        # pg_ctl on this cluster's data directory (pg_ctlcluster goes by
-        # the cluster's name and pid file, which another pg_virtualenv's
-        # 15/regress may share)
-        version = t.one("SHOW server_version_num")[0][:2]
-        datadir = t.one("SHOW data_directory")[0]
-        pg_ctl = f"/usr/lib/postgresql/{version}/bin/pg_ctl"
-        t.db.close()
-        try:
-            r = subprocess.run([pg_ctl, "-D", datadir, "-l", os.path.join(t.work, "pg-restart.log"),
-                                "-m", "fast", "-w", "-t", "60", "restart"],
-                               capture_output=True, text=True, stdin=subprocess.DEVNULL)
-        finally:
-            # the next checks need the cluster's superuser connection
-            for _ in range(100):
-                try:
-                    t.db = psycopg.connect("", autocommit=True)
-                    break
-                except psycopg.OperationalError:
-                    time.sleep(0.2)
-        expect(r.returncode == 0, f"pg_ctl restart: {r.returncode}", r.stdout + r.stderr)
+        restart_database()
         got = [fetch(link)[0] for _ in range(8)]
         expect(got == [200] * 8, f"after a restart: {got}")
 
@@ -762,6 +787,225 @@ def run(t, st, expect, Fail, import_lobby):
             p.wait(timeout=15)
 
     t.check("load_bounded", load_bounded)
+
+    # -- a load run with a database restart in its middle ---------------------------
+
+    def load_restart():
+        """Clients that each use their own single-use invites one after
+        another (a GET, then POSTs with the right email until an answer
+        other than 503 or 429) and join one guest link every third invite,
+        while the database restarts; each goes on until it has been
+        admitted three times after the restart.  The database is down for
+        3 s: requests wait up to LOBBY_POOL_TIMEOUT (2 s) for a connection,
+        then get 503."""
+        nclients, per = 24, 40
+        p, base, log = t.start_app("lobby-restart", dict(
+            st["lobby_env"], PGAPPNAME="lobby-restart", LOBBY_TRUSTED_PROXIES="1",
+            # the restart is what is tested here, not the throttle
+            LOBBY_POST_PER_CLIENT="100000/60", LOBBY_POST_PER_INVITE="1000/60",
+            LOBBY_POST_PER_GUEST_LINK="100000/60",
+            # a request waits 2 s for a connection: some give up while the
+            # database is down (3 s), and say "try again"
+            LOBBY_POOL_TIMEOUT="2"))
+        try:
+            rows = t.sql(
+                "SELECT c.invite_id, c.token, 'rr' || g || '@outside.example'"
+                " FROM generate_series(1, %s) g, LATERAL invitetomedia.invite_create("
+                " 'launch', 'olivia', 'rr' || g || '@outside.example', 'Ria', 'Restart',"
+                " 'speaker') c ORDER BY g", (nclients * per,))
+            t.tokens.extend(r[1] for r in rows)
+            mine = [rows[n * per:(n + 1) * per] for n in range(nclients)]
+            # a media entry of its own: one may have 3 usable guest links
+            t.sql("INSERT INTO invitetomedia.media (media_id, media_type, title, owner_id)"
+                  " VALUES ('restart', 'webcast', 'Restart webcast', 'olivia')")
+            gid, gtoken, gurl = t.guest_link("Restart", media="restart")
+            host, port = hostport(base)
+            phase = ["before"]           # before, during, after the restart
+            answers = []                 # (phase, status) of every request
+            invite_results = {}          # invite_id: [(client, result), ...]
+            guest_results = []           # (client, result)
+            devices = {}                 # client: its device id
+            errors = []
+            used = [0]
+            lock = threading.Lock()
+
+            def client(n):
+                import http.client
+                conn = http.client.HTTPConnection(host, port, timeout=30)
+                addr = f"10.7.{n}.1"
+                cookie, after = None, 0
+
+                def req(method, path, body=None):
+                    nonlocal cookie
+                    h = {"X-Forwarded-For": addr}
+                    if cookie:
+                        h["Cookie"] = cookie
+                    if body is not None:
+                        h["Content-Type"] = "application/x-www-form-urlencoded"
+                        body = urllib.parse.urlencode(body)
+                    sent_in = phase[0]
+                    try:
+                        conn.request(method, path, body=body, headers=h)
+                        r = conn.getresponse()
+                        text = r.read().decode("utf-8", "replace")
+                    except Exception as e:
+                        conn.close()
+                        with lock:
+                            answers.append((sent_in, type(e).__name__))
+                        return type(e).__name__, None, ""
+                    with lock:
+                        answers.append((sent_in, r.status))
+                    if cookie is None and r.headers.get_all("Set-Cookie"):
+                        cookie = "; ".join(c.split(";")[0] for c in r.headers.get_all("Set-Cookie"))
+                        devices[n] = re.search(r"itm_device=([^.;]+)\.", cookie).group(1)
+                    return r.status, r, text
+
+                def until_admitted(path, fields, what):
+                    """POSTs until an answer other than 503 or 429: the
+                    result of the 303, or None (an error noted)."""
+                    deadline = time.time() + 90
+                    while True:
+                        status, r, text = req("GET", path)
+                        if status == 200:
+                            break
+                        if status not in (503, 429) or time.time() > deadline:
+                            errors.append(f"client {n}: {what}: GET {status} {data_status(text)}")
+                            return None
+                        time.sleep(0.1)
+                    csrf = re.search(r'name="csrf" value="([^"]+)"', text).group(1)
+                    while True:
+                        status, r, text = req("POST", path, dict(fields, csrf=csrf))
+                        if status == 303:
+                            signed = urllib.parse.parse_qs(urllib.parse.urlsplit(
+                                r.headers["Location"]).query)["itm_result"][0]
+                            data = signed.split(".")[0]
+                            return json.loads(base64.urlsafe_b64decode(data + "=" * (-len(data) % 4)))
+                        if status not in (503, 429) or time.time() > deadline:
+                            errors.append(f"client {n}: {what}: POST {status} {data_status(text)}")
+                            return None
+                        time.sleep(0.1)
+
+                for i, (iid, token, email) in enumerate(mine[n]):
+                    result = until_admitted("/i/" + token, {"email": email}, f"invite {iid}")
+                    if result is None:
+                        return
+                    with lock:
+                        invite_results.setdefault(iid, []).append((n, result))
+                        used[0] += 1
+                    if i % 3 == 1:
+                        result = until_admitted("/g/" + gtoken, {
+                            "email": f"rr{n}@outside.example", "first_name": "Ria",
+                            "last_name": f"Restart{n}"}, "the guest link")
+                        if result is None:
+                            return
+                        with lock:
+                            guest_results.append((n, result))
+                    if phase[0] == "after":
+                        after += 1
+                        if after >= 3:
+                            break
+                else:
+                    errors.append(f"client {n}: used all {per} invites before the restart ended")
+                conn.close()
+
+            threads = [threading.Thread(target=client, args=(n,)) for n in range(nclients)]
+            for th in threads:
+                th.start()
+            # the restart once the clients are well under way
+            deadline = time.time() + 60
+            while used[0] < 2 * nclients and time.time() < deadline and not errors:
+                time.sleep(0.05)
+            before_restart = used[0]
+            phase[0] = "during"
+            started = time.time()
+            try:
+                restart_database(down=3)
+            finally:
+                took = time.time() - started
+                phase[0] = "after"
+                for th in threads:
+                    th.join(240)
+            expect(not any(th.is_alive() for th in threads), "a client still runs after 4 minutes")
+
+            by_phase = {}
+            for ph, status in answers:
+                by_phase.setdefault(ph, {}).setdefault(status, 0)
+                by_phase[ph][status] += 1
+            print(f"# load and restart: {len(answers)} requests from {nclients} clients,"
+                  f" {before_restart} invites used before the restart ({took:.1f} s); answers"
+                  f" {by_phase}; {len(invite_results)} invites used,"
+                  f" {sum(1 for v in invite_results.values() if v[0][1]['status'] == 'rejoin')}"
+                  f" answered rejoin (used by an answer that was lost), {len(guest_results)} guest"
+                  " admissions", flush=True)
+            expect(not errors, f"{len(errors)} clients failed: {errors[0] if errors else ''}",
+                   "\n".join(errors[:20]))
+            bad = [(ph, s) for ph, s in answers if s not in (200, 303, 429, 503)]
+            expect(not bad, f"answers beyond 200, 303, 429, 503: {bad[:10]}")
+            during = by_phase.get("during", {})
+            expect(during.get(503), f"no 503 while the database was down: {during}")
+            text = open(log).read()
+            expect("Traceback" not in text and "unexpected error" not in text,
+                   "an unexpected error in the log", text[-3000:])
+
+            # every use the lobby answered is in the database once, by the
+            # client's device; no single-use invite used twice; no use
+            # recorded that no client was answered for
+            ids = [r[0] for r in rows]
+            ok_rows = {}
+            for iid, device in t.sql("SELECT invite_id, device_id FROM invitetomedia.redemptions"
+                                     " WHERE invite_id = ANY(%s) AND status = 'ok'", (ids,)):
+                ok_rows.setdefault(iid, []).append(device)
+            uses = dict(t.sql("SELECT invite_id, use_count FROM invitetomedia.invite_status"
+                              " WHERE invite_id = ANY(%s)", (ids,)))
+            twice = {i: n for i, n in uses.items() if n > 1}
+            expect(not twice, f"single-use invites used more than once: {twice}")
+            for iid, got in invite_results.items():
+                n, result = got[0]
+                expect(len(got) == 1, f"invite {iid} admitted {len(got)} times")
+                expect(result["status"] in ("ok", "rejoin") and result["id"] == iid,
+                       f"invite {iid}: result {result}")
+                expect(ok_rows.get(iid) == [devices[n]],
+                       f"invite {iid}, answered {result['status']}: ok records {ok_rows.get(iid)},"
+                       f" the client's device {devices[n]}")
+                expect(uses.get(iid) == 1, f"invite {iid}: use_count {uses.get(iid)}")
+            phantom = sorted(set(ok_rows) - set(invite_results))
+            expect(not phantom, f"uses recorded that no client was admitted for: {phantom}")
+            unused = [i for i in ids if i not in invite_results and uses.get(i)]
+            expect(not unused, f"invites no client got to, used: {unused}")
+            # the guest link: one ok join per device, for every admitted client
+            joins = {}
+            for device, status in t.sql("SELECT device_id, status FROM invitetomedia.guest_link_joins"
+                                        " WHERE guest_link_id = %s", (gid,)):
+                joins.setdefault(device, []).append(status)
+            admitted = {n for n, _ in guest_results}
+            oks = {n: joins.get(devices[n], []).count("ok") for n in admitted}
+            expect(all(v == 1 for v in oks.values()), f"ok joins per client: {oks}")
+            expect(sum(s.count("ok") for s in joins.values()) == len(admitted),
+                   f"{sum(s.count('ok') for s in joins.values())} ok joins recorded,"
+                   f" {len(admitted)} clients admitted")
+            answered_ok = [n for n, r in guest_results if r["status"] == "ok"]
+            expect(len(answered_ok) == len(set(answered_ok)),
+                   "a client was answered ok twice on the guest link")
+
+            # afterwards: normal answers, a use that works, the pool's bound
+            iid, token, url = t.invite("ria.after@outside.example")
+            got = [fetch(base + "i/" + token)[0] for _ in range(8)]
+            expect(got == [200] * 8, f"GETs after the load: {got}")
+            c = get_cookies(base + "i/" + token)
+            jar = "; ".join(f"{k}={v}" for k, v in c["cookies"].items())
+            status, headers, body = fetch(base + "i/" + token, {
+                "email": "ria.after@outside.example", "csrf": c["csrf"]}, jar)
+            expect(status == 303, f"a use after the load: {status} {data_status(body)}")
+            expect(t.invite_state(iid)[:2] == ("exhausted", 1), f"invite {t.invite_state(iid)}")
+            n = t.one("SELECT count(*) FROM pg_stat_activity"
+                      " WHERE application_name = 'lobby-restart'")[0]
+            expect(n <= 4, f"{n} connections (pool 4)")
+            expect(p.poll() is None, "the lobby exited")
+        finally:
+            p.terminate()
+            p.wait(timeout=15)
+
+    t.check("load_restart", load_restart)
 
     def stop():
         again()
