@@ -57,7 +57,7 @@ SHOTS = ["invite-form", "invite-wrong-email", "invite-admitted", "invite-used",
          "invite-exhausted", "invite-rejoin", "invite-countdown", "invite-locked",
          "invite-title-escaped", "guest-form", "guest-admitted", "guest-invalid",
          "guest-full", "form-expired", "invite-revoked", "invite-expired",
-         "link-not-found", "disabled", "unavailable", "cookie-conflict"]
+         "link-not-found", "disabled", "unavailable", "cookie-conflict", "too-many"]
 
 
 class Fail(Exception):
@@ -839,6 +839,41 @@ def run(t):
             t.sql("UPDATE invitetomedia.settings SET enabled = true")
 
     t.check("refused_pages", refused_pages)
+
+    # -- the POST throttle's page: 429, Retry-After, nothing used -----------------------
+
+    def browser_too_many():
+        # a lobby whose invite links take one POST a minute: the wrong
+        # email spends it, and the right one then gets the throttle's page
+        p, base, log = t.start_app("lobby-too-many", dict(st["lobby_env"],
+                                                          LOBBY_POST_PER_INVITE="1/60"))
+        try:
+            iid, token, url = t.invite("tom.toomany@outside.example")
+            link = base + "i/" + token
+            s = t.open(b, link)
+            expect(s == "form", f"GET: data-status {s}")
+            s = t.submit(b, email="not.tom@outside.example")
+            expect(s == "email_mismatch", f"the first POST: data-status {s}")
+            s = t.submit(b, email="tom.toomany@outside.example")
+            expect(s == "too_many", f"the second POST: data-status {s}")
+            expect(not b.find_elements(By.TAG_NAME, "form"), "a form on the refusal")
+            expect("wait a minute" in b.find_element(By.TAG_NAME, "main").text.lower(),
+                   "the page does not say to wait")
+            t.no_email_on_page(b, "tom.toomany@outside.example")
+            t.shot(b, "too-many")
+            seen = [(status, h.get("retry-after")) for u, status, h in t.responses if u == link]
+            expect(seen and seen[-1][0] == 429 and (seen[-1][1] or "").isdigit()
+                   and 0 < int(seen[-1][1]) <= 60,
+                   f"the browser got {seen[-1] if seen else None}, not 429 with Retry-After")
+            expect(t.invite_state(iid)[:2] == ("pending", 0), f"invite: {t.invite_state(iid)}")
+            p.send_signal(signal.SIGTERM)
+            expect(p.wait(timeout=15) == 0, "the lobby did not stop on SIGTERM")
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+    t.check("browser_too_many", browser_too_many)
 
     # -- LOBBY_APP_URL: the platform receives a result it can verify -----------------
 
