@@ -154,11 +154,14 @@ sub detached_schema
 		  FROM pg_depend d, pg_identify_object(d.classid, d.objid, 0) i
 		 WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
 		   AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = '$ext')
-		   -- since 18 a table's row type and its array type are members
-		   -- too; the array type goes with its element type
+		   -- since 18 the row type of a table or view and their array
+		   -- types are members too: they go with the relation (and an
+		   -- array type with its element type)
 		   AND NOT EXISTS (SELECT 1 FROM pg_type t
 		                    WHERE d.classid = 'pg_type'::regclass AND t.oid = d.objid
-		                      AND t.typcategory = 'A' AND t.typelem <> 0)});
+		                      AND ((t.typcategory = 'A' AND t.typelem <> 0)
+		                           OR EXISTS (SELECT 1 FROM pg_class c
+		                                       WHERE c.oid = t.typrelid AND c.relkind <> 'c')))});
 	$node->safe_psql($db, $sql);
 	my ($out, $err);
 	IPC::Run::run([ 'pg_dump', '-h', $node->host, '-p', $node->port, '--schema-only', $db ],
