@@ -5,11 +5,12 @@
 #
 #   0. checks that make builds the extension without the sender's
 #      libraries (pkg-config is never called);
-#   1. builds both packages from the source tree with
+#   1. builds the three packages from the source tree with
 #      dpkg-buildpackage -us -uc -b (as postgres: no root needed) and runs
 #      lintian on them (no error allowed; warnings are printed);
 #   2. installs them with apt-get (as a DBA would), checks that the files
-#      the extension loads are the package's, the system user and the unit;
+#      the extension loads are the package's, the system users and the
+#      units (sandboxed, not enabled), the lobby's files and its secret;
 #   3. on a throwaway cluster: CREATE EXTENSION invitetomedia CASCADE and
 #      the regression and isolation suites against the installed files
 #      (test/package/session.sh), then queues one invite email;
@@ -19,6 +20,15 @@
 #      /etc/invitetomedia/sender.conf as an admin would: that cluster, a
 #      fake sendmail; sees the one mail delivered, stops the sender with
 #      SIGTERM (KillMode=mixed: the sender alone);
+#   4b. starts the lobby the same way with its unit's command line and
+#      environment, its LoadCredential= copied as systemd would, after
+#      editing /etc/invitetomedia/lobby.conf (that cluster as the README's
+#      lobby role, media_lobby, with a password file; a free port): its
+#      link page answers 200, bad input is refused (CSRF, NUL, a wrong
+#      email, malformed HTTP, a body over the limit, all with the security
+#      headers), the right email is admitted with a result that verifies
+#      with the installed secret's key (test/package/lobby-check.py), the
+#      use is recorded once (session.sh), and it stops on SIGTERM;
 #   5. runs debian/tests/installcheck (the autopkgtest) as autopkgtest
 #      would without needs-root: as a user, in the unpacked source;
 #   6. purges the packages and puts the development install
@@ -44,8 +54,14 @@ top=$(cd "$here/../.." && pwd)
 
 pkg_ext=postgresql-$PG_MAJOR-invitetomedia
 pkg_sender=invitetomedia-sender
+pkg_lobby=invitetomedia-lobby
 unit=/lib/systemd/system/invitetomedia-sender.service
 conf=/etc/invitetomedia/sender.conf
+lobby_unit=/lib/systemd/system/invitetomedia-lobby.service
+lobby_conf=/etc/invitetomedia/lobby.conf
+lobby_secret=/etc/invitetomedia/lobby.secret
+lobby_dir=/usr/share/invitetomedia-lobby
+lobby_pgpass=/etc/invitetomedia/lobby.pgpass
 extdir=/usr/share/postgresql/$PG_MAJOR/extension
 libdir=/usr/lib/postgresql/$PG_MAJOR/lib
 # set while the packages are installed by this test (a killed run leaves
@@ -75,7 +91,8 @@ dev_install() {
 }
 
 purge() {
-    apt purge "$pkg_ext" "$pkg_sender" >"$d/purge.log" 2>&1
+    rm -f "$lobby_pgpass"
+    apt purge "$pkg_ext" "$pkg_sender" "$pkg_lobby" >"$d/purge.log" 2>&1
 }
 
 # -- 1. build and lintian --------------------------------------------------
@@ -129,8 +146,9 @@ fi
 
 itm_as_postgres "$src" dpkg-buildpackage -us -uc -b "$@" >"$d/build.log" 2>&1
 rc=$?
-debs=("$d/build/${pkg_ext}_${version}_"*.deb "$d/build/${pkg_sender}_${version}_"*.deb)
-if [ $rc -eq 0 ] && [ -f "${debs[0]}" ] && [ -f "${debs[1]}" ]; then
+debs=("$d/build/${pkg_ext}_${version}_"*.deb "$d/build/${pkg_sender}_${version}_"*.deb
+      "$d/build/${pkg_lobby}_${version}_all.deb")
+if [ $rc -eq 0 ] && [ -f "${debs[0]}" ] && [ -f "${debs[1]}" ] && [ -f "${debs[2]}" ]; then
     ok pkg_build
 else
     bad pkg_build "dpkg-buildpackage exited with status $rc"
@@ -166,13 +184,13 @@ if [ -e "$marker" ]; then
     purge || true
     rm -f "$marker"
 fi
-if installed "$pkg_ext" || installed "$pkg_sender"; then
-    bad pkg_install "$pkg_ext or $pkg_sender is installed already, not by this test: left alone"
+if installed "$pkg_ext" || installed "$pkg_sender" || installed "$pkg_lobby"; then
+    bad pkg_install "$pkg_ext, $pkg_sender or $pkg_lobby is installed already, not by this test: left alone"
     exit 1
 fi
 touch "$marker"
 if apt install --no-install-recommends "${debs[@]}" >"$d/install.log" 2>&1 &&
-   installed "$pkg_ext" && installed "$pkg_sender"; then
+   installed "$pkg_ext" && installed "$pkg_sender" && installed "$pkg_lobby"; then
     ok pkg_install
 else
     bad pkg_install "apt-get install failed"
@@ -189,7 +207,7 @@ done
 for f in "$d/src"/invitetomedia--*.sql "$d/src"/invitetomedia.control; do
     dpkg -L "$pkg_ext" | grep -qx "$extdir/${f##*/}" || why="$why ${f##*/} not in the package"
 done
-verify=$(dpkg --verify "$pkg_ext" "$pkg_sender" 2>&1)
+verify=$(dpkg --verify "$pkg_ext" "$pkg_sender" "$pkg_lobby" 2>&1)
 [ -z "$verify" ] || why="$why dpkg --verify: $verify"
 if [ -z "$why" ]; then
     ok pkg_files
@@ -220,10 +238,71 @@ dpkg-query -W -f='${Conffiles}\n' "$pkg_sender" | grep -q " $conf " || why="$why
 if ! out=$(systemd-analyze verify "$unit" 2>&1); then
     why="$why systemd-analyze verify: $out"
 fi
+[ -e "/etc/systemd/system/multi-user.target.wants/${unit##*/}" ] && why="$why enabled on installation"
 if [ -z "$why" ]; then
     ok sender_unit
 else
     bad sender_unit "$why"
+fi
+
+# the lobby's files: every file of examples/lobby, as it is, the package's
+lget() { python3 "$here/unit-command.py" "$lobby_unit" get "$1"; }
+why=""
+n=0
+while IFS= read -r -d '' f; do
+    rel=${f#"$d/src/examples/lobby/"}
+    n=$((n + 1))
+    if ! cmp -s "$f" "$lobby_dir/$rel"; then
+        why="$why $rel (not installed as it is)"
+    elif [ "$(dpkg -S "$lobby_dir/$rel" 2>/dev/null | cut -d: -f1)" != "$pkg_lobby" ]; then
+        why="$why $rel (not the package's)"
+    fi
+done < <(find "$d/src/examples/lobby" -type f ! -path '*/__pycache__/*' -print0)
+[ "$n" -ge 5 ] || why="$why only $n files in examples/lobby"
+[ -x "$lobby_dir/serve" ] || why="$why serve is not executable"
+doc=$(sed -n 's/^Documentation=//p' "$lobby_unit")
+[[ "$doc" == file:/* ]] && [ -f "${doc#file:}" ] || why="$why Documentation=$doc does not exist"
+if [ -z "$why" ]; then
+    ok lobby_files
+else
+    bad lobby_files "$why"
+fi
+
+# the lobby's unit: its user, its sandbox, its settings and its secret
+luser=$(lget User)
+lgroup=$(lget Group)
+why=""
+IFS=: read -r _ _ uid _ _ _ shell < <(getent passwd "$luser")
+[ -n "${uid:-}" ] || why="$why no system user '$luser'"
+[ -n "${uid:-}" ] && [ "$uid" -ge 1000 ] && why="$why $luser is not a system user (uid $uid)"
+[ "${shell:-}" = /usr/sbin/nologin ] || why="$why $luser's shell is '${shell:-}'"
+getent group "$lgroup" >/dev/null || why="$why no group '$lgroup'"
+[ "$(lget ExecStart)" = "$lobby_dir/serve" ] || why="$why ExecStart"
+[ "$(lget EnvironmentFile)" = "$lobby_conf" ] || why="$why EnvironmentFile"
+[ "$(lget LoadCredential)" = "lobby-secret:$lobby_secret" ] || why="$why LoadCredential"
+[ "$(lget Restart)" = on-failure ] || why="$why Restart"
+[ "$(lget RestartPreventExitStatus)" = 2 ] || why="$why RestartPreventExitStatus"
+for kv in NoNewPrivileges=yes ProtectSystem=strict ProtectHome=yes PrivateTmp=yes \
+          PrivateDevices=yes ProtectKernelTunables=yes RestrictSUIDSGID=yes \
+          SystemCallFilter=@system-service UMask=0077; do
+    [ "$(lget "${kv%%=*}")" = "${kv#*=}" ] || why="$why ${kv%%=*}"
+done
+grep -qx 'CapabilityBoundingSet=' "$lobby_unit" || why="$why CapabilityBoundingSet (not empty)"
+dpkg-query -W -f='${Conffiles}\n' "$pkg_lobby" | grep -q " $lobby_conf " || why="$why $lobby_conf is not a conffile"
+[ "$(stat -c %a "$lobby_conf")" = 644 ] || why="$why $lobby_conf mode $(stat -c %a "$lobby_conf")"
+grep -q '^LOBBY_SECRET' "$lobby_conf" && why="$why $lobby_conf sets a secret"
+# the secret: made at installation, root's alone, long enough
+[ "$(stat -c '%a %U %G' "$lobby_secret" 2>/dev/null)" = "600 root root" ] ||
+    why="$why $lobby_secret is '$(stat -c '%a %U %G' "$lobby_secret" 2>&1)', not 600 root root"
+[ "$(tr -d '\n' <"$lobby_secret" 2>/dev/null | wc -c)" -ge 32 ] || why="$why $lobby_secret is short"
+if ! out=$(systemd-analyze verify "$lobby_unit" 2>&1); then
+    why="$why systemd-analyze verify: $out"
+fi
+[ -e "/etc/systemd/system/multi-user.target.wants/${lobby_unit##*/}" ] && why="$why enabled on installation"
+if [ -z "$why" ]; then
+    ok lobby_unit
+else
+    bad lobby_unit "$why"
 fi
 
 # -- 3. the database, in the background: it waits for the sender ----------
@@ -334,6 +413,97 @@ PY
 else
     bad sender_delivers "the throwaway cluster never got ready"
 fi
+
+# -- 4b. the lobby from the installed unit -----------------------------------
+
+lobby_value() { sed -n "s/^$1=//p" "$d/shared/lobby" 2>/dev/null; }
+if [ -e "$d/shared/ready" ] && [ -f "$d/shared/lobby" ]; then
+    lport=$(lobby_value port)
+    # lobby.conf edited as an admin would: the database over TCP as the
+    # lobby's role, its password in a password file the lobby's user alone
+    # reads; a free port (the lobby logs the one it took)
+    (umask 077 && echo "127.0.0.1:$lport:$(lobby_value db):media_lobby:$(lobby_value password)" \
+        >"$lobby_pgpass")
+    chown "$luser:$lgroup" "$lobby_pgpass"
+    sed -i -e "s|^LOBBY_DSN=.*|LOBBY_DSN=\"host=127.0.0.1 port=$lport dbname=$(lobby_value db) user=media_lobby\"|" \
+        -e "s|^#PGPASSFILE=.*|PGPASSFILE=\"$lobby_pgpass\"|" \
+        -e "s|^LOBBY_LISTEN=.*|LOBBY_LISTEN=\"127.0.0.1:0\"|" "$lobby_conf"
+    # LoadCredential=, as systemd does it: a copy of each file in a
+    # directory of the unit's own, which only the unit's user can read
+    creds=$d/credentials/${lobby_unit##*/}
+    mkdir -p "$creds"
+    while IFS= read -r -d '' cid && IFS= read -r -d '' cpath; do
+        install -m 0400 -o "$luser" -g "$lgroup" "$cpath" "$creds/$cid"
+    done < <(python3 "$here/unit-command.py" "$lobby_unit" credentials)
+    chown "$luser:$lgroup" "$creds"
+    chmod 0500 "$creds"
+    mapfile -d '' argv < <(python3 "$here/unit-command.py" "$lobby_unit" argv)
+    mapfile -d '' envv < <(ITM_CREDENTIALS_DIRECTORY=$creds python3 "$here/unit-command.py" "$lobby_unit" env)
+    echo "   the lobby unit's command line and environment, as root would read them:"
+    printf '   | %q\n' "${argv[@]}"
+    printf '   | %q\n' "${envv[@]}" | grep -E '^   \| (LOBBY|PG|CREDENTIALS)'
+    if [ "${#argv[@]}" -ne 1 ] || [ "${argv[0]}" != "$lobby_dir/serve" ]; then
+        bad lobby_starts "ExecStart does not run $lobby_dir/serve"
+    else
+        # as systemd starts it (as the sender above)
+        (cd / && exec "${ITM_KILLSAFE[@]}" setpriv --reuid="$luser" --regid="$lgroup" \
+            --init-groups --no-new-privs -- env -i "${envv[@]}" "${argv[@]}") \
+            >"$d/lobby.out" 2>"$d/lobby.log" &
+        killsafe=$!
+        lobby=$killsafe
+        if [[ " ${ITM_KILLSAFE[*]} " == *" unshare "* ]]; then
+            lobby=""
+            for _ in $(seq 1 50); do
+                lobby=$(pgrep -P "$killsafe" | head -n 1)
+                [ -n "$lobby" ] && break
+                sleep 0.1
+            done
+        fi
+        trap 'kill -KILL "$killsafe" 2>/dev/null' EXIT
+        base=""
+        for _ in $(seq 1 300); do
+            base=$(sed -n 's|.*lobby listening on \(http://127\.0\.0\.1:[0-9]*/\).*|\1|p' "$d/lobby.log")
+            [ -n "$base" ] && break
+            kill -0 "$killsafe" 2>/dev/null || break
+            sleep 0.1
+        done
+        if [ -n "$base" ] && grep -q 'database itm_pkg as role media_lobby' "$d/lobby.log" &&
+           ! grep -q 'can do more than the lobby needs' "$d/lobby.log"; then
+            ok lobby_starts
+        else
+            bad lobby_starts "not listening, or not as the lobby's role (see its log)"
+            detail <"$d/lobby.log"
+        fi
+        if [ -n "$base" ]; then
+            /usr/bin/python3 "$here/lobby-check.py" "$base" "$(lobby_value invite)" \
+                "$(lobby_value token)" "$lobby_secret" "$d/shared/lobby.device" || failed=1
+        fi
+        kill -TERM "$lobby" 2>/dev/null
+        wait "$killsafe"
+        rc=$?
+        trap - EXIT
+        if [ $rc -eq 0 ] && grep -q 'SIGTERM: stopping' "$d/lobby.log" &&
+           grep -q 'INFO stopped$' "$d/lobby.log"; then
+            ok lobby_stops_on_sigterm
+        else
+            bad lobby_stops_on_sigterm "exit status $rc after SIGTERM"
+            tail -n 20 "$d/lobby.log" | detail
+        fi
+        why=""
+        grep -q "$(lobby_value token)" "$d/lobby.log" && why="$why the token is in the log"
+        grep -qE 'Traceback|unexpected error' "$d/lobby.log" && why="$why an error in the log"
+        grep -qE 'GET /i/<token> 200$' "$d/lobby.log" || why="$why no request logged"
+        if [ -z "$why" ]; then
+            ok lobby_log
+        else
+            bad lobby_log "$why"
+            tail -n 30 "$d/lobby.log" | detail
+        fi
+    fi
+    rm -f "$lobby_pgpass"
+else
+    bad lobby_starts "no cluster or no lobby role to run the lobby against"
+fi
 touch "$d/shared/sender.done"
 wait "$session"
 rc=$?
@@ -341,6 +511,8 @@ cat "$d/session.log"
 if [ $rc -ne 0 ] && ! grep -q 'FAILED' "$d/session.log"; then
     bad session "session.sh exited with status $rc"
 fi
+# (its FAILED lines are counted by scripts/test.sh; the status says so too)
+grep -q ' \.\.\. FAILED' "$d/session.log" && failed=1
 
 # debian/tests (autopkgtest) as autopkgtest runs it without needs-root: as
 # a user, in the unpacked source, against the installed package
@@ -358,10 +530,11 @@ fi
 
 # -- 6. remove, and put the development install back ------------------------
 
-if purge && ! installed "$pkg_ext" && ! installed "$pkg_sender"; then
+if purge && ! installed "$pkg_ext" && ! installed "$pkg_sender" && ! installed "$pkg_lobby"; then
     why=""
     for f in "$extdir/invitetomedia.control" "$libdir/invitetomedia.so" \
-             /usr/bin/invitetomedia-sender "$unit" "$conf"; do
+             /usr/bin/invitetomedia-sender "$unit" "$conf" \
+             "$lobby_dir" "$lobby_unit" "$lobby_conf" "$lobby_secret"; do
         [ -e "$f" ] && why="$why $f is left"
     done
     [ -z "$why" ] && ok pkg_purge || bad pkg_purge "$why"

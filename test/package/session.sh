@@ -6,9 +6,11 @@
 #
 # Prints one line per check, "name ... ok" or "name ... FAILED (why)", and
 # pg_regress's own lines; run.sh counts them.  SHARED is a directory that
-# run.sh reads too: this script writes SHARED/ready (where the sender is to
-# connect) once the outbox holds one invite email, and waits for run.sh to
-# write SHARED/sender.done after it ran the sender.
+# run.sh reads too: this script writes SHARED/lobby (the lobby's role's
+# password, an invite for the lobby to admit) and then SHARED/ready (where
+# the sender is to connect) once the outbox holds one invite email, and
+# waits for run.sh to write SHARED/sender.done after it ran the sender and
+# the lobby; the lobby's device id is then in SHARED/lobby.device.
 set -uo pipefail
 
 shared=${1:?usage: session.sh SHARED}
@@ -76,16 +78,45 @@ else
     bad queue_invite_email "the fixture or the sender's role failed"
 fi
 
+# 3b. the lobby's role from the README's recipe (EXECUTE on invite_check,
+# invite_consume and guest_link_join), with a password: the installed lobby
+# connects over TCP with a password file, as lobby.conf says; and an invite
+# (no email) for it to admit
+recipe=$(awk '/<!-- readme-test: lobby-role -->/ { f = 1; next }
+              f && /^```sql/ { g = 1; next }
+              g && /^```/ { exit }
+              g { print }' README.md)
+lobby_password=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+lobby_invite=""
+if [ -n "$recipe" ] &&
+   printf '%s\n' "$recipe" "ALTER ROLE media_lobby PASSWORD '$lobby_password';" | q >/dev/null 2>&1; then
+    lobby_invite=$(q -F ' ' -c "SELECT invite_id, token FROM invitetomedia.invite_create('0_launch',
+        'olivia', 'lina.lobby@outside.example', 'Lina', 'Lobby', 'viewer')" 2>&1)
+fi
+if [[ "$lobby_invite" =~ ^[0-9]+\ itm_[A-Za-z0-9_-]+$ ]]; then
+    {
+        echo "port=$PGPORT"
+        echo "db=$db"
+        echo "password=$lobby_password"
+        echo "invite=${lobby_invite% *}"
+        echo "token=${lobby_invite#* }"
+    } >"$shared/lobby.tmp"
+    mv "$shared/lobby.tmp" "$shared/lobby"
+    ok lobby_role
+else
+    bad lobby_role "the README's lobby-role recipe or the invite failed: ${lobby_invite:-no recipe}"
+fi
+
 # the sender's user must reach the socket; run.sh starts the sender
 chmod 711 "$TMPDIR"
 echo "host=$TMPDIR port=$PGPORT dbname=$db" >"$shared/ready.tmp"
 mv "$shared/ready.tmp" "$shared/ready"
-for _ in $(seq 1 600); do
+for _ in $(seq 1 1500); do
     [ -e "$shared/sender.done" ] && break
     sleep 0.2
 done
 if [ ! -e "$shared/sender.done" ]; then
-    bad sender_confirmed "run.sh did not finish with the sender in 120 s"
+    bad sender_confirmed "run.sh did not finish with the sender and the lobby in 300 s"
     exit 1
 fi
 
@@ -95,5 +126,22 @@ if [ "$state" = sent ]; then
     ok sender_confirmed
 else
     bad sender_confirmed "message states: '$state', expected 'sent'"
+fi
+
+# 5. the lobby's use of its invite: one wrong email, then one use, both by
+# the device the lobby issued (lobby-check.py wrote it), and the link used
+if [ -f "$shared/lobby" ]; then
+    invite=$(sed -n 's/^invite=//p' "$shared/lobby")
+    device=$(cat "$shared/lobby.device" 2>/dev/null)
+    got=$(q -c "SELECT string_agg(status || ':' || (device_id IS NOT DISTINCT FROM '$device'), ','
+                                  ORDER BY redemption_id)
+                  FROM invitetomedia.redemptions WHERE invite_id = $invite")
+    state=$(q -c "SELECT state || ':' || use_count FROM invitetomedia.invite_status
+                   WHERE invite_id = $invite")
+    if [ -n "$device" ] && [ "$got" = "email_mismatch:true,ok:true" ] && [ "$state" = exhausted:1 ]; then
+        ok lobby_use_recorded
+    else
+        bad lobby_use_recorded "records '$got' (expected email_mismatch then ok, by the lobby's device '$device'), state '$state'"
+    fi
 fi
 exit $failed

@@ -2,18 +2,26 @@
 """unit-command.py UNIT WHAT: what systemd would run for a service unit.
 
 Reads a systemd service file the way systemd reads it for the settings the
-invitetomedia-sender unit uses, so that the package test starts the sender
-with the installed unit's own command line and configuration (no systemd
-needed):
+invitetomedia-sender and invitetomedia-lobby units use, so that the package
+test starts them with the installed unit's own command line and
+configuration (no systemd needed):
 
-  WHAT = argv   the command of ExecStart=, with specifiers (%H, %n, %%)
-                resolved and ${VAR} / $VAR replaced from the environment
+  WHAT = argv   the command of ExecStart=, with specifiers (%H, %n, %N, %d,
+                %%) resolved and ${VAR} / $VAR replaced from the environment
                 below, one argument per NUL-terminated record
   WHAT = env    the environment: Environment= lines, then the files of
                 EnvironmentFile= (which override them), then what systemd
-                sets for User= (HOME, USER, LOGNAME, SHELL) and its PATH;
+                sets for User= (HOME, USER, LOGNAME, SHELL), for
+                LoadCredential= (CREDENTIALS_DIRECTORY) and its PATH;
                 NUL-terminated NAME=value records
+  WHAT = credentials   the credentials of LoadCredential=ID:PATH, two
+                NUL-terminated records each: ID, then PATH (the file that
+                systemd, as root, copies to the credentials directory as ID)
   WHAT = get KEY   the value of KEY in [Service] (the last one given)
+
+The credentials directory (%d, $CREDENTIALS_DIRECTORY) is systemd's
+/run/credentials/UNIT-NAME, or $ITM_CREDENTIALS_DIRECTORY: the test copies
+the credentials there itself, as systemd would, and names it so.
 
 systemd's rules, as systemd.service(5) and systemd.exec(5) state them:
 a word "$VAR" alone becomes the value split at whitespace (zero or more
@@ -81,9 +89,28 @@ def specifiers(text, unit):
             return os.path.basename(unit)
         if c == "N":
             return re.sub(r"\.[^.]*$", "", os.path.basename(unit))
+        if c == "d":
+            return credentials_directory(unit)
         die("specifier %%%s is not handled here" % c)
 
     return re.sub(r"%(.)", one, text)
+
+
+def credentials_directory(unit):
+    return (os.environ.get("ITM_CREDENTIALS_DIRECTORY")
+            or "/run/credentials/" + os.path.basename(unit))
+
+
+def credentials(svc):
+    """[(id, path), ...] of LoadCredential=ID:PATH."""
+    out = []
+    for k, v in svc:
+        if k == "LoadCredential":
+            cid, sep, path = v.partition(":")
+            if not sep or not cid or "/" in cid or not path.startswith("/"):
+                die("LoadCredential=%s: expected ID:/absolute/path" % v)
+            out.append((cid, path))
+    return out
 
 
 def words(text):
@@ -170,6 +197,8 @@ def environment(unit, svc):
                 env_file(path, env)
             elif not optional:
                 die("EnvironmentFile %s does not exist" % path)
+    if credentials(svc):
+        env["CREDENTIALS_DIRECTORY"] = credentials_directory(unit)
     user = get(svc, "User")
     if user:
         pw = pwd.getpwnam(user)
@@ -196,7 +225,7 @@ def argv(unit, svc, env):
 
 def main():
     if len(sys.argv) < 3:
-        die("usage: unit-command.py UNIT argv|env|get KEY")
+        die("usage: unit-command.py UNIT argv|env|credentials|get KEY")
     unit, what = sys.argv[1], sys.argv[2]
     svc = service(unit)
     if what == "get" and len(sys.argv) == 4:
@@ -204,6 +233,10 @@ def main():
         if value is None:
             sys.exit(1)
         print(value)
+        return
+    if what == "credentials":
+        records = [x for pair in credentials(svc) for x in pair]
+        sys.stdout.write("".join(r + "\0" for r in records))
         return
     env = environment(unit, svc)
     if what == "env":
