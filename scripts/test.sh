@@ -11,7 +11,8 @@
 #                                   and last the Debian packages
 #                                   (test/package/run.sh: built, checked by
 #                                   lintian, installed, tested, a mail sent
-#                                   by the installed sender, purged)
+#                                   by the installed sender, the installed
+#                                   lobby started from its unit, purged)
 #   bash scripts/test.sh --long     also the long checks of test/long/ (soak,
 #                                   fuzzing, valgrind)
 #   --majors 15,18                  the PostgreSQL majors to test (default:
