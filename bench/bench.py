@@ -372,6 +372,8 @@ def main():
     ap.add_argument("--outdir", required=True)
     ap.add_argument("--results", required=True)
     ap.add_argument("--conf", required=True)
+    ap.add_argument("--tag", default="",
+                    help="added to the result files' names (latest<tag>.md): -sync-on")
     a = ap.parse_args()
 
     pg = PG(a.sock, a.port, a.tcp_host)
@@ -601,7 +603,7 @@ def main():
     # --- output ---------------------------------------------------------------
     hdr = ["mode", "operation", "impl", "clients", "rows", "rows_end", "tps", "lat_ms", "p99_ms",
            "ratio_to_floor", "consume_stmt_ms", "statuses", "loadavg", "note", "round"]
-    csvp = os.path.join(a.results, "latest.csv")
+    csvp = os.path.join(a.results, "latest%s.csv" % a.tag)
     with open(csvp, "w") as f:
         f.write(",".join(hdr) + "\n")
         for r in results:
@@ -655,7 +657,7 @@ def main():
     md.append("|---|---:|---:|---|")
     for t in targets:
         md.append("| %s | %s | %s | %s |" % t)
-    mdp = os.path.join(a.results, "latest.md")
+    mdp = os.path.join(a.results, "latest%s.md" % a.tag)
     with open(mdp, "w") as f:
         f.write("\n".join(md) + "\n")
 
@@ -678,7 +680,7 @@ def main():
             panels.append((mode, cl, dp))
     gp = ["set terminal png size 1400,%d" % (440 * ((len(panels) + 1) // 2)),
           "set termoption noenhanced",   # scenario names hold underscores
-          "set output '%s'" % os.path.join(a.results, "latest.png"),
+          "set output '%s'" % os.path.join(a.results, "latest%s.png" % a.tag),
           "set multiplot layout %d,2 title 'invitetomedia: transactions per second (higher is better)'"
           % ((len(panels) + 1) // 2),
           "set style data histograms", "set style histogram clustered gap 1",
@@ -698,7 +700,7 @@ def main():
 
     log("")
     log(open(mdp).read())
-    log("wrote %s, %s, %s" % (csvp, mdp, os.path.join(a.results, "latest.png")))
+    log("wrote %s, %s, %s" % (csvp, mdp, os.path.join(a.results, "latest%s.png" % a.tag)))
 
 
 if __name__ == "__main__":
