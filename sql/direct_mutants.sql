@@ -9,46 +9,7 @@
 UPDATE invitetomedia.settings SET enabled = true, link_reusability = 3;
 SET invitetomedia.direct_use = on;
 
--- run1(q, direct): the first column of q's one row as text (or
--- 'SQLSTATE: message'), with the path on or off, nothing kept
-CREATE FUNCTION pg_temp.run1(q text, direct boolean) RETURNS text
-LANGUAGE plpgsql AS $$
-DECLARE
-    r text;
-    st text;
-    msg text;
-BEGIN
-    PERFORM set_config('invitetomedia.direct_use', CASE WHEN direct THEN 'on' ELSE 'off' END, true);
-    BEGIN
-        EXECUTE q INTO r;
-        RAISE EXCEPTION USING ERRCODE = 'IT000', MESSAGE = coalesce(r, '(null)');
-    EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
-        IF st = 'IT000' THEN
-            RETURN msg;
-        END IF;
-        RETURN st || ': ' || msg;
-    END;
-END
-$$;
-CREATE FUNCTION pg_temp.both(q text) RETURNS TABLE(direct_on text, direct_off text, same boolean)
-LANGUAGE sql AS $$
-    SELECT a, b, a IS NOT DISTINCT FROM b
-      FROM pg_temp.run1(q, true) AS a, pg_temp.run1(q, false) AS b
-$$;
--- then(call, readback): call's first column, then what readback reads in a
--- statement of its own
-CREATE FUNCTION public.mutants_then(call text, readback text) RETURNS text
-LANGUAGE plpgsql AS $$
-DECLARE
-    a text;
-    b text;
-BEGIN
-    EXECUTE call INTO a;
-    EXECUTE readback INTO b;
-    RETURN coalesce(a, '(null)') || ' ' || coalesce(b, '(null)');
-END
-$$;
+\i sql/include/both_ways.psql
 
 SELECT c.invite_id AS inv, c.token AS tok
   FROM invitetomedia.invite_create('live', 'owner', 'mu@outside.example', 'Mu', 'Tant') c \gset
@@ -135,7 +96,7 @@ SELECT * FROM pg_temp.both(:'consume');
 DROP TRIGGER mutants_guard_row ON invitetomedia.invites;
 CREATE TRIGGER mutants_cleanup_on_update AFTER UPDATE ON invitetomedia.invites
     FOR EACH STATEMENT EXECUTE FUNCTION invitetomedia.invites_truncate_cleanup();
-SELECT * FROM pg_temp.both(format('SELECT public.mutants_then(%L, %L)', :'consume',
+SELECT * FROM pg_temp.both(format('SELECT public.both_ways_then(%L, %L)', :'consume',
        'SELECT count(*)::text || '' records'' FROM invitetomedia.redemptions'));
 DROP TRIGGER mutants_cleanup_on_update ON invitetomedia.invites;
 
@@ -178,12 +139,12 @@ $$;
 CREATE DOMAIN public.mutants_count AS integer;
 ALTER TABLE invitetomedia.redemptions ADD COLUMN mutants_uses public.mutants_count
     DEFAULT public.mutants_uses_now();
-SELECT * FROM pg_temp.both(format('SELECT public.mutants_then(%L, %L)', :'consume',
+SELECT * FROM pg_temp.both(format('SELECT public.both_ways_then(%L, %L)', :'consume',
        'SELECT CASE WHEN mutants_uses = public.mutants_uses_now() THEN ''saw the use'' ELSE ''saw the link before the use'' END FROM invitetomedia.redemptions ORDER BY redemption_id DESC LIMIT 1'));
 ALTER TABLE invitetomedia.redemptions DROP COLUMN mutants_uses;
 DROP DOMAIN public.mutants_count;
 
-DROP FUNCTION public.mutants_then(text, text);
+DROP FUNCTION public.both_ways_then(text, text);
 DROP FUNCTION public.mutants_revoke_link(bigint);
 DROP FUNCTION public.mutants_revoke_invite(bigint);
 DROP FUNCTION public.mutants_uses_now();

@@ -17,43 +17,7 @@ SELECT current_setting('server_version_num')::int >= 180000 AS pg18 \gset
 UPDATE invitetomedia.settings SET enabled = true, link_reusability = 3;
 SET invitetomedia.direct_use = on;
 
-CREATE FUNCTION pg_temp.run1(q text, direct boolean) RETURNS text
-LANGUAGE plpgsql AS $$
-DECLARE
-    r text;
-    st text;
-    msg text;
-BEGIN
-    PERFORM set_config('invitetomedia.direct_use', CASE WHEN direct THEN 'on' ELSE 'off' END, true);
-    BEGIN
-        EXECUTE q INTO r;
-        RAISE EXCEPTION USING ERRCODE = 'IT000', MESSAGE = coalesce(r, '(null)');
-    EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
-        IF st = 'IT000' THEN
-            RETURN msg;
-        END IF;
-        RETURN st || ': ' || msg;
-    END;
-END
-$$;
-CREATE FUNCTION pg_temp.both(q text) RETURNS TABLE(direct_on text, direct_off text, same boolean)
-LANGUAGE sql AS $$
-    SELECT a, b, a IS NOT DISTINCT FROM b
-      FROM pg_temp.run1(q, true) AS a, pg_temp.run1(q, false) AS b
-$$;
--- call's first column, then what readback reads in a statement of its own
-CREATE FUNCTION public.pg18_then(call text, readback text) RETURNS text
-LANGUAGE plpgsql AS $$
-DECLARE
-    a text;
-    b text;
-BEGIN
-    EXECUTE call INTO a;
-    EXECUTE readback INTO b;
-    RETURN coalesce(a, '(null)') || ' ' || coalesce(b, '(null)');
-END
-$$;
+\i sql/include/both_ways.psql
 
 SELECT c.invite_id AS inv, c.token AS tok
   FROM invitetomedia.invite_create('live', 'owner', 'p18@outside.example', 'Pe', 'Eighteen') c \gset
@@ -92,7 +56,7 @@ ALTER TABLE invitetomedia.invites ADD CONSTRAINT pg18_vcheck CHECK (pg18_uses <=
 ALTER TABLE invitetomedia.redemptions ADD COLUMN pg18_v text GENERATED ALWAYS AS (status || coalesce(device_id, '-')) VIRTUAL;
 ALTER TABLE invitetomedia.guest_link_joins ADD COLUMN pg18_v text GENERATED ALWAYS AS (upper(first_name)) VIRTUAL;
 SELECT * FROM pg_temp.both(:'consume');
-SELECT * FROM pg_temp.both(format('SELECT public.pg18_then(%L, %L)', :'consume',
+SELECT * FROM pg_temp.both(format('SELECT public.both_ways_then(%L, %L)', :'consume',
        'SELECT pg18_v FROM invitetomedia.redemptions ORDER BY redemption_id DESC LIMIT 1'));
 SELECT * FROM pg_temp.both(:'gjoin');
 SELECT * FROM pg_temp.both(:'create');
@@ -116,4 +80,4 @@ ALTER TABLE invitetomedia.invites DROP COLUMN pg18_uses;
 SET client_min_messages = debug1;
 SELECT status FROM invitetomedia.invite_consume(:'tok', 'p18@outside.example');
 RESET client_min_messages;
-DROP FUNCTION public.pg18_then(text, text);
+DROP FUNCTION public.both_ways_then(text, text);

@@ -10,48 +10,7 @@
 UPDATE invitetomedia.settings SET enabled = true, link_reusability = 3;
 SET invitetomedia.direct_use = on;
 
--- run1(q, direct): the first column of q's one row as text (or
--- 'SQLSTATE: message'), with the path on or off, nothing kept
-CREATE FUNCTION pg_temp.run1(q text, direct boolean) RETURNS text
-LANGUAGE plpgsql AS $$
-DECLARE
-    r text;
-    st text;
-    msg text;
-BEGIN
-    PERFORM set_config('invitetomedia.direct_use', CASE WHEN direct THEN 'on' ELSE 'off' END, true);
-    BEGIN
-        EXECUTE q INTO r;
-        RAISE EXCEPTION USING ERRCODE = 'IT000', MESSAGE = coalesce(r, '(null)');
-    EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
-        IF st = 'IT000' THEN
-            RETURN msg;
-        END IF;
-        RETURN st || ': ' || msg;
-    END;
-END
-$$;
-CREATE FUNCTION pg_temp.both(q text) RETURNS TABLE(direct_on text, direct_off text, same boolean)
-LANGUAGE sql AS $$
-    SELECT a, b, a IS NOT DISTINCT FROM b
-      FROM pg_temp.run1(q, true) AS a, pg_temp.run1(q, false) AS b
-$$;
-
--- then(call, readback): call's first column, then what readback reads in a
--- statement of its own (a statement does not see what the functions it
--- calls wrote)
-CREATE FUNCTION public.shapes_then(call text, readback text) RETURNS text
-LANGUAGE plpgsql AS $$
-DECLARE
-    a text;
-    b text;
-BEGIN
-    EXECUTE call INTO a;
-    EXECUTE readback INTO b;
-    RETURN coalesce(a, '(null)') || ' ' || coalesce(b, '(null)');
-END
-$$;
+\i sql/include/both_ways.psql
 
 SELECT c.invite_id AS inv, c.token AS tok
   FROM invitetomedia.invite_create('live', 'owner', 'sh@outside.example', 'Sha', 'Pe') c \gset
@@ -121,7 +80,7 @@ ALTER TABLE invitetomedia.redemptions ADD COLUMN shapes_note public.shapes_nn DE
 SELECT * FROM pg_temp.both(:'consume');
 ALTER DOMAIN public.shapes_nn SET DEFAULT 'from the domain';
 ALTER TABLE invitetomedia.redemptions ALTER COLUMN shapes_note DROP DEFAULT;
-SELECT * FROM pg_temp.both(format('SELECT public.shapes_then(%L, %L)', :'consume',
+SELECT * FROM pg_temp.both(format('SELECT public.both_ways_then(%L, %L)', :'consume',
        'SELECT shapes_note FROM invitetomedia.redemptions ORDER BY redemption_id DESC LIMIT 1'));
 -- and with no default at all: the statement writes a NULL as well (PostgreSQL
 -- checks no domain constraint for an omitted column without a default)
@@ -134,7 +93,7 @@ DROP DOMAIN public.shapes_nn;
 -- (used_up_at, which the last use of a link sets)
 ALTER TABLE invitetomedia.invites ALTER COLUMN used_up_at TYPE timestamptz(0);
 UPDATE invitetomedia.invites SET use_count = max_uses - 1 WHERE invite_id = :inv;
-SELECT * FROM pg_temp.both(format('SELECT public.shapes_then(%L, %L)', :'consume',
+SELECT * FROM pg_temp.both(format('SELECT public.both_ways_then(%L, %L)', :'consume',
        format('SELECT (used_up_at = date_trunc(''second'', used_up_at))::text FROM invitetomedia.invites WHERE invite_id = %s', :inv)));
 UPDATE invitetomedia.invites SET use_count = 0 WHERE invite_id = :inv;
 ALTER TABLE invitetomedia.invites ALTER COLUMN used_up_at TYPE timestamptz;
@@ -154,7 +113,7 @@ DROP TABLE public.shapes_invites_child;
 ANALYZE invitetomedia.invites;
 CREATE TABLE public.shapes_users_child () INHERITS (invitetomedia.users);
 INSERT INTO public.shapes_users_child VALUES ('sh-child', 'sh@outside.example', 'S', 'H', 'viewer');
-SELECT * FROM pg_temp.both(format('SELECT public.shapes_then(%L, %L)',
+SELECT * FROM pg_temp.both(format('SELECT public.both_ways_then(%L, %L)',
        format($$SELECT status || ' ' || user_id FROM invitetomedia.invite_consume(%L, 'sh@outside.example')$$, :'tok'),
        $$SELECT string_agg(user_id, ',' ORDER BY user_id) FROM invitetomedia.users WHERE email ILIKE 'sh@%'$$));
 DROP TABLE public.shapes_users_child;
@@ -189,7 +148,7 @@ CREATE FUNCTION public.shapes_uses_now() RETURNS integer LANGUAGE sql STABLE AS 
     SELECT sum(use_count)::integer FROM invitetomedia.invites
 $$;
 ALTER TABLE invitetomedia.redemptions ADD COLUMN shapes_uses integer DEFAULT public.shapes_uses_now();
-SELECT * FROM pg_temp.both(format('SELECT public.shapes_then(%L, %L)', :'consume',
+SELECT * FROM pg_temp.both(format('SELECT public.both_ways_then(%L, %L)', :'consume',
        'SELECT (shapes_uses = public.shapes_uses_now())::text FROM invitetomedia.redemptions ORDER BY redemption_id DESC LIMIT 1'));
 ALTER TABLE invitetomedia.redemptions DROP COLUMN shapes_uses;
 
@@ -234,6 +193,6 @@ SET client_min_messages = debug1;
 SELECT status FROM invitetomedia.invite_check(:'tok');
 SELECT status FROM invitetomedia.guest_link_join(:'gtok2', 'g@outside.example', 'G', 'J');
 RESET client_min_messages;
-DROP FUNCTION public.shapes_then(text, text);
+DROP FUNCTION public.both_ways_then(text, text);
 DROP FUNCTION public.shapes_stamp();
 DROP FUNCTION public.shapes_uses_now();
