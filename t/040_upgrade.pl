@@ -30,6 +30,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use FindBin;
 use lib "$FindBin::RealBin/lib";
+use ItmCatalog qw(detach_members);
 use ItmVersion qw(vercmp);
 
 my $ext = 'invitetomedia';
@@ -185,21 +186,7 @@ sub ext_row
 sub detach
 {
 	my ($db) = @_;
-	my $sql = $node->safe_psql($db, qq{
-		SELECT string_agg(format('ALTER EXTENSION $ext DROP %s %s;',
-		                         upper(i.type), i.identity), E'\\n')
-		  FROM pg_depend d, pg_identify_object(d.classid, d.objid, 0) i
-		 WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
-		   AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = '$ext')
-		   -- since 18 the row type of a table or view and their array
-		   -- types are members too: they go with the relation (and an
-		   -- array type with its element type)
-		   AND NOT EXISTS (SELECT 1 FROM pg_type t
-		                    WHERE d.classid = 'pg_type'::regclass AND t.oid = d.objid
-		                      AND ((t.typcategory = 'A' AND t.typelem <> 0)
-		                           OR EXISTS (SELECT 1 FROM pg_class c
-		                                       WHERE c.oid = t.typrelid AND c.relkind <> 'c')))});
-	$node->safe_psql($db, $sql);
+	detach_members($node, $db);
 	is(members($db), '', "$db: every member detached");
 }
 

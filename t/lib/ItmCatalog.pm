@@ -30,7 +30,7 @@ use IPC::Run ();
 use PostgreSQL::Test::Utils ();
 use Test::More ();
 
-our @EXPORT_OK = qw(catalog catalog_parts compare_catalog detached_schema diff_text);
+our @EXPORT_OK = qw(catalog catalog_parts compare_catalog detach_members detached_schema diff_text);
 
 my $ext = 'invitetomedia';
 
@@ -146,7 +146,10 @@ sub compare_catalog
 	return;
 }
 
-sub detached_schema
+# detach_members(NODE, DB): every member of the extension in DB detached
+# (ALTER EXTENSION ... DROP), so that pg_dump writes each out as a plain
+# object
+sub detach_members
 {
 	my ($node, $db) = @_;
 	my $sql = $node->safe_psql($db, qq{
@@ -163,6 +166,13 @@ sub detached_schema
 		                           OR EXISTS (SELECT 1 FROM pg_class c
 		                                       WHERE c.oid = t.typrelid AND c.relkind <> 'c')))});
 	$node->safe_psql($db, $sql);
+	return;
+}
+
+sub detached_schema
+{
+	my ($node, $db) = @_;
+	detach_members($node, $db);
 	my ($out, $err);
 	IPC::Run::run([ 'pg_dump', '-h', $node->host, '-p', $node->port, '--schema-only', $db ],
 		'>', \$out, '2>', \$err)
