@@ -5,6 +5,7 @@ MODULE_big = invitetomedia
 OBJS = \
 	invitetomedia.o \
 	itm_direct.o \
+	itm_relay.o \
 	src/itm_text.o
 PGFILEDESC = "invitetomedia - invite links to media"
 

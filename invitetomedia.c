@@ -103,6 +103,7 @@
 
 #include "itm_compat.h"
 #include "itm_direct.h"
+#include "itm_relay.h"
 #include "src/itm_text.h"
 
 ITM_MODULE_MAGIC("invitetomedia", ITM_VERSION);
@@ -113,6 +114,7 @@ void
 _PG_init(void)
 {
 	ItmDirectInit();
+	ItmRelayInit();
 }
 
 #define NOTIFY_CHANNEL "invitetomedia_email"
@@ -1566,6 +1568,7 @@ QueueInviteEmail(const CreateArgs *a, const CreateContext *c, const CreatedInvit
 	const char *values[ITM_PH_COUNT];
 	Datum		args[5];
 	int64		message_id;
+	bool		relay = ItmRelayAnnounces();	/* before the message's id */
 
 	values[ITM_PH_URL] = inv->url;
 	values[ITM_PH_FIRST_NAME] = a->first_name;
@@ -1587,8 +1590,12 @@ QueueInviteEmail(const CreateArgs *a, const CreateContext *c, const CreatedInvit
 			 (unsigned long long) SPI_processed);
 	message_id = ColInt8(p, OUT_MESSAGE_ID);
 
-	/* a wake-up call only: any role may LISTEN, so no token, no address */
-	Async_Notify(NOTIFY_CHANNEL, psprintf(INT64_FORMAT, message_id));
+	/*
+	 * A wake-up call only: any role may LISTEN, so no token, no address.
+	 * Sent by the relay after the commit where it runs (itm_relay.c).
+	 */
+	if (!relay)
+		Async_Notify(NOTIFY_CHANNEL, psprintf(INT64_FORMAT, message_id));
 }
 
 static Datum
@@ -1996,6 +2003,7 @@ ConsumeImpl(FunctionCallInfo fcinfo, ItmApi api)
 	ConsumeCall call;
 	text	   *token;
 	bool		has_device;
+	bool		relay = false;
 	int			attempt;
 	int			i;
 
@@ -2025,6 +2033,9 @@ ConsumeImpl(FunctionCallInfo fcinfo, ItmApi api)
 
 	/* from here on it writes: refuse clearly on a standby */
 	PreventCommandIfReadOnly("invite_consume()");
+	/* 1.1: who sends the accepted event; asked before the record's id */
+	if (api >= ITM_API_1_1)
+		relay = ItmRelayAnnounces();
 
 	call.email_key = EmailKey(text_to_cstring(PG_GETARG_TEXT_PP(1)));
 	call.args[0] = PointerGetDatum(TokenHash(VARDATA_ANY(token), VARSIZE_ANY_EXHDR(token)));
@@ -2075,7 +2086,7 @@ refused:
 
 done:
 	/* 1.1: tell the application (any role may LISTEN: the id only) */
-	if (call.status == CS_OK && api >= ITM_API_1_1)
+	if (call.status == CS_OK && api >= ITM_API_1_1 && !relay)
 		Async_Notify(ACCEPTED_CHANNEL,
 					 psprintf("{\"kind\":\"invite\",\"id\":" INT64_FORMAT "}", call.invite_id));
 	call.result[CR_STATUS] = CStringGetTextDatum(consume_status_names[call.status]);
@@ -3304,6 +3315,7 @@ GuestJoinImpl(FunctionCallInfo fcinfo, bool guest_only)
 {
 	GuestJoin	j;
 	text	   *token;
+	bool		relay = false;
 	int			attempt;
 	int			i;
 
@@ -3340,6 +3352,7 @@ GuestJoinImpl(FunctionCallInfo fcinfo, bool guest_only)
 								ITM_GUEST_TOKEN_PREFIX))
 		goto done;
 	PreventCommandIfReadOnly("guest_link_join()");
+	relay = ItmRelayAnnounces();	/* before the join's id: itm_relay.c */
 	j.args[0] = PointerGetDatum(TokenHash(VARDATA_ANY(token), VARSIZE_ANY_EXHDR(token)));
 
 	/* a device's joins of one link queue up (see the section's header) */
@@ -3395,7 +3408,7 @@ GuestJoinImpl(FunctionCallInfo fcinfo, bool guest_only)
 		for (i = 0; i < GR_NCOLS; i++)
 			j.result_nulls[i] = true;
 	}
-	if (j.status == GS_OK)
+	if (j.status == GS_OK && !relay)
 		Async_Notify(ACCEPTED_CHANNEL,
 					 psprintf("{\"kind\":\"guest_link\",\"id\":" INT64_FORMAT "}",
 							  j.guest_link_id));

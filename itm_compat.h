@@ -27,6 +27,7 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_proc.h"
 #include "executor/executor.h"
+#include "replication/origin.h"
 #include "utils/acl.h"
 #include "utils/timestamp.h"
 
@@ -123,6 +124,15 @@ itm_simple_table_tuple_update_15(Relation rel, ItemPointer otid, TupleTableSlot 
 	(AssertMacro(!(onlySummarizing)), \
 	 ExecInsertIndexTuples((resultRelInfo), (slot), (estate), (update), (noDupErr), \
 						   (specConflict), (arbiterIndexes)))
+#endif
+
+/*---- 16: replorigin_session_setup's acquired_by --------------------------
+ * 16 lets a parallel apply worker share its leader's origin (the leader's
+ * pid); 0 is the one process of 15.
+ */
+#if PG_VERSION_NUM < 160000
+#define replorigin_session_setup(node, acquired_by) \
+	(AssertMacro((acquired_by) == 0), replorigin_session_setup(node))
 #endif
 
 /*---- 17: infinite intervals ----------------------------------------------

@@ -1,0 +1,35 @@
+/*-------------------------------------------------------------------------
+ *
+ * itm_relay.h
+ *	  The event relay: the accepted events and the mail announcements
+ *	  sent after their transactions commit, by a background worker that
+ *	  reads the records (issue 21).  See itm_relay.c.
+ *
+ * IDENTIFICATION
+ *	  itm_relay.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef ITM_RELAY_H
+#define ITM_RELAY_H
+
+#include "postgres.h"
+
+#include "fmgr.h"
+
+/* _PG_init: the settings, and the workers when preloaded */
+extern void ItmRelayInit(void);
+
+/*
+ * A writer asks, before it draws the id of a record that is an event (a
+ * use, a join, an outbox message): does the relay announce this database's
+ * events?  If it answers false, the writer sends its NOTIFY in its own
+ * transaction, as 1.1 does.  Call it at most once per record, before the
+ * record's id is drawn: it may take the relay's start lock and it gives
+ * the transaction its xid.
+ */
+extern bool ItmRelayAnnounces(void);
+
+extern PGDLLEXPORT void ItmRelayMain(Datum main_arg);
+
+#endif							/* ITM_RELAY_H */
