@@ -67,6 +67,8 @@
  * origins at L0, commits, marks the database ready in shared memory and
  * lets go.  So a writer either drew its id before L0 was read (and
  * notifies itself), or after the ready mark (and the relay announces it).
+ * The relay waits a second at most for that lock (writers queue behind
+ * its request meanwhile), else it tries again at its restart, 2 s later.
  * Once the origins exist, a writer that finds the relay not (yet) running
  * leaves its events to it: they wait, none is lost.
  *
@@ -370,10 +372,13 @@ ItmRelayAnnounces(void)
 
 	if (pg_atomic_read_u32(&relay_shared->slots[slot].ready))
 		return true;
-	if (OriginsExist())
-		return true;			/* the relay will: the events wait for it */
 
-	/* the relay's first start may be under way: see "The start" above */
+	/*
+	 * The relay is not running, or its first start is under way (see "The
+	 * start" above).  The lock comes first: the relay holds it while it
+	 * creates the origins, so what follows sees them created or not yet.
+	 * If they exist, the relay will announce this record: it waits for it.
+	 */
 	SetStartLockTag(&tag);
 	(void) LockAcquire(&tag, ShareLock, false, false);
 	if (pg_atomic_read_u32(&relay_shared->slots[slot].ready))
@@ -687,8 +692,16 @@ OpenOrigins(void)
 		LOCKTAG		tag;
 		RelayBound	b;
 
+		/*
+		 * Writers in flight hold the lock to their commit, and new ones
+		 * queue behind this request: wait a second at most (an idle
+		 * transaction must not hold every writer up), then give up and
+		 * let the worker's restart try again.
+		 */
 		SetStartLockTag(&tag);
+		SetConfigOption("lock_timeout", "1s", PGC_SUSET, PGC_S_SESSION);
 		(void) LockAcquire(&tag, ExclusiveLock, true, false);
+		SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_SESSION);
 		for (t = 0; t < RT_COUNT; t++)
 			rs.cursor[t] = 0;
 		ReadBound(&b);
