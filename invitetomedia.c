@@ -1579,6 +1579,8 @@ QueueInviteEmail(const CreateArgs *a, const CreateContext *c, const CreatedInvit
 	values[ITM_PH_EXPIRES_AT] = inv->expires_text;
 	values[ITM_PH_INVITER_NAME] = c->inviter_name ? c->inviter_name : "";
 
+	/* the event relay needs the xid before the id (the invite's write gave it) */
+	(void) GetTopTransactionId();
 	args[0] = Int64GetDatum(inv->invite_id);
 	args[1] = CStringGetTextDatum(a->email);
 	args[2] = CStringGetTextDatum(psprintf("%s %s", a->first_name, a->last_name));
@@ -2033,7 +2035,11 @@ ConsumeImpl(FunctionCallInfo fcinfo, ItmApi api)
 
 	/* from here on it writes: refuse clearly on a standby */
 	PreventCommandIfReadOnly("invite_consume()");
-	/* 1.1: who sends the accepted event; asked before the record's id */
+	/*
+	 * 1.1: who sends the accepted event; asked before the record's id is
+	 * drawn.  The use's UPDATE comes before its record in the same
+	 * statement, so the xid comes before the id, as the relay needs.
+	 */
 	if (api >= ITM_API_1_1)
 		relay = ItmRelayAnnounces();
 
@@ -3273,6 +3279,13 @@ RecordGuestJoin(GuestJoin *j)
 {
 	Datum		args[7];
 	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+
+	/*
+	 * The event relay needs the xid before the record's id (itm_relay.c):
+	 * the row lock below gave it already; this says so.
+	 */
+	if (j->status == GS_OK)
+		(void) GetTopTransactionId();
 
 	/*
 	 * An ok join holds a lock on the link's row already (the click's UPDATE

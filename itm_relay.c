@@ -29,8 +29,10 @@
  * highest id it sees".  It announces up to a bound every id below which is
  * settled: each round reads each record sequence's last value L and then
  * the next transaction id X (ReadNextTransactionId, not a snapshot's xmax,
- * which is the last completed xid + 1 and may be older).  A writer takes
- * its xid before it draws a record id (ItmRelayAnnounces), so every
+ * which is the last completed xid + 1 and may be older).  A writer has
+ * its xid before it draws a record id (a use's UPDATE, a join's row lock
+ * and an invite's INSERT come first; the writers also call
+ * GetTopTransactionId there, which costs nothing then), so every
  * transaction that drew an id <= L has an xid < X.  Once a later round's
  * snapshot has xmin >= X, every such transaction has ended, and that
  * snapshot sees every committed row with id <= L: the rows between the
@@ -366,9 +368,6 @@ ItmRelayAnnounces(void)
 	/* a read-only transaction writes no record: its own error comes later */
 	if (XactReadOnly || RecoveryInProgress())
 		return false;
-
-	/* the xid before the record's id: see "Which rows are new" above */
-	(void) GetTopTransactionId();
 
 	if (pg_atomic_read_u32(&relay_shared->slots[slot].ready))
 		return true;

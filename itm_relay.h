@@ -24,9 +24,9 @@ extern void ItmRelayInit(void);
  * A writer asks, before it draws the id of a record that is an event (a
  * use, a join, an outbox message): does the relay announce this database's
  * events?  If it answers false, the writer sends its NOTIFY in its own
- * transaction, as 1.1 does.  Call it at most once per record, before the
- * record's id is drawn: it may take the relay's start lock and it gives
- * the transaction its xid.
+ * transaction, as 1.1 does.  Call it before the record's id is drawn (it
+ * may take the relay's start lock, to the end of the transaction); the
+ * transaction must have its xid before that id too (itm_relay.c).
  */
 extern bool ItmRelayAnnounces(void);
 
