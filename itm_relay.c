@@ -52,9 +52,9 @@
  * the commit record itself (as logical replication's apply worker does).
  * So the cursor moves exactly when the notifications commit: after a
  * crash the relay goes on from the last committed batch, and nothing is
- * announced twice by the relay (a listener that was connected to the
- * crashed server may have received a batch just before its commit record
- * reached the disk under synchronous_commit = off; it is announced again).
+ * announced twice.  That commit is always synchronous (ForceSyncCommit):
+ * its only WAL is the commit record, which PostgreSQL would otherwise
+ * flush later, after a listener may have received the batch.
  * The progress is replicated, so a promoted standby goes on from the
  * primary's cursor.  No table of the extension changes: the relay needs no
  * new schema version.
@@ -72,7 +72,10 @@
  * The relay waits a second at most for that lock (writers queue behind
  * its request meanwhile), else it tries again at its restart, 2 s later.
  * Once the origins exist, a writer that finds the relay not (yet) running
- * leaves its events to it: they wait, none is lost.
+ * leaves its events to it: they wait, none is lost.  The ready mark names
+ * the sequences the relay serves: after DROP and CREATE EXTENSION the new
+ * sequences have no origins yet, and writers notify themselves until the
+ * relay has started again for them.
  *
  * One payload per record.  NOTIFY merges identical notifications of one
  * transaction: two uses of one invite in one round would reach a listener
@@ -154,6 +157,7 @@ typedef struct RelaySlot
 {
 	char		dbname[NAMEDATALEN];
 	pg_atomic_uint32 ready;		/* origins exist and the relay runs */
+	Oid			seq[3];			/* for these sequences (set while not ready) */
 } RelaySlot;
 
 typedef struct RelayShared
@@ -314,9 +318,12 @@ OriginName(char *buf, size_t len, Oid seqoid)
 	snprintf(buf, len, "invitetomedia_%u_%u", MyDatabaseId, seqoid);
 }
 
-/* Do the three origins of this database's current sequences exist? */
+/*
+ * This database's record sequences now, or false if the extension (or one
+ * of them) is missing.  Syscache look-ups: cheap enough for every call.
+ */
 static bool
-OriginsExist(void)
+CurrentSequences(Oid *seqs)
 {
 	Oid			nsp = get_namespace_oid("invitetomedia", true);
 	int			t;
@@ -325,16 +332,44 @@ OriginsExist(void)
 		return false;
 	for (t = 0; t < RT_COUNT; t++)
 	{
-		Oid			seq = get_relname_relid(relay_sequences[t], nsp);
+		seqs[t] = get_relname_relid(relay_sequences[t], nsp);
+		if (!OidIsValid(seqs[t]))
+			return false;
+	}
+	return true;
+}
+
+/* Do the three origins of these sequences exist? */
+static bool
+OriginsExist(const Oid *seqs)
+{
+	int			t;
+
+	for (t = 0; t < RT_COUNT; t++)
+	{
 		char		name[NAMEDATALEN * 2];
 
-		if (!OidIsValid(seq))
-			return false;
-		OriginName(name, sizeof(name), seq);
+		OriginName(name, sizeof(name), seqs[t]);
 		if (replorigin_by_name(name, true) == InvalidRepOriginId)
 			return false;
 	}
 	return true;
+}
+
+/*
+ * Is the relay running for exactly these sequences?  A relay started for
+ * an earlier extension (dropped and created again) is not ready for the
+ * new one's records, whatever its mark says.
+ */
+static bool
+SlotReady(RelaySlot *slot, const Oid *seqs)
+{
+	if (!pg_atomic_read_u32(&slot->ready))
+		return false;
+	pg_read_barrier();
+	return slot->seq[RT_REDEMPTIONS] == seqs[RT_REDEMPTIONS] &&
+		slot->seq[RT_JOINS] == seqs[RT_JOINS] &&
+		slot->seq[RT_OUTBOX] == seqs[RT_OUTBOX];
 }
 
 static int
@@ -362,6 +397,7 @@ ItmRelayAnnounces(void)
 {
 	int			slot = MySlot();
 	LOCKTAG		tag;
+	Oid			seqs[RT_COUNT];
 
 	if (slot < 0)
 		return false;
@@ -369,7 +405,9 @@ ItmRelayAnnounces(void)
 	if (XactReadOnly || RecoveryInProgress())
 		return false;
 
-	if (pg_atomic_read_u32(&relay_shared->slots[slot].ready))
+	if (!CurrentSequences(seqs))
+		return false;			/* no records to write: its own error comes */
+	if (SlotReady(&relay_shared->slots[slot], seqs))
 		return true;
 
 	/*
@@ -380,10 +418,10 @@ ItmRelayAnnounces(void)
 	 */
 	SetStartLockTag(&tag);
 	(void) LockAcquire(&tag, ShareLock, false, false);
-	if (pg_atomic_read_u32(&relay_shared->slots[slot].ready))
+	if (SlotReady(&relay_shared->slots[slot], seqs))
 		return true;
 	AcceptInvalidationMessages();
-	return OriginsExist();
+	return OriginsExist(seqs);
 }
 
 /* ---------- the worker ---------- */
@@ -810,6 +848,15 @@ Announce(RelayTable t)
 		}
 		replorigin_session_origin_lsn = (XLogRecPtr) last;
 		replorigin_session_origin_timestamp = GetCurrentTimestamp();
+
+		/*
+		 * The commit record carries the cursor, and it is the only WAL this
+		 * transaction writes: PostgreSQL would commit it asynchronously
+		 * (nothing else to make durable) and a listener could receive the
+		 * batch before the cursor is on disk, to receive it again after a
+		 * crash.  So the commit waits for its flush before it is visible.
+		 */
+		ForceSyncCommit();
 		CommitTransactionCommand();
 		replorigin_session_reset();
 		replorigin_session_origin = InvalidRepOriginId;
@@ -906,6 +953,9 @@ Start(int slot)
 	}
 	rs.npending = 0;
 	rs.checked_at = GetCurrentTimestamp();
+	for (int t = 0; t < RT_COUNT; t++)
+		relay_shared->slots[slot].seq[t] = rs.seq[t];
+	pg_write_barrier();
 	pg_atomic_write_u32(&relay_shared->slots[slot].ready, 1);
 	if (locked)
 	{
