@@ -28,16 +28,17 @@
 #   9   DROP and CREATE EXTENSION in a relayed database: the new events
 #       are announced
 #
-# Two checks fail with the relay of 5ede547 (bugs, not the test's):
+# Two checks failed with the relay of 5ede547, and found these bugs (fixed
+# in the commit after it):
 #   5   the relay's transactions write no WAL but their commit record, so
-#       PostgreSQL commits them asynchronously even at synchronous_commit
-#       = on; a listener gets a batch before the commit record (and with
-#       it the origin's progress) is on disk, and after a crash in that
-#       window (up to wal_writer_delay) the relay announces it again.
-#   9   a database's "ready" mark in shared memory outlives the origins it
-#       stands for: after the extension is re-created (new sequences, no
-#       origins) the writers still find the relay ready and send nothing,
-#       and the relay's next first start begins after their records.
+#       PostgreSQL committed them asynchronously even at synchronous_commit
+#       = on; a listener got a batch before the commit record (and with
+#       it the origin's progress) was on disk, and after a crash in that
+#       window (up to wal_writer_delay) the relay announced it again.
+#   9   a database's "ready" mark in shared memory outlived the origins it
+#       stood for: after the extension was re-created (new sequences, no
+#       origins) the writers still found the relay ready and sent nothing,
+#       and the relay's next first start began after their records.
 #
 # A listener is a background psql that LISTENs on both channels and is fed
 # SELECT 1 every 50 ms: psql prints "Asynchronous notification ... with
