@@ -773,7 +773,16 @@ ReadRows(RelayTable t)
 	if (rs.read_plan[t] == NULL)
 	{
 		Oid			argtypes[2] = {INT8OID, INT8OID};
-		SPIPlanPtr	p = SPI_prepare(relay_read_sql[t], 2, argtypes);
+		/*
+		 * A custom plan at every round: a generic plan made while the table
+		 * was empty (a fresh install, a purge) is a sequential scan and a
+		 * sort, which would then read the whole table 100 times a second
+		 * (bench/README.md, "The relay, measured").  The range between the
+		 * cursor and the bound is narrow: planned with its values, it is an
+		 * index scan of the primary key.
+		 */
+		SPIPlanPtr	p = SPI_prepare_cursor(relay_read_sql[t], 2, argtypes,
+										   CURSOR_OPT_CUSTOM_PLAN);
 
 		if (p == NULL || SPI_keepplan(p) != 0)
 			elog(ERROR, "invitetomedia relay: could not prepare the read of table %d", (int) t);
