@@ -4,6 +4,11 @@ EXTENSION = invitetomedia
 MODULE_big = invitetomedia
 OBJS = \
 	invitetomedia.o \
+	itm_guest.o \
+	itm_invite.o \
+	itm_mail.o \
+	itm_plan.o \
+	itm_settings.o \
 	itm_direct.o \
 	itm_relay.o \
 	src/itm_text.o

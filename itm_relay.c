@@ -479,22 +479,37 @@ static const char *const relay_read_sql[RT_COUNT] = {
 	" ORDER BY o.message_id LIMIT " CppAsString2(RELAY_BATCH),
 };
 
-static const char *const relay_channel[RT_COUNT] = {
-	"invitetomedia_accepted", "invitetomedia_accepted", "invitetomedia_email"
-};
+/* The relay's tables are the events, in the same order. */
+StaticAssertDecl(RT_REDEMPTIONS == (int) ITM_EVENT_INVITE_ACCEPTED &&
+				 RT_JOINS == (int) ITM_EVENT_GUEST_JOINED &&
+				 RT_OUTBOX == (int) ITM_EVENT_MAIL_QUEUED &&
+				 RT_COUNT == (int) ITM_EVENT_COUNT,
+				 "the relay's tables and the events must match");
 
-static char *
-Payload(RelayTable t, int64 key)
+const char *
+ItmEventChannel(ItmEvent e)
 {
-	switch (t)
+	return e == ITM_EVENT_MAIL_QUEUED ? "invitetomedia_email" : "invitetomedia_accepted";
+}
+
+char *
+ItmEventPayload(ItmEvent e, int64 id)
+{
+	switch (e)
 	{
-		case RT_REDEMPTIONS:
-			return psprintf("{\"kind\":\"invite\",\"id\":" INT64_FORMAT "}", key);
-		case RT_JOINS:
-			return psprintf("{\"kind\":\"guest_link\",\"id\":" INT64_FORMAT "}", key);
+		case ITM_EVENT_INVITE_ACCEPTED:
+			return psprintf("{\"kind\":\"invite\",\"id\":" INT64_FORMAT "}", id);
+		case ITM_EVENT_GUEST_JOINED:
+			return psprintf("{\"kind\":\"guest_link\",\"id\":" INT64_FORMAT "}", id);
 		default:
-			return psprintf(INT64_FORMAT, key);
+			return psprintf(INT64_FORMAT, id);
 	}
+}
+
+void
+ItmNotifyEvent(ItmEvent e, int64 id)
+{
+	Async_Notify(ItmEventChannel(e), ItmEventPayload(e, id));
 }
 
 /*
@@ -852,7 +867,7 @@ Announce(RelayTable t)
 			(void) hash_search(sent, &rs.rows[t][i].key, HASH_ENTER, &found);
 			if (found)
 				break;			/* NOTIFY would merge it: the next transaction */
-			Async_Notify(relay_channel[t], Payload(t, rs.rows[t][i].key));
+			ItmNotifyEvent((ItmEvent) t, rs.rows[t][i].key);
 			last = rs.rows[t][i].id;
 		}
 		replorigin_session_origin_lsn = (XLogRecPtr) last;

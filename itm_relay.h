@@ -32,4 +32,23 @@ extern bool ItmRelayAnnounces(void);
 
 extern PGDLLEXPORT void ItmRelayMain(Datum main_arg);
 
+/*
+ * The events, one channel and one payload format each (1.1's): the relay
+ * and the writers that notify in their own transaction send the same.
+ * Payloads hold ids only: any role may LISTEN.
+ */
+typedef enum ItmEvent
+{
+	ITM_EVENT_INVITE_ACCEPTED = 0,	/* a use of an invite: the invite's id */
+	ITM_EVENT_GUEST_JOINED,		/* a join by a guest link: the link's id */
+	ITM_EVENT_MAIL_QUEUED,		/* an outbox message: the message's id */
+	ITM_EVENT_COUNT
+} ItmEvent;
+
+extern const char *ItmEventChannel(ItmEvent e);
+extern char *ItmEventPayload(ItmEvent e, int64 id);
+
+/* NOTIFY of the event, sent when this transaction commits */
+extern void ItmNotifyEvent(ItmEvent e, int64 id);
+
 #endif							/* ITM_RELAY_H */
