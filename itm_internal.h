@@ -14,6 +14,7 @@
  *	  itm_invite.c		invites: create, consume, check, revoke, resend, purge
  *	  itm_guest.c		guest links: create, join, revoke
  *	  itm_mail.c		rendering and queueing mail (the outbox)
+ *	  itm_tenant.c		2.0: the tenant a caller acts for
  *	  itm_direct.c		the direct path of consume, join and create
  *	  itm_relay.c		the event relay and the events' channels and payloads
  *	  src/itm_text.c	backend-free text code (tokens, emails, templates)
@@ -123,6 +124,11 @@ extern char *ItmRender(const char *tmpl, const char *const values[ITM_PH_COUNT])
 extern char *ItmRenderSubject(const char *tmpl, const char *const values[ITM_PH_COUNT]);
 extern int64 ItmQueueMail(int64 invite_id, const char *to_email, const char *to_name,
 						  const char *subject, const char *body);
+
+/*---- itm_tenant.c (2.0) -------------------------------------------------*/
+
+extern void ItmTenantInit(void);
+extern bool ItmBoundTenant(int32 *tenant_id);
 
 /*---- itm_invite.c: what guest links share with invites ---------------------*/
 
