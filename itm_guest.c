@@ -206,7 +206,7 @@ GuestCreateImpl(FunctionCallInfo fcinfo, bool with_resends)
 	base_url = ItmColText(p, GCTX_LINK_BASE_URL);
 	per_hour = ItmColInt4(p, GCTX_INVITES_PER_HOUR);
 
-	ItmCheckRateLimit(actor_id, per_hour, with_resends);
+	ItmCheckRateLimit(actor_id, per_hour, with_resends, NULL);
 
 	args[0] = CStringGetTextDatum(media_id);
 	ItmRunPlan(&lock_media_plan, args, NULL, false, SPI_OK_SELECT);

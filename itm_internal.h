@@ -45,6 +45,7 @@ typedef enum ItmApi
 	ITM_API_1_0 = 0,
 	ITM_API_1_0_1,
 	ITM_API_1_1,
+	ITM_API_2_0,				/* tenants and sites (itm_tenant.c) */
 	ITM_API_COUNT
 } ItmApi;
 
@@ -62,11 +63,18 @@ typedef struct ItmPlan
 {
 	const char *sql;
 	int			nargs;
-	Oid			argtypes[10];
+	Oid			argtypes[16];
 	int			ncols;			/* result columns (0: none are read) */
 	const ItmCol *cols;
 	SPIPlanPtr	plan;
 } ItmPlan;
+
+/* The site a 2.0 call works on, and its tenant (the caller's). */
+typedef struct ItmSite
+{
+	int32		tenant_id;
+	char	   *site_id;
+} ItmSite;
 
 /*
  * How a user is found by an email: ASCII case-insensitively in 1.0.1 and
@@ -111,6 +119,7 @@ extern char *ItmEmailArg(FunctionCallInfo fcinfo, int argno, const char *argname
 extern char *ItmEmailKey(const char *s);
 extern bytea *ItmTokenHash(const char *token, size_t len);
 extern void ItmNewToken(const char *prefix, char token[ITM_TOKEN_LEN + 1]);
+extern int64 ItmRandomId(void);
 
 /*---- itm_settings.c -------------------------------------------------------*/
 
@@ -122,7 +131,8 @@ extern bool ItmRoleAllowedForMedia(const char *role, const char *media_type);
 
 extern char *ItmRender(const char *tmpl, const char *const values[ITM_PH_COUNT]);
 extern char *ItmRenderSubject(const char *tmpl, const char *const values[ITM_PH_COUNT]);
-extern int64 ItmQueueMail(int64 invite_id, const char *to_email, const char *to_name,
+extern int64 ItmQueueMail(const ItmSite *site, int64 invite_id,
+						  const char *to_email, const char *to_name,
 						  const char *subject, const char *body);
 
 /*---- itm_tenant.c (2.0) -------------------------------------------------*/
@@ -130,12 +140,17 @@ extern int64 ItmQueueMail(int64 invite_id, const char *to_email, const char *to_
 extern void ItmTenantInit(void);
 extern bool ItmBoundTenant(int32 *tenant_id);
 
+
+extern void ItmResolveSite(const char *site_id, ItmSite *site);
+extern FunctionCallInfo ItmShiftSiteArg(FunctionCallInfo fcinfo, char **site_id);
+
 /*---- itm_invite.c: what guest links share with invites ---------------------*/
 
 extern char *ItmEnsureUser(ItmApi api, const char *email_key, Datum email,
 						   Datum first_name, bool first_name_null,
 						   Datum last_name, bool last_name_null);
-extern void ItmCheckRateLimit(const char *actor_id, int32 per_hour, bool with_resends);
+extern void ItmCheckRateLimit(const char *actor_id, int32 per_hour, bool with_resends,
+							  const ItmSite *site);
 
 /* The row a revoke locks and reads: the same columns for either kind. */
 enum

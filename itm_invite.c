@@ -110,6 +110,36 @@ static ItmPlan create_context_plan[ITM_API_COUNT] = {
 	CTX_NCOLS, create_context_cols, NULL},
 	[ITM_API_1_1] = {CREATE_CONTEXT_SQL("s.invites_per_hour::pg_catalog.int4"), 3,
 	{TEXTOID, TEXTOID, TEXTOID}, CTX_NCOLS, create_context_cols, NULL},
+	/* 2.0: the site's ($4) configuration; its tenant's ($5) templates, media, users */
+	[ITM_API_2_0] = {
+		"SELECT s.enabled::pg_catalog.bool AS enabled,"
+		"       s.link_duration::pg_catalog.int4 AS link_duration,"
+		"       s.link_reusability::pg_catalog.int4 AS link_reusability,"
+		"       s.link_base_url::pg_catalog.text AS link_base_url,"
+		"       s.invite_email_template::pg_catalog.text AS template_name,"
+		"       t.name IS NOT NULL AS template_found,"
+		"       t.subject::pg_catalog.text AS subject,"
+		"       t.body::pg_catalog.text AS body,"
+		"       m.media_id IS NOT NULL AS media_found,"
+		"       m.media_type::pg_catalog.text AS media_type,"
+		"       m.title::pg_catalog.text AS media_title,"
+		"       u.user_id IS NOT NULL AS inviter_found,"
+		"       pg_catalog.concat_ws(' ', u.first_name, u.last_name)::pg_catalog.text AS inviter_name,"
+		"       invitetomedia.may_invite_at($4, $2, $1)::pg_catalog.bool AS may_invite,"
+		"       invitetomedia.domain_allowed_at($4, $3)::pg_catalog.bool AS domain_allowed,"
+		"       s.invites_per_hour::pg_catalog.int4 AS invites_per_hour"
+		"  FROM invitetomedia.sites s"
+		"  LEFT JOIN invitetomedia.email_templates t"
+		"         ON t.tenant_id OPERATOR(pg_catalog.=) s.tenant_id"
+		"        AND t.site_id OPERATOR(pg_catalog.=) s.site_id"
+		"        AND t.name OPERATOR(pg_catalog.=) s.invite_email_template"
+		"  LEFT JOIN invitetomedia.media m ON m.tenant_id OPERATOR(pg_catalog.=) s.tenant_id"
+		"        AND m.media_id OPERATOR(pg_catalog.=) $1"
+		"  LEFT JOIN invitetomedia.users u ON u.tenant_id OPERATOR(pg_catalog.=) s.tenant_id"
+		"        AND u.user_id OPERATOR(pg_catalog.=) $2"
+		" WHERE s.site_id OPERATOR(pg_catalog.=) $4 AND s.tenant_id OPERATOR(pg_catalog.=) $5",
+		5, {TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID}, CTX_NCOLS, create_context_cols, NULL
+	},
 };
 
 enum
@@ -160,6 +190,28 @@ static ItmPlan create_insert_plan_1_1 = {
 };
 
 /*
+ * 2.0: the link belongs to its site ($11, $12); its id ($13) is drawn, and
+ * drawn again on the (rare) duplicate, which inserts nothing.
+ */
+static ItmPlan create_insert_plan_2_0 = {
+	"INSERT INTO invitetomedia.invites"
+	"  (tenant_id, site_id, invite_id, token_hash, media_id, role, email, first_name,"
+	"   last_name, invited_by, expires_at, max_uses, not_before)"
+	" VALUES ($11, $12, $13, $1, $2, $3, $4, $5, $6, $7,"
+	"   GREATEST(pg_catalog.now(), $10) OPERATOR(pg_catalog.+)"
+	"     pg_catalog.make_interval(mins => $8), $9,"
+	"   CASE WHEN $10 OPERATOR(pg_catalog.>) pg_catalog.now() THEN $10 END)"
+	" ON CONFLICT (tenant_id, invite_id) DO NOTHING"
+	" RETURNING invite_id::pg_catalog.int8 AS invite_id,"
+	"   expires_at::pg_catalog.timestamptz AS expires_at,"
+	"   pg_catalog.to_char(expires_at::pg_catalog.timestamptz AT TIME ZONE 'UTC',"
+	"                      'YYYY-MM-DD HH24:MI \"UTC\"') AS expires_text",
+	13, {BYTEAOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, INT4OID,
+	TIMESTAMPTZOID, INT4OID, TEXTOID, INT8OID},
+	INS_NCOLS, create_insert_cols, NULL
+};
+
+/*
  * The rate limit (1.1).  Creations by one user queue on that user's row,
  * and only then count the links of the last hour, in a statement of its
  * own whose snapshot sees every creation that committed while this one
@@ -170,6 +222,14 @@ static ItmPlan lock_actor_plan = {
 	" WHERE u.user_id OPERATOR(pg_catalog.=) $1"
 	"   FOR NO KEY UPDATE",
 	1, {TEXTOID}, 0, NULL, NULL
+};
+
+/* 2.0: the user of the site's tenant ($2) */
+static ItmPlan lock_actor_plan_2_0 = {
+	"SELECT 1 FROM invitetomedia.users u"
+	" WHERE u.tenant_id OPERATOR(pg_catalog.=) $2 AND u.user_id OPERATOR(pg_catalog.=) $1"
+	"   FOR NO KEY UPDATE",
+	2, {TEXTOID, INT4OID}, 0, NULL, NULL
 };
 
 enum
@@ -195,6 +255,33 @@ static const ItmCol rate_cols[RATE_NCOLS] = {
 static ItmPlan rate_count_plan = {
 	RATE_COUNT_SQL(""),
 	1, {TEXTOID}, RATE_NCOLS, rate_cols, NULL
+};
+
+/*
+ * 2.0: the user's links on every site of the tenant ($2) count against the
+ * limit of the site it creates on: moving to another site of the same
+ * organisation does not reset it.
+ */
+static ItmPlan rate_count_plan_2_0 = {
+	"SELECT ((SELECT pg_catalog.count(*) FROM invitetomedia.invites i"
+	"          WHERE i.tenant_id OPERATOR(pg_catalog.=) $2"
+	"            AND i.invited_by OPERATOR(pg_catalog.=) $1"
+	"            AND i.created_at OPERATOR(pg_catalog.>)"
+	"                (pg_catalog.now() OPERATOR(pg_catalog.-) '1 hour'::pg_catalog.interval))"
+	"       OPERATOR(pg_catalog.+)"
+	"        (SELECT pg_catalog.count(*) FROM invitetomedia.guest_links g"
+	"          WHERE g.tenant_id OPERATOR(pg_catalog.=) $2"
+	"            AND g.created_by OPERATOR(pg_catalog.=) $1"
+	"            AND g.created_at OPERATOR(pg_catalog.>)"
+	"                (pg_catalog.now() OPERATOR(pg_catalog.-) '1 hour'::pg_catalog.interval))"
+	"       OPERATOR(pg_catalog.+)"
+	"        (SELECT pg_catalog.count(*) FROM invitetomedia.resends r"
+	"          WHERE r.tenant_id OPERATOR(pg_catalog.=) $2"
+	"            AND r.actor_id OPERATOR(pg_catalog.=) $1 AND r.emailed"
+	"            AND r.resent_at OPERATOR(pg_catalog.>)"
+	"                (pg_catalog.now() OPERATOR(pg_catalog.-) '1 hour'::pg_catalog.interval))"
+	"       )::pg_catalog.int8 AS created",
+	2, {TEXTOID, INT4OID}, RATE_NCOLS, rate_cols, NULL
 };
 
 /*
@@ -662,6 +749,7 @@ typedef struct CreateArgs
 	ItmApi		api;
 	bool		scheduled;		/* 1.1: not_before given */
 	Datum		not_before;
+	ItmSite		site;			/* 2.0: the site it is created on */
 } CreateArgs;
 
 /* What invite_create read: settings, template, media, inviter, policies. */
@@ -731,13 +819,27 @@ static void
 ReadCreateContext(const CreateArgs *a, CreateContext *c)
 {
 	ItmPlan    *p = &create_context_plan[a->api];
-	Datum		args[3];
+	Datum		args[5];
 
 	args[0] = CStringGetTextDatum(a->media_id);
 	args[1] = CStringGetTextDatum(a->inviter_id);
 	args[2] = CStringGetTextDatum(a->email);
+	if (a->api == ITM_API_2_0)
+	{
+		args[3] = CStringGetTextDatum(a->site.site_id);
+		args[4] = Int32GetDatum(a->site.tenant_id);
+	}
 	ItmRunPlan(p, args, NULL, false, SPI_OK_SELECT);
-	ItmRequireSettingsRow(SPI_processed);
+	if (a->api == ITM_API_2_0)
+	{
+		/* the site was read a moment ago in this transaction: a DBA dropped it */
+		if (SPI_processed != 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("site \"%s\" does not exist", a->site.site_id)));
+	}
+	else
+		ItmRequireSettingsRow(SPI_processed);
 
 	c->enabled = ItmColBool(p, CTX_ENABLED);
 	c->link_duration = ItmColInt4(p, CTX_LINK_DURATION);
@@ -763,16 +865,19 @@ ReadCreateContext(const CreateArgs *a, CreateContext *c)
  * Creations by one actor queue on the actor's row (see lock_actor_plan).
  */
 void
-ItmCheckRateLimit(const char *actor_id, int32 per_hour, bool with_resends)
+ItmCheckRateLimit(const char *actor_id, int32 per_hour, bool with_resends,
+				  const ItmSite *site)
 {
-	ItmPlan    *p = with_resends ? &rate_count_plan_1_1_1 : &rate_count_plan;
-	Datum		args[1];
+	ItmPlan    *p = site ? &rate_count_plan_2_0 :
+		with_resends ? &rate_count_plan_1_1_1 : &rate_count_plan;
+	Datum		args[2];
 	int64		created;
 
 	if (per_hour <= 0)
 		return;
 	args[0] = CStringGetTextDatum(actor_id);
-	ItmRunPlan(&lock_actor_plan, args, NULL, false, SPI_OK_SELECT);
+	args[1] = site ? Int32GetDatum(site->tenant_id) : (Datum) 0;
+	ItmRunPlan(site ? &lock_actor_plan_2_0 : &lock_actor_plan, args, NULL, false, SPI_OK_SELECT);
 	ItmRunPlanAfterLock(p, args, NULL, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		elog(ERROR, "invitetomedia: the rate count returned %llu rows",
@@ -871,9 +976,11 @@ CheckTemplate(const CreateContext *c)
 static void
 InsertInvite(const CreateArgs *a, const CreateContext *c, CreatedInvite *inv)
 {
-	ItmPlan    *p = a->api >= ITM_API_1_1 ? &create_insert_plan_1_1 : &create_insert_plan;
-	Datum		args[10];
-	char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', 'n'};
+	ItmPlan    *p = a->api == ITM_API_2_0 ? &create_insert_plan_2_0 :
+		a->api == ITM_API_1_1 ? &create_insert_plan_1_1 : &create_insert_plan;
+	Datum		args[13];
+	char		nulls[13] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', 'n', ' ', ' ', ' '};
+	int			draws;
 
 	ItmNewToken(ITM_TOKEN_PREFIX, inv->token);
 	inv->url = psprintf("%s%s", c->base_url, inv->token);
@@ -893,8 +1000,11 @@ InsertInvite(const CreateArgs *a, const CreateContext *c, CreatedInvite *inv)
 		args[9] = a->not_before;
 		nulls[9] = ' ';
 	}
-	/* 1.1: through the table access method where it can (itm_direct.c) */
-	if (a->api >= ITM_API_1_1)
+	/*
+	 * 1.1: through the table access method where it can (itm_direct.c).  Its
+	 * whitelist holds 1.1.1's tables: a 2.0 database takes the statement.
+	 */
+	if (a->api == ITM_API_1_1)
 	{
 		TimestampTz expires_at;
 
@@ -917,7 +1027,21 @@ InsertInvite(const CreateArgs *a, const CreateContext *c, CreatedInvite *inv)
 			return;
 		}
 	}
-	ItmRunPlan(p, args, nulls, false, SPI_OK_INSERT_RETURNING);
+	if (a->api == ITM_API_2_0)
+	{
+		args[10] = Int32GetDatum(a->site.tenant_id);
+		args[11] = CStringGetTextDatum(a->site.site_id);
+	}
+	for (draws = 0;; draws++)
+	{
+		if (a->api == ITM_API_2_0)
+			args[12] = Int64GetDatum(ItmRandomId());
+		ItmRunPlan(p, args, nulls, false, SPI_OK_INSERT_RETURNING);
+		/* 2.0: nothing inserted is a duplicate id (ON CONFLICT): draw again */
+		if (SPI_processed == 0 && a->api == ITM_API_2_0 && draws < 3)
+			continue;
+		break;
+	}
 	if (SPI_processed != 1)
 		elog(ERROR, "invitetomedia: the invite insert returned %llu rows",
 			 (unsigned long long) SPI_processed);
@@ -941,13 +1065,13 @@ QueueInviteEmail(const CreateArgs *a, const CreateContext *c, const CreatedInvit
 	values[ITM_PH_EXPIRES_AT] = inv->expires_text;
 	values[ITM_PH_INVITER_NAME] = c->inviter_name ? c->inviter_name : "";
 
-	(void) ItmQueueMail(inv->invite_id, a->email,
+	(void) ItmQueueMail(a->api == ITM_API_2_0 ? &a->site : NULL, inv->invite_id, a->email,
 						psprintf("%s %s", a->first_name, a->last_name),
 						ItmRenderSubject(c->subject, values), ItmRender(c->body, values));
 }
 
 static Datum
-CreateImpl(FunctionCallInfo fcinfo, ItmApi api, bool with_resends)
+CreateImpl(FunctionCallInfo fcinfo, ItmApi api, bool with_resends, const char *site_id)
 {
 	static const char *const argnames[] = {
 		"media_id", "inviter_id", "email", "first_name", "last_name", "role", "send_email"
@@ -971,9 +1095,12 @@ CreateImpl(FunctionCallInfo fcinfo, ItmApi api, bool with_resends)
 	memset(&a, 0, sizeof(a));
 	a.api = api;
 	ReadCreateArgs(fcinfo, &a);
+	if (api == ITM_API_2_0)
+		ItmResolveSite(site_id, &a.site);
 	ReadCreateContext(&a, &c);
 	CheckCreateRules(&a, &c);
-	ItmCheckRateLimit(a.inviter_id, c.invites_per_hour, with_resends);
+	ItmCheckRateLimit(a.inviter_id, c.invites_per_hour, with_resends,
+					  a.api == ITM_API_2_0 ? &a.site : NULL);
 	InsertInvite(&a, &c, &inv);
 	if (a.send_email)
 		QueueInviteEmail(&a, &c, &inv);
@@ -995,7 +1122,7 @@ PG_FUNCTION_INFO_V1(invite_create);
 Datum
 invite_create(PG_FUNCTION_ARGS)
 {
-	return CreateImpl(fcinfo, ITM_API_1_0_1, false);
+	return CreateImpl(fcinfo, ITM_API_1_0_1, false, NULL);
 }
 
 /* 1.1: not_before, the rate limit */
@@ -1003,7 +1130,7 @@ PG_FUNCTION_INFO_V1(invite_create_1_1);
 Datum
 invite_create_1_1(PG_FUNCTION_ARGS)
 {
-	return CreateImpl(fcinfo, ITM_API_1_1, false);
+	return CreateImpl(fcinfo, ITM_API_1_1, false, NULL);
 }
 
 /* 1.1.1: mailed resends count towards the rate limit */
@@ -1011,7 +1138,26 @@ PG_FUNCTION_INFO_V1(invite_create_1_1_1);
 Datum
 invite_create_1_1_1(PG_FUNCTION_ARGS)
 {
-	return CreateImpl(fcinfo, ITM_API_1_1, true);
+	return CreateImpl(fcinfo, ITM_API_1_1, true, NULL);
+}
+
+/* 2.0: the 1.1.1 signature, on the default site of the caller's tenant */
+PG_FUNCTION_INFO_V1(invite_create_2_0);
+Datum
+invite_create_2_0(PG_FUNCTION_ARGS)
+{
+	return CreateImpl(fcinfo, ITM_API_2_0, true, NULL);
+}
+
+/* 2.0: invite_create_at(site_id, ...1.1.1's arguments) */
+PG_FUNCTION_INFO_V1(invite_create_at);
+Datum
+invite_create_at(PG_FUNCTION_ARGS)
+{
+	char	   *site_id;
+	FunctionCallInfo shifted = ItmShiftSiteArg(fcinfo, &site_id);
+
+	return CreateImpl(shifted, ITM_API_2_0, true, site_id);
 }
 
 /*---- invite_consume --------------------------------------------------------*/
@@ -1949,7 +2095,7 @@ ResendImpl(FunctionCallInfo fcinfo, bool v111)
 	if (a.send_email)
 		CheckTemplate(&c);
 	if (v111 && a.send_email)
-		ItmCheckRateLimit(actor_id, per_hour, true);
+		ItmCheckRateLimit(actor_id, per_hour, true, NULL);
 
 	/* the new token; the old one is kept as a hash only, to answer revoked */
 	ItmNewToken(ITM_TOKEN_PREFIX, inv.token);

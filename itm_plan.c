@@ -68,6 +68,9 @@ CheckResultDesc(const ItmPlan *p, TupleDesc desc, bool check_names)
 static SPIPlanPtr
 PreparePlan(ItmPlan *p, int cursor_options)
 {
+	/* a version's slot of a plan array that this version does not fill */
+	if (p->sql == NULL)
+		elog(ERROR, "invitetomedia: no query for this version of the schema");
 	if (p->plan == NULL)
 	{
 		SPIPlanPtr	plan = SPI_prepare_cursor(p->sql, p->nargs, p->argtypes,
@@ -437,4 +440,22 @@ ItmNewToken(const char *prefix, char token[ITM_TOKEN_LEN + 1])
 				 errmsg("could not generate a random token")));
 	itm_token_encode_prefix(random, prefix, token);
 	explicit_bzero(random, sizeof(random));
+}
+
+/*
+ * A random positive id (2.0): the keys of the tables that grow with use
+ * are drawn, not counted, so that no counter is shared by the tenants.
+ * An insert that meets a duplicate (about n / 2^63 per insert) draws again.
+ */
+int64
+ItmRandomId(void)
+{
+	uint64		v;
+
+	if (!pg_strong_random(&v, sizeof(v)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate a random id")));
+	v &= UINT64CONST(0x7FFFFFFFFFFFFFFF);
+	return v == 0 ? 1 : (int64) v;
 }

@@ -192,3 +192,96 @@ tenant_cache_invalidate(PG_FUNCTION_ARGS)
 	CacheInvalidateRelcache(trigdata->tg_relation);
 	return PointerGetDatum(NULL);
 }
+
+/*---- the site of a call -----------------------------------------------------*/
+
+enum
+{
+	RS_SITE_ID,
+	RS_TENANT_ID,
+	RS_NCOLS
+};
+static const ItmCol resolve_site_cols[RS_NCOLS] = {
+	[RS_SITE_ID] = {"site_id", TEXTOID, false, "sites.site_id"},
+	[RS_TENANT_ID] = {"tenant_id", INT4OID, false, "sites.tenant_id"},
+};
+static ItmPlan resolve_site_plan = {
+	"SELECT s.site_id::pg_catalog.text AS site_id, s.tenant_id::pg_catalog.int4 AS tenant_id"
+	"  FROM invitetomedia.sites s"
+	" WHERE s.site_id OPERATOR(pg_catalog.=) pg_catalog.coalesce($1,"
+	"         (SELECT t.default_site_id FROM invitetomedia.tenants t"
+	"           WHERE t.tenant_id OPERATOR(pg_catalog.=) $2))"
+	"   AND s.tenant_id OPERATOR(pg_catalog.=) $2",
+	2, {TEXTOID, INT4OID}, RS_NCOLS, resolve_site_cols, NULL
+};
+
+/*
+ * The site a call names (NULL: its tenant's default site, as every 1.x
+ * call on a 2.0 database), which must be one of the caller's tenant's.  A
+ * site of another tenant answers as one that does not exist.  SPI must be
+ * connected.
+ */
+void
+ItmResolveSite(const char *site_id, ItmSite *site)
+{
+	int32		tenant_id;
+	Datum		args[2];
+	char		nulls[2] = {' ', ' '};
+
+	if (!ItmBoundTenant(&tenant_id))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("role \"%s\" acts for no tenant",
+						GetUserNameFromId(GetOuterUserId(), false)),
+				 errhint("An administrator maps the role to its tenant in invitetomedia.tenant_roles, or marks a default tenant.")));
+	args[0] = site_id ? CStringGetTextDatum(site_id) : (Datum) 0;
+	if (site_id == NULL)
+		nulls[0] = 'n';
+	args[1] = Int32GetDatum(tenant_id);
+	ItmRunPlan(&resolve_site_plan, args, nulls, true, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+	{
+		if (site_id != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("site \"%s\" does not exist", ItmClip(site_id, 100))));
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("tenant %d has no default site", tenant_id),
+				 errhint("Name the site with the _at functions, or set the tenant's default_site_id.")));
+	}
+	if (SPI_processed != 1)
+		elog(ERROR, "invitetomedia: the site look-up returned %llu rows",
+			 (unsigned long long) SPI_processed);
+	site->site_id = ItmColText(&resolve_site_plan, RS_SITE_ID);
+	site->tenant_id = ItmColInt4(&resolve_site_plan, RS_TENANT_ID);
+	if (site->tenant_id != tenant_id)
+		elog(ERROR, "invitetomedia: the site look-up crossed tenants");
+}
+
+/*
+ * The _at functions take the site first and then the 1.1.1 function's
+ * arguments: the site is read here, and the call goes on with an fcinfo
+ * holding the others, so that one implementation reads both forms.
+ */
+FunctionCallInfo
+ItmShiftSiteArg(FunctionCallInfo fcinfo, char **site_id)
+{
+	int			n = PG_NARGS();
+	FunctionCallInfo shifted;
+	int			i;
+
+	if (n < 1)
+		elog(ERROR, "invitetomedia: an _at function without its site argument");
+	ItmRequireArg(fcinfo, 0, "site_id");
+	*site_id = ItmIdArg(fcinfo, 0, "site_id");
+	shifted = palloc0(SizeForFunctionCallInfo(n - 1));
+	shifted->flinfo = fcinfo->flinfo;
+	shifted->context = fcinfo->context;
+	shifted->resultinfo = fcinfo->resultinfo;
+	shifted->fncollation = fcinfo->fncollation;
+	shifted->nargs = n - 1;
+	for (i = 1; i < n; i++)
+		shifted->args[i - 1] = fcinfo->args[i];
+	return shifted;
+}
