@@ -594,7 +594,7 @@ EnsureGuestUser(GuestJoin *j)
 {
 	if (j->user_id != NULL)
 		return j->user_id;
-	return ItmEnsureUser(ITM_API_1_1, j->email_key, CStringGetTextDatum(j->email),
+	return ItmEnsureUser(ITM_API_1_1, 0, j->email_key, CStringGetTextDatum(j->email),
 						 CStringGetTextDatum(j->first_name), false,
 						 CStringGetTextDatum(j->last_name), false);
 }

@@ -146,7 +146,7 @@ extern FunctionCallInfo ItmShiftSiteArg(FunctionCallInfo fcinfo, char **site_id)
 
 /*---- itm_invite.c: what guest links share with invites ---------------------*/
 
-extern char *ItmEnsureUser(ItmApi api, const char *email_key, Datum email,
+extern char *ItmEnsureUser(ItmApi api, int32 tenant_id, const char *email_key, Datum email,
 						   Datum first_name, bool first_name_null,
 						   Datum last_name, bool last_name_null);
 extern void ItmCheckRateLimit(const char *actor_id, int32 per_hour, bool with_resends,

@@ -391,6 +391,61 @@ static const ItmCol consume_cols[USE_NCOLS] = {
 	"          OR i.not_before OPERATOR(pg_catalog.<=) pg_catalog.now())" \
 	"     AND i.failed_attempts IS NOT NULL"							\
 	"     AND (SELECT " LOCKED_SQL " FROM invitetomedia.settings s) IS NOT TRUE"
+/*
+ * 2.0: the link is found by its tenant ($4) and token hash, at its site
+ * ($5) only; the record goes to the link's site with a drawn id ($6).  A
+ * link of another tenant or site is an index miss like any random token.
+ */
+#define SITE_OF_LINK_2_0(ALIAS) \
+	" invitetomedia.sites s WHERE s.tenant_id OPERATOR(pg_catalog.=) " ALIAS ".tenant_id" \
+	" AND s.site_id OPERATOR(pg_catalog.=) " ALIAS ".site_id"
+#define CONSUME_ARGTYPES_2_0 {BYTEAOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, INT8OID}
+#define CONSUME_SQL_2_0 \
+	"WITH upd AS ("													\
+	"  UPDATE invitetomedia.invites i"								\
+	"     SET use_count = i.use_count OPERATOR(pg_catalog.+) 1,"	\
+	"         used_up_at = CASE WHEN i.max_uses OPERATOR(pg_catalog.<>) -1" \
+	"                            AND i.use_count OPERATOR(pg_catalog.+) 1" \
+	"                                OPERATOR(pg_catalog.>=) i.max_uses" \
+	"                           THEN pg_catalog.now() END"			\
+	CONSUME_SET_1_1													\
+	"   WHERE i.tenant_id OPERATOR(pg_catalog.=) $4"				\
+	"     AND i.token_hash OPERATOR(pg_catalog.=) $1"				\
+	"     AND i.site_id OPERATOR(pg_catalog.=) $5"					\
+	"     AND i.revoked_at IS NULL"									\
+	"     AND i.expires_at OPERATOR(pg_catalog.>) pg_catalog.now()" \
+	"     AND pg_catalog.lower(i.email COLLATE \"C\") OPERATOR(pg_catalog.=) $2" \
+	"     AND (i.max_uses OPERATOR(pg_catalog.=) -1"				\
+	"          OR i.use_count OPERATOR(pg_catalog.<) i.max_uses)"	\
+	"     AND (SELECT s.enabled FROM" SITE_OF_LINK_2_0("i") ")"		\
+	"     AND (i.not_before IS NULL"								\
+	"          OR i.not_before OPERATOR(pg_catalog.<=) pg_catalog.now())" \
+	"     AND i.failed_attempts IS NOT NULL"						\
+	"     AND (SELECT " LOCKED_SQL " FROM" SITE_OF_LINK_2_0("i") ") IS NOT TRUE" \
+	"  RETURNING i.invite_id, i.media_id, i.role, i.email, i.first_name," \
+	"            i.last_name, i.max_uses, i.use_count, i.expires_at, i.site_id" \
+	"), rec AS ("													\
+	"  INSERT INTO invitetomedia.redemptions"						\
+	"    (tenant_id, site_id, redemption_id, invite_id, status, device_id, user_id)" \
+	"  SELECT $4, upd.site_id, $6, upd.invite_id, 'ok', $3,"		\
+	"         (SELECT us.user_id FROM invitetomedia.users us"		\
+	"           WHERE us.tenant_id OPERATOR(pg_catalog.=) $4"		\
+	"             AND " USER_KEY_1_0_1 " OPERATOR(pg_catalog.=) $2)"	\
+	"    FROM upd"													\
+	"  RETURNING redemption_id, user_id"							\
+	")"																\
+	" SELECT upd.invite_id::pg_catalog.int8 AS invite_id,"			\
+	"        upd.media_id::pg_catalog.text AS media_id,"			\
+	"        upd.role::pg_catalog.text AS role,"					\
+	"        rec.user_id::pg_catalog.text AS user_id,"				\
+	"        upd.first_name::pg_catalog.text AS first_name,"		\
+	"        upd.last_name::pg_catalog.text AS last_name,"			\
+	"        upd.max_uses::pg_catalog.int4 AS max_uses,"			\
+	"        upd.use_count::pg_catalog.int4 AS use_count,"			\
+	"        upd.expires_at::pg_catalog.timestamptz AS expires_at,"	\
+	"        rec.redemption_id::pg_catalog.int8 AS redemption_id,"	\
+	"        upd.email::pg_catalog.text AS email"					\
+	"   FROM upd, rec"
 static ItmPlan consume_plan[ITM_API_COUNT] = {
 	[ITM_API_1_0] = {CONSUME_SQL(USER_KEY_1_0, "", ""), 3, {BYTEAOID, TEXTOID, TEXTOID},
 	USE_NCOLS, consume_cols, NULL},
@@ -398,6 +453,7 @@ static ItmPlan consume_plan[ITM_API_COUNT] = {
 	USE_NCOLS, consume_cols, NULL},
 	[ITM_API_1_1] = {CONSUME_SQL(USER_KEY_1_0_1, CONSUME_SET_1_1, CONSUME_WHERE_1_1), 3,
 	{BYTEAOID, TEXTOID, TEXTOID}, USE_NCOLS, consume_cols, NULL},
+	[ITM_API_2_0] = {CONSUME_SQL_2_0, 6, CONSUME_ARGTYPES_2_0, USE_NCOLS, consume_cols, NULL},
 };
 
 /*
@@ -422,6 +478,15 @@ static ItmPlan create_user_plan = {
 	NEWUSER_NCOLS, user_id_cols, NULL
 };
 
+/* 2.0: a user of the tenant ($5) */
+static ItmPlan create_user_plan_2_0 = {
+	"INSERT INTO invitetomedia.users (tenant_id, user_id, email, first_name, last_name, role)"
+	" VALUES ($5, $1, $2, $3, $4, 'anonymous')"
+	" ON CONFLICT DO NOTHING RETURNING user_id::pg_catalog.text AS user_id",
+	5, {TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID},
+	NEWUSER_NCOLS, user_id_cols, NULL
+};
+
 /* The rare path: a user appeared concurrently for the invitee's email. */
 #define FIND_USER_SQL(USER_KEY) \
 	"SELECT us.user_id::pg_catalog.text AS user_id FROM invitetomedia.users us" \
@@ -430,6 +495,8 @@ static ItmPlan find_user_plan[ITM_API_COUNT] = {
 	[ITM_API_1_0] = {FIND_USER_SQL(USER_KEY_1_0), 1, {TEXTOID}, NEWUSER_NCOLS, user_id_cols, NULL},
 	[ITM_API_1_0_1] = {FIND_USER_SQL(USER_KEY_1_0_1), 1, {TEXTOID}, NEWUSER_NCOLS, user_id_cols, NULL},
 	[ITM_API_1_1] = {FIND_USER_SQL(USER_KEY_1_0_1), 1, {TEXTOID}, NEWUSER_NCOLS, user_id_cols, NULL},
+	[ITM_API_2_0] = {FIND_USER_SQL(USER_KEY_1_0_1) " AND us.tenant_id OPERATOR(pg_catalog.=) $5",
+	5, {TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID}, NEWUSER_NCOLS, user_id_cols, NULL},
 };
 
 /*
@@ -463,6 +530,12 @@ static ItmPlan set_redemption_user_plan = {
 	2, {INT8OID, TEXTOID}, 0, NULL, NULL
 };
 
+static ItmPlan set_redemption_user_plan_2_0 = {
+	"UPDATE invitetomedia.redemptions SET user_id = $2"
+	" WHERE tenant_id OPERATOR(pg_catalog.=) $3 AND redemption_id OPERATOR(pg_catalog.=) $1",
+	3, {INT8OID, TEXTOID, INT4OID}, 0, NULL, NULL
+};
+
 /*
  * A consume with a device_id waits here for the link's row lock (held by a
  * consume or revoke in flight) before it looks for the device's earlier use.
@@ -472,6 +545,14 @@ static ItmPlan lock_invite_plan = {
 	" WHERE i.token_hash OPERATOR(pg_catalog.=) $1"
 	"   FOR NO KEY UPDATE",
 	1, {BYTEAOID}, 0, NULL, NULL
+};
+
+static ItmPlan lock_invite_plan_2_0 = {
+	"SELECT 1 FROM invitetomedia.invites i"
+	" WHERE i.tenant_id OPERATOR(pg_catalog.=) $4 AND i.token_hash OPERATOR(pg_catalog.=) $1"
+	"   AND i.site_id OPERATOR(pg_catalog.=) $5"
+	"   FOR NO KEY UPDATE",
+	5, {BYTEAOID, TEXTOID, TEXTOID, INT4OID, TEXTOID}, 0, NULL, NULL
 };
 
 /* Why a consume took nothing (or whether this device rejoins). */
@@ -552,6 +633,37 @@ static ItmPlan consume_diagnose_plan[ITM_API_COUNT] = {
 	{BYTEAOID, TEXTOID, TEXTOID}, DX_NCOLS, diagnose_cols, NULL},
 	[ITM_API_1_1] = {DIAGNOSE_SQL(USER_KEY_1_0_1, DIAGNOSE_COLS_1_1), 3,
 	{BYTEAOID, TEXTOID, TEXTOID}, DX_NCOLS, diagnose_cols, NULL},
+	/* 2.0: the link at its tenant ($4) and site ($5), with the site's settings */
+	[ITM_API_2_0] = {
+		"SELECT i.invite_id::pg_catalog.int8 AS invite_id,"
+		"       i.media_id::pg_catalog.text AS media_id,"
+		"       i.role::pg_catalog.text AS role,"
+		"       i.first_name::pg_catalog.text AS first_name,"
+		"       i.last_name::pg_catalog.text AS last_name,"
+		"       i.max_uses::pg_catalog.int4 AS max_uses,"
+		"       i.use_count::pg_catalog.int4 AS use_count,"
+		"       i.expires_at::pg_catalog.timestamptz AS expires_at,"
+		"       s.enabled::pg_catalog.bool AS enabled,"
+		"       i.revoked_at IS NOT NULL AS revoked,"
+		"       i.expires_at OPERATOR(pg_catalog.<=) pg_catalog.now() AS expired,"
+		"       pg_catalog.lower(i.email COLLATE \"C\") OPERATOR(pg_catalog.=) $2 AS email_matches,"
+		"       ($3::pg_catalog.text IS NOT NULL AND EXISTS ("
+		"          SELECT 1 FROM invitetomedia.redemptions r"
+		"           WHERE r.tenant_id OPERATOR(pg_catalog.=) i.tenant_id"
+		"             AND r.invite_id OPERATOR(pg_catalog.=) i.invite_id"
+		"             AND r.device_id OPERATOR(pg_catalog.=) $3"
+		"             AND r.status OPERATOR(pg_catalog.=) ANY (ARRAY['ok', 'rejoin']))) AS device_seen,"
+		"       (SELECT us.user_id::pg_catalog.text FROM invitetomedia.users us"
+		"         WHERE us.tenant_id OPERATOR(pg_catalog.=) i.tenant_id"
+		"           AND " USER_KEY_1_0_1 " OPERATOR(pg_catalog.=) $2) AS user_id,"
+		DIAGNOSE_COLS_1_1
+		"  FROM invitetomedia.invites i JOIN invitetomedia.sites s"
+		"    ON s.tenant_id OPERATOR(pg_catalog.=) i.tenant_id"
+		"   AND s.site_id OPERATOR(pg_catalog.=) i.site_id"
+		" WHERE i.tenant_id OPERATOR(pg_catalog.=) $4 AND i.token_hash OPERATOR(pg_catalog.=) $1"
+		"   AND i.site_id OPERATOR(pg_catalog.=) $5",
+		5, {BYTEAOID, TEXTOID, TEXTOID, INT4OID, TEXTOID}, DX_NCOLS, diagnose_cols, NULL
+	},
 };
 
 /* 1.1: a token replaced by invite_resend answers revoked. */
@@ -571,6 +683,20 @@ static ItmPlan retired_plan = {
 	"  FROM invitetomedia.retired_tokens rt CROSS JOIN invitetomedia.settings s"
 	" WHERE rt.token_hash OPERATOR(pg_catalog.=) $1",
 	1, {BYTEAOID}, RET_NCOLS, retired_cols, NULL
+};
+
+/* 2.0: a retired token of the tenant ($4), whose link is of the site ($5) */
+static ItmPlan retired_plan_2_0 = {
+	"SELECT rt.invite_id::pg_catalog.int8 AS invite_id,"
+	"       s.enabled::pg_catalog.bool AS enabled"
+	"  FROM invitetomedia.retired_tokens rt"
+	"  JOIN invitetomedia.invites i ON i.tenant_id OPERATOR(pg_catalog.=) rt.tenant_id"
+	"   AND i.invite_id OPERATOR(pg_catalog.=) rt.invite_id"
+	"  JOIN invitetomedia.sites s ON s.tenant_id OPERATOR(pg_catalog.=) i.tenant_id"
+	"   AND s.site_id OPERATOR(pg_catalog.=) i.site_id"
+	" WHERE rt.tenant_id OPERATOR(pg_catalog.=) $4 AND rt.token_hash OPERATOR(pg_catalog.=) $1"
+	"   AND i.site_id OPERATOR(pg_catalog.=) $5",
+	5, {BYTEAOID, TEXTOID, TEXTOID, INT4OID, TEXTOID}, RET_NCOLS, retired_cols, NULL
 };
 
 /*
@@ -598,6 +724,20 @@ static ItmPlan mismatch_plan = {
 	2, {INT8OID, BYTEAOID}, 0, NULL, NULL
 };
 
+static ItmPlan mismatch_plan_2_0 = {
+	"UPDATE invitetomedia.invites i"
+	"   SET failed_attempts = i.failed_attempts OPERATOR(pg_catalog.+) 1"
+	" WHERE i.tenant_id OPERATOR(pg_catalog.=) $3 AND i.invite_id OPERATOR(pg_catalog.=) $1"
+	"   AND i.token_hash OPERATOR(pg_catalog.=) $2"
+	"   AND i.revoked_at IS NULL"
+	"   AND i.expires_at OPERATOR(pg_catalog.>) pg_catalog.now()"
+	"   AND (i.not_before IS NULL OR i.not_before OPERATOR(pg_catalog.<=) pg_catalog.now())"
+	"   AND i.failed_attempts IS NOT NULL"
+	"   AND (SELECT s.enabled FROM" SITE_OF_LINK_2_0("i") ")"
+	"   AND (SELECT " LOCKED_SQL " FROM" SITE_OF_LINK_2_0("i") ") IS NOT TRUE",
+	3, {INT8OID, BYTEAOID, INT4OID}, 0, NULL, NULL
+};
+
 /*
  * Records a refused attempt (or a rejoin), which holds no lock on the invite
  * until here.  FOR KEY SHARE makes a concurrent invite_purge wait for this
@@ -610,6 +750,17 @@ static ItmPlan record_plan = {
 	"  WHERE i.invite_id OPERATOR(pg_catalog.=) $1"
 	"    FOR KEY SHARE",
 	4, {INT8OID, TEXTOID, TEXTOID, TEXTOID}, 0, NULL, NULL
+};
+
+/* 2.0: the record of the tenant ($5) and the link's site, with a drawn id ($6) */
+static ItmPlan record_plan_2_0 = {
+	"INSERT INTO invitetomedia.redemptions"
+	"  (tenant_id, site_id, redemption_id, invite_id, status, device_id, user_id)"
+	" SELECT i.tenant_id, i.site_id, $6, i.invite_id, $2, $3, $4"
+	"   FROM invitetomedia.invites i"
+	"  WHERE i.tenant_id OPERATOR(pg_catalog.=) $5 AND i.invite_id OPERATOR(pg_catalog.=) $1"
+	"    FOR KEY SHARE",
+	6, {INT8OID, TEXTOID, TEXTOID, TEXTOID, INT4OID, INT8OID}, 0, NULL, NULL
 };
 
 enum
@@ -665,6 +816,27 @@ static ItmPlan check_plan[ITM_API_COUNT] = {
 	[ITM_API_1_0] = {CHECK_SQL(CHECK_COLS_1_0), 1, {BYTEAOID}, CHK_NCOLS, check_cols, NULL},
 	[ITM_API_1_0_1] = {CHECK_SQL(CHECK_COLS_1_0), 1, {BYTEAOID}, CHK_NCOLS, check_cols, NULL},
 	[ITM_API_1_1] = {CHECK_SQL(CHECK_COLS_1_1), 1, {BYTEAOID}, CHK_NCOLS, check_cols, NULL},
+	/* 2.0: the link at its tenant ($4) and site ($5), the tenant's media */
+	[ITM_API_2_0] = {
+		"SELECT s.enabled::pg_catalog.bool AS enabled,"
+		"       i.revoked_at IS NOT NULL AS revoked,"
+		"       i.expires_at OPERATOR(pg_catalog.<=) pg_catalog.now() AS expired,"
+		"       i.max_uses::pg_catalog.int4 AS max_uses,"
+		"       i.use_count::pg_catalog.int4 AS use_count,"
+		"       i.media_id::pg_catalog.text AS media_id,"
+		"       m.title::pg_catalog.text AS media_title,"
+		"       i.role::pg_catalog.text AS role,"
+		"       i.expires_at::pg_catalog.timestamptz AS expires_at,"
+		CHECK_COLS_1_1
+		"  FROM invitetomedia.invites i JOIN invitetomedia.sites s"
+		"    ON s.tenant_id OPERATOR(pg_catalog.=) i.tenant_id"
+		"   AND s.site_id OPERATOR(pg_catalog.=) i.site_id"
+		"  LEFT JOIN invitetomedia.media m ON m.tenant_id OPERATOR(pg_catalog.=) i.tenant_id"
+		"   AND m.media_id OPERATOR(pg_catalog.=) i.media_id"
+		" WHERE i.tenant_id OPERATOR(pg_catalog.=) $4 AND i.token_hash OPERATOR(pg_catalog.=) $1"
+		"   AND i.site_id OPERATOR(pg_catalog.=) $5",
+		5, {BYTEAOID, TEXTOID, TEXTOID, INT4OID, TEXTOID}, CHK_NCOLS, check_cols, NULL
+	},
 };
 
 /*
@@ -1203,8 +1375,10 @@ typedef struct ConsumeCall
 {
 	ItmApi		api;
 	char	   *email_key;		/* typed email, trimmed, ASCII-lower-cased */
-	Datum		args[3];		/* token hash, email_key, device_id */
-	char		nulls[3];
+	/* token hash, email_key, device_id; 2.0: tenant, site, a drawn id */
+	Datum		args[6];
+	char		nulls[6];
+	ItmSite		site;			/* 2.0 */
 	ConsumeStatus status;
 	int64		invite_id;		/* when the link is known */
 	char	   *user_id;		/* for the record of a rejoin */
@@ -1240,12 +1414,14 @@ DiagnoseConsume(ConsumeCall *call)
 		/* 1.1: a token replaced by invite_resend */
 		if (call->api >= ITM_API_1_1)
 		{
-			ItmRunPlan(&retired_plan, call->args, NULL, false, SPI_OK_SELECT);
+			ItmPlan    *r = call->api == ITM_API_2_0 ? &retired_plan_2_0 : &retired_plan;
+
+			ItmRunPlan(r, call->args, call->nulls, false, SPI_OK_SELECT);
 			if (SPI_processed == 1)
 			{
 				/* the documented order: disabled comes first */
-				call->status = ItmColBool(&retired_plan, RET_ENABLED) ? CS_REVOKED : CS_DISABLED;
-				call->invite_id = ItmColInt8(&retired_plan, RET_INVITE_ID);
+				call->status = ItmColBool(r, RET_ENABLED) ? CS_REVOKED : CS_DISABLED;
+				call->invite_id = ItmColInt8(r, RET_INVITE_ID);
 			}
 		}
 		return;
@@ -1296,14 +1472,16 @@ EnsureInviteeUser(ConsumeCall *call, int64 redemption_id, Datum invite_email,
 				  Datum first_name, bool first_name_null,
 				  Datum last_name, bool last_name_null)
 {
-	char	   *user_id = ItmEnsureUser(call->api, call->email_key, invite_email,
-										first_name, first_name_null,
+	char	   *user_id = ItmEnsureUser(call->api, call->site.tenant_id, call->email_key,
+										invite_email, first_name, first_name_null,
 										last_name, last_name_null);
-	Datum		args[2];
+	Datum		args[3];
 
 	args[0] = Int64GetDatum(redemption_id);
 	args[1] = CStringGetTextDatum(user_id);
-	ItmRunPlan(&set_redemption_user_plan, args, NULL, false, SPI_OK_UPDATE);
+	args[2] = Int32GetDatum(call->site.tenant_id);
+	ItmRunPlan(call->api == ITM_API_2_0 ? &set_redemption_user_plan_2_0 : &set_redemption_user_plan,
+			   args, NULL, false, SPI_OK_UPDATE);
 	return user_id;
 }
 
@@ -1312,14 +1490,14 @@ EnsureInviteeUser(ConsumeCall *call, int64 redemption_id, Datum invite_email,
  * if no user has it: an invitee's first use, a guest's first join.
  */
 char *
-ItmEnsureUser(ItmApi api, const char *email_key, Datum email,
+ItmEnsureUser(ItmApi api, int32 tenant_id, const char *email_key, Datum email,
 			  Datum first_name, bool first_name_null,
 			  Datum last_name, bool last_name_null)
 {
-	ItmPlan    *p = &create_user_plan;
+	ItmPlan    *p = api == ITM_API_2_0 ? &create_user_plan_2_0 : &create_user_plan;
 	ItmPlan    *f = &find_user_plan[api];
-	Datum		args[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
+	Datum		args[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 
 	args[0] = CStringGetTextDatum(email_key);
 	args[1] = email;
@@ -1329,6 +1507,7 @@ ItmEnsureUser(ItmApi api, const char *email_key, Datum email,
 		nulls[2] = 'n';
 	if (last_name_null)
 		nulls[3] = 'n';
+	args[4] = Int32GetDatum(tenant_id);	/* 2.0 */
 	ItmRunPlan(p, args, nulls, false, SPI_OK_INSERT_RETURNING);
 	if (SPI_processed == 1)
 		return ItmColText(p, NEWUSER_USER_ID);
@@ -1337,7 +1516,7 @@ ItmEnsureUser(ItmApi api, const char *email_key, Datum email,
 	 * Not created: another session created it concurrently (take it), or
 	 * another address owns this user_id.
 	 */
-	ItmRunPlan(f, args, NULL, false, SPI_OK_SELECT);
+	ItmRunPlan(f, args, nulls, false, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNIQUE_VIOLATION),
@@ -1419,7 +1598,8 @@ TakeUse(ConsumeCall *call)
 	bool		first_name_null;
 	bool		last_name_null;
 
-	if (call->api >= ITM_API_1_1)
+	/* the direct path's whitelist holds 1.1.1's tables: not a 2.0 database */
+	if (call->api == ITM_API_1_1)
 	{
 		ItmDirectUse use;
 
@@ -1435,6 +1615,8 @@ TakeUse(ConsumeCall *call)
 		}
 	}
 
+	if (call->api == ITM_API_2_0)
+		call->args[5] = Int64GetDatum(ItmRandomId());
 	ItmRunPlan(p, call->args, call->nulls, false, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		return false;
@@ -1476,11 +1658,13 @@ TakeUse(ConsumeCall *call)
 static bool
 CountMismatch(ConsumeCall *call)
 {
-	Datum		margs[2];
+	Datum		margs[3];
 
 	margs[0] = Int64GetDatum(call->invite_id);
 	margs[1] = call->args[0];
-	ItmRunPlan(&mismatch_plan, margs, NULL, false, SPI_OK_UPDATE);
+	margs[2] = Int32GetDatum(call->site.tenant_id);
+	ItmRunPlan(call->api == ITM_API_2_0 ? &mismatch_plan_2_0 : &mismatch_plan,
+			   margs, NULL, false, SPI_OK_UPDATE);
 	return SPI_processed == 1;
 }
 
@@ -1488,22 +1672,28 @@ CountMismatch(ConsumeCall *call)
 static void
 RecordAttempt(ConsumeCall *call)
 {
-	Datum		args[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
+	Datum		args[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 
 	args[0] = Int64GetDatum(call->invite_id);
 	args[1] = CStringGetTextDatum(consume_status_names[call->status]);
+	if (call->api == ITM_API_2_0)
+	{
+		args[4] = Int32GetDatum(call->site.tenant_id);
+		args[5] = Int64GetDatum(ItmRandomId());
+	}
 	args[2] = call->args[2];
 	nulls[2] = call->nulls[2];
 	if (call->user_id)
 		args[3] = CStringGetTextDatum(call->user_id);
 	else
 		nulls[3] = 'n';
-	ItmRunPlan(&record_plan, args, nulls, false, SPI_OK_INSERT);
+	ItmRunPlan(call->api == ITM_API_2_0 ? &record_plan_2_0 : &record_plan,
+			   args, nulls, false, SPI_OK_INSERT);
 }
 
 static Datum
-ConsumeImpl(FunctionCallInfo fcinfo, ItmApi api)
+ConsumeImpl(FunctionCallInfo fcinfo, ItmApi api, const char *site_id)
 {
 	ConsumeCall call;
 	text	   *token;
@@ -1524,8 +1714,15 @@ ConsumeImpl(FunctionCallInfo fcinfo, ItmApi api)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
+	/* 2.0: the site first (a site of another tenant does not exist) */
+	if (api == ITM_API_2_0)
+	{
+		ItmResolveSite(site_id, &call.site);
+		call.args[3] = Int32GetDatum(call.site.tenant_id);
+		call.args[4] = CStringGetTextDatum(call.site.site_id);
+	}
 	has_device = !PG_ARGISNULL(2);
-	call.nulls[0] = call.nulls[1] = call.nulls[2] = ' ';
+	memset(call.nulls, ' ', sizeof(call.nulls));
 	if (has_device)
 		call.args[2] = CStringGetTextDatum(ItmIdArg(fcinfo, 2, "device_id"));
 	else
@@ -1558,7 +1755,8 @@ ConsumeImpl(FunctionCallInfo fcinfo, ItmApi api)
 	 */
 	if (has_device)
 	{
-		ItmRunPlan(&lock_invite_plan, call.args, call.nulls, false, SPI_OK_SELECT);
+		ItmRunPlan(api == ITM_API_2_0 ? &lock_invite_plan_2_0 : &lock_invite_plan,
+				   call.args, call.nulls, false, SPI_OK_SELECT);
 		DiagnoseConsume(&call);
 		if (call.status == CS_EMAIL_MISMATCH && api >= ITM_API_1_1 &&
 			!CountMismatch(&call))
@@ -1609,14 +1807,14 @@ PG_FUNCTION_INFO_V1(invite_consume);
 Datum
 invite_consume(PG_FUNCTION_ARGS)
 {
-	return ConsumeImpl(fcinfo, ITM_API_1_0);
+	return ConsumeImpl(fcinfo, ITM_API_1_0, NULL);
 }
 
 PG_FUNCTION_INFO_V1(invite_consume_1_0_1);
 Datum
 invite_consume_1_0_1(PG_FUNCTION_ARGS)
 {
-	return ConsumeImpl(fcinfo, ITM_API_1_0_1);
+	return ConsumeImpl(fcinfo, ITM_API_1_0_1, NULL);
 }
 
 /* 1.1: scheduled links, lockout, retired tokens, the accepted event */
@@ -1624,7 +1822,26 @@ PG_FUNCTION_INFO_V1(invite_consume_1_1);
 Datum
 invite_consume_1_1(PG_FUNCTION_ARGS)
 {
-	return ConsumeImpl(fcinfo, ITM_API_1_1);
+	return ConsumeImpl(fcinfo, ITM_API_1_1, NULL);
+}
+
+/* 2.0: the 1.1 signature, on the default site of the caller's tenant */
+PG_FUNCTION_INFO_V1(invite_consume_2_0);
+Datum
+invite_consume_2_0(PG_FUNCTION_ARGS)
+{
+	return ConsumeImpl(fcinfo, ITM_API_2_0, NULL);
+}
+
+/* 2.0: invite_consume_at(site_id, token, email, device_id) */
+PG_FUNCTION_INFO_V1(invite_consume_at);
+Datum
+invite_consume_at(PG_FUNCTION_ARGS)
+{
+	char	   *site_id;
+	FunctionCallInfo shifted = ItmShiftSiteArg(fcinfo, &site_id);
+
+	return ConsumeImpl(shifted, ITM_API_2_0, site_id);
 }
 
 /*---- invite_check ----------------------------------------------------------*/
@@ -1663,7 +1880,7 @@ CheckStatus(bool enabled, bool revoked, bool expired, bool not_yet, bool locked,
  * revoked for a token replaced by invite_resend.
  */
 static Datum
-CheckImpl(FunctionCallInfo fcinfo, ItmApi api)
+CheckImpl(FunctionCallInfo fcinfo, ItmApi api, const char *site_id)
 {
 	ItmPlan    *p = &check_plan[api];
 	text	   *token;
@@ -1672,27 +1889,41 @@ CheckImpl(FunctionCallInfo fcinfo, ItmApi api)
 	Datum		result[7];
 	bool		result_nulls[7] = {false, true, true, true, true, true, true};
 
+	ItmSite		site = {0, NULL};
+
 	ItmRequireArg(fcinfo, 0, "token");
 	ItmMaterializeResult(fcinfo);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
+	/* 2.0: the site first (a site of another tenant does not exist) */
+	if (api == ITM_API_2_0)
+		ItmResolveSite(site_id, &site);
 
 	/* a malformed or mistyped token (bad checksum): no table is read */
 	token = PG_GETARG_TEXT_PP(0);
 	if (itm_token_valid(VARDATA_ANY(token), VARSIZE_ANY_EXHDR(token)))
 	{
-		Datum		args[1];
+		Datum		args[5];
+		char		nulls[5] = {' ', 'n', 'n', ' ', ' '};
 		ItmDirectInvite di;
 		ItmDirectResult dr = ITM_DIRECT_UNSUPPORTED;
 		bool		fill = false;
 
 		args[0] = PointerGetDatum(ItmTokenHash(VARDATA_ANY(token), VARSIZE_ANY_EXHDR(token)));
-		/* 1.1 reads the invite through the table access method where it can */
-		if (api >= ITM_API_1_1)
+		if (api == ITM_API_2_0)
+		{
+			args[3] = Int32GetDatum(site.tenant_id);
+			args[4] = CStringGetTextDatum(site.site_id);
+		}
+		/*
+		 * 1.1 reads the invite through the table access method where it can
+		 * (its whitelist holds 1.1.1's tables: not a 2.0 database's)
+		 */
+		if (api == ITM_API_1_1)
 			dr = ItmDirectReadInvite(DatumGetByteaPP(args[0]), &di);
 		if (dr == ITM_DIRECT_UNSUPPORTED)
 		{
-			ItmRunPlan(p, args, NULL, true, SPI_OK_SELECT);
+			ItmRunPlan(p, args, nulls, true, SPI_OK_SELECT);
 			if (SPI_processed == 1)
 			{
 				dr = ITM_DIRECT_TAKEN;
@@ -1734,9 +1965,11 @@ CheckImpl(FunctionCallInfo fcinfo, ItmApi api)
 		}
 		else if (api >= ITM_API_1_1)
 		{
-			ItmRunPlan(&retired_plan, args, NULL, true, SPI_OK_SELECT);
+			ItmPlan    *r = api == ITM_API_2_0 ? &retired_plan_2_0 : &retired_plan;
+
+			ItmRunPlan(r, args, nulls, true, SPI_OK_SELECT);
 			if (SPI_processed == 1)
-				status = ItmColBool(&retired_plan, RET_ENABLED) ? "revoked" : "disabled";
+				status = ItmColBool(r, RET_ENABLED) ? "revoked" : "disabled";
 		}
 	}
 	result[0] = CStringGetTextDatum(status);
@@ -1749,14 +1982,33 @@ PG_FUNCTION_INFO_V1(invite_check);
 Datum
 invite_check(PG_FUNCTION_ARGS)
 {
-	return CheckImpl(fcinfo, ITM_API_1_0_1);
+	return CheckImpl(fcinfo, ITM_API_1_0_1, NULL);
 }
 
 PG_FUNCTION_INFO_V1(invite_check_1_1);
 Datum
 invite_check_1_1(PG_FUNCTION_ARGS)
 {
-	return CheckImpl(fcinfo, ITM_API_1_1);
+	return CheckImpl(fcinfo, ITM_API_1_1, NULL);
+}
+
+/* 2.0: the 1.1 signature, on the default site of the caller's tenant */
+PG_FUNCTION_INFO_V1(invite_check_2_0);
+Datum
+invite_check_2_0(PG_FUNCTION_ARGS)
+{
+	return CheckImpl(fcinfo, ITM_API_2_0, NULL);
+}
+
+/* 2.0: invite_check_at(site_id, token) */
+PG_FUNCTION_INFO_V1(invite_check_at);
+Datum
+invite_check_at(PG_FUNCTION_ARGS)
+{
+	char	   *site_id;
+	FunctionCallInfo shifted = ItmShiftSiteArg(fcinfo, &site_id);
+
+	return CheckImpl(shifted, ITM_API_2_0, site_id);
 }
 
 /*
