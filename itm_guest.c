@@ -835,9 +835,9 @@ guest_link_revoke(PG_FUNCTION_ARGS)
 	static const ItmRevokeKind kind = {
 		"guest_link_revoke()", "guest_link_id", "guest link",
 		"The link's creator, administrators and those who may invite to the media may revoke its links.",
-		&guest_revoke_lookup_plan, &guest_revoke_plan, SPI_OK_UPDATE
+		&guest_revoke_lookup_plan, &guest_revoke_plan, SPI_OK_UPDATE, NULL, NULL
 	};
 
-	return ItmRevokeLink(fcinfo, &kind);
+	return ItmRevokeLink(fcinfo, &kind, ITM_API_1_1, NULL);
 }
 

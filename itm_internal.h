@@ -174,8 +174,11 @@ typedef struct ItmRevokeKind
 	ItmPlan    *lookup;			/* RVK_* columns, row locked */
 	ItmPlan    *revoke;
 	int			revoke_rc;
+	ItmPlan    *lookup_2_0;		/* 2.0: the same, of a tenant ($3) and site ($4) */
+	ItmPlan    *revoke_2_0;
 } ItmRevokeKind;
 
-extern Datum ItmRevokeLink(FunctionCallInfo fcinfo, const ItmRevokeKind *k);
+extern Datum ItmRevokeLink(FunctionCallInfo fcinfo, const ItmRevokeKind *k, ItmApi api,
+						   const char *site_id);
 
 #endif							/* ITM_INTERNAL_H */

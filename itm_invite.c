@@ -864,6 +864,23 @@ static ItmPlan revoke_lookup_plan = {
 	RVK_NCOLS, itm_revoke_lookup_cols, NULL
 };
 
+/* 2.0: the link of the tenant ($3) at the site ($4); the tenant's user */
+static ItmPlan revoke_lookup_plan_2_0 = {
+	"SELECT i.invited_by::pg_catalog.text AS invited_by,"
+	"       i.media_id::pg_catalog.text AS media_id,"
+	"       i.revoked_at IS NOT NULL AS revoked,"
+	"       u.user_id IS NOT NULL AS actor_found,"
+	"       u.role::pg_catalog.text AS actor_role"
+	"  FROM invitetomedia.invites i"
+	"  LEFT JOIN invitetomedia.users u ON u.tenant_id OPERATOR(pg_catalog.=) i.tenant_id"
+	"   AND u.user_id OPERATOR(pg_catalog.=) $2"
+	" WHERE i.tenant_id OPERATOR(pg_catalog.=) $3 AND i.invite_id OPERATOR(pg_catalog.=) $1"
+	"   AND i.site_id OPERATOR(pg_catalog.=) $4"
+	"   FOR UPDATE OF i",
+	4, {INT8OID, TEXTOID, INT4OID, TEXTOID},
+	RVK_NCOLS, itm_revoke_lookup_cols, NULL
+};
+
 enum
 {
 	MAY_ALLOWED,
@@ -878,6 +895,13 @@ static ItmPlan revoke_may_plan = {
 	MAY_NCOLS, revoke_may_cols, NULL
 };
 
+/* 2.0: the rule of the site ($3) */
+static ItmPlan revoke_may_plan_2_0 = {
+	"SELECT invitetomedia.may_invite_at($3, $1, $2)::pg_catalog.bool AS allowed",
+	3, {TEXTOID, TEXTOID, TEXTOID},
+	MAY_NCOLS, revoke_may_cols, NULL
+};
+
 static ItmPlan revoke_plan = {
 	"WITH r AS ("
 	"  UPDATE invitetomedia.invites SET revoked_at = pg_catalog.now(), revoked_by = $2"
@@ -887,6 +911,19 @@ static ItmPlan revoke_plan = {
 	" DELETE FROM invitetomedia.outbox o USING r"
 	"  WHERE o.invite_id OPERATOR(pg_catalog.=) r.invite_id AND o.sent_at IS NULL",
 	2, {INT8OID, TEXTOID}, 0, NULL, NULL
+};
+
+static ItmPlan revoke_plan_2_0 = {
+	"WITH r AS ("
+	"  UPDATE invitetomedia.invites SET revoked_at = pg_catalog.now(), revoked_by = $2"
+	"   WHERE tenant_id OPERATOR(pg_catalog.=) $3 AND invite_id OPERATOR(pg_catalog.=) $1"
+	"     AND revoked_at IS NULL"
+	"  RETURNING tenant_id, invite_id"
+	")"
+	" DELETE FROM invitetomedia.outbox o USING r"
+	"  WHERE o.tenant_id OPERATOR(pg_catalog.=) r.tenant_id"
+	"    AND o.invite_id OPERATOR(pg_catalog.=) r.invite_id AND o.sent_at IS NULL",
+	4, {INT8OID, TEXTOID, INT4OID, TEXTOID}, 0, NULL, NULL
 };
 
 static ItmPlan purge_plan = {
@@ -2015,32 +2052,34 @@ invite_check_at(PG_FUNCTION_ARGS)
  * Who may change a link: its inviter, an administrator, or anyone who may
  * invite to its media (invite_revoke's rule).
  */
-static bool MayInviteNow(const char *actor_id, const char *media_id);
+static bool MayInviteNow(const char *actor_id, const char *media_id, const ItmSite *site);
 
 static bool
 MayManageLink(const char *actor_id, const char *actor_role,
-			  const char *created_by, const char *media_id)
+			  const char *created_by, const char *media_id, const ItmSite *site)
 {
 	if (created_by != NULL && strcmp(created_by, actor_id) == 0)
 		return true;
 	if (actor_role != NULL && (strcmp(actor_role, "admin") == 0 ||
 							   strcmp(actor_role, "unmoderated_admin") == 0))
 		return true;
-	return MayInviteNow(actor_id, media_id);
+	return MayInviteNow(actor_id, media_id, site);
 }
 
 /* may_invite(actor, media) as the rule says now (NULL: no) */
 static bool
-MayInviteNow(const char *actor_id, const char *media_id)
+MayInviteNow(const char *actor_id, const char *media_id, const ItmSite *site)
 {
-	Datum		margs[2];
+	ItmPlan    *p = site ? &revoke_may_plan_2_0 : &revoke_may_plan;
+	Datum		margs[3];
 
 	if (media_id == NULL)
 		return false;
 	margs[0] = CStringGetTextDatum(actor_id);
 	margs[1] = CStringGetTextDatum(media_id);
-	ItmRunPlan(&revoke_may_plan, margs, NULL, false, SPI_OK_SELECT);
-	return SPI_processed == 1 && ItmColBool(&revoke_may_plan, MAY_ALLOWED);
+	margs[2] = site ? CStringGetTextDatum(site->site_id) : (Datum) 0;
+	ItmRunPlan(p, margs, NULL, false, SPI_OK_SELECT);
+	return SPI_processed == 1 && ItmColBool(p, MAY_ALLOWED);
 }
 
 /*---- invite_revoke ---------------------------------------------------------*/
@@ -2050,13 +2089,14 @@ MayInviteNow(const char *actor_id, const char *media_id)
  * media revokes; true if revoked now, false if it already was.
  */
 Datum
-ItmRevokeLink(FunctionCallInfo fcinfo, const ItmRevokeKind *k)
+ItmRevokeLink(FunctionCallInfo fcinfo, const ItmRevokeKind *k, ItmApi api, const char *site_id)
 {
-	ItmPlan    *p = k->lookup;
+	ItmPlan    *p = api == ITM_API_2_0 ? k->lookup_2_0 : k->lookup;
 	int64		id;
 	char	   *actor_id;
 	bool		already;
-	Datum		args[2];
+	Datum		args[4];
+	ItmSite		site = {0, NULL};
 
 	ItmRequireArg(fcinfo, 0, k->id_arg);
 	ItmRequireArg(fcinfo, 1, "actor_id");
@@ -2068,6 +2108,13 @@ ItmRevokeLink(FunctionCallInfo fcinfo, const ItmRevokeKind *k)
 	actor_id = ItmIdArg(fcinfo, 1, "actor_id");
 	args[0] = Int64GetDatum(id);
 	args[1] = CStringGetTextDatum(actor_id);
+	if (api == ITM_API_2_0)
+	{
+		/* a link of another tenant or site does not exist, as an unknown id */
+		ItmResolveSite(site_id, &site);
+		args[2] = Int32GetDatum(site.tenant_id);
+		args[3] = CStringGetTextDatum(site.site_id);
+	}
 	ItmRunPlan(p, args, NULL, false, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
@@ -2079,7 +2126,8 @@ ItmRevokeLink(FunctionCallInfo fcinfo, const ItmRevokeKind *k)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("user \"%s\" does not exist", ItmClip(actor_id, 100))));
 	if (!MayManageLink(actor_id, ItmColText(p, RVK_ACTOR_ROLE),
-					   ItmColText(p, RVK_INVITED_BY), ItmColText(p, RVK_MEDIA_ID)))
+					   ItmColText(p, RVK_INVITED_BY), ItmColText(p, RVK_MEDIA_ID),
+					   api == ITM_API_2_0 ? &site : NULL))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("user \"%s\" may not revoke %s %lld",
@@ -2087,7 +2135,8 @@ ItmRevokeLink(FunctionCallInfo fcinfo, const ItmRevokeKind *k)
 				 errdetail("%s", k->who_detail)));
 
 	if (!already)
-		ItmRunPlan(k->revoke, args, NULL, false, k->revoke_rc);
+		ItmRunPlan(api == ITM_API_2_0 ? k->revoke_2_0 : k->revoke, args, NULL, false,
+				   k->revoke_rc);
 	SPI_finish();
 	PG_RETURN_BOOL(!already);
 }
@@ -2099,10 +2148,37 @@ invite_revoke(PG_FUNCTION_ARGS)
 	static const ItmRevokeKind kind = {
 		"invite_revoke()", "invite_id", "invite",
 		"The inviter, administrators and those who may invite to the media may revoke its links.",
-		&revoke_lookup_plan, &revoke_plan, SPI_OK_DELETE
+		&revoke_lookup_plan, &revoke_plan, SPI_OK_DELETE,
+		&revoke_lookup_plan_2_0, &revoke_plan_2_0
 	};
 
-	return ItmRevokeLink(fcinfo, &kind);
+	return ItmRevokeLink(fcinfo, &kind, ITM_API_1_1, NULL);
+}
+
+static const ItmRevokeKind invite_revoke_kind_2_0 = {
+	"invite_revoke()", "invite_id", "invite",
+	"The inviter, administrators and those who may invite to the media may revoke its links.",
+	&revoke_lookup_plan, &revoke_plan, SPI_OK_DELETE,
+	&revoke_lookup_plan_2_0, &revoke_plan_2_0
+};
+
+/* 2.0: the 1.0 signature, on the default site of the caller's tenant */
+PG_FUNCTION_INFO_V1(invite_revoke_2_0);
+Datum
+invite_revoke_2_0(PG_FUNCTION_ARGS)
+{
+	return ItmRevokeLink(fcinfo, &invite_revoke_kind_2_0, ITM_API_2_0, NULL);
+}
+
+/* 2.0: invite_revoke_at(site_id, invite_id, actor_id) */
+PG_FUNCTION_INFO_V1(invite_revoke_at);
+Datum
+invite_revoke_at(PG_FUNCTION_ARGS)
+{
+	char	   *site_id;
+	FunctionCallInfo shifted = ItmShiftSiteArg(fcinfo, &site_id);
+
+	return ItmRevokeLink(shifted, &invite_revoke_kind_2_0, ITM_API_2_0, site_id);
 }
 
 /*---- invite_resend (1.1) ---------------------------------------------------*/
@@ -2312,7 +2388,7 @@ ResendImpl(FunctionCallInfo fcinfo, bool v111)
 	c.inviter_name = ItmColText(p, RS_INVITER_NAME);
 	per_hour = ItmColInt4(p, RS_INVITES_PER_HOUR);
 
-	if (!MayManageLink(actor_id, actor_role, invited_by, a.media_id))
+	if (!MayManageLink(actor_id, actor_role, invited_by, a.media_id, NULL))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("user \"%s\" may not resend invite %lld",
@@ -2325,7 +2401,7 @@ ResendImpl(FunctionCallInfo fcinfo, bool v111)
 				 errmsg("invitetomedia.invites.media_id is NULL for invite %lld", (long long) invite_id),
 				 errdetail("The extension's schema declares it NOT NULL; the constraint was dropped, or the row was written where constraints are not checked."),
 				 errhint("Set the invite's media_id, and restore the NOT NULL constraint.")));
-	if (v111 && !MayInviteNow(actor_id, a.media_id))
+	if (v111 && !MayInviteNow(actor_id, a.media_id, NULL))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("user \"%s\" may not resend invite %lld: they may not invite to media \"%s\" now",
