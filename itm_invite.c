@@ -2271,6 +2271,49 @@ static ItmPlan resend_lookup_plan = {
 	2, {INT8OID, TEXTOID}, RS_NCOLS, resend_lookup_cols, NULL
 };
 
+/* 2.0: the link of the tenant ($3) at the site ($4), with the site's settings */
+static ItmPlan resend_lookup_plan_2_0 = {
+	"SELECT i.invited_by::pg_catalog.text AS invited_by,"
+	"       i.media_id::pg_catalog.text AS media_id,"
+	"       i.revoked_at IS NOT NULL AS revoked,"
+	"       (i.max_uses OPERATOR(pg_catalog.<>) -1"
+	"        AND i.use_count OPERATOR(pg_catalog.>=) i.max_uses) IS TRUE AS exhausted,"
+	"       i.email::pg_catalog.text AS email,"
+	"       i.first_name::pg_catalog.text AS first_name,"
+	"       i.last_name::pg_catalog.text AS last_name,"
+	"       i.role::pg_catalog.text AS role,"
+	"       i.token_hash::pg_catalog.bytea AS token_hash,"
+	"       u.user_id IS NOT NULL AS actor_found,"
+	"       u.role::pg_catalog.text AS actor_role,"
+	"       s.enabled::pg_catalog.bool AS enabled,"
+	"       s.link_duration::pg_catalog.int4 AS link_duration,"
+	"       s.link_base_url::pg_catalog.text AS link_base_url,"
+	"       s.invite_email_template::pg_catalog.text AS template_name,"
+	"       t.name IS NOT NULL AS template_found,"
+	"       t.subject::pg_catalog.text AS subject,"
+	"       t.body::pg_catalog.text AS body,"
+	"       m.title::pg_catalog.text AS media_title,"
+	"       pg_catalog.concat_ws(' ', iu.first_name, iu.last_name)::pg_catalog.text AS inviter_name,"
+	"       s.invites_per_hour::pg_catalog.int4 AS invites_per_hour"
+	"  FROM invitetomedia.invites i"
+	"  JOIN invitetomedia.sites s ON s.tenant_id OPERATOR(pg_catalog.=) i.tenant_id"
+	"   AND s.site_id OPERATOR(pg_catalog.=) i.site_id"
+	"  LEFT JOIN invitetomedia.users u ON u.tenant_id OPERATOR(pg_catalog.=) i.tenant_id"
+	"   AND u.user_id OPERATOR(pg_catalog.=) $2"
+	"  LEFT JOIN invitetomedia.email_templates t"
+	"         ON t.tenant_id OPERATOR(pg_catalog.=) s.tenant_id"
+	"        AND t.site_id OPERATOR(pg_catalog.=) s.site_id"
+	"        AND t.name OPERATOR(pg_catalog.=) s.invite_email_template"
+	"  LEFT JOIN invitetomedia.media m ON m.tenant_id OPERATOR(pg_catalog.=) i.tenant_id"
+	"   AND m.media_id OPERATOR(pg_catalog.=) i.media_id"
+	"  LEFT JOIN invitetomedia.users iu ON iu.tenant_id OPERATOR(pg_catalog.=) i.tenant_id"
+	"   AND iu.user_id OPERATOR(pg_catalog.=) i.invited_by"
+	" WHERE i.tenant_id OPERATOR(pg_catalog.=) $3 AND i.invite_id OPERATOR(pg_catalog.=) $1"
+	"   AND i.site_id OPERATOR(pg_catalog.=) $4"
+	"   FOR UPDATE OF i",
+	4, {INT8OID, TEXTOID, INT4OID, TEXTOID}, RS_NCOLS, resend_lookup_cols, NULL
+};
+
 enum
 {
 	RSU_EXPIRES_AT,
@@ -2297,6 +2340,39 @@ static ItmPlan resend_update_plan = {
 	3, {INT8OID, BYTEAOID, INT4OID}, RSU_NCOLS, resend_update_cols, NULL
 };
 
+static ItmPlan resend_update_plan_2_0 = {
+	"UPDATE invitetomedia.invites i"
+	"   SET token_hash = $2, failed_attempts = 0,"
+	"       expires_at = GREATEST(pg_catalog.now(), i.not_before)"
+	"                    OPERATOR(pg_catalog.+) pg_catalog.make_interval(mins => $3)"
+	" WHERE i.tenant_id OPERATOR(pg_catalog.=) $4 AND i.invite_id OPERATOR(pg_catalog.=) $1"
+	" RETURNING i.expires_at::pg_catalog.timestamptz AS expires_at,"
+	"   pg_catalog.to_char(i.expires_at::pg_catalog.timestamptz AT TIME ZONE 'UTC',"
+	"                      'YYYY-MM-DD HH24:MI \"UTC\"') AS expires_text,"
+	"   i.max_uses::pg_catalog.int4 AS max_uses",
+	4, {INT8OID, BYTEAOID, INT4OID, INT4OID}, RSU_NCOLS, resend_update_cols, NULL
+};
+
+static ItmPlan retire_token_plan_2_0 = {
+	"INSERT INTO invitetomedia.retired_tokens (tenant_id, site_id, token_hash, invite_id)"
+	" VALUES ($3, $4, $1, $2) ON CONFLICT DO NOTHING",
+	4, {BYTEAOID, INT8OID, INT4OID, TEXTOID}, 0, NULL, NULL
+};
+
+static ItmPlan record_resend_plan_2_0 = {
+	"INSERT INTO invitetomedia.resends"
+	"  (tenant_id, site_id, resend_id, invite_id, actor_id, emailed)"
+	" VALUES ($4, $5, $6, $1, $2, $3)",
+	6, {INT8OID, TEXTOID, BOOLOID, INT4OID, TEXTOID, INT8OID}, 0, NULL, NULL
+};
+
+static ItmPlan drop_unsent_plan_2_0 = {
+	"DELETE FROM invitetomedia.outbox o"
+	" WHERE o.tenant_id OPERATOR(pg_catalog.=) $2 AND o.invite_id OPERATOR(pg_catalog.=) $1"
+	"   AND o.sent_at IS NULL",
+	2, {INT8OID, INT4OID}, 0, NULL, NULL
+};
+
 static ItmPlan retire_token_plan = {
 	"INSERT INTO invitetomedia.retired_tokens (token_hash, invite_id) VALUES ($1, $2)"
 	" ON CONFLICT DO NOTHING",
@@ -2321,9 +2397,11 @@ static ItmPlan drop_unsent_plan = {
  * after losing it), and counts a mailed resend towards the rate limit.
  */
 static Datum
-ResendImpl(FunctionCallInfo fcinfo, bool v111)
+ResendImpl(FunctionCallInfo fcinfo, bool v111, ItmApi api, const char *site_id)
 {
-	ItmPlan    *p = &resend_lookup_plan;
+	bool		v2 = api == ITM_API_2_0;
+	ItmPlan    *p = v2 ? &resend_lookup_plan_2_0 : &resend_lookup_plan;
+	ItmPlan    *up = v2 ? &resend_update_plan_2_0 : &resend_update_plan;
 	CreateArgs	a;
 	CreateContext c;
 	CreatedInvite inv;
@@ -2335,7 +2413,7 @@ ResendImpl(FunctionCallInfo fcinfo, bool v111)
 	bool		exhausted;
 	bool		isnull;
 	Datum		old_hash;
-	Datum		args[3];
+	Datum		args[6];
 	Datum		result[4];
 	bool		result_nulls[4] = {false, false, false, false};
 	int32		max_uses;
@@ -2354,10 +2432,18 @@ ResendImpl(FunctionCallInfo fcinfo, bool v111)
 	invite_id = PG_GETARG_INT64(0);
 	actor_id = ItmIdArg(fcinfo, 1, "actor_id");
 	a.send_email = PG_GETARG_BOOL(2);
-	a.api = ITM_API_1_1;
+	a.api = v2 ? ITM_API_2_0 : ITM_API_1_1;
+	/* 2.0: a link of another tenant or site does not exist, as an unknown id */
+	if (v2)
+		ItmResolveSite(site_id, &a.site);
 
 	args[0] = Int64GetDatum(invite_id);
 	args[1] = CStringGetTextDatum(actor_id);
+	if (v2)
+	{
+		args[2] = Int32GetDatum(a.site.tenant_id);
+		args[3] = CStringGetTextDatum(a.site.site_id);
+	}
 	ItmRunPlan(p, args, NULL, false, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
@@ -2388,7 +2474,7 @@ ResendImpl(FunctionCallInfo fcinfo, bool v111)
 	c.inviter_name = ItmColText(p, RS_INVITER_NAME);
 	per_hour = ItmColInt4(p, RS_INVITES_PER_HOUR);
 
-	if (!MayManageLink(actor_id, actor_role, invited_by, a.media_id, NULL))
+	if (!MayManageLink(actor_id, actor_role, invited_by, a.media_id, v2 ? &a.site : NULL))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("user \"%s\" may not resend invite %lld",
@@ -2401,7 +2487,7 @@ ResendImpl(FunctionCallInfo fcinfo, bool v111)
 				 errmsg("invitetomedia.invites.media_id is NULL for invite %lld", (long long) invite_id),
 				 errdetail("The extension's schema declares it NOT NULL; the constraint was dropped, or the row was written where constraints are not checked."),
 				 errhint("Set the invite's media_id, and restore the NOT NULL constraint.")));
-	if (v111 && !MayInviteNow(actor_id, a.media_id, NULL))
+	if (v111 && !MayInviteNow(actor_id, a.media_id, v2 ? &a.site : NULL))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("user \"%s\" may not resend invite %lld: they may not invite to media \"%s\" now",
@@ -2423,7 +2509,7 @@ ResendImpl(FunctionCallInfo fcinfo, bool v111)
 	if (a.send_email)
 		CheckTemplate(&c);
 	if (v111 && a.send_email)
-		ItmCheckRateLimit(actor_id, per_hour, true, NULL);
+		ItmCheckRateLimit(actor_id, per_hour, true, v2 ? &a.site : NULL);
 
 	/* the new token; the old one is kept as a hash only, to answer revoked */
 	ItmNewToken(ITM_TOKEN_PREFIX, inv.token);
@@ -2432,19 +2518,25 @@ ResendImpl(FunctionCallInfo fcinfo, bool v111)
 	args[0] = Int64GetDatum(invite_id);
 	args[1] = PointerGetDatum(ItmTokenHash(inv.token, ITM_TOKEN_LEN));
 	args[2] = Int32GetDatum(c.link_duration);
-	ItmRunPlan(&resend_update_plan, args, NULL, false, SPI_OK_UPDATE_RETURNING);
+	args[3] = Int32GetDatum(a.site.tenant_id);	/* 2.0 */
+	ItmRunPlan(up, args, NULL, false, SPI_OK_UPDATE_RETURNING);
 	if (SPI_processed != 1)
 		elog(ERROR, "invitetomedia: the resend update returned %llu rows",
 			 (unsigned long long) SPI_processed);
-	inv.expires_at = ItmColDatum(&resend_update_plan, RSU_EXPIRES_AT, &isnull);
-	inv.expires_text = ItmColText(&resend_update_plan, RSU_EXPIRES_TEXT);
-	max_uses = ItmColInt4(&resend_update_plan, RSU_MAX_USES);
+	inv.expires_at = ItmColDatum(up, RSU_EXPIRES_AT, &isnull);
+	inv.expires_text = ItmColText(up, RSU_EXPIRES_TEXT);
+	max_uses = ItmColInt4(up, RSU_MAX_USES);
 
 	args[0] = old_hash;
 	args[1] = Int64GetDatum(invite_id);
-	ItmRunPlan(&retire_token_plan, args, NULL, false, SPI_OK_INSERT);
+	args[2] = Int32GetDatum(a.site.tenant_id);	/* 2.0 */
+	args[3] = v2 ? CStringGetTextDatum(a.site.site_id) : (Datum) 0;
+	ItmRunPlan(v2 ? &retire_token_plan_2_0 : &retire_token_plan, args, NULL, false,
+			   SPI_OK_INSERT);
 	args[0] = Int64GetDatum(invite_id);
-	ItmRunPlan(&drop_unsent_plan, args, NULL, false, SPI_OK_DELETE);
+	args[1] = Int32GetDatum(a.site.tenant_id);	/* 2.0 */
+	ItmRunPlan(v2 ? &drop_unsent_plan_2_0 : &drop_unsent_plan, args, NULL, false,
+			   SPI_OK_DELETE);
 	if (a.send_email)
 		QueueInviteEmail(&a, &c, &inv);
 	if (v111)
@@ -2452,7 +2544,14 @@ ResendImpl(FunctionCallInfo fcinfo, bool v111)
 		args[0] = Int64GetDatum(invite_id);
 		args[1] = CStringGetTextDatum(actor_id);
 		args[2] = BoolGetDatum(a.send_email);
-		ItmRunPlan(&record_resend_plan, args, NULL, false, SPI_OK_INSERT);
+		if (v2)
+		{
+			args[3] = Int32GetDatum(a.site.tenant_id);
+			args[4] = CStringGetTextDatum(a.site.site_id);
+			args[5] = Int64GetDatum(ItmRandomId());
+		}
+		ItmRunPlan(v2 ? &record_resend_plan_2_0 : &record_resend_plan, args, NULL, false,
+				   SPI_OK_INSERT);
 	}
 
 	result[0] = CStringGetTextDatum(inv.token);
@@ -2469,14 +2568,33 @@ PG_FUNCTION_INFO_V1(invite_resend);
 Datum
 invite_resend(PG_FUNCTION_ARGS)
 {
-	return ResendImpl(fcinfo, false);
+	return ResendImpl(fcinfo, false, ITM_API_1_1, NULL);
 }
 
 PG_FUNCTION_INFO_V1(invite_resend_1_1_1);
 Datum
 invite_resend_1_1_1(PG_FUNCTION_ARGS)
 {
-	return ResendImpl(fcinfo, true);
+	return ResendImpl(fcinfo, true, ITM_API_1_1, NULL);
+}
+
+/* 2.0: the 1.1.1 signature, on the default site of the caller's tenant */
+PG_FUNCTION_INFO_V1(invite_resend_2_0);
+Datum
+invite_resend_2_0(PG_FUNCTION_ARGS)
+{
+	return ResendImpl(fcinfo, true, ITM_API_2_0, NULL);
+}
+
+/* 2.0: invite_resend_at(site_id, invite_id, actor_id, send_email) */
+PG_FUNCTION_INFO_V1(invite_resend_at);
+Datum
+invite_resend_at(PG_FUNCTION_ARGS)
+{
+	char	   *site_id;
+	FunctionCallInfo shifted = ItmShiftSiteArg(fcinfo, &site_id);
+
+	return ResendImpl(shifted, true, ITM_API_2_0, site_id);
 }
 
 /*---- invite_purge ----------------------------------------------------------*/
