@@ -943,6 +943,28 @@ static ItmPlan guest_purge_plan = {
 	1, {INTERVALOID}, 0, NULL, NULL
 };
 
+/*
+ * 2.0: the caller's tenant's ($2) links, on every site of the tenant: the
+ * purge is maintenance of the tenant's data, not of one instance's.
+ */
+static ItmPlan purge_plan_2_0 = {
+	"DELETE FROM invitetomedia.invites"
+	" WHERE tenant_id OPERATOR(pg_catalog.=) $2"
+	"   AND (expires_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) $1)"
+	"    OR revoked_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) $1)"
+	"    OR used_up_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) $1))",
+	2, {INTERVALOID, INT4OID}, 0, NULL, NULL
+};
+
+static ItmPlan guest_purge_plan_2_0 = {
+	"DELETE FROM invitetomedia.guest_links"
+	" WHERE tenant_id OPERATOR(pg_catalog.=) $2"
+	"   AND (expires_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) $1)"
+	"    OR revoked_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) $1)"
+	"    OR used_up_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) $1))",
+	2, {INTERVALOID, INT4OID}, 0, NULL, NULL
+};
+
 /*---- invite_create ---------------------------------------------------------*/
 
 /* The arguments of invite_create, checked on their own. */
@@ -2616,6 +2638,14 @@ invite_purge_1_1(PG_FUNCTION_ARGS)
 	return PurgeImpl(fcinfo, ITM_API_1_1);
 }
 
+/* 2.0: the links of the caller's tenant */
+PG_FUNCTION_INFO_V1(invite_purge_2_0);
+Datum
+invite_purge_2_0(PG_FUNCTION_ARGS)
+{
+	return PurgeImpl(fcinfo, ITM_API_2_0);
+}
+
 static Datum
 PurgeImpl(FunctionCallInfo fcinfo, ItmApi api)
 {
@@ -2623,7 +2653,8 @@ PurgeImpl(FunctionCallInfo fcinfo, ItmApi api)
 	TimestampTz now;
 	TimestampTz cutoff;
 	uint64		purged;
-	Datum		args[1];
+	Datum		args[2];
+	bool		v2 = api == ITM_API_2_0;
 
 	ItmRequireArg(fcinfo, 0, "keep");
 	PreventCommandIfReadOnly("invite_purge()");
@@ -2665,11 +2696,24 @@ PurgeImpl(FunctionCallInfo fcinfo, ItmApi api)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	args[0] = IntervalPGetDatum(keep);
-	ItmRunPlan(&purge_plan, args, NULL, false, SPI_OK_DELETE);
+	if (v2)
+	{
+		int32		tenant_id;
+
+		if (!ItmBoundTenant(&tenant_id))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("role \"%s\" acts for no tenant",
+							GetUserNameFromId(GetOuterUserId(), false)),
+					 errhint("An administrator maps the role to its tenant in invitetomedia.tenant_roles, or marks a default tenant.")));
+		args[1] = Int32GetDatum(tenant_id);
+	}
+	ItmRunPlan(v2 ? &purge_plan_2_0 : &purge_plan, args, NULL, false, SPI_OK_DELETE);
 	purged = SPI_processed;
 	if (api >= ITM_API_1_1)
 	{
-		ItmRunPlan(&guest_purge_plan, args, NULL, false, SPI_OK_DELETE);
+		ItmRunPlan(v2 ? &guest_purge_plan_2_0 : &guest_purge_plan, args, NULL, false,
+				   SPI_OK_DELETE);
 		purged += SPI_processed;
 	}
 	SPI_finish();
