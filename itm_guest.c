@@ -90,6 +90,23 @@ static ItmPlan guest_context_plan = {
 	2, {TEXTOID, TEXTOID}, GCTX_NCOLS, guest_context_cols, NULL
 };
 
+/* 2.0: the site's ($3) settings, its tenant's ($4) media and users */
+static ItmPlan guest_context_plan_2_0 = {
+	"SELECT s.enabled::pg_catalog.bool AS enabled,"
+	"       s.link_base_url::pg_catalog.text AS link_base_url,"
+	"       s.invites_per_hour::pg_catalog.int4 AS invites_per_hour,"
+	"       m.media_id IS NOT NULL AS media_found,"
+	"       u.user_id IS NOT NULL AS actor_found,"
+	"       invitetomedia.may_invite_at($3, $2, $1)::pg_catalog.bool AS may_invite"
+	"  FROM invitetomedia.sites s"
+	"  LEFT JOIN invitetomedia.media m ON m.tenant_id OPERATOR(pg_catalog.=) s.tenant_id"
+	"   AND m.media_id OPERATOR(pg_catalog.=) $1"
+	"  LEFT JOIN invitetomedia.users u ON u.tenant_id OPERATOR(pg_catalog.=) s.tenant_id"
+	"   AND u.user_id OPERATOR(pg_catalog.=) $2"
+	" WHERE s.site_id OPERATOR(pg_catalog.=) $3 AND s.tenant_id OPERATOR(pg_catalog.=) $4",
+	4, {TEXTOID, TEXTOID, TEXTOID, INT4OID}, GCTX_NCOLS, guest_context_cols, NULL
+};
+
 /*
  * Creations of guest links for one media queue on the media's row, then
  * count its usable links with a snapshot that sees every creation that
@@ -100,6 +117,13 @@ static ItmPlan lock_media_plan = {
 	" WHERE m.media_id OPERATOR(pg_catalog.=) $1"
 	"   FOR NO KEY UPDATE",
 	1, {TEXTOID}, 0, NULL, NULL
+};
+
+static ItmPlan lock_media_plan_2_0 = {
+	"SELECT 1 FROM invitetomedia.media m"
+	" WHERE m.tenant_id OPERATOR(pg_catalog.=) $2 AND m.media_id OPERATOR(pg_catalog.=) $1"
+	"   FOR NO KEY UPDATE",
+	2, {TEXTOID, INT4OID}, 0, NULL, NULL
 };
 
 enum
@@ -117,6 +141,16 @@ static ItmPlan guest_usable_plan = {
 	"   AND (g.expires_at IS NULL OR g.expires_at OPERATOR(pg_catalog.>) pg_catalog.now())"
 	"   AND (g.click_limit IS NULL OR g.clicks OPERATOR(pg_catalog.<) g.click_limit)",
 	1, {TEXTOID}, GUS_NCOLS, guest_usable_cols, NULL
+};
+
+/* 2.0: the media's usable links on every site of the tenant ($2) */
+static ItmPlan guest_usable_plan_2_0 = {
+	"SELECT pg_catalog.count(*)::pg_catalog.int8 AS usable FROM invitetomedia.guest_links g"
+	" WHERE g.tenant_id OPERATOR(pg_catalog.=) $2 AND g.media_id OPERATOR(pg_catalog.=) $1"
+	"   AND g.revoked_at IS NULL"
+	"   AND (g.expires_at IS NULL OR g.expires_at OPERATOR(pg_catalog.>) pg_catalog.now())"
+	"   AND (g.click_limit IS NULL OR g.clicks OPERATOR(pg_catalog.<) g.click_limit)",
+	2, {TEXTOID, INT4OID}, GUS_NCOLS, guest_usable_cols, NULL
 };
 
 enum
@@ -140,21 +174,39 @@ static ItmPlan guest_insert_plan = {
 	GINS_NCOLS, guest_insert_cols, NULL
 };
 
+/* 2.0: the link belongs to its site ($7, $8); its id ($9) is drawn */
+static ItmPlan guest_insert_plan_2_0 = {
+	"INSERT INTO invitetomedia.guest_links"
+	"  (tenant_id, site_id, guest_link_id, token_hash, media_id, name, created_by,"
+	"   expires_at, click_limit)"
+	" VALUES ($7, $8, $9, $1, $2, $3, $4,"
+	"   pg_catalog.now() OPERATOR(pg_catalog.+) pg_catalog.make_interval(days => $5), $6)"
+	" ON CONFLICT (tenant_id, guest_link_id) DO NOTHING"
+	" RETURNING guest_link_id::pg_catalog.int8 AS guest_link_id,"
+	"   expires_at::pg_catalog.timestamptz AS expires_at",
+	9, {BYTEAOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, INT4OID, INT4OID, TEXTOID, INT8OID},
+	GINS_NCOLS, guest_insert_cols, NULL
+};
+
 #define GUEST_LINKS_PER_MEDIA	3
 #define GUEST_NAME_MAX_CHARS	200
 
 static Datum
-GuestCreateImpl(FunctionCallInfo fcinfo, bool with_resends)
+GuestCreateImpl(FunctionCallInfo fcinfo, bool with_resends, ItmApi api, const char *site_id)
 {
-	ItmPlan    *p = &guest_context_plan;
+	bool		v2 = api == ITM_API_2_0;
+	ItmPlan    *p = v2 ? &guest_context_plan_2_0 : &guest_context_plan;
+	ItmPlan    *ins = v2 ? &guest_insert_plan_2_0 : &guest_insert_plan;
+	ItmSite		site = {0, NULL};
+	int			draws;
 	char	   *media_id;
 	char	   *actor_id;
 	char	   *name;
 	char		token[ITM_TOKEN_LEN + 1];
 	char	   *base_url;
 	int32		per_hour;
-	Datum		args[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	Datum		args[9];
+	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	Datum		result[4];
 	bool		result_nulls[4] = {false, false, false, false};
 
@@ -185,8 +237,19 @@ GuestCreateImpl(FunctionCallInfo fcinfo, bool with_resends)
 	/* the settings and the policy */
 	args[0] = CStringGetTextDatum(media_id);
 	args[1] = CStringGetTextDatum(actor_id);
+	if (v2)
+	{
+		ItmResolveSite(site_id, &site);
+		args[2] = CStringGetTextDatum(site.site_id);
+		args[3] = Int32GetDatum(site.tenant_id);
+	}
 	ItmRunPlan(p, args, NULL, false, SPI_OK_SELECT);
-	ItmRequireSettingsRow(SPI_processed);
+	if (!v2)
+		ItmRequireSettingsRow(SPI_processed);
+	else if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("site \"%s\" does not exist", site.site_id)));
 	ItmRequireEnabled(ItmColBool(p, GCTX_ENABLED));
 	if (!ItmColBool(p, GCTX_MEDIA_FOUND))
 		ereport(ERROR,
@@ -206,15 +269,18 @@ GuestCreateImpl(FunctionCallInfo fcinfo, bool with_resends)
 	base_url = ItmColText(p, GCTX_LINK_BASE_URL);
 	per_hour = ItmColInt4(p, GCTX_INVITES_PER_HOUR);
 
-	ItmCheckRateLimit(actor_id, per_hour, with_resends, NULL);
+	ItmCheckRateLimit(actor_id, per_hour, with_resends, v2 ? &site : NULL);
 
 	args[0] = CStringGetTextDatum(media_id);
-	ItmRunPlan(&lock_media_plan, args, NULL, false, SPI_OK_SELECT);
-	ItmRunPlanAfterLock(&guest_usable_plan, args, NULL, SPI_OK_SELECT);
+	args[1] = Int32GetDatum(site.tenant_id);	/* 2.0 */
+	ItmRunPlan(v2 ? &lock_media_plan_2_0 : &lock_media_plan, args, NULL, false, SPI_OK_SELECT);
+	ItmRunPlanAfterLock(v2 ? &guest_usable_plan_2_0 : &guest_usable_plan, args, NULL,
+						SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		elog(ERROR, "invitetomedia: the guest link count returned %llu rows",
 			 (unsigned long long) SPI_processed);
-	if (ItmColInt8(&guest_usable_plan, GUS_USABLE) >= GUEST_LINKS_PER_MEDIA)
+	if (ItmColInt8(v2 ? &guest_usable_plan_2_0 : &guest_usable_plan, GUS_USABLE) >=
+		GUEST_LINKS_PER_MEDIA)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("media \"%s\" already has %d usable guest links: at most %d are allowed",
@@ -231,15 +297,29 @@ GuestCreateImpl(FunctionCallInfo fcinfo, bool with_resends)
 	nulls[4] = PG_ARGISNULL(4) ? 'n' : ' ';
 	args[5] = PG_ARGISNULL(3) ? (Datum) 0 : Int32GetDatum(PG_GETARG_INT32(3));
 	nulls[5] = PG_ARGISNULL(3) ? 'n' : ' ';
-	ItmRunPlan(&guest_insert_plan, args, nulls, false, SPI_OK_INSERT_RETURNING);
+	if (v2)
+	{
+		args[6] = Int32GetDatum(site.tenant_id);
+		args[7] = CStringGetTextDatum(site.site_id);
+	}
+	for (draws = 0;; draws++)
+	{
+		if (v2)
+			args[8] = Int64GetDatum(ItmRandomId());
+		ItmRunPlan(ins, args, nulls, false, SPI_OK_INSERT_RETURNING);
+		/* 2.0: a duplicate id inserts nothing (ON CONFLICT): draw again */
+		if (SPI_processed == 0 && v2 && draws < 3)
+			continue;
+		break;
+	}
 	if (SPI_processed != 1)
 		elog(ERROR, "invitetomedia: the guest link insert returned %llu rows",
 			 (unsigned long long) SPI_processed);
 
-	result[0] = Int64GetDatum(ItmColInt8(&guest_insert_plan, GINS_GUEST_LINK_ID));
+	result[0] = Int64GetDatum(ItmColInt8(ins, GINS_GUEST_LINK_ID));
 	result[1] = CStringGetTextDatum(token);
 	result[2] = CStringGetTextDatum(psprintf("%s%s", base_url, token));
-	ItmColToResult(&guest_insert_plan, GINS_EXPIRES_AT, result, result_nulls, 3);
+	ItmColToResult(ins, GINS_EXPIRES_AT, result, result_nulls, 3);
 	ItmPutResultRow(fcinfo, result, result_nulls);
 	explicit_bzero(token, sizeof(token));
 	SPI_finish();
@@ -250,7 +330,7 @@ PG_FUNCTION_INFO_V1(guest_link_create);
 Datum
 guest_link_create(PG_FUNCTION_ARGS)
 {
-	return GuestCreateImpl(fcinfo, false);
+	return GuestCreateImpl(fcinfo, false, ITM_API_1_1, NULL);
 }
 
 /* 1.1.1: mailed resends count towards the rate limit */
@@ -258,7 +338,26 @@ PG_FUNCTION_INFO_V1(guest_link_create_1_1_1);
 Datum
 guest_link_create_1_1_1(PG_FUNCTION_ARGS)
 {
-	return GuestCreateImpl(fcinfo, true);
+	return GuestCreateImpl(fcinfo, true, ITM_API_1_1, NULL);
+}
+
+/* 2.0: the 1.1.1 signature, on the default site of the caller's tenant */
+PG_FUNCTION_INFO_V1(guest_link_create_2_0);
+Datum
+guest_link_create_2_0(PG_FUNCTION_ARGS)
+{
+	return GuestCreateImpl(fcinfo, true, ITM_API_2_0, NULL);
+}
+
+/* 2.0: guest_link_create_at(site_id, ...1.1.1's arguments) */
+PG_FUNCTION_INFO_V1(guest_link_create_at);
+Datum
+guest_link_create_at(PG_FUNCTION_ARGS)
+{
+	char	   *site_id;
+	FunctionCallInfo shifted = ItmShiftSiteArg(fcinfo, &site_id);
+
+	return GuestCreateImpl(shifted, true, ITM_API_2_0, site_id);
 }
 
 /* Why a join would not click (or whether this device rejoins). */
@@ -828,16 +927,60 @@ static ItmPlan guest_revoke_plan = {
 	2, {INT8OID, TEXTOID}, 0, NULL, NULL
 };
 
+/* 2.0: the link of the tenant ($3) at the site ($4); the tenant's user */
+static ItmPlan guest_revoke_lookup_plan_2_0 = {
+	"SELECT g.created_by::pg_catalog.text AS invited_by,"
+	"       g.media_id::pg_catalog.text AS media_id,"
+	"       g.revoked_at IS NOT NULL AS revoked,"
+	"       u.user_id IS NOT NULL AS actor_found,"
+	"       u.role::pg_catalog.text AS actor_role"
+	"  FROM invitetomedia.guest_links g"
+	"  LEFT JOIN invitetomedia.users u ON u.tenant_id OPERATOR(pg_catalog.=) g.tenant_id"
+	"   AND u.user_id OPERATOR(pg_catalog.=) $2"
+	" WHERE g.tenant_id OPERATOR(pg_catalog.=) $3 AND g.guest_link_id OPERATOR(pg_catalog.=) $1"
+	"   AND g.site_id OPERATOR(pg_catalog.=) $4"
+	"   FOR UPDATE OF g",
+	4, {INT8OID, TEXTOID, INT4OID, TEXTOID},
+	RVK_NCOLS, itm_revoke_lookup_cols, NULL
+};
+
+static ItmPlan guest_revoke_plan_2_0 = {
+	"UPDATE invitetomedia.guest_links SET revoked_at = pg_catalog.now(), revoked_by = $2"
+	" WHERE tenant_id OPERATOR(pg_catalog.=) $3 AND guest_link_id OPERATOR(pg_catalog.=) $1"
+	"   AND revoked_at IS NULL",
+	4, {INT8OID, TEXTOID, INT4OID, TEXTOID}, 0, NULL, NULL
+};
+
+static const ItmRevokeKind guest_revoke_kind = {
+	"guest_link_revoke()", "guest_link_id", "guest link",
+	"The link's creator, administrators and those who may invite to the media may revoke its links.",
+	&guest_revoke_lookup_plan, &guest_revoke_plan, SPI_OK_UPDATE,
+	&guest_revoke_lookup_plan_2_0, &guest_revoke_plan_2_0
+};
+
 PG_FUNCTION_INFO_V1(guest_link_revoke);
 Datum
 guest_link_revoke(PG_FUNCTION_ARGS)
 {
-	static const ItmRevokeKind kind = {
-		"guest_link_revoke()", "guest_link_id", "guest link",
-		"The link's creator, administrators and those who may invite to the media may revoke its links.",
-		&guest_revoke_lookup_plan, &guest_revoke_plan, SPI_OK_UPDATE, NULL, NULL
-	};
+	return ItmRevokeLink(fcinfo, &guest_revoke_kind, ITM_API_1_1, NULL);
+}
 
-	return ItmRevokeLink(fcinfo, &kind, ITM_API_1_1, NULL);
+/* 2.0: the 1.1 signature, on the default site of the caller's tenant */
+PG_FUNCTION_INFO_V1(guest_link_revoke_2_0);
+Datum
+guest_link_revoke_2_0(PG_FUNCTION_ARGS)
+{
+	return ItmRevokeLink(fcinfo, &guest_revoke_kind, ITM_API_2_0, NULL);
+}
+
+/* 2.0: guest_link_revoke_at(site_id, guest_link_id, actor_id) */
+PG_FUNCTION_INFO_V1(guest_link_revoke_at);
+Datum
+guest_link_revoke_at(PG_FUNCTION_ARGS)
+{
+	char	   *site_id;
+	FunctionCallInfo shifted = ItmShiftSiteArg(fcinfo, &site_id);
+
+	return ItmRevokeLink(shifted, &guest_revoke_kind, ITM_API_2_0, site_id);
 }
 
