@@ -458,6 +458,43 @@ static ItmPlan guest_diagnose_plan_1_1_1 = {
 	4, {BYTEAOID, TEXTOID, TEXTOID, TEXTOID}, GDX_NCOLS, guest_diagnose_cols_1_1_1, NULL
 };
 
+/*
+ * 2.0: 1.1.1's diagnosis of the link of the tenant ($5) at the site ($6),
+ * with that site's settings and guest rule.  Kept to its generic plan.
+ */
+static ItmPlan guest_diagnose_plan_2_0 = {
+	"SELECT g.guest_link_id::pg_catalog.int8 AS guest_link_id,"
+	"       g.media_id::pg_catalog.text AS media_id,"
+	"       g.click_limit::pg_catalog.int4 AS click_limit,"
+	"       g.clicks::pg_catalog.int4 AS clicks,"
+	"       g.expires_at::pg_catalog.timestamptz AS expires_at,"
+	"       s.enabled::pg_catalog.bool AS enabled,"
+	"       g.revoked_at IS NOT NULL AS revoked,"
+	"       (g.expires_at OPERATOR(pg_catalog.<=) pg_catalog.now()) IS TRUE AS expired,"
+	"       ($2::pg_catalog.text IS NOT NULL AND EXISTS ("
+	"          SELECT 1 FROM invitetomedia.guest_link_joins j"
+	"           WHERE j.tenant_id OPERATOR(pg_catalog.=) g.tenant_id"
+	"             AND j.guest_link_id OPERATOR(pg_catalog.=) g.guest_link_id"
+	"             AND j.device_id OPERATOR(pg_catalog.=) $2"
+	"             AND j.status OPERATOR(pg_catalog.=) ANY (ARRAY['ok', 'rejoin']))) AS device_seen,"
+	"       CASE WHEN $2::pg_catalog.text IS NOT NULL THEN"
+	"        (SELECT j.join_id::pg_catalog.int8 FROM invitetomedia.guest_link_joins j"
+	"          WHERE j.tenant_id OPERATOR(pg_catalog.=) g.tenant_id"
+	"            AND j.guest_link_id OPERATOR(pg_catalog.=) g.guest_link_id"
+	"            AND j.device_id OPERATOR(pg_catalog.=) $2"
+	"            AND j.status OPERATOR(pg_catalog.=) 'ok'"
+	"          ORDER BY j.joined_at, j.join_id LIMIT 1) END AS device_join_id,"
+	"       NULL::pg_catalog.text AS user_id,"
+	"       invitetomedia.guest_allowed_at($6, $4)::pg_catalog.bool AS domain_allowed"
+	"  FROM invitetomedia.guest_links g JOIN invitetomedia.sites s"
+	"    ON s.tenant_id OPERATOR(pg_catalog.=) g.tenant_id"
+	"   AND s.site_id OPERATOR(pg_catalog.=) g.site_id"
+	" WHERE g.tenant_id OPERATOR(pg_catalog.=) $5 AND g.token_hash OPERATOR(pg_catalog.=) $1"
+	"   AND g.site_id OPERATOR(pg_catalog.=) $6",
+	6, {BYTEAOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID}, GDX_NCOLS,
+	guest_diagnose_cols_1_1_1, NULL
+};
+
 /* A click of a click-limited link: every condition in one UPDATE. */
 enum
 {
@@ -481,6 +518,37 @@ static ItmPlan guest_take_plan = {
 	"   AND (SELECT s.enabled FROM invitetomedia.settings s)"
 	" RETURNING (g.click_limit OPERATOR(pg_catalog.-) g.clicks)::pg_catalog.int4 AS clicks_left",
 	1, {INT8OID}, GTK_NCOLS, guest_take_cols, NULL
+};
+
+#define GUEST_SITE_ENABLED_2_0 \
+	"   AND (SELECT s.enabled FROM invitetomedia.sites s"					\
+	"         WHERE s.tenant_id OPERATOR(pg_catalog.=) g.tenant_id"		\
+	"           AND s.site_id OPERATOR(pg_catalog.=) g.site_id)"
+static ItmPlan guest_take_plan_2_0 = {
+	"UPDATE invitetomedia.guest_links g"
+	"   SET clicks = g.clicks OPERATOR(pg_catalog.+) 1,"
+	"       used_up_at = CASE WHEN g.clicks OPERATOR(pg_catalog.+) 1"
+	"                              OPERATOR(pg_catalog.>=) g.click_limit"
+	"                         THEN pg_catalog.now() END"
+	" WHERE g.tenant_id OPERATOR(pg_catalog.=) $2 AND g.guest_link_id OPERATOR(pg_catalog.=) $1"
+	"   AND g.revoked_at IS NULL"
+	"   AND (g.expires_at IS NULL OR g.expires_at OPERATOR(pg_catalog.>) pg_catalog.now())"
+	"   AND g.click_limit IS NOT NULL"
+	"   AND g.clicks OPERATOR(pg_catalog.<) g.click_limit"
+	GUEST_SITE_ENABLED_2_0
+	" RETURNING (g.click_limit OPERATOR(pg_catalog.-) g.clicks)::pg_catalog.int4 AS clicks_left",
+	2, {INT8OID, INT4OID}, GTK_NCOLS, guest_take_cols, NULL
+};
+
+static ItmPlan guest_share_plan_2_0 = {
+	"SELECT 1 FROM invitetomedia.guest_links g"
+	" WHERE g.tenant_id OPERATOR(pg_catalog.=) $2 AND g.guest_link_id OPERATOR(pg_catalog.=) $1"
+	"   AND g.revoked_at IS NULL"
+	"   AND (g.expires_at IS NULL OR g.expires_at OPERATOR(pg_catalog.>) pg_catalog.now())"
+	"   AND g.click_limit IS NULL"
+	GUEST_SITE_ENABLED_2_0
+	"   FOR KEY SHARE",
+	2, {INT8OID, INT4OID}, 0, NULL, NULL
 };
 
 /* A join of an unlimited link: a shared lock that only a revoke waits for. */
@@ -518,6 +586,20 @@ static ItmPlan guest_record_plan = {
 static ItmPlan guest_record_plan_1_1_1 = {
 	GUEST_RECORD_SQL " RETURNING join_id::pg_catalog.int8 AS join_id",
 	7, {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID},
+	GREC_NCOLS, guest_record_cols, NULL
+};
+
+/* 2.0: the record of the tenant ($9) and the link's site, with a drawn id ($8) */
+static ItmPlan guest_record_plan_2_0 = {
+	"INSERT INTO invitetomedia.guest_link_joins"
+	"  (tenant_id, site_id, join_id, guest_link_id, status, email, first_name, last_name,"
+	"   device_id, user_id)"
+	" SELECT g.tenant_id, g.site_id, $8, g.guest_link_id, $2, $3, $4, $5, $6, $7"
+	"   FROM invitetomedia.guest_links g"
+	"  WHERE g.tenant_id OPERATOR(pg_catalog.=) $9 AND g.guest_link_id OPERATOR(pg_catalog.=) $1"
+	"    FOR KEY SHARE"
+	" RETURNING join_id::pg_catalog.int8 AS join_id",
+	9, {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, INT4OID},
 	GREC_NCOLS, guest_record_cols, NULL
 };
 
@@ -560,8 +642,10 @@ typedef struct GuestJoin
 	char	   *email_key;		/* trimmed, ASCII-lower-cased */
 	char	   *first_name;
 	char	   *last_name;
-	Datum		args[4];		/* token hash, device_id, email_key, email */
-	char		nulls[4];
+	Datum		args[6];		/* token hash, device_id, email_key, email; 2.0: tenant, site */
+	char		nulls[6];
+	bool		v2;				/* 2.0: a site's link; 1.1.1's rules */
+	ItmSite		site;
 	GuestStatus status;
 	int64		guest_link_id;
 	bool		limited;
@@ -607,13 +691,17 @@ DiagnoseGuestLink(GuestJoin *j, const ItmDirectGuestLink *gl)
 static void
 DiagnoseGuestJoin(GuestJoin *j)
 {
-	ItmPlan    *p = j->guest_only ? &guest_diagnose_plan_1_1_1 : &guest_diagnose_plan;
+	ItmPlan    *p = j->v2 ? &guest_diagnose_plan_2_0 :
+		j->guest_only ? &guest_diagnose_plan_1_1_1 : &guest_diagnose_plan;
 	int32		clicks;
 	bool		isnull;
 	Datum		limit;
 
-	/* without a device, through the table access method where it can */
-	if (j->nulls[1] == 'n')
+	/*
+	 * without a device, through the table access method where it can (its
+	 * whitelist holds 1.1.1's tables: not a 2.0 database's)
+	 */
+	if (j->nulls[1] == 'n' && !j->v2)
 	{
 		ItmDirectGuestLink gl;
 
@@ -632,7 +720,7 @@ DiagnoseGuestJoin(GuestJoin *j)
 				break;
 		}
 	}
-	if (p == &guest_diagnose_plan_1_1_1)
+	if (p == &guest_diagnose_plan_1_1_1 || p == &guest_diagnose_plan_2_0)
 		ItmKeepGenericPlan(p);
 	/* after the device's advisory lock: see its earlier join at any isolation */
 	if (j->nulls[1] == ' ')
@@ -702,17 +790,25 @@ EnsureGuestUser(GuestJoin *j)
 static bool
 TakeGuestClick(GuestJoin *j)
 {
-	Datum		args[1];
+	Datum		args[2];
 
 	args[0] = Int64GetDatum(j->guest_link_id);
+	args[1] = Int32GetDatum(j->site.tenant_id);	/* 2.0 */
 	if (j->limited)
 	{
-		ItmRunPlan(&guest_take_plan, args, NULL, false, SPI_OK_UPDATE_RETURNING);
+		ItmPlan    *t = j->v2 ? &guest_take_plan_2_0 : &guest_take_plan;
+
+		ItmRunPlan(t, args, NULL, false, SPI_OK_UPDATE_RETURNING);
 		if (SPI_processed != 1)
 			return false;
-		j->result[GR_CLICKS_LEFT] = Int32GetDatum(ItmColInt4(&guest_take_plan, GTK_CLICKS_LEFT));
+		j->result[GR_CLICKS_LEFT] = Int32GetDatum(ItmColInt4(t, GTK_CLICKS_LEFT));
 		j->result_nulls[GR_CLICKS_LEFT] = false;
 		return true;
+	}
+	if (j->v2)
+	{
+		ItmRunPlan(&guest_share_plan_2_0, args, NULL, false, SPI_OK_SELECT);
+		return SPI_processed == 1;
 	}
 	/* through the table access method where it can (itm_direct.c) */
 	switch (ItmDirectGuestShare(j->guest_link_id))
@@ -731,8 +827,8 @@ TakeGuestClick(GuestJoin *j)
 static void
 RecordGuestJoin(GuestJoin *j)
 {
-	Datum		args[7];
-	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Datum		args[9];
+	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 
 	/*
 	 * The event relay needs the xid before the record's id (itm_relay.c):
@@ -746,7 +842,7 @@ RecordGuestJoin(GuestJoin *j)
 	 * or the shared lock), which is what the statement's FOR KEY SHARE is
 	 * for: its record can be written through the table access method.
 	 */
-	if (j->status == GS_OK &&
+	if (j->status == GS_OK && !j->v2 &&
 		ItmDirectGuestRecord(j->guest_link_id, guest_status_names[j->status], j->email,
 							 j->first_name, j->last_name, j->args[1], j->nulls[1] == 'n',
 							 j->user_id, &j->join_id))
@@ -765,7 +861,20 @@ RecordGuestJoin(GuestJoin *j)
 		args[6] = CStringGetTextDatum(j->user_id);
 	else
 		nulls[6] = 'n';
-	if (j->guest_only && j->status == GS_OK)
+	if (j->v2)
+	{
+		args[7] = Int64GetDatum(ItmRandomId());
+		args[8] = Int32GetDatum(j->site.tenant_id);
+		ItmRunPlan(&guest_record_plan_2_0, args, nulls, false, SPI_OK_INSERT_RETURNING);
+		if (SPI_processed != 1)
+			elog(ERROR, "invitetomedia: the record of a join was not written");
+		if (j->status == GS_OK)
+		{
+			j->join_id = ItmColInt8(&guest_record_plan_2_0, GREC_JOIN_ID);
+			j->join_id_null = false;
+		}
+	}
+	else if (j->guest_only && j->status == GS_OK)
 	{
 		ItmRunPlan(&guest_record_plan_1_1_1, args, nulls, false, SPI_OK_INSERT_RETURNING);
 		if (SPI_processed != 1)
@@ -778,7 +887,7 @@ RecordGuestJoin(GuestJoin *j)
 }
 
 static Datum
-GuestJoinImpl(FunctionCallInfo fcinfo, bool guest_only)
+GuestJoinImpl(FunctionCallInfo fcinfo, bool guest_only, ItmApi api, const char *site_id)
 {
 	GuestJoin	j;
 	text	   *token;
@@ -794,6 +903,7 @@ GuestJoinImpl(FunctionCallInfo fcinfo, bool guest_only)
 	memset(&j, 0, sizeof(j));
 	j.status = GS_NOT_FOUND;
 	j.guest_only = guest_only;
+	j.v2 = api == ITM_API_2_0;
 	j.join_id_null = true;
 	for (i = 0; i < GR_NCOLS; i++)
 		j.result_nulls[i] = true;
@@ -805,7 +915,14 @@ GuestJoinImpl(FunctionCallInfo fcinfo, bool guest_only)
 	j.first_name = ItmNameArg(fcinfo, 2, "first_name", ITM_NAME_MAX_CHARS, NULL);
 	j.last_name = ItmNameArg(fcinfo, 3, "last_name", ITM_NAME_MAX_CHARS, NULL);
 	j.email_key = ItmEmailKey(j.email);
-	j.nulls[0] = j.nulls[1] = j.nulls[2] = j.nulls[3] = ' ';
+	memset(j.nulls, ' ', sizeof(j.nulls));
+	/* 2.0: the site (a site of another tenant does not exist) */
+	if (j.v2)
+	{
+		ItmResolveSite(site_id, &j.site);
+		j.args[4] = Int32GetDatum(j.site.tenant_id);
+		j.args[5] = CStringGetTextDatum(j.site.site_id);
+	}
 	if (PG_ARGISNULL(4))
 		j.nulls[1] = 'n';
 	else
@@ -891,7 +1008,7 @@ PG_FUNCTION_INFO_V1(guest_link_join);
 Datum
 guest_link_join(PG_FUNCTION_ARGS)
 {
-	return GuestJoinImpl(fcinfo, false);
+	return GuestJoinImpl(fcinfo, false, ITM_API_1_1, NULL);
 }
 
 /* 1.1.1: a guest is a guest: user_id NULL, join_id the identity */
@@ -899,7 +1016,26 @@ PG_FUNCTION_INFO_V1(guest_link_join_1_1_1);
 Datum
 guest_link_join_1_1_1(PG_FUNCTION_ARGS)
 {
-	return GuestJoinImpl(fcinfo, true);
+	return GuestJoinImpl(fcinfo, true, ITM_API_1_1, NULL);
+}
+
+/* 2.0: the 1.1.1 signature, on the default site of the caller's tenant */
+PG_FUNCTION_INFO_V1(guest_link_join_2_0);
+Datum
+guest_link_join_2_0(PG_FUNCTION_ARGS)
+{
+	return GuestJoinImpl(fcinfo, true, ITM_API_2_0, NULL);
+}
+
+/* 2.0: guest_link_join_at(site_id, token, email, first_name, last_name, device_id) */
+PG_FUNCTION_INFO_V1(guest_link_join_at);
+Datum
+guest_link_join_at(PG_FUNCTION_ARGS)
+{
+	char	   *site_id;
+	FunctionCallInfo shifted = ItmShiftSiteArg(fcinfo, &site_id);
+
+	return GuestJoinImpl(shifted, true, ITM_API_2_0, site_id);
 }
 
 /*
