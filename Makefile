@@ -51,6 +51,10 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# PGXS does not track headers: every object depends on all of ours, so
+# that a changed struct never leaves an object built against the old one.
+$(OBJS): $(wildcard $(srcdir)/*.h) $(srcdir)/src/itm_text.h
+
 # A build in another directory (VPATH, as pg_buildext's build-<version>/)
 # writes src/itm_text.o there: src/ must exist.
 ifneq ($(srcdir),.)

@@ -169,7 +169,8 @@ ItmColDatum(const ItmPlan *p, int col, bool *isnull)
 	Datum		d;
 
 	if (current_result != p || col < 0 || col >= p->ncols || SPI_processed < 1)
-		elog(ERROR, "invitetomedia: column %d read from the wrong result", col);
+		elog(ERROR, "invitetomedia: column %d read from the wrong result (%s): %.60s",
+			 col, current_result != p ? "another statement's" : "no row", p->sql);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col + 1, isnull);
 	if (*isnull && !p->cols[col].nullable)
 		ereport(ERROR,
