@@ -993,7 +993,12 @@ GuestJoinImpl(FunctionCallInfo fcinfo, bool guest_only, ItmApi api, const char *
 			j.result_nulls[i] = true;
 	}
 	if (j.status == GS_OK && !relay)
-		ItmNotifyEvent(ITM_EVENT_GUEST_JOINED, j.guest_link_id);
+	{
+		if (j.v2)
+			ItmNotifyTenantEvent(ITM_EVENT_GUEST_JOINED, j.site.tenant_id, j.guest_link_id);
+		else
+			ItmNotifyEvent(ITM_EVENT_GUEST_JOINED, j.guest_link_id);
+	}
 
 done:
 	j.result[GR_STATUS] = CStringGetTextDatum(guest_status_names[j.status]);

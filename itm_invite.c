@@ -1853,7 +1853,12 @@ refused:
 done:
 	/* 1.1: tell the application (any role may LISTEN: the id only) */
 	if (call.status == CS_OK && api >= ITM_API_1_1 && !relay)
-		ItmNotifyEvent(ITM_EVENT_INVITE_ACCEPTED, call.invite_id);
+	{
+		if (api == ITM_API_2_0)
+			ItmNotifyTenantEvent(ITM_EVENT_INVITE_ACCEPTED, call.site.tenant_id, call.invite_id);
+		else
+			ItmNotifyEvent(ITM_EVENT_INVITE_ACCEPTED, call.invite_id);
+	}
 	call.result[CR_STATUS] = CStringGetTextDatum(consume_status_names[call.status]);
 	call.result_nulls[CR_STATUS] = false;
 	ItmPutResultRow(fcinfo, call.result, call.result_nulls);

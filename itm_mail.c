@@ -145,7 +145,9 @@ ItmQueueMail(const ItmSite *site, int64 invite_id, const char *to_email, const c
 	message_id = ItmColInt8(p, OUT_MESSAGE_ID);
 
 	/* a wake-up call only: sent by the relay after the commit where it runs */
-	if (!relay)
+	if (!relay && site)
+		ItmNotifyTenantEvent(ITM_EVENT_MAIL_QUEUED, site->tenant_id, message_id);
+	else if (!relay)
 		ItmNotifyEvent(ITM_EVENT_MAIL_QUEUED, message_id);
 	return message_id;
 }

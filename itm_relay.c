@@ -513,6 +513,32 @@ ItmNotifyEvent(ItmEvent e, int64 id)
 }
 
 /*
+ * 2.0: the tenant's id goes with the record's, so that a listener can
+ * follow one tenant (ids only still: any role may LISTEN).
+ */
+char *
+ItmTenantEventPayload(ItmEvent e, int32 tenant_id, int64 id)
+{
+	switch (e)
+	{
+		case ITM_EVENT_INVITE_ACCEPTED:
+			return psprintf("{\"kind\":\"invite\",\"tenant\":%d,\"id\":" INT64_FORMAT "}",
+							tenant_id, id);
+		case ITM_EVENT_GUEST_JOINED:
+			return psprintf("{\"kind\":\"guest_link\",\"tenant\":%d,\"id\":" INT64_FORMAT "}",
+							tenant_id, id);
+		default:
+			return psprintf("{\"tenant\":%d,\"id\":" INT64_FORMAT "}", tenant_id, id);
+	}
+}
+
+void
+ItmNotifyTenantEvent(ItmEvent e, int32 tenant_id, int64 id)
+{
+	Async_Notify(ItmEventChannel(e), ItmTenantEventPayload(e, tenant_id, id));
+}
+
+/*
  * The shape the relay relies on, checked at the start and every second:
  * the extension at 1.1 or later, and each record sequence in order and
  * shared.  Returns false (with a LOG once) if the extension is missing or
