@@ -1910,6 +1910,159 @@ COMMENT ON FUNCTION invitetomedia.site_drop(text) IS
 'deletes a site that is not its tenant''s default, with its links, records, queued mail, templates, allowed users and host names, in one transaction; returns the rows deleted per table';
 
 ------------------------------------------------------------------------------
+-- the API on sites (C): the 1.x names keep their signatures (and the GRANTs
+-- a DBA gave on them) and act on the default site of the caller's tenant;
+-- the _at functions name the site first
+------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION invitetomedia.invite_create(
+    media_id text, inviter_id text, email text, first_name text, last_name text,
+    role text DEFAULT 'viewer', send_email boolean DEFAULT false,
+    not_before timestamptz DEFAULT NULL)
+RETURNS TABLE(invite_id bigint, token text, url text, expires_at timestamptz, max_uses integer)
+AS 'MODULE_PATHNAME', 'invite_create_2_0'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+CREATE OR REPLACE FUNCTION invitetomedia.invite_consume(token text, email text, device_id text DEFAULT NULL)
+RETURNS TABLE(status text, invite_id bigint, media_id text, role text, user_id text,
+              first_name text, last_name text, uses_left integer, expires_at timestamptz)
+AS 'MODULE_PATHNAME', 'invite_consume_2_0'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+CREATE OR REPLACE FUNCTION invitetomedia.invite_check(token text)
+RETURNS TABLE(status text, media_id text, media_title text, role text,
+              expires_at timestamptz, uses_left integer, opens_at timestamptz)
+AS 'MODULE_PATHNAME', 'invite_check_2_0'
+LANGUAGE C STABLE CALLED ON NULL INPUT PARALLEL RESTRICTED SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+CREATE OR REPLACE FUNCTION invitetomedia.invite_revoke(invite_id bigint, actor_id text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'invite_revoke_2_0'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+CREATE OR REPLACE FUNCTION invitetomedia.invite_resend(invite_id bigint, actor_id text, send_email boolean DEFAULT true)
+RETURNS TABLE(token text, url text, expires_at timestamptz, max_uses integer)
+AS 'MODULE_PATHNAME', 'invite_resend_2_0'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+CREATE OR REPLACE FUNCTION invitetomedia.invite_purge(keep interval DEFAULT '30 days')
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'invite_purge_2_0'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+CREATE OR REPLACE FUNCTION invitetomedia.guest_link_create(
+    media_id text, actor_id text, name text,
+    click_limit integer DEFAULT NULL, valid_days integer DEFAULT NULL)
+RETURNS TABLE(guest_link_id bigint, token text, url text, expires_at timestamptz)
+AS 'MODULE_PATHNAME', 'guest_link_create_2_0'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+CREATE OR REPLACE FUNCTION invitetomedia.guest_link_join(
+    token text, email text, first_name text, last_name text, device_id text DEFAULT NULL)
+RETURNS TABLE(status text, guest_link_id bigint, media_id text, role text, user_id text,
+              clicks_left integer, expires_at timestamptz, join_id bigint)
+AS 'MODULE_PATHNAME', 'guest_link_join_2_0'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+CREATE OR REPLACE FUNCTION invitetomedia.guest_link_revoke(guest_link_id bigint, actor_id text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'guest_link_revoke_2_0'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION invitetomedia.invite_create_at(
+    site_id text, media_id text, inviter_id text, email text, first_name text, last_name text,
+    role text DEFAULT 'viewer', send_email boolean DEFAULT false,
+    not_before timestamptz DEFAULT NULL)
+RETURNS TABLE(invite_id bigint, token text, url text, expires_at timestamptz, max_uses integer)
+AS 'MODULE_PATHNAME', 'invite_create_at'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION invitetomedia.invite_create_at(text, text, text, text, text, text, text, boolean, timestamptz) IS
+'invite_create on a site of the caller''s tenant: the site''s settings, templates and base URL govern the link';
+
+CREATE FUNCTION invitetomedia.invite_consume_at(site_id text, token text, email text, device_id text DEFAULT NULL)
+RETURNS TABLE(status text, invite_id bigint, media_id text, role text, user_id text,
+              first_name text, last_name text, uses_left integer, expires_at timestamptz)
+AS 'MODULE_PATHNAME', 'invite_consume_at'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION invitetomedia.invite_consume_at(text, text, text, text) IS
+'invite_consume at a site: a link of another site or tenant answers not_found';
+
+CREATE FUNCTION invitetomedia.invite_check_at(site_id text, token text)
+RETURNS TABLE(status text, media_id text, media_title text, role text,
+              expires_at timestamptz, uses_left integer, opens_at timestamptz)
+AS 'MODULE_PATHNAME', 'invite_check_at'
+LANGUAGE C STABLE CALLED ON NULL INPUT PARALLEL RESTRICTED SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION invitetomedia.invite_check_at(text, text) IS
+'invite_check at a site: a link of another site or tenant answers not_found';
+
+CREATE FUNCTION invitetomedia.invite_revoke_at(site_id text, invite_id bigint, actor_id text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'invite_revoke_at'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION invitetomedia.invite_revoke_at(text, bigint, text) IS
+'invite_revoke at a site: a link of another site or tenant does not exist';
+
+CREATE FUNCTION invitetomedia.invite_resend_at(site_id text, invite_id bigint, actor_id text, send_email boolean DEFAULT true)
+RETURNS TABLE(token text, url text, expires_at timestamptz, max_uses integer)
+AS 'MODULE_PATHNAME', 'invite_resend_at'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION invitetomedia.invite_resend_at(text, bigint, text, boolean) IS
+'invite_resend at a site: a link of another site or tenant does not exist';
+
+CREATE FUNCTION invitetomedia.guest_link_create_at(
+    site_id text, media_id text, actor_id text, name text,
+    click_limit integer DEFAULT NULL, valid_days integer DEFAULT NULL)
+RETURNS TABLE(guest_link_id bigint, token text, url text, expires_at timestamptz)
+AS 'MODULE_PATHNAME', 'guest_link_create_at'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION invitetomedia.guest_link_create_at(text, text, text, text, integer, integer) IS
+'guest_link_create on a site of the caller''s tenant';
+
+CREATE FUNCTION invitetomedia.guest_link_join_at(
+    site_id text, token text, email text, first_name text, last_name text, device_id text DEFAULT NULL)
+RETURNS TABLE(status text, guest_link_id bigint, media_id text, role text, user_id text,
+              clicks_left integer, expires_at timestamptz, join_id bigint)
+AS 'MODULE_PATHNAME', 'guest_link_join_at'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION invitetomedia.guest_link_join_at(text, text, text, text, text, text) IS
+'guest_link_join at a site: a link of another site or tenant answers not_found';
+
+CREATE FUNCTION invitetomedia.guest_link_revoke_at(site_id text, guest_link_id bigint, actor_id text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'guest_link_revoke_at'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION invitetomedia.guest_link_revoke_at(text, bigint, text) IS
+'guest_link_revoke at a site: a link of another site or tenant does not exist';
+
+REVOKE EXECUTE ON FUNCTION
+    invitetomedia.invite_create_at(text, text, text, text, text, text, text, boolean, timestamptz),
+    invitetomedia.invite_consume_at(text, text, text, text),
+    invitetomedia.invite_check_at(text, text),
+    invitetomedia.invite_revoke_at(text, bigint, text),
+    invitetomedia.invite_resend_at(text, bigint, text, boolean),
+    invitetomedia.guest_link_create_at(text, text, text, text, integer, integer),
+    invitetomedia.guest_link_join_at(text, text, text, text, text, text),
+    invitetomedia.guest_link_revoke_at(text, bigint, text)
+FROM PUBLIC;
+
+------------------------------------------------------------------------------
 -- row-level security: every table, the caller's tenant only
 ------------------------------------------------------------------------------
 

@@ -208,7 +208,7 @@ static const ItmCol resolve_site_cols[RS_NCOLS] = {
 static ItmPlan resolve_site_plan = {
 	"SELECT s.site_id::pg_catalog.text AS site_id, s.tenant_id::pg_catalog.int4 AS tenant_id"
 	"  FROM invitetomedia.sites s"
-	" WHERE s.site_id OPERATOR(pg_catalog.=) pg_catalog.coalesce($1,"
+	" WHERE s.site_id OPERATOR(pg_catalog.=) COALESCE($1,"
 	"         (SELECT t.default_site_id FROM invitetomedia.tenants t"
 	"           WHERE t.tenant_id OPERATOR(pg_catalog.=) $2))"
 	"   AND s.tenant_id OPERATOR(pg_catalog.=) $2",
