@@ -1910,6 +1910,31 @@ COMMENT ON FUNCTION invitetomedia.site_drop(text) IS
 'deletes a site that is not its tenant''s default, with its links, records, queued mail, templates, allowed users and host names, in one transaction; returns the rows deleted per table';
 
 ------------------------------------------------------------------------------
+-- 1.x writers of the directory and the templates keep working: a row
+-- written without a tenant is the writing role's tenant's (and a template
+-- or an allowed inviter without a site is of its default site)
+------------------------------------------------------------------------------
+
+CREATE FUNCTION invitetomedia.default_site() RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+RETURN (SELECT t.default_site_id FROM invitetomedia.tenants t
+         WHERE t.tenant_id OPERATOR(pg_catalog.=) invitetomedia.tenant());
+COMMENT ON FUNCTION invitetomedia.default_site() IS
+'the default site of the caller''s tenant (NULL if none): the default of site_id where a 1.x writer names none';
+
+ALTER TABLE invitetomedia.users ALTER COLUMN tenant_id SET DEFAULT invitetomedia.tenant();
+ALTER TABLE invitetomedia.group_members ALTER COLUMN tenant_id SET DEFAULT invitetomedia.tenant();
+ALTER TABLE invitetomedia.media ALTER COLUMN tenant_id SET DEFAULT invitetomedia.tenant();
+ALTER TABLE invitetomedia.media_collaborators ALTER COLUMN tenant_id SET DEFAULT invitetomedia.tenant();
+ALTER TABLE invitetomedia.email_templates
+    ALTER COLUMN tenant_id SET DEFAULT invitetomedia.tenant(),
+    ALTER COLUMN site_id SET DEFAULT invitetomedia.default_site();
+ALTER TABLE invitetomedia.allowed_users
+    ALTER COLUMN tenant_id SET DEFAULT invitetomedia.tenant(),
+    ALTER COLUMN site_id SET DEFAULT invitetomedia.default_site();
+
+------------------------------------------------------------------------------
 -- the API on sites (C): the 1.x names keep their signatures (and the GRANTs
 -- a DBA gave on them) and act on the default site of the caller's tenant;
 -- the _at functions name the site first
@@ -2153,8 +2178,8 @@ REVOKE ALL ON FUNCTION invitetomedia.tenant_cache_invalidate(),
                        invitetomedia.site_drop(text)
     FROM PUBLIC;
 -- It tells a role its own tenant only, and the policies call it as the
--- role that reads.
-GRANT EXECUTE ON FUNCTION invitetomedia.tenant() TO PUBLIC;
+-- role that reads; default_site() likewise, as the default of site_id.
+GRANT EXECUTE ON FUNCTION invitetomedia.tenant(), invitetomedia.default_site() TO PUBLIC;
 
 /*
  * Default privileges (ALTER DEFAULT PRIVILEGES ... GRANT) of the installing
@@ -2181,7 +2206,8 @@ BEGIN
                AND d.objid OPERATOR(pg_catalog.=) ANY (ARRAY[
                    'invitetomedia.role_rank(text)'::pg_catalog.regprocedure,
                    'invitetomedia.normalize_domain(text)'::pg_catalog.regprocedure,
-                   'invitetomedia.tenant()'::pg_catalog.regprocedure]::pg_catalog.oid[])
+                   'invitetomedia.tenant()'::pg_catalog.regprocedure,
+                   'invitetomedia.default_site()'::pg_catalog.regprocedure]::pg_catalog.oid[])
                  AS public_may_execute
           FROM pg_catalog.pg_depend d
           JOIN pg_catalog.pg_init_privs i

@@ -113,7 +113,7 @@ is( q_('fresh', q{SELECT string_agg(tablename || ':' || n, ',' ORDER BY tablenam
                     SELECT tablename, count(*) FILTER (WHERE permissive = 'RESTRICTIVE') AS n
                       FROM pg_policies WHERE schemaname = 'invitetomedia' GROUP BY 1) p WHERE n <> 4}),
 	'', '... and four restrictive policies, one per command');
-is( q_('fresh', q{SELECT string_agg(indexrelid::regclass::text, ',' ORDER BY 1) FROM pg_index i
+is( q_('fresh', q{SELECT string_agg(indexrelid::regclass::text, ',' ORDER BY indexrelid::regclass::text) FROM pg_index i
                    JOIN pg_class c ON c.oid = i.indrelid
                   WHERE c.relnamespace = 'invitetomedia'::regnamespace
                     AND c.relname NOT IN ('tenants', 'sites', 'site_hosts', 'tenant_roles')
@@ -121,25 +121,25 @@ is( q_('fresh', q{SELECT string_agg(indexrelid::regclass::text, ',' ORDER BY 1) 
                     AND i.indkey[0] <> (SELECT attnum FROM pg_attribute a
                                          WHERE a.attrelid = c.oid AND a.attname = 'tenant_id')}),
 	'', 'tenant_id leads every primary and unique key of the tables of tenants');
-is( q_('fresh', q{SELECT string_agg(indexrelid::regclass::text, ',' ORDER BY 1) FROM pg_index i
+is( q_('fresh', q{SELECT string_agg(indexrelid::regclass::text, ',' ORDER BY indexrelid::regclass::text) FROM pg_index i
                    JOIN pg_class c ON c.oid = i.indrelid
                   WHERE c.relnamespace = 'invitetomedia'::regnamespace
                     AND c.relname NOT IN ('tenants', 'sites', 'site_hosts', 'tenant_roles')
                     AND i.indkey[0] <> (SELECT attnum FROM pg_attribute a
                                          WHERE a.attrelid = c.oid AND a.attname = 'tenant_id')}),
 	'', '... and every other index');
-is( q_('fresh', q{SELECT string_agg(c.relname || '.' || a.attname, ',' ORDER BY 1)
+is( q_('fresh', q{SELECT string_agg(c.relname || '.' || a.attname, ',' ORDER BY c.relname || '.' || a.attname)
                     FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
                     LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
                    WHERE c.relnamespace = 'invitetomedia'::regnamespace AND c.relkind = 'r'
                      AND pg_get_expr(d.adbin, d.adrelid) LIKE 'nextval%'}),
 	'tenants.tenant_id', 'no id is drawn from a sequence but a tenant\'s');
-is( q_('fresh', q{SELECT string_agg(p.oid::regprocedure::text, ',' ORDER BY 1) FROM pg_proc p
+is( q_('fresh', q{SELECT string_agg(p.oid::regprocedure::text, ',' ORDER BY p.oid::regprocedure::text) FROM pg_proc p
                    WHERE p.pronamespace = 'invitetomedia'::regnamespace
                      AND has_function_privilege('public', p.oid, 'EXECUTE')}),
-	'invitetomedia.normalize_domain(text),invitetomedia.role_rank(text),invitetomedia.tenant()',
-	'PUBLIC may execute the two pure helpers and tenant(), nothing else');
-is( q_('fresh', q{SELECT string_agg(c.relname, ',' ORDER BY 1) FROM pg_class c
+	'invitetomedia.default_site(),invitetomedia.normalize_domain(text),invitetomedia.role_rank(text),invitetomedia.tenant()',
+	'PUBLIC may execute the two pure helpers, tenant() and default_site(), nothing else');
+is( q_('fresh', q{SELECT string_agg(c.relname, ',' ORDER BY c.relname) FROM pg_class c
                    WHERE c.relnamespace = 'invitetomedia'::regnamespace
                      AND (has_table_privilege('public', c.oid, 'SELECT')
                           OR has_table_privilege('public', c.oid, 'INSERT,UPDATE,DELETE'))}),
@@ -198,7 +198,8 @@ for my $db (qw(defpriv_fresh defpriv_upd))
 		  . q_($db, q{SELECT count(*) FROM pg_proc p WHERE p.pronamespace = 'invitetomedia'::regnamespace
 	               AND has_function_privilege('peeker', p.oid, 'EXECUTE')
 	               AND p.oid <> ALL (ARRAY['invitetomedia.role_rank(text)'::regprocedure,
-	                   'invitetomedia.normalize_domain(text)', 'invitetomedia.tenant()'])}),
+	                   'invitetomedia.normalize_domain(text)', 'invitetomedia.tenant()',
+	                   'invitetomedia.default_site()'])}),
 		'0 0', "$db: the installing role's default privileges are revoked from every 2.0 object");
 }
 

@@ -22,6 +22,11 @@
 #   7   app_x acts for the default tenant (disabled, as a fresh install is)
 #   8   invite_purge purges the caller's tenant only
 #   9   ids are drawn: two tenants' links do not share a counter
+#  10   a 1.x directory sync (INSERT without tenant_id) writes its own
+#       role's tenant's rows; a template without a site is the default
+#       site's; a role bound to no tenant cannot write
+#  11   guest links: made at a site, not_found at another tenant's site,
+#       joined at their own
 use strict;
 use warnings;
 
@@ -158,5 +163,39 @@ my ($idb) = split / /,
 ok(abs($idb - $id6) > 1_000_000, '9: ids are drawn, not counted');
 is(as('app_b', qq{SELECT status FROM invitetomedia.invite_consume('$tok1', 'x\@a.example')}),
 	'not_found', '9: globex still finds no acme token');
+
+# 10: 1.x writers of the directory
+run_sql(q{GRANT INSERT, SELECT ON invitetomedia.users, invitetomedia.email_templates TO app_b, app_x});
+as('app_b', q{INSERT INTO invitetomedia.users (user_id, email, role) VALUES ('sync1', 'sync1@globex.example', 'viewer')});
+is(run_sql(q{SELECT tenant_id FROM invitetomedia.users WHERE user_id = 'sync1'}), $b,
+	'10: a directory row written without a tenant is the writing role\'s tenant\'s');
+as('app_b', q{INSERT INTO invitetomedia.email_templates (name, subject, body) VALUES ('t2', 'Hi', 'Go {URL}')});
+is(run_sql(q{SELECT tenant_id || ' ' || site_id FROM invitetomedia.email_templates WHERE name = 't2'}),
+	"$b globex-kms", '10: a template without a site is the default site\'s');
+like(try_as('app_b', qq{INSERT INTO invitetomedia.users (tenant_id, user_id) VALUES ($a, 'sneak')}),
+	qr/^42501 /, '10: a row for another tenant is refused');
+run_sql(q{UPDATE invitetomedia.tenants SET is_default = false});
+like(try_as('app_x', q{INSERT INTO invitetomedia.users (user_id) VALUES ('nobody')}),
+	qr/^42501 new row violates row-level security policy/, '10: a role bound to no tenant writes nothing');
+run_sql(q{UPDATE invitetomedia.tenants SET is_default = true WHERE tenant_id = 1});
+
+# 11: guest links
+my ($gid, $gtok) = split / /,
+  as('app_a', q{SELECT guest_link_id || ' ' || token FROM invitetomedia.guest_link_create_at('acme-kms', 'vid', 'owner', 'Attendees')});
+ok($gtok =~ /^itg_/, '11: a guest link made at a site');
+is(as('app_b', qq{SELECT status FROM invitetomedia.guest_link_join_at('globex-kms', '$gtok', 'g\@x.example', 'G', 'X')}),
+	'not_found', '11: at another tenant\'s site: not_found');
+is(as('app_a', qq{SELECT status FROM invitetomedia.guest_link_join_at('acme-canvas', '$gtok', 'g\@x.example', 'G', 'X')}),
+	'not_found', '11: at another site of its tenant: not_found');
+is(as('app_a', qq{SELECT status || ' ' || (user_id IS NULL) || ' ' || (join_id IS NOT NULL) FROM invitetomedia.guest_link_join_at('acme-kms', '$gtok', 'g\@x.example', 'G', 'X', 'dev1')}),
+	'ok true true', '11: at its own site: ok, a join and no user');
+is(as('app_a', qq{SELECT status FROM invitetomedia.guest_link_join('$gtok', 'g\@x.example', 'G', 'X', 'dev1')}),
+	'rejoin', '11: the same device again, through the 1.x signature (the default site): rejoin');
+is(run_sql(qq{SELECT string_agg(tenant_id || '/' || site_id || '/' || status, ',' ORDER BY joined_at) FROM invitetomedia.guest_link_joins WHERE guest_link_id = $gid}),
+	"$a/acme-kms/ok,$a/acme-kms/rejoin", '11: the joins are recorded in the link\'s tenant and site');
+like(try_as('app_b', qq{SELECT invitetomedia.guest_link_revoke($gid, 'owner')}),
+	qr/^42704 guest link $gid does not exist/, '11: another tenant cannot revoke it');
+is(as('app_a', qq{SELECT invitetomedia.guest_link_revoke_at('acme-kms', $gid, 'owner')}),
+	't', '11: its own tenant revokes it at its site');
 
 done_testing();
