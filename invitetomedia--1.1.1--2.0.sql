@@ -1935,6 +1935,68 @@ ALTER TABLE invitetomedia.allowed_users
     ALTER COLUMN site_id SET DEFAULT invitetomedia.default_site();
 
 ------------------------------------------------------------------------------
+-- the event relay's counters (itm_relay.c): ids are drawn, so the relay
+-- follows a counter of its own.  The writers draw it only in a database
+-- the relay serves (invitetomedia.relay_databases), for the records that
+-- are events; elsewhere event_seq stays NULL and no sequence is touched.
+------------------------------------------------------------------------------
+
+CREATE SEQUENCE invitetomedia.redemptions_event_seq;
+CREATE SEQUENCE invitetomedia.guest_link_joins_event_seq;
+CREATE SEQUENCE invitetomedia.outbox_event_seq;
+ALTER TABLE invitetomedia.redemptions ADD COLUMN event_seq bigint;
+ALTER TABLE invitetomedia.guest_link_joins ADD COLUMN event_seq bigint;
+ALTER TABLE invitetomedia.outbox ADD COLUMN event_seq bigint;
+ALTER SEQUENCE invitetomedia.redemptions_event_seq OWNED BY invitetomedia.redemptions.event_seq;
+ALTER SEQUENCE invitetomedia.guest_link_joins_event_seq OWNED BY invitetomedia.guest_link_joins.event_seq;
+ALTER SEQUENCE invitetomedia.outbox_event_seq OWNED BY invitetomedia.outbox.event_seq;
+COMMENT ON COLUMN invitetomedia.redemptions.event_seq IS
+'the event relay''s counter of an ok use, drawn from redemptions_event_seq where the relay serves the database; NULL elsewhere';
+COMMENT ON COLUMN invitetomedia.guest_link_joins.event_seq IS
+'the event relay''s counter of an ok join, drawn from guest_link_joins_event_seq where the relay serves the database; NULL elsewhere';
+COMMENT ON COLUMN invitetomedia.outbox.event_seq IS
+'the event relay''s counter of a queued message, drawn from outbox_event_seq where the relay serves the database; NULL elsewhere';
+-- the relay reads ranges of the counter across tenants: not a key (no
+-- tenant_id), and only the relayed rows are in it
+CREATE INDEX redemptions_event_seq_idx ON invitetomedia.redemptions (event_seq)
+    WHERE event_seq IS NOT NULL;
+CREATE INDEX guest_link_joins_event_seq_idx ON invitetomedia.guest_link_joins (event_seq)
+    WHERE event_seq IS NOT NULL;
+CREATE INDEX outbox_event_seq_idx ON invitetomedia.outbox (event_seq)
+    WHERE event_seq IS NOT NULL;
+-- what the installing role's default privileges gave on them goes (these
+-- sequences get no pg_init_privs entry for the block at the end to find)
+DO $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN
+        SELECT c.relname, a.privilege_type,
+               CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+                    ELSE pg_catalog.quote_ident(a.grantee::pg_catalog.regrole::pg_catalog.text)
+               END AS grantee
+          FROM pg_catalog.pg_class c
+          CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a
+         WHERE c.relnamespace OPERATOR(pg_catalog.=) 'invitetomedia'::pg_catalog.regnamespace
+           AND c.relname OPERATOR(pg_catalog.=) ANY (ARRAY['redemptions_event_seq',
+                   'guest_link_joins_event_seq', 'outbox_event_seq']::pg_catalog.name[])
+           AND a.grantee OPERATOR(pg_catalog.<>) c.relowner
+         ORDER BY 1, 3, 2
+    LOOP
+        EXECUTE pg_catalog.format('REVOKE %s ON SEQUENCE invitetomedia.%I FROM %s CASCADE',
+                                  r.privilege_type, r.relname, r.grantee);
+        RAISE WARNING 'revoked % on sequence invitetomedia.% from % (a default privilege of the installing role)',
+                     r.privilege_type, r.relname, r.grantee;
+    END LOOP;
+END
+$$;
+-- a restored database goes on from the counters' values (the relay starts
+-- afresh there, at their current values: none is announced twice)
+SELECT pg_catalog.pg_extension_config_dump('invitetomedia.redemptions_event_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('invitetomedia.guest_link_joins_event_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('invitetomedia.outbox_event_seq', '');
+
+------------------------------------------------------------------------------
 -- the API on sites (C): the 1.x names keep their signatures (and the GRANTs
 -- a DBA gave on them) and act on the default site of the caller's tenant;
 -- the _at functions name the site first

@@ -593,13 +593,15 @@ static ItmPlan guest_record_plan_1_1_1 = {
 static ItmPlan guest_record_plan_2_0 = {
 	"INSERT INTO invitetomedia.guest_link_joins"
 	"  (tenant_id, site_id, join_id, guest_link_id, status, email, first_name, last_name,"
-	"   device_id, user_id)"
-	" SELECT g.tenant_id, g.site_id, $8, g.guest_link_id, $2, $3, $4, $5, $6, $7"
+	"   device_id, user_id, event_seq)"
+	" SELECT g.tenant_id, g.site_id, $8, g.guest_link_id, $2, $3, $4, $5, $6, $7,"
+	"        CASE WHEN $10 AND $2 OPERATOR(pg_catalog.=) 'ok' THEN pg_catalog.nextval("
+	"          'invitetomedia.guest_link_joins_event_seq'::pg_catalog.regclass) END"
 	"   FROM invitetomedia.guest_links g"
 	"  WHERE g.tenant_id OPERATOR(pg_catalog.=) $9 AND g.guest_link_id OPERATOR(pg_catalog.=) $1"
 	"    FOR KEY SHARE"
 	" RETURNING join_id::pg_catalog.int8 AS join_id",
-	9, {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, INT4OID},
+	10, {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, INT4OID, BOOLOID},
 	GREC_NCOLS, guest_record_cols, NULL
 };
 
@@ -645,6 +647,7 @@ typedef struct GuestJoin
 	Datum		args[6];		/* token hash, device_id, email_key, email; 2.0: tenant, site */
 	char		nulls[6];
 	bool		v2;				/* 2.0: a site's link; 1.1.1's rules */
+	bool		relay;			/* the relay announces an ok join (2.0: event_seq) */
 	ItmSite		site;
 	GuestStatus status;
 	int64		guest_link_id;
@@ -827,8 +830,8 @@ TakeGuestClick(GuestJoin *j)
 static void
 RecordGuestJoin(GuestJoin *j)
 {
-	Datum		args[9];
-	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Datum		args[10];
+	char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 
 	/*
 	 * The event relay needs the xid before the record's id (itm_relay.c):
@@ -865,6 +868,7 @@ RecordGuestJoin(GuestJoin *j)
 	{
 		args[7] = Int64GetDatum(ItmRandomId());
 		args[8] = Int32GetDatum(j->site.tenant_id);
+		args[9] = BoolGetDatum(j->relay);
 		ItmRunPlan(&guest_record_plan_2_0, args, nulls, false, SPI_OK_INSERT_RETURNING);
 		if (SPI_processed != 1)
 			elog(ERROR, "invitetomedia: the record of a join was not written");
@@ -937,6 +941,7 @@ GuestJoinImpl(FunctionCallInfo fcinfo, bool guest_only, ItmApi api, const char *
 		goto done;
 	PreventCommandIfReadOnly("guest_link_join()");
 	relay = ItmRelayAnnounces();	/* before the join's id: itm_relay.c */
+	j.relay = relay;
 	j.args[0] = PointerGetDatum(ItmTokenHash(VARDATA_ANY(token), VARSIZE_ANY_EXHDR(token)));
 
 	/* a device's joins of one link queue up (see the section's header) */

@@ -399,7 +399,7 @@ static const ItmCol consume_cols[USE_NCOLS] = {
 #define SITE_OF_LINK_2_0(ALIAS) \
 	" invitetomedia.sites s WHERE s.tenant_id OPERATOR(pg_catalog.=) " ALIAS ".tenant_id" \
 	" AND s.site_id OPERATOR(pg_catalog.=) " ALIAS ".site_id"
-#define CONSUME_ARGTYPES_2_0 {BYTEAOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, INT8OID}
+#define CONSUME_ARGTYPES_2_0 {BYTEAOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, INT8OID, BOOLOID}
 #define CONSUME_SQL_2_0 \
 	"WITH upd AS ("													\
 	"  UPDATE invitetomedia.invites i"								\
@@ -426,11 +426,14 @@ static const ItmCol consume_cols[USE_NCOLS] = {
 	"            i.last_name, i.max_uses, i.use_count, i.expires_at, i.site_id" \
 	"), rec AS ("													\
 	"  INSERT INTO invitetomedia.redemptions"						\
-	"    (tenant_id, site_id, redemption_id, invite_id, status, device_id, user_id)" \
+	"    (tenant_id, site_id, redemption_id, invite_id, status, device_id, user_id," \
+	"     event_seq)"												\
 	"  SELECT $4, upd.site_id, $6, upd.invite_id, 'ok', $3,"		\
 	"         (SELECT us.user_id FROM invitetomedia.users us"		\
 	"           WHERE us.tenant_id OPERATOR(pg_catalog.=) $4"		\
-	"             AND " USER_KEY_1_0_1 " OPERATOR(pg_catalog.=) $2)"	\
+	"             AND " USER_KEY_1_0_1 " OPERATOR(pg_catalog.=) $2),"	\
+	"         CASE WHEN $7 THEN pg_catalog.nextval("				\
+	"           'invitetomedia.redemptions_event_seq'::pg_catalog.regclass) END" \
 	"    FROM upd"													\
 	"  RETURNING redemption_id, user_id"							\
 	")"																\
@@ -453,7 +456,7 @@ static ItmPlan consume_plan[ITM_API_COUNT] = {
 	USE_NCOLS, consume_cols, NULL},
 	[ITM_API_1_1] = {CONSUME_SQL(USER_KEY_1_0_1, CONSUME_SET_1_1, CONSUME_WHERE_1_1), 3,
 	{BYTEAOID, TEXTOID, TEXTOID}, USE_NCOLS, consume_cols, NULL},
-	[ITM_API_2_0] = {CONSUME_SQL_2_0, 6, CONSUME_ARGTYPES_2_0, USE_NCOLS, consume_cols, NULL},
+	[ITM_API_2_0] = {CONSUME_SQL_2_0, 7, CONSUME_ARGTYPES_2_0, USE_NCOLS, consume_cols, NULL},
 };
 
 /*
@@ -1434,9 +1437,12 @@ typedef struct ConsumeCall
 {
 	ItmApi		api;
 	char	   *email_key;		/* typed email, trimmed, ASCII-lower-cased */
-	/* token hash, email_key, device_id; 2.0: tenant, site, a drawn id */
-	Datum		args[6];
-	char		nulls[6];
+	/*
+	 * token hash, email_key, device_id; 2.0: tenant, site, a drawn id, and
+	 * whether the relay announces the use (then it draws event_seq)
+	 */
+	Datum		args[7];
+	char		nulls[7];
 	ItmSite		site;			/* 2.0 */
 	ConsumeStatus status;
 	int64		invite_id;		/* when the link is known */
@@ -1802,6 +1808,7 @@ ConsumeImpl(FunctionCallInfo fcinfo, ItmApi api, const char *site_id)
 	if (api >= ITM_API_1_1)
 		relay = ItmRelayAnnounces();
 
+	call.args[6] = BoolGetDatum(relay);
 	call.email_key = ItmEmailKey(text_to_cstring(PG_GETARG_TEXT_PP(1)));
 	call.args[0] = PointerGetDatum(ItmTokenHash(VARDATA_ANY(token), VARSIZE_ANY_EXHDR(token)));
 	call.args[1] = CStringGetTextDatum(call.email_key);

@@ -95,11 +95,13 @@ static ItmPlan create_outbox_plan = {
 /* 2.0: the message belongs to the link's site ($6, $7); its id ($8) is drawn */
 static ItmPlan create_outbox_plan_2_0 = {
 	"INSERT INTO invitetomedia.outbox"
-	"  (tenant_id, site_id, message_id, invite_id, to_email, to_name, subject, body)"
-	" VALUES ($6, $7, $8, $1, $2, $3, $4, $5)"
+	"  (tenant_id, site_id, message_id, invite_id, to_email, to_name, subject, body, event_seq)"
+	" VALUES ($6, $7, $8, $1, $2, $3, $4, $5,"
+	"   CASE WHEN $9 THEN pg_catalog.nextval("
+	"     'invitetomedia.outbox_event_seq'::pg_catalog.regclass) END)"
 	" ON CONFLICT (tenant_id, message_id) DO NOTHING"
 	" RETURNING message_id::pg_catalog.int8 AS message_id",
-	8, {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, INT8OID},
+	9, {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, INT8OID, BOOLOID},
 	OUT_NCOLS, create_outbox_cols, NULL
 };
 
@@ -113,7 +115,7 @@ ItmQueueMail(const ItmSite *site, int64 invite_id, const char *to_email, const c
 			 const char *subject, const char *body)
 {
 	ItmPlan    *p = site ? &create_outbox_plan_2_0 : &create_outbox_plan;
-	Datum		args[8];
+	Datum		args[9];
 	int64		message_id;
 	bool		relay = ItmRelayAnnounces();
 	int			draws;
@@ -128,6 +130,7 @@ ItmQueueMail(const ItmSite *site, int64 invite_id, const char *to_email, const c
 	{
 		args[5] = Int32GetDatum(site->tenant_id);
 		args[6] = CStringGetTextDatum(site->site_id);
+		args[8] = BoolGetDatum(relay);
 	}
 	for (draws = 0;; draws++)
 	{
