@@ -2150,6 +2150,257 @@ REVOKE EXECUTE ON FUNCTION
 FROM PUBLIC;
 
 ------------------------------------------------------------------------------
+-- the platform's sender: every tenant's outbox (cross-tenant by design)
+------------------------------------------------------------------------------
+
+/*
+ * One sender serves every tenant (docs/design-2.0.md, section 8).  These
+ * four functions are the only ones of the API that do not keep to the
+ * caller's tenant: they claim and confirm the mail of every tenant, bodies
+ * (which hold live links) included.  That is their purpose, so they are a
+ * privilege of the platform, not of a tenant:
+ *
+ *   - EXECUTE is revoked from PUBLIC (below), and the DBA grants it to the
+ *     platform's sender role only, never to a role of tenant_roles nor to
+ *     an application's role;
+ *   - a tenant that runs a sender of its own uses email_claim_sites and its
+ *     tenant's email_sent, email_failed and email_release instead, which
+ *     keep to the caller's tenant.
+ *
+ *   email_claim_all(batch, lease)
+ *       claims up to batch due messages of every tenant and site, oldest
+ *       due first, for lease (FOR UPDATE SKIP LOCKED: senders in parallel
+ *       never get the same message).  Its columns are email_claim_sites':
+ *       1.1.1's (message_id, to_email, to_name, subject, body, claim_no,
+ *       message_key), then tenant_id, site_id and the site's from_address
+ *       and message_id_domain (NULL: the sender's own --from and --domain).
+ *   email_sent_all(tenant_id, message_id, claim_no)             -> boolean
+ *   email_failed_all(tenant_id, message_id, error, claim_no,
+ *                    permanent DEFAULT false)                     -> text
+ *   email_release_all(tenant_id, message_id, claim_no)          -> boolean
+ *       email_sent, email_failed and email_release with the message named
+ *       by its tenant: outbox ids are drawn per tenant and are unique within
+ *       a tenant only.  Results, WARNINGs and errors are those of the
+ *       tenant's forms; the tenant of a message that does not exist is no
+ *       error (false, NULL: not queued), as for a message id that does not
+ *       exist.
+ *
+ * Each message is governed by its own site: a lease that ran out on its
+ * last attempt (the site's email_max_attempts) makes it dead at the next
+ * claim, and a failure waits the site's email_retry_delay, doubled per
+ * attempt, at most a day.
+ *
+ * Cost: the due messages of all tenants are found through outbox_due_idx
+ * (tenant_id, next_attempt_at), whose tenant_id leads (section 3), so a
+ * claim reads every pending message's index entry and sorts them, rather
+ * than stopping after batch entries.  The index holds pending messages
+ * only (sent and dead ones leave it), so this is the size of the backlog.
+ * Oldest due first across tenants means one tenant's large backlog delays
+ * the others' newer mail until it is drained; fairness per tenant is not
+ * attempted.
+ */
+CREATE FUNCTION invitetomedia.email_claim_all(batch integer DEFAULT 10, lease interval DEFAULT '5 minutes')
+RETURNS TABLE(message_id bigint, to_email text, to_name text, subject text, body text,
+              claim_no integer, message_key uuid, tenant_id integer, site_id text,
+              from_address text, message_id_domain text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF batch IS NULL OR lease IS NULL THEN
+        RAISE EXCEPTION 'email_claim_all: batch and lease must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF batch OPERATOR(pg_catalog.<) 1 OR batch OPERATOR(pg_catalog.>) 1000 THEN
+        RAISE EXCEPTION 'email_claim_all: batch must be between 1 and 1000, not %', batch
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF lease OPERATOR(pg_catalog.<) '1 second'::pg_catalog.interval
+       OR lease OPERATOR(pg_catalog.>) '1 day'::pg_catalog.interval THEN
+        RAISE EXCEPTION 'email_claim_all: lease must be between 1 second and 1 day, not %', lease
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    -- A claimed message whose lease ran out was never confirmed: the sender
+    -- died with it in hand.  If that was its site's last attempt it is dead.
+    UPDATE invitetomedia.outbox o
+       SET dead_at = pg_catalog.now(), claimed_until = NULL,
+           last_error = COALESCE(o.last_error, 'lease expired without confirmation')
+      FROM invitetomedia.sites s
+     WHERE s.tenant_id OPERATOR(pg_catalog.=) o.tenant_id
+       AND s.site_id OPERATOR(pg_catalog.=) o.site_id
+       AND o.sent_at IS NULL AND o.dead_at IS NULL
+       AND o.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()
+       AND o.attempts OPERATOR(pg_catalog.>=) s.email_max_attempts;
+
+    RETURN QUERY
+    WITH due AS (
+        SELECT o.tenant_id, o.message_id
+          FROM invitetomedia.outbox o
+         WHERE o.sent_at IS NULL AND o.dead_at IS NULL
+           AND o.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()
+         ORDER BY o.next_attempt_at, o.tenant_id, o.message_id
+         LIMIT batch
+           FOR UPDATE OF o SKIP LOCKED)
+    UPDATE invitetomedia.outbox o
+       SET attempts = o.attempts OPERATOR(pg_catalog.+) 1,
+           claim_no = o.claim_no OPERATOR(pg_catalog.+) 1,
+           claimed_until = pg_catalog.now() OPERATOR(pg_catalog.+) lease,
+           next_attempt_at = pg_catalog.now() OPERATOR(pg_catalog.+) lease
+      FROM due, invitetomedia.sites s
+     WHERE o.tenant_id OPERATOR(pg_catalog.=) due.tenant_id
+       AND o.message_id OPERATOR(pg_catalog.=) due.message_id
+       AND s.tenant_id OPERATOR(pg_catalog.=) o.tenant_id
+       AND s.site_id OPERATOR(pg_catalog.=) o.site_id
+    RETURNING o.message_id, o.to_email, o.to_name, o.subject, o.body, o.claim_no, o.message_key,
+              o.tenant_id, o.site_id, s.from_address, s.message_id_domain;
+END
+$$;
+COMMENT ON FUNCTION invitetomedia.email_claim_all(integer, interval) IS
+'CROSS-TENANT, for the platform''s sender role only: claims up to batch due outbox messages of every tenant and site for lease, each with its tenant_id, site_id and its site''s from_address and message_id_domain (NULL: the sender''s own); confirm with email_sent_all, email_failed_all, email_release_all';
+
+CREATE FUNCTION invitetomedia.email_sent_all(tenant_id integer, message_id bigint, claim_no integer)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    current_claim integer;
+BEGIN
+    IF tenant_id IS NULL OR message_id IS NULL OR claim_no IS NULL THEN
+        RAISE EXCEPTION 'email_sent_all: tenant_id, message_id and claim_no must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- the body holds a live link: it is not kept once delivered
+    UPDATE invitetomedia.outbox o
+       SET sent_at = pg_catalog.now(), body = NULL, claimed_until = NULL, last_error = NULL
+     WHERE o.tenant_id OPERATOR(pg_catalog.=) email_sent_all.tenant_id
+       AND o.message_id OPERATOR(pg_catalog.=) email_sent_all.message_id
+       AND o.sent_at IS NULL
+       AND o.claim_no OPERATOR(pg_catalog.=) email_sent_all.claim_no;
+    IF FOUND THEN
+        RETURN true;
+    END IF;
+    SELECT o.claim_no INTO current_claim
+      FROM invitetomedia.outbox o
+     WHERE o.tenant_id OPERATOR(pg_catalog.=) email_sent_all.tenant_id
+       AND o.message_id OPERATOR(pg_catalog.=) email_sent_all.message_id
+       AND o.sent_at IS NULL;
+    IF current_claim IS DISTINCT FROM email_sent_all.claim_no AND current_claim IS NOT NULL THEN
+        RAISE WARNING 'claim % of outbox message % of tenant % is superseded by claim %; nothing changed',
+                      email_sent_all.claim_no, email_sent_all.message_id, email_sent_all.tenant_id,
+                      current_claim
+            USING DETAIL = 'The lease ran out and another sender claimed the message: it will be sent again.',
+                  HINT = 'Use a lease longer than a delivery can take.';
+    END IF;
+    RETURN false;
+END
+$$;
+COMMENT ON FUNCTION invitetomedia.email_sent_all(integer, bigint, integer) IS
+'CROSS-TENANT, for the platform''s sender role only: marks outbox message message_id of tenant tenant_id sent under claim claim_no and scrubs its body; false if already sent, no longer queued, or the claim was superseded (then nothing changes)';
+
+CREATE FUNCTION invitetomedia.email_failed_all(tenant_id integer, message_id bigint, error text,
+                                               claim_no integer, permanent boolean DEFAULT false)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    st invitetomedia.sites;
+    sid text;
+    current_claim integer;
+    result text;
+BEGIN
+    IF tenant_id IS NULL OR message_id IS NULL OR claim_no IS NULL OR permanent IS NULL THEN
+        RAISE EXCEPTION 'email_failed_all: tenant_id, message_id, claim_no and permanent must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT o.claim_no, o.site_id INTO current_claim, sid
+      FROM invitetomedia.outbox o
+     WHERE o.tenant_id OPERATOR(pg_catalog.=) email_failed_all.tenant_id
+       AND o.message_id OPERATOR(pg_catalog.=) email_failed_all.message_id
+       AND o.sent_at IS NULL AND o.dead_at IS NULL
+       FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF current_claim IS DISTINCT FROM email_failed_all.claim_no THEN
+        RAISE WARNING 'claim % of outbox message % of tenant % is superseded by claim %; nothing changed',
+                      email_failed_all.claim_no, email_failed_all.message_id, email_failed_all.tenant_id,
+                      current_claim
+            USING DETAIL = 'The lease ran out and another sender claimed the message.';
+        RETURN 'superseded';
+    END IF;
+    -- the message's own site: its attempts and its retry delay
+    SELECT s.* INTO st
+      FROM invitetomedia.sites s
+     WHERE s.tenant_id OPERATOR(pg_catalog.=) email_failed_all.tenant_id
+       AND s.site_id OPERATOR(pg_catalog.=) sid;
+    IF NOT FOUND THEN
+        -- site_drop deletes a site's mail with it: not reached but by hand
+        RAISE EXCEPTION 'outbox message % of tenant % belongs to site %, which does not exist',
+                        email_failed_all.message_id, email_failed_all.tenant_id, sid
+            USING ERRCODE = 'foreign_key_violation',
+                  HINT = 'Delete the message, or create the site again.';
+    END IF;
+    UPDATE invitetomedia.outbox o
+       SET last_error = pg_catalog.left(COALESCE(error, 'unknown error'), 1000),
+           claimed_until = NULL,
+           -- a failure that retrying cannot mend (a message that cannot be
+           -- built, a mailer's permanent refusal) is dead at once
+           dead_at = CASE WHEN email_failed_all.permanent
+                               OR o.attempts OPERATOR(pg_catalog.>=) st.email_max_attempts
+                          THEN pg_catalog.now() END,
+           -- exponential backoff: delay, 2 x delay, 4 x delay ... capped at 1 day
+           next_attempt_at = pg_catalog.now() OPERATOR(pg_catalog.+) LEAST(
+               st.email_retry_delay OPERATOR(pg_catalog.*)
+                   pg_catalog.power(2, LEAST(GREATEST(o.attempts OPERATOR(pg_catalog.-) 1, 0), 20)),
+               '1 day'::pg_catalog.interval)
+     WHERE o.tenant_id OPERATOR(pg_catalog.=) email_failed_all.tenant_id
+       AND o.message_id OPERATOR(pg_catalog.=) email_failed_all.message_id
+    RETURNING CASE WHEN o.dead_at IS NULL THEN 'pending' ELSE 'dead' END INTO result;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION invitetomedia.email_failed_all(integer, bigint, text, integer, boolean) IS
+'CROSS-TENANT, for the platform''s sender role only: records a failed delivery of outbox message message_id of tenant tenant_id under claim claim_no: pending (due after its site''s email_retry_delay, doubled per attempt), or dead after its site''s email_max_attempts, dead at once if permanent; superseded (nothing changed) if another claim is current; NULL if not queued';
+
+CREATE FUNCTION invitetomedia.email_release_all(tenant_id integer, message_id bigint, claim_no integer)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF tenant_id IS NULL OR message_id IS NULL OR claim_no IS NULL THEN
+        RAISE EXCEPTION 'email_release_all: tenant_id, message_id and claim_no must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- not attempted: the claim's attempt is given back and the message is
+    -- due now, so that restarts cannot use up its attempts untried
+    UPDATE invitetomedia.outbox o
+       SET attempts = GREATEST(o.attempts OPERATOR(pg_catalog.-) 1, 0),
+           claimed_until = NULL,
+           next_attempt_at = pg_catalog.now()
+     WHERE o.tenant_id OPERATOR(pg_catalog.=) email_release_all.tenant_id
+       AND o.message_id OPERATOR(pg_catalog.=) email_release_all.message_id
+       AND o.claim_no OPERATOR(pg_catalog.=) email_release_all.claim_no
+       AND o.claimed_until IS NOT NULL
+       AND o.sent_at IS NULL AND o.dead_at IS NULL;
+    RETURN FOUND;
+END
+$$;
+COMMENT ON FUNCTION invitetomedia.email_release_all(integer, bigint, integer) IS
+'CROSS-TENANT, for the platform''s sender role only: hands back outbox message message_id of tenant tenant_id claimed under claim_no but not attempted (a sender stopping): due now, the attempt not counted; false if the claim is no longer current';
+
+-- the platform's privilege: the DBA grants these to its sender role only
+REVOKE EXECUTE ON FUNCTION
+    invitetomedia.email_claim_all(integer, interval),
+    invitetomedia.email_sent_all(integer, bigint, integer),
+    invitetomedia.email_failed_all(integer, bigint, text, integer, boolean),
+    invitetomedia.email_release_all(integer, bigint, integer)
+FROM PUBLIC;
+
+------------------------------------------------------------------------------
 -- row-level security: every table, the caller's tenant only
 ------------------------------------------------------------------------------
 
