@@ -178,11 +178,11 @@ is( $node->safe_psql('src', q{
 my @tables = split /\n/, $node->safe_psql('src', q{
 	SELECT c.oid::regclass FROM pg_class c
 	 WHERE c.relnamespace = 'invitetomedia'::regnamespace AND c.relkind = 'r'
-	 ORDER BY 1::text});
+	 ORDER BY c.oid::regclass::text});
 my @seqs = split /\n/, $node->safe_psql('src', q{
 	SELECT c.oid::regclass FROM pg_class c
 	 WHERE c.relnamespace = 'invitetomedia'::regnamespace AND c.relkind = 'S'
-	 ORDER BY 1::text});
+	 ORDER BY c.oid::regclass::text});
 cmp_ok(scalar(@tables), '>=', 13, 'tables found: ' . join(' ', @tables));
 cmp_ok(scalar(@seqs), '>=', 5, 'sequences found: ' . join(' ', @seqs));
 
