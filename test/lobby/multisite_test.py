@@ -434,6 +434,28 @@ def run(t):
 
     t.check("ms_bad_setting_exit_2", bad_setting)
 
+    def no_lookup_logged_503():
+        # a login role that cannot look sites up: an error at start, 503s
+        t.sql("DROP ROLE IF EXISTS ms_nolookup")
+        t.sql("CREATE ROLE ms_nolookup LOGIN")
+        t.sql("GRANT USAGE ON SCHEMA invitetomedia TO ms_nolookup")
+        p, base, log = t.start_app("lobby-sites-nolookup", dict(st["env"], PGUSER="ms_nolookup"))
+        try:
+            port = int(base.rsplit(":", 1)[1].strip("/"))
+            _, token = st["acme_invite"]
+            status, _, body = get("kms.acme.localhost", "i/" + token, port=port)
+            expect(status == 503 and data_status(body) == "unavailable", f"HTTP {status} {data_status(body)}")
+            p.send_signal(signal.SIGTERM)
+            expect(p.wait(timeout=15) == 0, "the lobby did not stop on SIGTERM")
+            expect("role ms_nolookup cannot call invitetomedia.lobby_site_for_host" in open(log).read(),
+                   "no error at start")
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+    t.check("ms_no_lookup_logged_503", no_lookup_logged_503)
+
     # -- every response, the log ----------------------------------------------------
 
     def headers_every_response():
