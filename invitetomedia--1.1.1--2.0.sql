@@ -384,33 +384,37 @@ BEGIN
     -- again: while the row still holds the install's defaults, the INSERT
     -- replaces it, as 1.x's settings row was replaced.  An INSERT never
     -- silently resets settings a DBA changed.
-    IF TG_OP = 'INSERT' AND NEW.site_id = 'default' AND NEW.tenant_id = 1
-       AND EXISTS (
-            SELECT 1 FROM invitetomedia.sites s
-             WHERE s.site_id = 'default' AND s.tenant_id = 1
-               AND s.enabled = false AND s.link_duration = 1440
-               AND s.link_reusability = 1 AND s.allowed_users_roles = 'private_only'
-               AND s.invite_email_template IS NULL AND s.restrict_new_user_domains = '{}'
-               AND s.link_base_url = 'http://localhost/invitetomedia/'
-               AND s.email_max_attempts = 8 AND s.email_retry_delay = '1 minute'
-               AND s.lockout_attempts = 5 AND s.invites_per_hour = 0
-               AND s.from_address IS NULL AND s.message_id_domain IS NULL) THEN
-        UPDATE invitetomedia.sites s SET
-            enabled = NEW.enabled,
-            link_duration = NEW.link_duration,
-            link_reusability = NEW.link_reusability,
-            allowed_users_roles = NEW.allowed_users_roles,
-            invite_email_template = NEW.invite_email_template,
-            restrict_new_user_domains = NEW.restrict_new_user_domains,
-            link_base_url = NEW.link_base_url,
-            email_max_attempts = NEW.email_max_attempts,
-            email_retry_delay = NEW.email_retry_delay,
-            lockout_attempts = NEW.lockout_attempts,
-            invites_per_hour = NEW.invites_per_hour,
-            from_address = NEW.from_address,
-            message_id_domain = NEW.message_id_domain
-         WHERE s.site_id = 'default';
-        RETURN NULL;
+    -- (The look-up of sites is in an IF of its own: a role that may UPDATE
+    -- the settings view but not read sites must not meet it, and a
+    -- statement's privileges are checked whether or not its AND gets to it.)
+    IF TG_OP = 'INSERT' AND NEW.site_id = 'default' AND NEW.tenant_id = 1 THEN
+        IF EXISTS (
+                SELECT 1 FROM invitetomedia.sites s
+                 WHERE s.site_id = 'default' AND s.tenant_id = 1
+                   AND s.enabled = false AND s.link_duration = 1440
+                   AND s.link_reusability = 1 AND s.allowed_users_roles = 'private_only'
+                   AND s.invite_email_template IS NULL AND s.restrict_new_user_domains = '{}'
+                   AND s.link_base_url = 'http://localhost/invitetomedia/'
+                   AND s.email_max_attempts = 8 AND s.email_retry_delay = '1 minute'
+                   AND s.lockout_attempts = 5 AND s.invites_per_hour = 0
+                   AND s.from_address IS NULL AND s.message_id_domain IS NULL) THEN
+            UPDATE invitetomedia.sites s SET
+                enabled = NEW.enabled,
+                link_duration = NEW.link_duration,
+                link_reusability = NEW.link_reusability,
+                allowed_users_roles = NEW.allowed_users_roles,
+                invite_email_template = NEW.invite_email_template,
+                restrict_new_user_domains = NEW.restrict_new_user_domains,
+                link_base_url = NEW.link_base_url,
+                email_max_attempts = NEW.email_max_attempts,
+                email_retry_delay = NEW.email_retry_delay,
+                lockout_attempts = NEW.lockout_attempts,
+                invites_per_hour = NEW.invites_per_hour,
+                from_address = NEW.from_address,
+                message_id_domain = NEW.message_id_domain
+             WHERE s.site_id = 'default';
+            RETURN NULL;
+        END IF;
     END IF;
     RETURN NEW;
 END
@@ -2491,7 +2495,9 @@ BEGIN
         FOREACH cmd IN ARRAY ARRAY['select', 'insert', 'update', 'delete'] LOOP
             EXECUTE pg_catalog.format(
                 'CREATE POLICY %I ON invitetomedia.%I AS RESTRICTIVE FOR %s %s',
-                tbl OPERATOR(pg_catalog.||) '_tenant_' OPERATOR(pg_catalog.||) cmd, tbl, pg_catalog.upper(cmd),
+                tbl OPERATOR(pg_catalog.||) '_tenant_' OPERATOR(pg_catalog.||) cmd, tbl,
+                -- (in the C collation: a Turkish database's upper('insert') is 'İNSERT')
+                pg_catalog.upper(cmd COLLATE pg_catalog."C"),
                 CASE cmd
                     WHEN 'insert' THEN 'WITH CHECK (tenant_id OPERATOR(pg_catalog.=) invitetomedia.tenant())'
                     WHEN 'update' THEN 'USING (tenant_id OPERATOR(pg_catalog.=) invitetomedia.tenant()) '
@@ -2616,7 +2622,7 @@ BEGIN
             EXECUTE pg_catalog.format('REVOKE %s ON %s %s FROM %s CASCADE',
                                       r.privilege_type, obj.kind, obj.identity, r.grantee);
             RAISE WARNING 'revoked % on % % from % (a default privilege of the installing role)',
-                         r.privilege_type, pg_catalog.lower(obj.kind), obj.identity, r.grantee;
+                         r.privilege_type, pg_catalog.lower(obj.kind COLLATE pg_catalog."C"), obj.identity, r.grantee;
         END LOOP;
         IF FOUND THEN
             UPDATE pg_catalog.pg_init_privs i
