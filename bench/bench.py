@@ -642,11 +642,10 @@ def main():
         # the measured tenant's links: as many as one run can take (the 1.x
         # names use its default site's only, one link in sites_per_tenant)
         pool = (a.pool or a.seconds * 30000) * (a.sites_per_tenant if a.api == "1x" else 1)
-        log("== loading 2.0: %d tenants x %d sites, %d single-use links in all (--rows %d), %d of them the"
-            " measured tenant's, calls as %s through the %s functions"
-            % (tenants, a.sites_per_tenant, max(a.rows, pool), a.rows, pool, MEASURED_ROLE,
-               "_at" if a.api == "at" else "1.x"))
-        load_s = load_tenants(pg, "site", max(a.rows, pool), tenants, a.sites_per_tenant, a.outdir, pool=pool)
+        log("== loading 2.0: %d tenants x %d sites, --rows %d single-use links (an N-th per tenant), the"
+            " measured tenant at least %d, calls as %s through the %s functions"
+            % (tenants, a.sites_per_tenant, a.rows, pool, MEASURED_ROLE, "_at" if a.api == "at" else "1.x"))
+        load_s = load_tenants(pg, "site", a.rows, tenants, a.sites_per_tenant, a.outdir, pool=pool)
         loaded_at = pg.psql("SELECT max(created_at) FROM invitetomedia.invites")
         max_invite = None
         site_rows = pool
