@@ -582,12 +582,16 @@ CREATE FUNCTION invitetomedia.tenant_cache_invalidate() RETURNS trigger
 AS 'MODULE_PATHNAME', 'tenant_cache_invalidate'
 LANGUAGE C;
 COMMENT ON FUNCTION invitetomedia.tenant_cache_invalidate() IS
-'trigger: drops every backend''s cached answer of tenant() when tenant_roles or tenants change';
+'trigger: drops every backend''s cached answers (tenant(), the sites calls named) when tenant_roles, tenants or sites change';
 CREATE TRIGGER tenant_roles_cache_invalidate
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON invitetomedia.tenant_roles
     FOR EACH STATEMENT EXECUTE FUNCTION invitetomedia.tenant_cache_invalidate();
 CREATE TRIGGER tenants_cache_invalidate
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON invitetomedia.tenants
+    FOR EACH STATEMENT EXECUTE FUNCTION invitetomedia.tenant_cache_invalidate();
+-- the sites each backend resolved (itm_tenant.c) are dropped when sites change
+CREATE TRIGGER sites_cache_invalidate
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON invitetomedia.sites
     FOR EACH STATEMENT EXECUTE FUNCTION invitetomedia.tenant_cache_invalidate();
 
 ------------------------------------------------------------------------------

@@ -38,6 +38,8 @@
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
@@ -56,6 +58,31 @@ typedef struct TenantCache
 } TenantCache;
 
 static TenantCache tenant_cache;
+
+/*
+ * The sites calls named, per backend: (tenant, the name asked, or "" for
+ * the tenant's default site) to the site.  Every call resolves its site,
+ * and the statement that does it was the largest cost 2.0 added to a call
+ * (bench/results/callgrind-tenants.md).  Dropped whole when sites or
+ * tenants change (their statement triggers send a relcache invalidation),
+ * and used only where the look-up may run (see ItmBoundTenant).  Only the
+ * name is cached: whether the site is enabled, and its settings, are read
+ * by the call's own statements.
+ */
+#define SITE_KEY_LEN 64			/* site ids are at most 63 characters */
+typedef struct SiteKey
+{
+	int32		tenant_id;
+	char		asked[SITE_KEY_LEN];	/* "" for the default site */
+} SiteKey;
+typedef struct SiteEntry
+{
+	SiteKey		key;
+	char		site_id[SITE_KEY_LEN];
+} SiteEntry;
+
+static HTAB *site_cache = NULL;
+static Oid	sites_rel = InvalidOid;
 
 enum
 {
@@ -80,12 +107,24 @@ static ItmPlan tenant_bound_plan = {
 };
 
 static void
+DropSiteCache(void)
+{
+	if (site_cache != NULL)
+	{
+		hash_destroy(site_cache);
+		site_cache = NULL;
+	}
+}
+
+static void
 TenantRelcacheCallback(Datum arg, Oid relid)
 {
 	(void) arg;
 	if (relid == InvalidOid || relid == tenant_cache.tenant_roles_rel ||
 		relid == tenant_cache.tenants_rel)
 		tenant_cache.valid = false;
+	if (relid == InvalidOid || relid == sites_rel || relid == tenant_cache.tenants_rel)
+		DropSiteCache();
 }
 
 static void
@@ -238,6 +277,9 @@ ItmResolveSite(const char *site_id, ItmSite *site)
 	int32		tenant_id;
 	Datum		args[2];
 	char		nulls[2] = {' ', ' '};
+	SiteKey		key;
+	SiteEntry  *entry = NULL;
+	bool		cacheable = site_id == NULL || strlen(site_id) < SITE_KEY_LEN;
 
 	if (!ItmBoundTenant(&tenant_id))
 		ereport(ERROR,
@@ -245,10 +287,30 @@ ItmResolveSite(const char *site_id, ItmSite *site)
 				 errmsg("role \"%s\" acts for no tenant",
 						GetUserNameFromId(GetOuterUserId(), false)),
 				 errhint("An administrator maps the role to its tenant in invitetomedia.tenant_roles, or marks a default tenant.")));
+	/* the cache, where the look-up may run (its privileges: as for the tenant) */
+	if (cacheable && site_cache != NULL && OidIsValid(sites_rel) &&
+		pg_class_aclcheck(sites_rel, GetUserId(), ACL_SELECT) == ACLCHECK_OK &&
+		pg_class_aclcheck(tenant_cache.tenants_rel, GetUserId(), ACL_SELECT) == ACLCHECK_OK)
+	{
+		memset(&key, 0, sizeof(key));
+		key.tenant_id = tenant_id;
+		if (site_id)
+			strlcpy(key.asked, site_id, SITE_KEY_LEN);
+		entry = hash_search(site_cache, &key, HASH_FIND, NULL);
+		if (entry != NULL)
+		{
+			site->tenant_id = tenant_id;
+			site->site_id = pstrdup(entry->site_id);
+			return;
+		}
+	}
+
 	args[0] = site_id ? CStringGetTextDatum(site_id) : (Datum) 0;
 	if (site_id == NULL)
 		nulls[0] = 'n';
 	args[1] = Int32GetDatum(tenant_id);
+	/* a generic plan: the custom one was planned at every call (bench) */
+	ItmKeepGenericPlan(&resolve_site_plan);
 	ItmRunPlan(&resolve_site_plan, args, nulls, true, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 	{
@@ -268,6 +330,33 @@ ItmResolveSite(const char *site_id, ItmSite *site)
 	site->tenant_id = ItmColInt4(&resolve_site_plan, RS_TENANT_ID);
 	if (site->tenant_id != tenant_id)
 		elog(ERROR, "invitetomedia: the site look-up crossed tenants");
+
+	/* remembered for the next call (the tables' invalidations drop it) */
+	if (cacheable && strlen(site->site_id) < SITE_KEY_LEN)
+	{
+		if (site_cache == NULL)
+		{
+			HASHCTL		ctl;
+
+			sites_rel = get_relname_relid("sites", get_namespace_oid("invitetomedia", false));
+			memset(&ctl, 0, sizeof(ctl));
+			ctl.keysize = sizeof(SiteKey);
+			ctl.entrysize = sizeof(SiteEntry);
+			ctl.hcxt = CacheMemoryContext;
+			site_cache = hash_create("invitetomedia sites", 64, &ctl,
+									 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		}
+		/* a backend that asks for very many names keeps the first ones */
+		if (hash_get_num_entries(site_cache) < 10000)
+		{
+			memset(&key, 0, sizeof(key));
+			key.tenant_id = tenant_id;
+			if (site_id)
+				strlcpy(key.asked, site_id, SITE_KEY_LEN);
+			entry = hash_search(site_cache, &key, HASH_ENTER, NULL);
+			strlcpy(entry->site_id, site->site_id, SITE_KEY_LEN);
+		}
+	}
 }
 
 /*

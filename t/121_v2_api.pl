@@ -27,6 +27,8 @@
 #       site's; a role bound to no tenant cannot write
 #  11   guest links: made at a site, not_found at another tenant's site,
 #       joined at their own
+#  13   a site dropped in this very session is gone for the next call,
+#       though the call before cached its name
 #  12   the cached binding is used only where its look-up may run: a
 #       function owner that may not read tenant_roles fails at once, not
 #       only when this backend's cache is empty
@@ -209,5 +211,13 @@ is(run_sql(qq{SET ROLE app_a; SELECT status FROM invitetomedia.invite_check('$to
 	RESET ROLE; ALTER FUNCTION invitetomedia.invite_check(text) OWNER TO CURRENT_USER;}),
 	"not_found\n42501 permission denied for table tenant_roles",
 	'12: in one session, a cached binding and then an owner that may not read tenant_roles: refused');
+
+# 13: the sites' cache follows the table
+run_sql(qq{SELECT invitetomedia.site_create($a, 'acme-tmp')});
+is(run_sql(qq{SET ROLE app_a; SELECT status FROM invitetomedia.invite_check_at('acme-tmp', '$tok3');
+	RESET ROLE; SELECT 'dropped' FROM (SELECT count(*) FROM invitetomedia.site_drop('acme-tmp')) d;
+	SET ROLE app_a; SELECT public.try(\$\$SELECT * FROM invitetomedia.invite_check_at('acme-tmp', '$tok3')\$\$);}),
+	"not_found\ndropped\n42704 site \"acme-tmp\" does not exist",
+	'13: a site dropped after a call named it: the next call in the session finds it gone');
 
 done_testing();
