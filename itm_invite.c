@@ -25,6 +25,9 @@
 #include "miscadmin.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "catalog/namespace.h"
+#include "commands/sequence.h"
 #include "utils/datum.h"
 #include "utils/datetime.h"
 #include "utils/fmgrprotos.h"
@@ -399,7 +402,7 @@ static const ItmCol consume_cols[USE_NCOLS] = {
 #define SITE_OF_LINK_2_0(ALIAS) \
 	" invitetomedia.sites s WHERE s.tenant_id OPERATOR(pg_catalog.=) " ALIAS ".tenant_id" \
 	" AND s.site_id OPERATOR(pg_catalog.=) " ALIAS ".site_id"
-#define CONSUME_ARGTYPES_2_0 {BYTEAOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, INT8OID, BOOLOID}
+#define CONSUME_ARGTYPES_2_0 {BYTEAOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, INT8OID, INT8OID}
 #define CONSUME_SQL_2_0 \
 	"WITH upd AS ("													\
 	"  UPDATE invitetomedia.invites i"								\
@@ -432,8 +435,7 @@ static const ItmCol consume_cols[USE_NCOLS] = {
 	"         (SELECT us.user_id FROM invitetomedia.users us"		\
 	"           WHERE us.tenant_id OPERATOR(pg_catalog.=) $4"		\
 	"             AND " USER_KEY_1_0_1 " OPERATOR(pg_catalog.=) $2),"	\
-	"         CASE WHEN $7 THEN pg_catalog.nextval("				\
-	"           'invitetomedia.redemptions_event_seq'::pg_catalog.regclass) END" \
+	"         $7"												\
 	"    FROM upd"													\
 	"  RETURNING redemption_id, user_id"							\
 	")"																\
@@ -1439,10 +1441,11 @@ typedef struct ConsumeCall
 	char	   *email_key;		/* typed email, trimmed, ASCII-lower-cased */
 	/*
 	 * token hash, email_key, device_id; 2.0: tenant, site, a drawn id, and
-	 * whether the relay announces the use (then it draws event_seq)
+	 * the use's event_seq where the relay announces it (else NULL)
 	 */
 	Datum		args[7];
 	char		nulls[7];
+	bool		relay;
 	ItmSite		site;			/* 2.0 */
 	ConsumeStatus status;
 	int64		invite_id;		/* when the link is known */
@@ -1681,7 +1684,30 @@ TakeUse(ConsumeCall *call)
 	}
 
 	if (call->api == ITM_API_2_0)
+	{
 		call->args[5] = Int64GetDatum(ItmRandomId());
+		/*
+		 * The relay's counter, drawn here rather than in the statement (a
+		 * CASE there cost every use a subquery scan, relay or not: bench):
+		 * after the xid, as the relay's bound needs (itm_relay.c).  A use
+		 * the statement does not take leaves a gap, which the relay skips.
+		 */
+		call->nulls[6] = 'n';
+		if (call->relay)
+		{
+			Oid			seq = get_relname_relid("redemptions_event_seq",
+												get_namespace_oid("invitetomedia", false));
+
+			if (!OidIsValid(seq))
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_OBJECT),
+						 errmsg("invitetomedia.redemptions_event_seq does not exist"),
+						 errhint("The event relay needs it: restore it, or remove this database from invitetomedia.relay_databases.")));
+			(void) GetTopTransactionId();
+			call->args[6] = DirectFunctionCall1(nextval_oid, ObjectIdGetDatum(seq));
+			call->nulls[6] = ' ';
+		}
+	}
 	ItmRunPlan(p, call->args, call->nulls, false, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		return false;
@@ -1808,7 +1834,7 @@ ConsumeImpl(FunctionCallInfo fcinfo, ItmApi api, const char *site_id)
 	if (api >= ITM_API_1_1)
 		relay = ItmRelayAnnounces();
 
-	call.args[6] = BoolGetDatum(relay);
+	call.relay = relay;
 	call.email_key = ItmEmailKey(text_to_cstring(PG_GETARG_TEXT_PP(1)));
 	call.args[0] = PointerGetDatum(ItmTokenHash(VARDATA_ANY(token), VARSIZE_ANY_EXHDR(token)));
 	call.args[1] = CStringGetTextDatum(call.email_key);
