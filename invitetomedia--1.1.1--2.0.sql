@@ -2427,7 +2427,9 @@ BEGIN
         FOREACH cmd IN ARRAY ARRAY['select', 'insert', 'update', 'delete'] LOOP
             EXECUTE pg_catalog.format(
                 'CREATE POLICY %I ON invitetomedia.%I AS RESTRICTIVE FOR %s %s',
-                tbl OPERATOR(pg_catalog.||) '_tenant_' OPERATOR(pg_catalog.||) cmd, tbl, pg_catalog.upper(cmd),
+                tbl OPERATOR(pg_catalog.||) '_tenant_' OPERATOR(pg_catalog.||) cmd, tbl,
+                -- (in the C collation: a Turkish database's upper('insert') is 'İNSERT')
+                pg_catalog.upper(cmd COLLATE pg_catalog."C"),
                 CASE cmd
                     WHEN 'insert' THEN 'WITH CHECK (tenant_id OPERATOR(pg_catalog.=) invitetomedia.tenant())'
                     WHEN 'update' THEN 'USING (tenant_id OPERATOR(pg_catalog.=) invitetomedia.tenant()) '
@@ -2552,7 +2554,7 @@ BEGIN
             EXECUTE pg_catalog.format('REVOKE %s ON %s %s FROM %s CASCADE',
                                       r.privilege_type, obj.kind, obj.identity, r.grantee);
             RAISE WARNING 'revoked % on % % from % (a default privilege of the installing role)',
-                         r.privilege_type, pg_catalog.lower(obj.kind), obj.identity, r.grantee;
+                         r.privilege_type, pg_catalog.lower(obj.kind COLLATE pg_catalog."C"), obj.identity, r.grantee;
         END LOOP;
         IF FOUND THEN
             UPDATE pg_catalog.pg_init_privs i
