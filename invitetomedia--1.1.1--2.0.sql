@@ -384,33 +384,37 @@ BEGIN
     -- again: while the row still holds the install's defaults, the INSERT
     -- replaces it, as 1.x's settings row was replaced.  An INSERT never
     -- silently resets settings a DBA changed.
-    IF TG_OP = 'INSERT' AND NEW.site_id = 'default' AND NEW.tenant_id = 1
-       AND EXISTS (
-            SELECT 1 FROM invitetomedia.sites s
-             WHERE s.site_id = 'default' AND s.tenant_id = 1
-               AND s.enabled = false AND s.link_duration = 1440
-               AND s.link_reusability = 1 AND s.allowed_users_roles = 'private_only'
-               AND s.invite_email_template IS NULL AND s.restrict_new_user_domains = '{}'
-               AND s.link_base_url = 'http://localhost/invitetomedia/'
-               AND s.email_max_attempts = 8 AND s.email_retry_delay = '1 minute'
-               AND s.lockout_attempts = 5 AND s.invites_per_hour = 0
-               AND s.from_address IS NULL AND s.message_id_domain IS NULL) THEN
-        UPDATE invitetomedia.sites s SET
-            enabled = NEW.enabled,
-            link_duration = NEW.link_duration,
-            link_reusability = NEW.link_reusability,
-            allowed_users_roles = NEW.allowed_users_roles,
-            invite_email_template = NEW.invite_email_template,
-            restrict_new_user_domains = NEW.restrict_new_user_domains,
-            link_base_url = NEW.link_base_url,
-            email_max_attempts = NEW.email_max_attempts,
-            email_retry_delay = NEW.email_retry_delay,
-            lockout_attempts = NEW.lockout_attempts,
-            invites_per_hour = NEW.invites_per_hour,
-            from_address = NEW.from_address,
-            message_id_domain = NEW.message_id_domain
-         WHERE s.site_id = 'default';
-        RETURN NULL;
+    -- (The look-up of sites is in an IF of its own: a role that may UPDATE
+    -- the settings view but not read sites must not meet it, and a
+    -- statement's privileges are checked whether or not its AND gets to it.)
+    IF TG_OP = 'INSERT' AND NEW.site_id = 'default' AND NEW.tenant_id = 1 THEN
+        IF EXISTS (
+                SELECT 1 FROM invitetomedia.sites s
+                 WHERE s.site_id = 'default' AND s.tenant_id = 1
+                   AND s.enabled = false AND s.link_duration = 1440
+                   AND s.link_reusability = 1 AND s.allowed_users_roles = 'private_only'
+                   AND s.invite_email_template IS NULL AND s.restrict_new_user_domains = '{}'
+                   AND s.link_base_url = 'http://localhost/invitetomedia/'
+                   AND s.email_max_attempts = 8 AND s.email_retry_delay = '1 minute'
+                   AND s.lockout_attempts = 5 AND s.invites_per_hour = 0
+                   AND s.from_address IS NULL AND s.message_id_domain IS NULL) THEN
+            UPDATE invitetomedia.sites s SET
+                enabled = NEW.enabled,
+                link_duration = NEW.link_duration,
+                link_reusability = NEW.link_reusability,
+                allowed_users_roles = NEW.allowed_users_roles,
+                invite_email_template = NEW.invite_email_template,
+                restrict_new_user_domains = NEW.restrict_new_user_domains,
+                link_base_url = NEW.link_base_url,
+                email_max_attempts = NEW.email_max_attempts,
+                email_retry_delay = NEW.email_retry_delay,
+                lockout_attempts = NEW.lockout_attempts,
+                invites_per_hour = NEW.invites_per_hour,
+                from_address = NEW.from_address,
+                message_id_domain = NEW.message_id_domain
+             WHERE s.site_id = 'default';
+            RETURN NULL;
+        END IF;
     END IF;
     RETURN NEW;
 END

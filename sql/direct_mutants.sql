@@ -142,7 +142,7 @@ CREATE DOMAIN public.mutants_count AS integer;
 ALTER TABLE invitetomedia.redemptions ADD COLUMN mutants_uses public.mutants_count
     DEFAULT public.mutants_uses_now();
 SELECT * FROM pg_temp.both(format('SELECT public.both_ways_then(%L, %L)', :'consume',
-       'SELECT CASE WHEN mutants_uses = public.mutants_uses_now() THEN ''saw the use'' ELSE ''saw the link before the use'' END FROM invitetomedia.redemptions ORDER BY redemption_id DESC LIMIT 1'));
+       'SELECT CASE WHEN mutants_uses = public.mutants_uses_now() THEN ''saw the use'' ELSE ''saw the link before the use'' END FROM invitetomedia.redemptions ORDER BY at DESC LIMIT 1'));
 ALTER TABLE invitetomedia.redemptions DROP COLUMN mutants_uses;
 DROP DOMAIN public.mutants_count;
 
