@@ -2405,6 +2405,70 @@ REVOKE EXECUTE ON FUNCTION
 FROM PUBLIC;
 
 ------------------------------------------------------------------------------
+-- the lobby: the role it acts as for each tenant, and its site look-ups
+------------------------------------------------------------------------------
+
+/*
+ * A lobby serving many sites (examples/lobby, LOBBY_SITES) connects as one
+ * login role that is a member of one role per tenant: the tenant's lobby
+ * role, a role of tenant_roles marked lobby (at most one per tenant, so it
+ * is mapped to the tenant by construction).  For each request the lobby
+ * finds the site, by the request's host name (site_hosts) or by a site id
+ * from its path, with the tenant's lobby role (lobby_site_for_host,
+ * lobby_site), then runs each call after SET LOCAL ROLE to that role: the
+ * role's name comes from here, never from the request.  Both look-ups are
+ * granted to no one: a DBA grants them to the lobby's login role.
+ */
+ALTER TABLE invitetomedia.tenant_roles
+    ADD COLUMN lobby boolean NOT NULL DEFAULT false;
+CREATE UNIQUE INDEX tenant_roles_lobby_key
+    ON invitetomedia.tenant_roles (tenant_id) WHERE lobby;
+COMMENT ON COLUMN invitetomedia.tenant_roles.lobby IS
+'true: the role the lobby acts as (SET LOCAL ROLE) for the role''s tenant; at most one per tenant';
+
+-- A site, its tenant and the tenant's lobby role (NULL if the tenant has
+-- none, or its role no longer exists); no row for a site that does not
+-- exist.
+CREATE FUNCTION invitetomedia.lobby_site(site text)
+RETURNS TABLE(site_id text, tenant_id integer, lobby_role name)
+LANGUAGE sql STABLE STRICT SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT s.site_id, s.tenant_id, r.rolname
+  FROM invitetomedia.sites s
+  LEFT JOIN invitetomedia.tenant_roles tr
+    ON tr.tenant_id OPERATOR(pg_catalog.=) s.tenant_id AND tr.lobby
+  LEFT JOIN pg_catalog.pg_roles r ON r.rolname OPERATOR(pg_catalog.=) tr.role_name
+ WHERE s.site_id OPERATOR(pg_catalog.=) $1
+$$;
+COMMENT ON FUNCTION invitetomedia.lobby_site(text) IS
+'the lobby''s look-up of a site named in its path: the site, its tenant and the tenant''s lobby role (tenant_roles.lobby; NULL: none); no row for an unknown site';
+
+-- The same for a host name of site_hosts.  The lobby sends the name
+-- lower-case, without port or trailing dot; this lower-cases it and drops
+-- trailing dots again, so that a DBA's query finds what the lobby finds.
+CREATE FUNCTION invitetomedia.lobby_site_for_host(host text)
+RETURNS TABLE(site_id text, tenant_id integer, lobby_role name)
+LANGUAGE sql STABLE STRICT SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT s.site_id, s.tenant_id, r.rolname
+  FROM invitetomedia.site_hosts h
+  JOIN invitetomedia.sites s ON s.site_id OPERATOR(pg_catalog.=) h.site_id
+  LEFT JOIN invitetomedia.tenant_roles tr
+    ON tr.tenant_id OPERATOR(pg_catalog.=) s.tenant_id AND tr.lobby
+  LEFT JOIN pg_catalog.pg_roles r ON r.rolname OPERATOR(pg_catalog.=) tr.role_name
+ WHERE h.host OPERATOR(pg_catalog.=) pg_catalog.rtrim(pg_catalog.lower($1), '.')
+$$;
+COMMENT ON FUNCTION invitetomedia.lobby_site_for_host(text) IS
+'the lobby''s look-up of a request''s host name (site_hosts): the site, its tenant and the tenant''s lobby role (tenant_roles.lobby; NULL: none); no row for an unknown host';
+
+REVOKE EXECUTE ON FUNCTION
+    invitetomedia.lobby_site(text),
+    invitetomedia.lobby_site_for_host(text)
+FROM PUBLIC;
+
+------------------------------------------------------------------------------
 -- row-level security: every table, the caller's tenant only
 ------------------------------------------------------------------------------
 

@@ -36,6 +36,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -113,6 +114,16 @@ ItmBoundTenant(int32 *tenant_id)
 {
 	Oid			role = GetOuterUserId();
 
+	/*
+	 * The answer is cached, but not the right to read it: a cached answer
+	 * is used only where the look-up would be allowed to run (the user the
+	 * code runs as, the function's owner, may read both tables), so that a
+	 * call never passes or fails by what this backend happened to cache.
+	 */
+	if (tenant_cache.valid &&
+		(pg_class_aclcheck(tenant_cache.tenant_roles_rel, GetUserId(), ACL_SELECT) != ACLCHECK_OK ||
+		 pg_class_aclcheck(tenant_cache.tenants_rel, GetUserId(), ACL_SELECT) != ACLCHECK_OK))
+		tenant_cache.valid = false;
 	if (!tenant_cache.valid || tenant_cache.role != role)
 	{
 		Oid			nsp = get_namespace_oid("invitetomedia", false);

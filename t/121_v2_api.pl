@@ -27,6 +27,9 @@
 #       site's; a role bound to no tenant cannot write
 #  11   guest links: made at a site, not_found at another tenant's site,
 #       joined at their own
+#  12   the cached binding is used only where its look-up may run: a
+#       function owner that may not read tenant_roles fails at once, not
+#       only when this backend's cache is empty
 use strict;
 use warnings;
 
@@ -197,5 +200,14 @@ like(try_as('app_b', qq{SELECT invitetomedia.guest_link_revoke($gid, 'owner')}),
 	qr/^42704 guest link $gid does not exist/, '11: another tenant cannot revoke it');
 is(as('app_a', qq{SELECT invitetomedia.guest_link_revoke_at('acme-kms', $gid, 'owner')}),
 	't', '11: its own tenant revokes it at its site');
+
+# 12: the binding's cache does not stand in for a privilege
+run_sql(q{CREATE ROLE lowly; GRANT USAGE ON SCHEMA invitetomedia TO lowly});
+is(run_sql(qq{SET ROLE app_a; SELECT status FROM invitetomedia.invite_check('$tok3');
+	RESET ROLE; ALTER FUNCTION invitetomedia.invite_check(text) OWNER TO lowly;
+	SET ROLE app_a; SELECT public.try(\$\$SELECT * FROM invitetomedia.invite_check('$tok3')\$\$);
+	RESET ROLE; ALTER FUNCTION invitetomedia.invite_check(text) OWNER TO CURRENT_USER;}),
+	"not_found\n42501 permission denied for table tenant_roles",
+	'12: in one session, a cached binding and then an owner that may not read tenant_roles: refused');
 
 done_testing();
