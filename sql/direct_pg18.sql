@@ -57,7 +57,7 @@ ALTER TABLE invitetomedia.redemptions ADD COLUMN pg18_v text GENERATED ALWAYS AS
 ALTER TABLE invitetomedia.guest_link_joins ADD COLUMN pg18_v text GENERATED ALWAYS AS (upper(first_name)) VIRTUAL;
 SELECT * FROM pg_temp.both(:'consume');
 SELECT * FROM pg_temp.both(format('SELECT public.both_ways_then(%L, %L)', :'consume',
-       'SELECT pg18_v FROM invitetomedia.redemptions ORDER BY redemption_id DESC LIMIT 1'));
+       'SELECT pg18_v FROM invitetomedia.redemptions ORDER BY at DESC LIMIT 1'));
 SELECT * FROM pg_temp.both(:'gjoin');
 SELECT * FROM pg_temp.both(:'create');
 SET client_min_messages = debug1;

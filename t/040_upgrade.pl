@@ -5,8 +5,9 @@
 # result with a fresh CREATE EXTENSION.  Every version on the way (1.0.1 on
 # the way to 1.1) is compared too: the database updated to it against a
 # fresh CREATE EXTENSION ... VERSION of it.  So is a version under
-# construction (t/lib/ItmVersion.pm's next versions, 2.0 while
-# default_version is 1.1.1): its scripts must lie on a tested path to it,
+# construction (t/lib/ItmVersion.pm's next versions: none since 2.0 is
+# the default version, so 1.0, 1.0.1, 1.1 and 1.1.1 are each updated to
+# 2.0 and compared with a fresh 2.0): its scripts must lie on a tested path to it,
 # and it is reached by UPDATE TO and compared with CREATE EXTENSION ...
 # VERSION.  The versions the scripts reach must be exactly those
 # t/lib/ItmVersion.pm lists.

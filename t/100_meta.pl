@@ -14,8 +14,8 @@
 #    scripts (invitetomedia--*.sql) reach are those t/lib/ItmVersion.pm
 #    lists; default_version is the newest released one there, and the
 #    newest version the scripts reach unless a version is under
-#    construction (ItmVersion's next versions, 2.0 on its branch: newer
-#    than default_version, not yet released), and debian/changelog's
+#    construction (ItmVersion's next versions, none while 2.0 is the
+#    default: newer than default_version, not yet released), and debian/changelog's
 #    upstream version (1.1 in 1.1-1);
 #  - the runtime prereqs name PostgreSQL from 15.0.0 and every extension
 #    the control file requires;

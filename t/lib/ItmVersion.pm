@@ -25,8 +25,8 @@ our @EXPORT_OK = qw(vercmp default_version released_versions next_versions known
 # Releasing a version under construction: move it from @next to @released
 # and set default_version in invitetomedia.control (and META.json,
 # debian/changelog) to it.
-my @released = qw(1.0 1.0.1 1.1 1.1.1);
-my @next = qw(2.0);
+my @released = qw(1.0 1.0.1 1.1 1.1.1 2.0);
+my @next = qw();
 
 sub released_versions { return @released; }
 sub next_versions { return @next; }
