@@ -684,8 +684,11 @@ CheckShape(bool first)
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("invitetomedia relay: cannot announce the records of invitetomedia.%s: %s",
 							tables[t], problem),
-					 errdetail("The relay announces the rows below a bound it reads from invitetomedia.%s: ids must come from it, in order (CACHE 1, increasing, no CYCLE).",
-							   relay_sequences[t]),
+					 errdetail("The relay announces the rows below a bound it reads from invitetomedia.%s: %s must come from it, in order (CACHE 1, increasing, no CYCLE).",
+							   relay_sequences[t], relay_v2 ? "event_seq values" : "ids"),
+					 relay_v2 ?
+					 errhint("Restore the sequence %s and the column %s.event_seq, or remove this database from invitetomedia.relay_databases.",
+							 relay_sequences[t], tables[t]) :
 					 errhint("Restore the sequence and the default of %s.%s, or remove this database from invitetomedia.relay_databases.",
 							 tables[t], columns[t])));
 		seq = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -846,8 +849,8 @@ OpenOrigins(void)
 			rs.cursor[t] = b.last[t];
 		}
 		ereport(LOG,
-				(errmsg("invitetomedia relay: announcing the events of database \"%s\" from now on (after ids " INT64_FORMAT ", " INT64_FORMAT ", " INT64_FORMAT ")",
-						get_database_name(MyDatabaseId),
+				(errmsg("invitetomedia relay: announcing the events of database \"%s\" from now on (after %s " INT64_FORMAT ", " INT64_FORMAT ", " INT64_FORMAT ")",
+						get_database_name(MyDatabaseId), relay_v2 ? "event_seq" : "ids",
 						b.last[0], b.last[1], b.last[2])));
 		return true;
 	}
