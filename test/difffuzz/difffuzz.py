@@ -148,6 +148,67 @@ GRANT EXECUTE ON FUNCTION
 """
 
 # ---------------------------------------------------------------------------
+# 2.0 databases: tenants and sites.  The fixture above is the default
+# tenant's (tenant 1, its default site 'default'); this one adds a second
+# site of it ('second', enabled, lockout 1, 3 uses), a third ('third',
+# disabled by the prologue once it has links), a second tenant 'globex'
+# (tenant 2) with its own directory (the same user and media ids, other
+# rows), its default site 'globex-main' (enabled, lockout 2) and
+# 'globex-off' (disabled by the prologue), and the role dfz_tenant2 mapped
+# to tenant 2 in tenant_roles.  The fuzzer reads the extension's version:
+# on 1.x none of this is made and the 2.0 families are skipped.
+# ---------------------------------------------------------------------------
+V2 = False          # set by Fuzzer.prepare: the template's extension is 2.0 or later
+# site -> tenant; the sites every 2.0 case has
+SITES = {"default": 1, "second": 1, "third": 1, "globex-main": 2, "globex-off": 2}
+TENANT_ROLE = {2: "t2"}     # the "as" of a call made for tenant 2 (SET ROLE dfz_tenant2)
+ROLES = {"t2": "dfz_tenant2", "app": "dfz_app"}
+FIXTURE_V2 = r"""
+SET client_min_messages = warning;
+SELECT {s}.site_create(1, 'second', 'https://second.example/j/');
+SELECT {s}.site_configure('second', '{"enabled": true, "lockout_attempts": 1, "link_reusability": 3,
+                                       "link_duration": 600}');
+SELECT {s}.site_create(1, 'third', 'https://third.example/j/');
+SELECT {s}.site_configure('third', '{"enabled": true, "lockout_attempts": 0}');
+SELECT {s}.tenant_create('globex');
+SELECT {s}.site_create((SELECT tenant_id FROM {s}.tenants WHERE name = 'globex'), 'globex-main',
+                       'https://globex.example/j/');
+SELECT {s}.site_configure('globex-main', '{"enabled": true, "lockout_attempts": 2, "link_reusability": 2,
+                                            "restrict_new_user_domains": ["globex.example"]}');
+SELECT {s}.site_create((SELECT tenant_id FROM {s}.tenants WHERE name = 'globex'), 'globex-off',
+                       'https://off.globex.example/j/');
+SELECT {s}.site_configure('globex-off', '{"enabled": true, "lockout_attempts": 5}');
+INSERT INTO {s}.users (tenant_id, user_id, email, first_name, last_name, role)
+SELECT t.tenant_id, u.* FROM {s}.tenants t, (VALUES
+    ('owner',    'owner@globex.example',           'Gus',   'Globex',   'private_only'),
+    ('existing', 'existing.person@university.edu', 'Gert',  'Existing', 'admin'),
+    ('gviewer',  'Viewer@media.example',           'Gwen',  'Viewer',   'viewer')) u
+ WHERE t.name = 'globex';
+INSERT INTO {s}.media (tenant_id, media_id, media_type, title, owner_id)
+SELECT t.tenant_id, m.* FROM {s}.tenants t, (VALUES
+    ('live',  'video',   'Globex live',   'owner'),
+    ('vid',   'webcast', 'Globex video',  'owner'),
+    ('gonly', 'room',    'Globex room',   'owner')) m
+ WHERE t.name = 'globex';
+INSERT INTO {s}.tenant_roles (role_name, tenant_id)
+SELECT 'dfz_tenant2', tenant_id FROM {s}.tenants WHERE name = 'globex';
+GRANT USAGE ON SCHEMA {s} TO dfz_tenant2;
+GRANT EXECUTE ON FUNCTION
+    {s}.invite_create(text, text, text, text, text, text, boolean, timestamptz),
+    {s}.invite_consume(text, text, text), {s}.invite_check(text),
+    {s}.invite_revoke(bigint, text), {s}.invite_resend(bigint, text, boolean),
+    {s}.invite_revoke_all(text, text), {s}.invite_purge(interval),
+    {s}.guest_link_create(text, text, text, integer, integer),
+    {s}.guest_link_join(text, text, text, text, text),
+    {s}.guest_link_revoke(bigint, text)
+  TO dfz_tenant2;
+GRANT EXECUTE ON FUNCTION
+    {s}.invite_create_at(text, text, text, text, text, text, text, boolean, timestamptz),
+    {s}.invite_consume_at(text, text, text, text), {s}.invite_check_at(text, text)
+  TO dfz_app, dfz_tenant2;
+"""
+
+# ---------------------------------------------------------------------------
 # SQL helpers for the catalogue
 # ---------------------------------------------------------------------------
 # the non-superuser owner: every table, view and function of the schema
@@ -311,9 +372,31 @@ def act_expire_guest(rng, g):
 def act_add_user(rng, g):
     email = g.email_pool_pick()
     n = g.counter("user")
+    if V2 and rng.random() < 0.35:
+        # the second tenant's directory sync (the superuser names the tenant)
+        return dba(f"INSERT INTO {{s}}.users (tenant_id, user_id, email, first_name, last_name, role) "
+                   f"VALUES (2, 'synced{n}', '{email}', 'Syn', 'Globex', 'viewer') ON CONFLICT DO NOTHING",
+                   f"directory sync adds a user of tenant 2 for {email}")
     return dba(f"INSERT INTO {{s}}.users (user_id, email, first_name, last_name, role) "
                f"VALUES ('synced{n}', '{email}', 'Syn', 'Ced', 'viewer') ON CONFLICT DO NOTHING",
                f"directory sync adds a user for {email}")
+
+
+def act_site(rng, g):
+    """2.0: the DBA changes a site between calls (enabled, lockout_attempts),
+    by site_configure, site_disable or UPDATE sites"""
+    site = rng.choice(list(SITES))
+    how = rng.choice(["configure", "configure", "update", "update", "disable"])
+    if how == "disable":
+        return dba(f"SELECT {{s}}.site_disable('{site}')", f"site_disable('{site}')")
+    col, val = rng.choice([("enabled", "true"), ("enabled", "true"), ("enabled", "false"),
+                           ("lockout_attempts", "0"), ("lockout_attempts", "1"), ("lockout_attempts", "2"),
+                           ("lockout_attempts", "5"), ("link_reusability", "1"), ("link_reusability", "-1")])
+    if how == "configure":
+        return dba(f"SELECT {{s}}.site_configure('{site}', '{{\"{col}\": {val}}}')",
+                   f"site_configure('{site}', {col}: {val})")
+    return dba(f"UPDATE {{s}}.sites SET {col} = {val} WHERE site_id = '{site}'",
+               f"UPDATE sites SET {col} = {val} WHERE site_id = '{site}'")
 
 
 def act_media_title(rng, g):
@@ -329,6 +412,17 @@ def plant(table="invites", target=None):
         email = g.new_email()
         mu = rng.choice([1, 2, -1])
         tgt = target or table
+        if V2:
+            # 2.0: the DBA names the tenant, the site and an id (no defaults)
+            site = rng.choice(list(SITES))
+            iid = rng.randrange(1, 2 ** 62)
+            return dba(
+                f"INSERT INTO {{s}}.{tgt} (tenant_id, site_id, invite_id, token_hash, media_id, role, email, "
+                f"first_name, last_name, invited_by, expires_at, max_uses) VALUES ({SITES[site]}, '{site}', "
+                f"{iid}, public.digest('{tok}', 'sha256'), 'live', 'viewer', '{email}', 'Pat', 'Planted', "
+                f"'owner', now() + interval '1 day', {mu})",
+                f"DBA inserts an invite of site {site} into {tgt} for {email}",
+                plant={"kind": "inv", "token": tok, "email": email, "site": site})
         return dba(
             f"INSERT INTO {{s}}.{tgt} (token_hash, media_id, role, email, first_name, last_name, "
             f"invited_by, expires_at, max_uses) VALUES (public.digest('{tok}', 'sha256'), "
@@ -342,6 +436,14 @@ def plant_guest(target):
     def act(rng, g):
         tok = make_token(rng, "itg_")
         limit = rng.choice(["NULL", "2"])
+        if V2:
+            gid = rng.randrange(1, 2 ** 62)
+            return dba(
+                f"INSERT INTO {{s}}.{target} (tenant_id, site_id, guest_link_id, token_hash, media_id, name, "
+                f"created_by, expires_at, click_limit) VALUES (1, 'default', {gid}, "
+                f"public.digest('{tok}', 'sha256'), 'live', 'Planted link', 'owner', NULL, {limit})",
+                f"DBA inserts a guest link into {target}",
+                plant={"kind": "gl", "token": tok})
         return dba(
             f"INSERT INTO {{s}}.{target} (token_hash, media_id, name, created_by, expires_at, click_limit) "
             f"VALUES (public.digest('{tok}', 'sha256'), 'live', 'Planted link', 'owner', NULL, {limit})",
@@ -1050,6 +1152,9 @@ EXISTING = ["existing.person@university.edu", "viewer@media.example", "Admin@med
             "owner@media.example", "EXISTING.PERSON@University.EDU"]
 CALL_WEIGHTS = {"consume": 30, "check": 14, "create": 14, "guest_join": 16, "resend": 5, "revoke": 4,
                 "guest_revoke": 4, "guest_create": 6, "revoke_all": 1, "purge": 1}
+# 2.0 databases: the calls naming their site too
+CALL_WEIGHTS_V2 = {"consume_at": 26, "check_at": 12, "create_at": 8}
+MEDIA_T2 = ["live", "live", "vid", "gonly", "doc"]
 ISO = {"auto": 3, "read committed": 4, "repeatable read": 2, "serializable": 2}
 
 
@@ -1074,10 +1179,14 @@ class Gen:
         for a in alts:
             self.bias.update(a.bias)
         self.weights = dict(CALL_WEIGHTS)
-        for fn in CALL_WEIGHTS:
+        if V2:
+            self.weights.update(CALL_WEIGHTS_V2)
+        for fn in self.weights:
             if self.bias[fn]:
                 self.weights[fn] *= self.bias[fn]
         self.actions = list(GENERIC_ACTIONS)
+        if V2:
+            self.actions.append((4, act_site))
         for a in alts:
             self.actions += a.actions
 
@@ -1126,9 +1235,59 @@ class Gen:
             return ("gl" if kind == "inv" else "inv", k)
         return (kind, k)
 
+    # -- 2.0: sites, tenants, the role a call is made as ----------------------
+    def site(self, enabled_bias=True):
+        return self.rng.choice(["default", "default", "second", "second", "third", "globex-main",
+                                "globex-main", "globex-off"])
+
+    def as_for(self, site):
+        """the role a call at site is made as: mostly one of the site's
+        tenant (None: the connection's own role, which acts for tenant 1),
+        in 1 case of 5 one of the other tenant (the site does not exist
+        for it)"""
+        own = TENANT_ROLE.get(SITES.get(site, 1))
+        if self.rng.random() < 0.2:
+            return None if own else "t2"
+        return own
+
+    def site_tok(self, site, k):
+        """a token of the call's site, of another site of its tenant, of
+        another tenant's site, or of any site; sometimes forged or malformed"""
+        rng = self.rng
+        r = rng.random()
+        if r < 0.03:
+            return ("forged",)
+        if r < 0.05:
+            return ("malformed",)
+        tenant = SITES.get(site, 1)
+        r = rng.random()
+        if r < 0.5:
+            s = site
+        elif r < 0.7:
+            s = rng.choice([x for x in SITES if SITES[x] == tenant and x != site] or list(SITES))
+        elif r < 0.9:
+            s = rng.choice([x for x in SITES if SITES[x] != tenant])
+        else:
+            return ("inv", k)
+        return ("invs", s, k)
+
     def call(self, fn, k=None, right=False):
         rng = self.rng
         k = self.k() if k is None else k
+        if fn in ("consume_at", "check_at", "create_at"):
+            site = self.site()
+            if rng.random() < 0.03:
+                site = "nosite"
+            base = {"consume_at": "consume", "check_at": "check", "create_at": "create"}[fn]
+            c = self.call(base, k=k, right=right)
+            c.update(fn=fn, site=site)
+            c["as"] = self.as_for(site)
+            if fn != "create_at":
+                c["tok"] = self.site_tok(site, k)
+            elif SITES.get(site) == 2:
+                c["media"] = rng.choice(MEDIA_T2)
+                c["actor"] = rng.choice(["owner"] * 6 + ["existing", "gviewer", "nobody"])
+            return c
         if fn == "consume":
             email = ("right", 0)
             r = rng.random()
@@ -1139,9 +1298,13 @@ class Gen:
                     email = ("lit", f"wrong{self.counter('wrong')}@outside.example")
                 elif r < 0.42:
                     email = ("lit", rng.choice(EXISTING))
-            return {"fn": fn, "tok": self.tok(k), "email": email, "device": self.device()}
+            c = {"fn": fn, "tok": self.tok(k), "email": email, "device": self.device()}
+            self.v2_any_site(c, k)
+            return c
         if fn == "check":
-            return {"fn": fn, "tok": self.tok(k)}
+            c = {"fn": fn, "tok": self.tok(k)}
+            self.v2_any_site(c, k)
+            return c
         if fn == "create":
             media = rng.choice(MEDIA)
             r = rng.random()
@@ -1175,10 +1338,25 @@ class Gen:
             return {"fn": fn, "keep": rng.choice(["0", "1 hour", "30 days"])}
         raise ValueError(fn)
 
+    def v2_any_site(self, c, k):
+        """2.0: a 1.x consume or check on a token of any site, made as
+        the second tenant's role in 1 case of 4 (its default site is
+        globex-main)"""
+        if not V2:
+            return
+        if self.rng.random() < 0.4 and c["tok"][0] == "inv":
+            c["tok"] = ("invs", self.rng.choice(list(SITES)), k)
+        if self.rng.random() < 0.25:
+            c["as"] = "t2"
+
     def stmt(self, calls, shape=None, sp=None, reps=1):
         if shape is None:
             shape = "single" if len(calls) == 1 else self.rng.choice(["multi", "tlist", "cte"])
-        return {"t": "stmt", "shape": shape, "calls": calls, "sp": sp, "reps": reps}
+        st = {"t": "stmt", "shape": shape, "calls": calls, "sp": sp, "reps": reps}
+        # one role per statement: the first call's
+        if calls and calls[0].get("as"):
+            st["as"] = calls[0]["as"]
+        return st
 
     def conc(self, call):
         return {"t": "conc", "call": call}
@@ -1194,11 +1372,14 @@ class Gen:
                                ("revoke", "consume"), ("consume", "consume"), ("resend", "consume"),
                                ("consume", "check"), ("create", "create"), ("guest_join", "guest_join"),
                                ("consume", "revoke"), ("check", "resend", "check")]
-                              + [("guest_revoke", "guest_join")] * self.bias["combo"])
+                              + [("guest_revoke", "guest_join")] * self.bias["combo"]
+                              + ([("consume_at", "consume_at"), ("consume_at", "check_at"),
+                                  ("consume", "consume_at"), ("check_at", "consume_at", "check")] if V2 else []))
             calls = [self.call(fn, k=k, right=True) for fn in pair]
             st = self.stmt(calls)
         elif r < combo + lateral:
-            fn = rng.choice(["consume", "consume", "guest_join", "create", "check"])
+            fn = rng.choice(["consume", "consume", "guest_join", "create", "check"]
+                            + (["consume_at", "consume_at", "check_at"] if V2 else []))
             st = self.stmt([self.call(fn, right=True)], shape="lateral", reps=rng.randint(2, 3))
         else:
             st = self.stmt([self.call(weighted(rng, self.weights))])
@@ -1220,7 +1401,8 @@ class Gen:
             elif r < 0.88:
                 items.append(self.actions[self.random_action()][1](rng, self))
             else:
-                fn = rng.choice(["consume", "revoke", "resend", "guest_join", "guest_revoke", "check", "create"])
+                fn = rng.choice(["consume", "revoke", "resend", "guest_join", "guest_revoke", "check", "create"]
+                                + (["consume_at", "check_at", "create_at"] if V2 else []))
                 items.append(self.conc(self.call(fn, right=True)))
         end = "rollback" if iso != "auto" and rng.random() < 0.12 else "commit"
         return {"iso": iso, "items": items, "end": end}
@@ -1238,6 +1420,17 @@ class Gen:
             else:
                 c.update(media="live", actor="owner", limit=rng.choice([None, None, 3]), days=None)
         items.append(self.stmt([self.call("guest_create")]))
+        if V2:
+            for site in SITES:
+                for _ in range(rng.randint(1, 2)):
+                    c = self.call("create_at")
+                    c.update(site=site, actor="owner", role="viewer", first="Ann", not_before=None,
+                             media=rng.choice(["live", "vid"]), send=False)
+                    c["as"] = TENANT_ROLE.get(SITES[site])
+                    items.append(self.stmt([c]))
+            items.append(dba("SELECT {s}.site_disable('third')", "site_disable('third')"))
+            items.append(dba("SELECT {s}.site_configure('globex-off', '{\"enabled\": false}')",
+                             "site_configure('globex-off', enabled: false)"))
         return {"iso": "auto", "items": items, "end": "commit"}
 
     # scenario helpers used by the catalogue
@@ -1368,8 +1561,12 @@ class Side:
         m.add_notify_handler(lambda n: self.notifies.append((n.channel, n.payload)))
         m.execute("LISTEN invitetomedia_accepted")
         m.execute("LISTEN invitetomedia_email")
+        self.role = role
         if role == "app":
             m.execute("SET ROLE dfz_app")
+
+    def base_role_sql(self):
+        return "SET ROLE dfz_app" if self.role == "app" else "RESET ROLE"
 
     def _notice(self, diag):
         msg = diag.message_primary or ""
@@ -1445,6 +1642,9 @@ class Side:
             return FORGED
         if ref[0] == "malformed":
             return MALFORMED
+        if ref[0] == "invs":
+            lst = [x for x in self.invites if x.get("site") == ref[1]]
+            return lst[ref[2] % len(lst)]["token"] if lst else FORGED
         lst = self.invites if ref[0] == "inv" else self.glinks
         if not lst:
             return FORGED if ref[0] == "inv" else FORGED_GUEST
@@ -1458,6 +1658,9 @@ class Side:
         return live[ref[1] % len(live)][key]
 
     def invite_email(self, ref):
+        if ref[0] == "invs":
+            lst = [x for x in self.invites if x.get("site") == ref[1]]
+            return (lst[ref[2] % len(lst)]["email"] if lst else None) or "nobody@outside.example"
         if ref[0] != "inv" or not self.invites:
             return "nobody@outside.example"
         return self.invites[ref[1] % len(self.invites)]["email"] or "nobody@outside.example"
@@ -1468,17 +1671,28 @@ class Side:
         s = self.schema
         fn = c["fn"]
         g = " || left('', g)" if lateral else ""
-        if fn == "consume":
+        if fn in ("consume", "consume_at"):
             e = c["email"]
             if e[0] == "right":
                 email = self.invite_email(c["tok"])
                 email = [email, "  " + email.upper() + " ", email.swapcase()][e[1]]
             else:
                 email = e[1]
+            if fn == "consume_at":
+                return (f"{s}.invite_consume_at(%s::text{g}, %s::text, %s::text, %s::text)",
+                        [c["site"], self.resolve_tok(c["tok"]), email, c["device"]])
             return (f"{s}.invite_consume(%s::text{g}, %s::text, %s::text)",
                     [self.resolve_tok(c["tok"]), email, c["device"]])
         if fn == "check":
             return f"{s}.invite_check(%s::text{g})", [self.resolve_tok(c["tok"])]
+        if fn == "check_at":
+            return f"{s}.invite_check_at(%s::text{g}, %s::text)", [c["site"], self.resolve_tok(c["tok"])]
+        if fn == "create_at":
+            nb = {None: "NULL", "future": "(now() + interval '1 hour')", "past": "(now() - interval '1 hour')"}[
+                c["not_before"]]
+            return (f"{s}.invite_create_at(%s::text{g}, %s::text, %s::text, %s::text, %s::text, %s::text, "
+                    f"%s::text, %s::boolean, {nb}::timestamptz)",
+                    [c["site"], c["media"], c["actor"], c["email"], c["first"], c["last"], c["role"], c["send"]])
         if fn == "create":
             nb = {None: "NULL", "future": "(now() + interval '1 hour')", "past": "(now() - interval '1 hour')"}[
                 c["not_before"]]
@@ -1551,13 +1765,18 @@ class Side:
             for v in vals:
                 if not isinstance(v, dict) or not isinstance(v.get("token"), str):
                     continue
-                if c["fn"] == "create":
-                    self.invites.append({"token": v["token"], "invite_id": v.get("invite_id"), "email": c["email"]})
+                if c["fn"] in ("create", "create_at"):
+                    # the site: the named one, or the default site of the
+                    # tenant the statement ran for
+                    site = c.get("site") or ("globex-main" if st.get("as") == "t2" else "default")
+                    self.invites.append({"token": v["token"], "invite_id": v.get("invite_id"), "email": c["email"],
+                                         "site": site})
                     self.tok_symbol(v["token"], "T")
                 elif c["fn"] == "resend":
                     iid = self.resolve_inv(c["inv"])
-                    email = next((x["email"] for x in self.invites if x.get("invite_id") == iid), None)
-                    self.invites.append({"token": v["token"], "invite_id": iid, "email": email})
+                    old = next((x for x in self.invites if x.get("invite_id") == iid), {})
+                    self.invites.append({"token": v["token"], "invite_id": iid, "email": old.get("email"),
+                                         "site": old.get("site", "default")})
                     self.tok_symbol(v["token"], "T")
                 elif c["fn"] == "guest_create":
                     self.glinks.append({"token": v["token"], "guest_link_id": v.get("guest_link_id")})
@@ -1604,6 +1823,8 @@ class Side:
             return self.text_norm(p)
         if isinstance(d, dict):
             key = {"invite": "invite_id", "guest_link": "guest_link_id"}.get(d.get("kind"))
+            if key is None and ch == "invitetomedia_email" and "kind" not in d:
+                key = "message_id"      # 2.0: {"tenant": T, "id": N}
             return {k: (self.idsym(key, v) if k == "id" and key and isinstance(v, int) else v) for k, v in d.items()}
         if isinstance(d, int) and ch == "invitetomedia_email":
             return self.idsym("message_id", d)
@@ -1617,8 +1838,22 @@ class Side:
         before = len(self.notices)
         if sp:
             self.exec_main("SAVEPOINT dfz_sp")
+        if st.get("as"):
+            # 2.0: the statement made as another role (a pool's SET ROLE);
+            # the session's role comes back after it (in an aborted
+            # transaction, its ROLLBACK brings it back)
+            _, e = self.exec_main(f"SET ROLE {ROLES[st['as']]}")
+            if e:
+                return e
         rows, e = self.exec_main(sql, params)
+        if st.get("as") and not (e and self.in_tx and not sp):
+            self.exec_main(self.base_role_sql())
         if self.direct and any(c["fn"] in DIRECT_FNS for c in st["calls"]):
+            for c in st["calls"]:
+                if c["fn"] in DIRECT_FNS:
+                    self.fz.stats["direct_eligible:" + c["fn"]] += 1
+                    if len(self.notices) > before:
+                        self.fz.stats["direct_fallback:" + c["fn"]] += 1
             self.fz.stats["direct_eligible"] += 1
             if len(self.notices) > before:
                 self.fz.stats["direct_fallback"] += 1
@@ -1659,7 +1894,8 @@ class Side:
             if item.get("plant"):
                 p = item["plant"]
                 if p["kind"] == "inv":
-                    self.invites.append({"token": p["token"], "invite_id": None, "email": p["email"]})
+                    self.invites.append({"token": p["token"], "invite_id": None, "email": p["email"],
+                                         "site": p.get("site", "default")})
                     self.tok_symbol(p["token"], "T")
                 else:
                     self.glinks.append({"token": p["token"], "guest_link_id": None})
@@ -1669,11 +1905,17 @@ class Side:
         return {"dba": out}
 
     def run_conc(self, item):
-        st = {"calls": [item["call"]], "shape": "single"}
+        st = {"calls": [item["call"]], "shape": "single", "as": item["call"].get("as")}
         sql, params = self.build(st)
         try:
-            cur = self.dba.execute(sql, params)
-            rows = cur.fetchall()
+            if st["as"]:
+                self.dba.execute(f"SET ROLE {ROLES[st['as']]}")
+            try:
+                cur = self.dba.execute(sql, params)
+                rows = cur.fetchall()
+            finally:
+                if st["as"] and not self.lost(self.dba):
+                    self.dba.execute("RESET ROLE")
         except psycopg.Error as e:
             return {"conc": self.err(e, self.dba)}
         self.register(st, rows)
@@ -1756,10 +1998,16 @@ class Side:
             raw[name] = [r[0] for r in rows]
         # ids ranked over the whole database: gaps in sequences do not matter
         ranks = {}
-        for key in ID_KEYS:
-            vals = sorted({r[key] for rows in raw.values() for r in rows
-                           if isinstance(r.get(key), int)})
-            ranks[key] = {v: f"{ID_KEYS[key]}#{i}" for i, v in enumerate(vals)}
+        id_keys = ID_KEYS
+        if V2:
+            # 2.0 draws ids at random: their order says nothing
+            id_keys = DUMP_ID_KEYS_V2
+            ranks = self.drawn_id_ranks(raw)
+        else:
+            for key in ID_KEYS:
+                vals = sorted({r[key] for rows in raw.values() for r in rows
+                               if isinstance(r.get(key), int)})
+                ranks[key] = {v: f"{ID_KEYS[key]}#{i}" for i, v in enumerate(vals)}
         out = {}
         for name, rows in raw.items():
             lst = []
@@ -1769,7 +2017,7 @@ class Side:
                 for k, v in sorted(r.items()):
                     if k in DROP_KEYS:
                         continue
-                    if k in ID_KEYS and isinstance(v, int):
+                    if k in id_keys and isinstance(v, int):
                         d[k] = ranks[k][v]
                     elif k.endswith("_at") or k == "at" or (isinstance(v, str) and TS_RE.fullmatch(v)):
                         d[k] = ts_cat(v)
@@ -1785,8 +2033,33 @@ class Side:
         return out
 
 
-SRF = {"consume", "check", "create", "resend", "guest_create", "guest_join"}
-DIRECT_FNS = {"consume", "check", "create", "guest_join"}
+    def drawn_id_ranks(self, raw):
+        """2.0: each drawn id as the symbol the answers gave it (I3: the
+        fourth invite id the sequence saw), else ranked by the rows that
+        hold it (ids masked), which are the same in both databases when the
+        tables are"""
+        ranks = {}
+        for key, prefix in DUMP_ID_KEYS_V2.items():
+            known = dict(self.ids.get(key, {}))
+            holders = collections.defaultdict(list)
+            for name, rows in raw.items():
+                for r in rows:
+                    v = r.get(key)
+                    if isinstance(v, int) and v not in known:
+                        masked = {k: ("?" if k in DUMP_ID_KEYS_V2 and isinstance(x, int) else
+                                      ts_cat(x) if (k.endswith("_at") or k == "at") else self.norm(x, None))
+                                  for k, x in sorted(r.items()) if k not in DROP_KEYS}
+                        holders[v].append(name + json.dumps(masked, sort_keys=True, default=str))
+            order = sorted(holders, key=lambda v: sorted(holders[v]))
+            ranks[key] = {v: f"{prefix}#{i}" for i, v in enumerate(order)}
+            ranks[key].update(known)
+        return ranks
+
+
+# the drawn ids of a 2.0 database's tables
+DUMP_ID_KEYS_V2 = dict(ID_KEYS, resend_id="S")
+SRF = {"consume", "check", "create", "resend", "guest_create", "guest_join", "consume_at", "check_at", "create_at"}
+DIRECT_FNS = {"consume", "check", "create", "guest_join", "consume_at", "check_at"}
 
 
 # ---------------------------------------------------------------------------
@@ -1795,11 +2068,16 @@ DIRECT_FNS = {"consume", "check", "create", "guest_join"}
 def ref_text(r):
     if r[0] in ("forged", "malformed"):
         return "<" + r[0] + ">"
+    if r[0] == "invs":
+        return f"T@{r[1]}[{r[2]}]"
     return f"{'T' if r[0] == 'inv' else 'G'}[{r[1]}]"
 
 
 def call_text(c):
     fn = c["fn"]
+    if fn in ("consume_at", "check_at", "create_at"):
+        t = call_text(dict(c, fn=fn[:-3], site=None))
+        return t.replace("(", f"_at({c['site']}, ", 1)
     if fn == "consume":
         e = c["email"]
         email = ["right email", "RIGHT EMAIL (spaces)", "rIGHT eMAIL"][e[1]] if e[0] == "right" else e[1]
@@ -1835,11 +2113,13 @@ def item_text(it):
         shape = it["shape"]
         extra = f" x{it['reps']}" if shape == "lateral" else ""
         sp = f" [savepoint: {it['sp']}]" if it.get("sp") else ""
-        return f"{'SELECT' if shape == 'single' else shape + extra + ':'} {calls}{sp}"
+        who = f" [as {ROLES[it['as']]}]" if it.get("as") else ""
+        return f"{'SELECT' if shape == 'single' else shape + extra + ':'} {calls}{sp}{who}"
     if t == "dba":
         return "DBA: " + it["desc"]
     if t == "conc":
-        return "2nd connection: " + call_text(it["call"])
+        who = f" [as {ROLES[it['call']['as']]}]" if it["call"].get("as") else ""
+        return "2nd connection: " + call_text(it["call"]) + who
     if t == "locked":
         return f"DBA {it['desc']}, while: {item_text(it['stmt'])}"
     return t
@@ -1994,7 +2274,7 @@ class Fuzzer:
             a.execute("SELECT pg_reload_conf()")
         for db in list(DBS.values()) + [TEMPLATE]:
             a.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
-        for role in ("dfz_owner", "dfz_app"):
+        for role in ("dfz_owner", "dfz_app", "dfz_tenant2"):
             if not a.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone():
                 a.execute(f"CREATE ROLE {role} NOLOGIN")
         a.execute(f"CREATE DATABASE {TEMPLATE}")
@@ -2003,6 +2283,10 @@ class Fuzzer:
             self.version = c.execute("SELECT extversion FROM pg_extension WHERE extname = %s", [EXT]).fetchone()[0]
             self.server_version = int(c.execute("SHOW server_version_num").fetchone()[0])
             c.execute(FIXTURE.replace("{s}", EXT))
+            global V2
+            V2 = version_tuple(self.version) >= (2, 0)
+            if V2:
+                c.execute(FIXTURE_V2.replace("{s}", EXT))
             self.api = c.execute(r"""
                 SELECT string_agg(p.proname || '(' || pg_get_function_result(p.oid) || ')', E'\n' ORDER BY p.proname)
                   FROM pg_proc p WHERE p.pronamespace = %s::regnamespace
@@ -2171,6 +2455,10 @@ class Fuzzer:
         for line in found.get("detail", []):
             out.append("  " + line)
         return out
+
+
+def version_tuple(v):
+    return tuple(int(x) for x in re.findall(r"\d+", v)[:3])
 
 
 def parse_where(w):
