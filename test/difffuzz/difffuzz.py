@@ -464,8 +464,11 @@ GENERIC_ACTIONS = [
 # ---------------------------------------------------------------------------
 class Alt:
     def __init__(self, name, what, stresses, setup=(), owner=False, actions=(),
-                 scenario=None, bias=None, combine=True, min_server=0):
+                 scenario=None, bias=None, combine=True, min_server=0, v2=False):
         self.name = name
+        # v2: the family alters 2.0's tables (sites, tenant keys): skipped
+        # on a 1.x database
+        self.v2 = v2
         # the oldest server_version_num whose SQL the setup needs
         self.min_server = min_server
         self.what = what
@@ -1139,6 +1142,301 @@ A("concurrent_ddl", "DDL from a second connection between calls (CHECKs, indexes
                                                      g.stmt([g.call("consume", right=True)]),
                                                      act_locked_ddl(rng, g)], "end": "commit"}])
 
+# ---------------------------------------------------------------------------
+# 2.0 families (tenants and sites): skipped on 1.x databases.  Each case of
+# a 2.0 database has the two tenants and five sites of FIXTURE_V2, and its
+# calls name sites (invite_consume_at, invite_check_at) with tokens of the
+# same site, another site of the tenant and another tenant's, as the
+# second tenant's role too (SET ROLE); the 1.x calls take tokens of any
+# site.  The direct path for 2.0 reads the site's row by sites_pkey, the
+# invite by the unique (tenant_id, token_hash), users by (tenant_id,
+# lower(email COLLATE "C")), media by (tenant_id, media_id), and writes
+# redemptions with tenant_id, site_id, a drawn id and event_seq given; it
+# must decline on anything else, and on row-level security that applies.
+# ---------------------------------------------------------------------------
+V2_BIAS = {"consume_at": 3, "check_at": 2}
+
+
+def site_of_token_scenario(rng, g, dba_items):
+    """links made on two sites, the DBA's change, then uses and checks of
+    them at their site, another site of the tenant and another tenant's"""
+    items = []
+    for site in ("second", "globex-main"):
+        c = g.call("create_at")
+        c.update(site=site, actor="owner", role="viewer", first="Ann", not_before=None, send=False,
+                 media="live", email=f"s{g.counter('email')}@outside.example")
+        c["as"] = TENANT_ROLE.get(SITES[site])
+        items.append(g.stmt([c]))
+    items += dba_items
+    for site, tsite in (("second", "second"), ("default", "second"), ("globex-main", "globex-main"),
+                        ("globex-main", "second"), ("second", "globex-main")):
+        for fn in ("check_at", "consume_at"):
+            c = g.call(fn, right=True)
+            c.update(site=site, tok=("invs", tsite, -1))
+            if fn == "consume_at":
+                c["email"] = ("right", 0)
+            c["as"] = TENANT_ROLE.get(SITES[site])
+            items.append(g.stmt([c]))
+    # wrong emails up to the site's lockout (second: 1, globex-main: 2), then the right one
+    for site in ("second", "globex-main"):
+        for email in (("lit", "wrong@outside.example"), ("lit", "wrong@outside.example"), ("right", 0)):
+            c = g.call("consume_at", right=True)
+            c.update(site=site, tok=("invs", site, -1), email=email)
+            c["as"] = TENANT_ROLE.get(SITES[site])
+            items.append(g.stmt([c]))
+    # the 1.x signatures, for each tenant
+    for who in (None, "t2"):
+        c = g.call("consume", right=True)
+        c.update(tok=("invs", "globex-main" if who else "second", -1), email=("right", 0))
+        c.pop("as", None)
+        if who:
+            c["as"] = who
+        items.append(g.stmt([c]))
+    return [{"iso": "auto", "items": items, "end": "commit"}]
+
+
+def force_rls(table):
+    return [f"ALTER TABLE {{s}}.{table} FORCE ROW LEVEL SECURITY"]
+
+
+for _t in ("sites", "invites", "users", "media", "redemptions"):
+    A(f"v2_force_rls_{_t}",
+      f"2.0: {_t} with FORCE ROW LEVEL SECURITY (the extension's tenant policies, tenant_id = tenant(), then "
+      f"hold the table's owner, a non-superuser)",
+      "the 2.0 path's relforcerowsecurity check: RLS that applies to the owner sends the call to the statement",
+      owner=True, setup=force_rls(_t), v2=True, bias=V2_BIAS,
+      scenario=lambda rng, g: site_of_token_scenario(rng, g, []))
+
+DBA_POLICIES = [
+    ("sites", "AS RESTRICTIVE FOR SELECT TO dfz_owner USING (site_id <> 'second')"),
+    ("sites", "AS RESTRICTIVE FOR SELECT TO dfz_owner USING (lockout_attempts <> 1)"),
+    ("invites", "AS RESTRICTIVE FOR ALL TO dfz_owner USING (site_id <> 'second')"),
+    ("invites", "AS RESTRICTIVE FOR UPDATE TO dfz_owner USING (true) WITH CHECK (use_count < 2)"),
+    ("users", "AS RESTRICTIVE FOR SELECT TO dfz_owner USING (role <> 'admin')"),
+    ("media", "AS RESTRICTIVE FOR SELECT TO dfz_owner USING (media_type <> 'webcast')"),
+    ("redemptions", "AS RESTRICTIVE FOR INSERT TO dfz_owner WITH CHECK (site_id <> 'globex-main' "
+                    "OR device_id IS DISTINCT FROM 'dev2')"),
+    ("redemptions", "FOR INSERT TO dfz_owner WITH CHECK (tenant_id = 1)"),
+]
+
+
+def _dba_policy_setup(rng):
+    out = []
+    for t, pol in rng.sample(DBA_POLICIES, rng.randint(1, 2)):
+        out.append(f"CREATE POLICY dfz_policy_{len(out)} ON {{s}}.{t} {pol}")
+        if rng.random() < 0.8:
+            out.append(f"ALTER TABLE {{s}}.{t} FORCE ROW LEVEL SECURITY")
+    return out
+
+
+A("v2_dba_policy",
+  "2.0: a DBA's own policy (restrictive or permissive, for the owner dfz_owner) on sites, invites, users, media "
+  "or redemptions, forced in 4 cases of 5: " + "; ".join(f"{t}: {p}" for t, p in DBA_POLICIES),
+  "the RLS check of each table the 2.0 path reads or writes (a policy of the DBA's among the tenant ones)",
+  owner=True, setup=_dba_policy_setup, v2=True, bias=dict(V2_BIAS, device=2),
+  scenario=lambda rng, g: site_of_token_scenario(rng, g, []))
+
+RECORD_DEFAULTS = [
+    "ALTER TABLE {s}.redemptions ALTER COLUMN tenant_id SET DEFAULT 1",
+    "ALTER TABLE {s}.redemptions ALTER COLUMN tenant_id SET DEFAULT {s}.tenant()",
+    "ALTER TABLE {s}.redemptions ALTER COLUMN site_id SET DEFAULT 'default'",
+    "ALTER TABLE {s}.redemptions ALTER COLUMN site_id SET DEFAULT {s}.default_site()",
+    "ALTER TABLE {s}.redemptions ALTER COLUMN redemption_id SET DEFAULT nextval('public.dfz_seq')",
+    "ALTER TABLE {s}.redemptions ALTER COLUMN event_seq SET DEFAULT nextval('public.dfz_seq')",
+]
+A("v2_records_default",
+  "2.0: DEFAULTs a DBA gave redemptions' columns the path writes itself (1 to 3 of: "
+  + "; ".join(x.replace("{s}.", "") for x in RECORD_DEFAULTS) + ")",
+  "the 2.0 record insert: tenant_id, site_id, the drawn id and event_seq given, never defaulted "
+  "(a default there sends the call to the statement or changes nothing)",
+  setup=lambda rng: rng.sample(RECORD_DEFAULTS, rng.randint(1, 3)), v2=True, bias=V2_BIAS)
+
+
+def _sites_retype_setup(rng):
+    v = rng.choice(["lockout bigint", "lockout smallint", "lockout numeric", "enabled domain", "both"])
+    out = []
+    if v in ("enabled domain", "both"):
+        out.append("CREATE DOMAIN public.dfz_bool AS boolean")
+        out.append(retype("sites", [("enabled", "public.dfz_bool")]))
+    if v.startswith("lockout") or v == "both":
+        t = {"lockout bigint": "bigint", "lockout smallint": "smallint", "lockout numeric": "numeric",
+             "both": "bigint"}[v]
+        out.append(retype("sites", [("lockout_attempts", t)]))
+    return out
+
+
+A("v2_sites_retyped",
+  "2.0: sites.lockout_attempts retyped bigint, smallint or numeric, or sites.enabled a domain over boolean "
+  "(the settings view made again around it)",
+  "the sites shape check: the types of the columns the 2.0 path reads",
+  setup=_sites_retype_setup, v2=True, bias=V2_BIAS, actions=[(6, act_site)],
+  scenario=lambda rng, g: site_of_token_scenario(rng, g, [act_site(rng, g)]))
+
+
+def act_site_null(rng, g):
+    site = rng.choice(list(SITES))
+    col = rng.choice(["enabled", "lockout_attempts"])
+    return dba(["ALTER TABLE {s}.sites DISABLE TRIGGER sites_validate",
+                f"UPDATE {{s}}.sites SET {col} = NULL WHERE site_id = '{site}'",
+                "ALTER TABLE {s}.sites ENABLE TRIGGER sites_validate"],
+               f"sites.{col} := NULL on {site} (its validation trigger off meanwhile)")
+
+
+A("v2_sites_null",
+  "2.0: NOT NULL dropped on sites.enabled and lockout_attempts; NULL set on a site between calls",
+  "the 2.0 path's NULL checks of the site's row (the statement's answer to a NULL enabled or lockout)",
+  setup=["ALTER TABLE {s}.sites ALTER COLUMN enabled DROP NOT NULL, ALTER COLUMN lockout_attempts DROP NOT NULL"],
+  actions=[(8, act_site_null), (3, act_site)], v2=True, bias=V2_BIAS,
+  scenario=lambda rng, g: site_of_token_scenario(rng, g, [
+      dba(["ALTER TABLE {s}.sites DISABLE TRIGGER sites_validate",
+           "UPDATE {s}.sites SET lockout_attempts = NULL WHERE site_id IN ('second', 'globex-main')",
+           "UPDATE {s}.invites SET failed_attempts = 3",
+           "ALTER TABLE {s}.sites ENABLE TRIGGER sites_validate"],
+          "lockout_attempts := NULL on second and globex-main, every link with 3 wrong emails")]))
+
+
+def _sites_pkey_setup(rng):
+    return ["ALTER TABLE {s}.sites DROP CONSTRAINT sites_pkey CASCADE",
+            rng.choice(["CREATE INDEX dfz_sites_id ON {s}.sites (site_id)",
+                        "CREATE UNIQUE INDEX dfz_sites_id ON {s}.sites (site_id, tenant_id)",
+                        "CREATE UNIQUE INDEX dfz_sites_id ON {s}.sites (site_id) WHERE enabled",
+                        "CREATE UNIQUE INDEX dfz_sites_id ON {s}.sites (lower(site_id))"])]
+
+
+def act_site_twin(rng, g):
+    """a row 'second' of tenant 2 too (possible once site_id is no longer unique)"""
+    return dba("INSERT INTO {s}.sites (site_id, tenant_id, enabled, lockout_attempts, link_base_url) "
+               "VALUES ('second', 2, true, 4, 'https://twin.globex.example/j/')",
+               "a site 'second' of tenant 2 as well")
+
+
+A("v2_sites_pkey_replaced",
+  "2.0: sites_pkey dropped (CASCADE: site_hosts' foreign key) and replaced by a non-unique index on site_id, "
+  "a unique one on (site_id, tenant_id), a partial or an expression one; a second 'second' of tenant 2 between calls",
+  "the 2.0 site look-up by the unique index on site_id alone",
+  setup=_sites_pkey_setup, actions=[(4, act_site_twin), (2, act_site)], v2=True, bias=V2_BIAS,
+  scenario=lambda rng, g: site_of_token_scenario(rng, g, [act_site_twin(rng, g)]))
+
+A("v2_invites_token_index",
+  "2.0: invites' unique (tenant_id, token_hash) constraint replaced by a unique index on (token_hash, tenant_id), "
+  "one on token_hash alone, a non-unique (tenant_id, token_hash), a partial one or one with INCLUDE (site_id)",
+  "the 2.0 token look-up: the two-key scan of exactly the unique (tenant_id, token_hash) index",
+  setup=lambda rng: ["ALTER TABLE {s}.invites DROP CONSTRAINT invites_token_hash_key",
+                     rng.choice(["CREATE UNIQUE INDEX dfz_th ON {s}.invites (token_hash, tenant_id)",
+                                 "CREATE UNIQUE INDEX dfz_th ON {s}.invites (token_hash)",
+                                 "CREATE INDEX dfz_th ON {s}.invites (tenant_id, token_hash)",
+                                 "CREATE UNIQUE INDEX dfz_th ON {s}.invites (tenant_id, token_hash) "
+                                 "WHERE revoked_at IS NULL",
+                                 "CREATE UNIQUE INDEX dfz_th ON {s}.invites (tenant_id, token_hash) INCLUDE (site_id)"])],
+  v2=True, bias=V2_BIAS, scenario=lambda rng, g: site_of_token_scenario(rng, g, []))
+A("v2_users_email_index",
+  "2.0: users' unique (tenant_id, lower(email COLLATE \"C\")) index replaced by (lower(email COLLATE \"C\"), "
+  "tenant_id), a non-unique one, one in the default collation, or a partial one",
+  "the 2.0 invitee look-up by the users index of the tenant",
+  setup=lambda rng: ["DROP INDEX {s}.users_email_lower_key",
+                     rng.choice(["CREATE UNIQUE INDEX users_email_lower_key ON {s}.users "
+                                 "(lower(email COLLATE \"C\"), tenant_id)",
+                                 "CREATE INDEX users_email_lower_key ON {s}.users (tenant_id, lower(email COLLATE \"C\"))",
+                                 "CREATE UNIQUE INDEX users_email_lower_key ON {s}.users (tenant_id, lower(email))",
+                                 "CREATE UNIQUE INDEX users_email_lower_key ON {s}.users "
+                                 "(tenant_id, lower(email COLLATE \"C\")) WHERE role <> 'anonymous'"])],
+  v2=True, bias=dict(V2_BIAS, restricted=1), actions=[(6, act_add_user)],
+  scenario=lambda rng, g: site_of_token_scenario(rng, g, []))
+A("v2_media_pkey_swapped",
+  "2.0: media_pkey (tenant_id, media_id) replaced by a primary key on (media_id, tenant_id), or by a "
+  "non-unique index on (tenant_id, media_id)",
+  "invite_check's 2.0 media look-up by (tenant_id, media_id)",
+  setup=lambda rng: ["ALTER TABLE {s}.media DROP CONSTRAINT media_pkey CASCADE",
+                     rng.choice(["ALTER TABLE {s}.media ADD PRIMARY KEY (media_id, tenant_id)",
+                                 "CREATE INDEX dfz_media ON {s}.media (tenant_id, media_id)"])],
+  v2=True, bias={"check_at": 4, "check": 2}, scenario=lambda rng, g: site_of_token_scenario(rng, g, []))
+
+
+def _trig_sites_setup(rng):
+    out = ["""CREATE FUNCTION public.dfz_site_trig() RETURNS trigger LANGUAGE plpgsql AS $f$
+              BEGIN
+                INSERT INTO public.dfz_audit (tag, info) VALUES (TG_NAME, NEW.site_id || ' ' || NEW.enabled
+                                                                 || ' ' || NEW.lockout_attempts);
+                IF NEW.lockout_attempts = 4 THEN NEW.lockout_attempts := 1; END IF;
+                RETURN NEW;
+              END $f$"""]
+    out += rng.sample([
+        "CREATE TRIGGER dfz_site_bu BEFORE UPDATE ON {s}.sites FOR EACH ROW EXECUTE FUNCTION public.dfz_site_trig()",
+        trig("sites", "dfz_site_au", "AFTER", "ROW", "UPDATE"),
+        trig("sites", "dfz_site_as", "AFTER", "STATEMENT", "UPDATE OR INSERT"),
+    ], rng.randint(1, 3))
+    return out
+
+
+A("v2_trig_sites",
+  "2.0: a DBA's triggers on sites (BEFORE UPDATE FOR EACH ROW that rewrites lockout_attempts 4 as 1, AFTER "
+  "ROW / STATEMENT writing an audit row), fired by the site changes between calls",
+  "the sites shape check on a table the 2.0 path only reads; site_configure and UPDATE sites through them",
+  setup=_trig_sites_setup, v2=True, bias=V2_BIAS,
+  actions=[(6, act_site), (2, lambda rng, g: dba(
+      f"UPDATE {{s}}.sites SET lockout_attempts = 4 WHERE site_id = '{rng.choice(list(SITES))}'",
+      "UPDATE sites SET lockout_attempts = 4 (the trigger makes it 1)"))],
+  scenario=lambda rng, g: site_of_token_scenario(rng, g, [act_site(rng, g)]))
+
+A("v2_sites_child",
+  "2.0: an inheritance child of sites; the sites 'second' and 'globex-off' moved into it (DELETE FROM ONLY "
+  "sites ... INSERT INTO the child)",
+  "the 2.0 site look-up by the parent's index only (a site whose row is in a child)",
+  setup=["CREATE TABLE {s}.sites_child () INHERITS ({s}.sites)",
+         "CREATE TRIGGER sites_child_cache_invalidate AFTER INSERT OR UPDATE OR DELETE ON {s}.sites_child "
+         "FOR EACH STATEMENT EXECUTE FUNCTION {s}.tenant_cache_invalidate()",
+         "WITH m AS (DELETE FROM ONLY {s}.sites WHERE site_id IN ('second', 'globex-off') RETURNING *) "
+         "INSERT INTO {s}.sites_child SELECT * FROM m"],
+  v2=True, bias=V2_BIAS, actions=[(6, act_site)],
+  scenario=lambda rng, g: site_of_token_scenario(rng, g, []))
+
+
+def _sites_partitioned_setup(rng):
+    return [
+        "ALTER TABLE {s}.sites RENAME TO sites_old",
+        "CREATE TABLE {s}.sites (LIKE {s}.sites_old INCLUDING DEFAULTS INCLUDING CONSTRAINTS) "
+        "PARTITION BY HASH (site_id)",
+        "ALTER TABLE {s}.sites ADD CONSTRAINT dfz_sites_pkey PRIMARY KEY (site_id), "
+        "ADD CONSTRAINT dfz_sites_tenant_site_key UNIQUE (tenant_id, site_id)",
+        "CREATE TABLE {s}.sites_p0 PARTITION OF {s}.sites FOR VALUES WITH (MODULUS 2, REMAINDER 0)",
+        "CREATE TABLE {s}.sites_p1 PARTITION OF {s}.sites FOR VALUES WITH (MODULUS 2, REMAINDER 1)",
+        "INSERT INTO {s}.sites SELECT * FROM {s}.sites_old",
+        "CREATE TRIGGER sites_validate BEFORE INSERT OR UPDATE ON {s}.sites FOR EACH ROW "
+        "EXECUTE FUNCTION {s}.sites_validate()",
+        "CREATE TRIGGER sites_cache_invalidate AFTER INSERT OR UPDATE OR DELETE ON {s}.sites "
+        "FOR EACH STATEMENT EXECUTE FUNCTION {s}.tenant_cache_invalidate()",
+        # the settings view (and its updates) on the new table
+        """DO $dfz$ BEGIN
+             EXECUTE format('CREATE OR REPLACE VIEW {s}.settings AS %s',
+                            replace(pg_get_viewdef('{s}.settings'::regclass), 'sites_old', 'sites'));
+           END $dfz$""",
+    ]
+
+
+A("v2_sites_partitioned",
+  "2.0: sites renamed away and made again as a hash-partitioned table (site_id) with the same rows, its "
+  "validation and cache triggers, the settings view on it",
+  "the relkind check of sites in the 2.0 path",
+  setup=_sites_partitioned_setup, v2=True, bias=V2_BIAS, actions=[(6, act_site)],
+  scenario=lambda rng, g: site_of_token_scenario(rng, g, [act_site(rng, g)]))
+
+REDEMPTION_CHECKS = [
+    "CHECK (tenant_id = 1 OR status <> 'ok') NOT VALID",
+    "CHECK (site_id <> 'second' OR device_id IS DISTINCT FROM 'dev2') NOT VALID",
+    "CHECK (site_id IN ('default', 'globex-main', 'third')) NOT VALID",
+    "CHECK (public.dfz_site_tenant(site_id) = tenant_id) NOT VALID",
+]
+A("v2_redemptions_check",
+  "2.0: a DBA's CHECK constraints on redemptions reading tenant_id and site_id (1 or 2 of: "
+  + "; ".join(REDEMPTION_CHECKS) + "; dfz_site_tenant reads sites)",
+  "the values the 2.0 path writes in tenant_id and site_id, seen by the planned CHECKs",
+  setup=lambda rng: ["""CREATE FUNCTION public.dfz_site_tenant(text) RETURNS integer LANGUAGE sql STABLE AS
+                        $f$ SELECT tenant_id FROM {s}.sites WHERE site_id = $1 $f$"""] +
+  [f"ALTER TABLE {{s}}.redemptions ADD CONSTRAINT dfz_rc{i} {c}"
+   for i, c in enumerate(rng.sample(REDEMPTION_CHECKS, rng.randint(1, 2)))],
+  v2=True, bias=dict(V2_BIAS, device=2), scenario=lambda rng, g: site_of_token_scenario(rng, g, []))
+
+
 CATALOGUE = {a.name: a for a in CAT}
 assert len(CATALOGUE) == len(CAT)
 
@@ -1425,7 +1723,9 @@ class Gen:
                 for _ in range(rng.randint(1, 2)):
                     c = self.call("create_at")
                     c.update(site=site, actor="owner", role="viewer", first="Ann", not_before=None,
-                             media=rng.choice(["live", "vid"]), send=False)
+                             media=rng.choice(["live", "vid"]), send=False,
+                             email=f"p{self.counter('email')}@outside.example")
+                    self.emails.append(c["email"])
                     c["as"] = TENANT_ROLE.get(SITES[site])
                     items.append(self.stmt([c]))
             items.append(dba("SELECT {s}.site_disable('third')", "site_disable('third')"))
@@ -1864,10 +2164,27 @@ class Side:
                 self.exec_main("RELEASE SAVEPOINT dfz_sp")
         elif e and self.in_tx:
             self.aborted = True
+        if self.label == "off" and V2:
+            self.tally(st, rows, e)
         if e:
             return e
         self.register(st, rows)
         return {"rows": self.norm(rows)}
+
+    def tally(self, st, rows, e):
+        """2.0: what the site-naming calls answered (the reference side),
+        for the run's summary: which outcomes the sequences reached"""
+        fns = [c["fn"] for c in st["calls"] if c["fn"] in ("consume_at", "check_at")]
+        if not fns:
+            return
+        if e:
+            self.fz.stats[f"answer:{fns[0]}:{e['error'][0]}"] += 1
+            return
+        for r in rows or []:
+            for v in r:
+                for x in (v if isinstance(v, list) else [v]):
+                    if isinstance(x, dict) and "status" in x and len(fns) == len(st["calls"]):
+                        self.fz.stats[f"answer:{fns[0]}:{x['status']}"] += 1
 
     def resolve_sql(self, sql):
         def sub(m):
@@ -2563,6 +2880,11 @@ def main():
     # families whose SQL this server does not have (18's virtual columns on 15)
     too_new = [n for n in families if CATALOGUE[n].min_server > fz.server_version]
     families = [n for n in families if n not in too_new]
+    # families of 2.0's tables on a 1.x database
+    not_v2 = [n for n in families if CATALOGUE[n].v2 and not V2]
+    families = [n for n in families if n not in not_v2]
+    for n in not_v2:
+        print(f"difffuzz_{n} ... skipped (alters 2.0's tables: the extension here is {fz.version})")
     for n in too_new:
         print(f"difffuzz_{n} ... skipped (needs server_version_num {CATALOGUE[n].min_server}, "
               f"this is {fz.server_version})")
@@ -2649,6 +2971,17 @@ def main():
     print(f"# difffuzz: {elapsed:.0f} s, {elapsed / max(st['sequences'], 1):.2f} s per sequence; "
           f"direct path taken by {elig - st['direct_fallback']} of {elig} statements with direct-capable calls "
           f"(the rest took the SQL statement); {st['lock_waits']} calls waited for DDL")
+    if V2:
+        for fn in ("consume_at", "check_at"):
+            got = sorted(((k.split(":")[2], n) for k, n in st.items() if k.startswith(f"answer:{fn}:")),
+                         key=lambda x: -x[1])
+            print(f"# difffuzz: {fn} answered (SQL side): " + (", ".join(f"{a} {n}" for a, n in got) or "nothing"))
+        per = []
+        for fn in sorted(DIRECT_FNS):
+            n = st[f"direct_eligible:{fn}"]
+            if n:
+                per.append(f"{fn} {n - st['direct_fallback:' + fn]}/{n}")
+        print("# difffuzz: calls with no 'with the SQL statement' DEBUG line, per function: " + ", ".join(per))
     print(f"# difffuzz: {st['sequences']} sequences, {st['alterations']} alterations, {st['calls']} calls, "
           f"seed {seed}, {failures} differences", flush=True)
     for side in fz.sides.values():
