@@ -157,7 +157,7 @@ RESET client_min_messages;
 -- what the extension made is as before (the index restored by name)
 SELECT indexrelid::regclass, pg_get_indexdef(indexrelid) FROM pg_index
  WHERE indrelid IN ('invitetomedia.invites'::regclass, 'invitetomedia.users'::regclass) AND indisunique
- ORDER BY 1::text;
+ ORDER BY indexrelid::regclass::text;
 
 DROP FUNCTION public.both_ways_then(text, text);
 SELECT sum(rows_deleted) > 0 AS globex_dropped FROM invitetomedia.tenant_drop(:globex, true);
