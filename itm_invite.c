@@ -519,6 +519,21 @@ static const ItmCol direct_record_cols[DREC_NCOLS] = {
 	[DREC_REDEMPTION_ID] = {"redemption_id", INT8OID, false, "redemptions.redemption_id"},
 	[DREC_USER_ID] = {"user_id", TEXTOID, true, "users.user_id"},
 };
+/* 2.0: the record of the tenant ($4) at the link's site ($5), a drawn id ($6) */
+static ItmPlan direct_record_plan_2_0 = {
+	"INSERT INTO invitetomedia.redemptions"
+	"  (tenant_id, site_id, redemption_id, invite_id, status, device_id, user_id, event_seq)"
+	" VALUES ($4, $5, $6, $1, 'ok', $3,"
+	"         (SELECT us.user_id FROM invitetomedia.users us"
+	"           WHERE us.tenant_id OPERATOR(pg_catalog.=) $4"
+	"             AND " USER_KEY_1_0_1 " OPERATOR(pg_catalog.=) $2),"
+	"         $7)"
+	" RETURNING redemption_id::pg_catalog.int8 AS redemption_id,"
+	"           user_id::pg_catalog.text AS user_id",
+	7, {INT8OID, TEXTOID, TEXTOID, INT4OID, TEXTOID, INT8OID, INT8OID},
+	DREC_NCOLS, direct_record_cols, NULL
+};
+
 static ItmPlan direct_record_plan = {
 	"INSERT INTO invitetomedia.redemptions (invite_id, status, device_id, user_id)"
 	" VALUES ($1, 'ok', $3,"
@@ -1601,24 +1616,32 @@ ItmEnsureUser(ItmApi api, int32 tenant_id, const char *email_key, Datum email,
  * result row, as the consume statement's answer would.
  */
 static void
-RecordDirectUse(ConsumeCall *call, const ItmDirectUse *use)
+RecordDirectUse(ConsumeCall *call, const ItmDirectSite *site, const ItmDirectUse *use)
 {
-	ItmPlan    *p = &direct_record_plan;
-	Datum		args[3];
-	char		nulls[3] = {' ', ' ', ' '};
+	ItmPlan    *p = site ? &direct_record_plan_2_0 : &direct_record_plan;
+	Datum		args[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	char	   *user_id;
 	int64		redemption_id;
 
 	call->status = CS_OK;
 	call->invite_id = use->invite_id;
+	/* 2.0: the drawn id ($6) and the relay's event_seq ($7), as TakeUse drew them */
 	if (!ItmDirectRecordUse(use->invite_id, call->email_key,
 							call->args[2], call->nulls[2] == 'n',
+							site, DatumGetInt64(call->args[5]),
+							call->args[6], call->nulls[6] == 'n',
 							&redemption_id, &user_id))
 	{
 		args[0] = Int64GetDatum(use->invite_id);
 		args[1] = call->args[1];
 		args[2] = call->args[2];
 		nulls[2] = call->nulls[2];
+		args[3] = call->args[3];
+		args[4] = call->args[4];
+		args[5] = call->args[5];
+		args[6] = call->args[6];
+		nulls[6] = call->nulls[6];
 		ItmDirectUseDone();
 		ItmRunPlan(p, args, nulls, false, SPI_OK_INSERT_RETURNING);
 		if (SPI_processed != 1)
@@ -1665,23 +1688,7 @@ TakeUse(ConsumeCall *call)
 	Datum		last_name;
 	bool		first_name_null;
 	bool		last_name_null;
-
-	/* the direct path's whitelist holds 1.1.1's tables: not a 2.0 database */
-	if (call->api == ITM_API_1_1)
-	{
-		ItmDirectUse use;
-
-		switch (ItmDirectTakeUse(DatumGetByteaPP(call->args[0]), call->email_key, &use))
-		{
-			case ITM_DIRECT_TAKEN:
-				RecordDirectUse(call, &use);
-				return true;
-			case ITM_DIRECT_REFUSED:
-				return false;
-			case ITM_DIRECT_UNSUPPORTED:
-				break;			/* the statement decides */
-		}
-	}
+	ItmDirectSite site;
 
 	if (call->api == ITM_API_2_0)
 	{
@@ -1690,7 +1697,7 @@ TakeUse(ConsumeCall *call)
 		 * The relay's counter, drawn here rather than in the statement (a
 		 * CASE there cost every use a subquery scan, relay or not: bench):
 		 * after the xid, as the relay's bound needs (itm_relay.c).  A use
-		 * the statement does not take leaves a gap, which the relay skips.
+		 * neither path takes leaves a gap, which the relay skips.
 		 */
 		call->nulls[6] = 'n';
 		if (call->relay)
@@ -1708,6 +1715,35 @@ TakeUse(ConsumeCall *call)
 			call->nulls[6] = ' ';
 		}
 	}
+
+	/*
+	 * 1.1 and 2.0 take the use through the table access method where they
+	 * can (itm_direct.c): the same conditions, the same lock, the same
+	 * record; 2.0 finds the link by its tenant and hash, at its site.
+	 */
+	if (call->api >= ITM_API_1_1)
+	{
+		ItmDirectUse use;
+		const ItmDirectSite *where = NULL;
+
+		if (call->api == ITM_API_2_0)
+		{
+			site.tenant_id = call->site.tenant_id;
+			site.site_id = call->site.site_id;
+			where = &site;
+		}
+		switch (ItmDirectTakeUse(DatumGetByteaPP(call->args[0]), call->email_key, where, &use))
+		{
+			case ITM_DIRECT_TAKEN:
+				RecordDirectUse(call, where, &use);
+				return true;
+			case ITM_DIRECT_REFUSED:
+				return false;
+			case ITM_DIRECT_UNSUPPORTED:
+				break;			/* the statement decides */
+		}
+	}
+
 	ItmRunPlan(p, call->args, call->nulls, false, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		return false;
@@ -2013,11 +2049,17 @@ CheckImpl(FunctionCallInfo fcinfo, ItmApi api, const char *site_id)
 			args[4] = CStringGetTextDatum(site.site_id);
 		}
 		/*
-		 * 1.1 reads the invite through the table access method where it can
-		 * (its whitelist holds 1.1.1's tables: not a 2.0 database's)
+		 * 1.1 and 2.0 read the invite through the table access method where
+		 * they can (2.0: by its tenant and hash, at its site)
 		 */
 		if (api == ITM_API_1_1)
-			dr = ItmDirectReadInvite(DatumGetByteaPP(args[0]), &di);
+			dr = ItmDirectReadInvite(DatumGetByteaPP(args[0]), NULL, &di);
+		else if (api == ITM_API_2_0)
+		{
+			ItmDirectSite where = {site.tenant_id, site.site_id};
+
+			dr = ItmDirectReadInvite(DatumGetByteaPP(args[0]), &where, &di);
+		}
 		if (dr == ITM_DIRECT_UNSUPPORTED)
 		{
 			ItmRunPlan(p, args, nulls, true, SPI_OK_SELECT);

@@ -7,9 +7,13 @@
 -- DEBUG1 line saying why the statement ran.  Before 18 the syntax does not
 -- exist: the file says so and stops.  Two expected files: direct_pg18.out
 -- (18 and later), direct_pg18_1.out (before 18).
--- On a 2.0 database (this suite's) the path declines every call without a
--- word (docs/design-2.0.md, section 6: it has no 2.0 shapes yet), so no
--- DEBUG1 line: the cases check that both ways answer and write the same.
+-- On a 2.0 database (this suite's) the path runs for invite_consume and
+-- invite_check on 2.0's shapes (the site's row in sites, the keys that
+-- lead with tenant_id: docs/design-2.0.md, section 6); invite_create and
+-- guest links take the statements there without a DEBUG1 line.  Every
+-- table of 2.0 has row-level security enabled, so a function owner that
+-- does not own the tables sends the call to the statements.  The 1.1.1
+-- path is tested on 1.1.1 tables by test/compat-1.1.1 (the same file, frozen).
 \i sql/include/fixture.psql
 SELECT current_setting('server_version_num')::int >= 180000 AS pg18 \gset
 \if :pg18

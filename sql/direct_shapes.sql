@@ -6,10 +6,13 @@
 -- (same: t); 1.1 answered otherwise, or crashed the server.  The breadth
 -- (every alteration of a catalogue of more, in random call sequences) is
 -- test/difffuzz's; these are the named cases.
--- On a 2.0 database (this suite's) the path declines every call without a
--- word (docs/design-2.0.md, section 6: it has no 2.0 shapes yet), so both
--- ways run the statements and no DEBUG1 line shows; the 1.1.1 path is
--- tested by test/compat-1.1.1 (the same file, frozen).
+-- On a 2.0 database (this suite's) the path runs for invite_consume and
+-- invite_check on 2.0's shapes (the site's row in sites, the keys that
+-- lead with tenant_id: docs/design-2.0.md, section 6); invite_create and
+-- guest links take the statements there without a DEBUG1 line.  Every
+-- table of 2.0 has row-level security enabled, so a function owner that
+-- does not own the tables sends the call to the statements.  The 1.1.1
+-- path is tested on 1.1.1 tables by test/compat-1.1.1 (the same file, frozen).
 \i sql/include/fixture.psql
 UPDATE invitetomedia.settings SET enabled = true, link_reusability = 3;
 SET invitetomedia.direct_use = on;
