@@ -9,6 +9,7 @@ OBJS = \
 	itm_mail.o \
 	itm_plan.o \
 	itm_settings.o \
+	itm_tenant.o \
 	itm_direct.o \
 	itm_relay.o \
 	src/itm_text.o

@@ -87,6 +87,7 @@
 
 #include "itm_compat.h"
 #include "itm_direct.h"
+#include "itm_internal.h"
 #include "itm_relay.h"
 
 ITM_MODULE_MAGIC("invitetomedia", ITM_VERSION);
@@ -98,4 +99,5 @@ _PG_init(void)
 {
 	ItmDirectInit();
 	ItmRelayInit();
+	ItmTenantInit();
 }

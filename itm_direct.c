@@ -123,6 +123,7 @@
 #include "parser/parse_func.h"
 #include "optimizer/optimizer.h"
 #include "rewrite/rewriteHandler.h"
+#include "storage/bufmgr.h"
 #include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -159,6 +160,9 @@ enum
 	INV_NOT_BEFORE,
 	INV_FAILED_ATTEMPTS,
 	INV_LAST_USED_AT,
+	INV_NCOLS_1_1,				/* 2.0 adds: */
+	INV_TENANT_ID = INV_NCOLS_1_1,
+	INV_SITE_ID,
 	INV_NCOLS
 };
 
@@ -169,10 +173,22 @@ enum
 	SET_NCOLS
 };
 
+/* 2.0: a site's row (its configuration), in place of settings */
+enum
+{
+	SITE_SITE_ID,
+	SITE_TENANT_ID,
+	SITE_ENABLED,
+	SITE_LOCKOUT_ATTEMPTS,
+	SITE_NCOLS
+};
+
 enum
 {
 	MED_MEDIA_ID,
 	MED_TITLE,
+	MED_NCOLS_1_1,				/* 2.0 adds: */
+	MED_TENANT_ID = MED_NCOLS_1_1,
 	MED_NCOLS
 };
 
@@ -199,6 +215,8 @@ static const DirectCol invite_cols[INV_NCOLS] = {
 	[INV_NOT_BEFORE] = {"not_before", TIMESTAMPTZOID, false},
 	[INV_FAILED_ATTEMPTS] = {"failed_attempts", INT4OID, true},
 	[INV_LAST_USED_AT] = {"last_used_at", TIMESTAMPTZOID, false},
+	[INV_TENANT_ID] = {"tenant_id", INT4OID, true},
+	[INV_SITE_ID] = {"site_id", TEXTOID, true},
 };
 
 static const DirectCol settings_cols[SET_NCOLS] = {
@@ -206,10 +224,34 @@ static const DirectCol settings_cols[SET_NCOLS] = {
 	[SET_LOCKOUT_ATTEMPTS] = {"lockout_attempts", INT4OID, true},
 };
 
+static const DirectCol site_cols[SITE_NCOLS] = {
+	[SITE_SITE_ID] = {"site_id", TEXTOID, true},
+	[SITE_TENANT_ID] = {"tenant_id", INT4OID, true},
+	[SITE_ENABLED] = {"enabled", BOOLOID, true},
+	[SITE_LOCKOUT_ATTEMPTS] = {"lockout_attempts", INT4OID, true},
+};
+
 static const DirectCol media_cols[MED_NCOLS] = {
 	[MED_MEDIA_ID] = {"media_id", TEXTOID, true},
 	[MED_TITLE] = {"title", TEXTOID, false},
+	[MED_TENANT_ID] = {"tenant_id", INT4OID, true},
 };
+
+/*
+ * The key of a unique index a scan searches: a column (attnum 0: the
+ * expression lower(email COLLATE "C")), searched with eqproc, the type's
+ * btree equality, in collation (InvalidOid: the index's own, any).  1.1's
+ * keys have one column; 2.0 puts tenant_id first in every key.
+ */
+typedef struct KeySpec
+{
+	AttrNumber	attnum;
+	Oid			type;
+	RegProcedure eqproc;
+	Oid			collation;
+} KeySpec;
+
+#define MAX_KEYS 2
 
 /*
  * What is known about the tables, per backend.  valid is cleared by the
@@ -221,7 +263,7 @@ typedef struct DirectCache
 	bool		valid;
 	char	   *unusable;		/* why the path cannot run, or NULL (in cxt) */
 	Oid			invites;
-	Oid			hash_index;
+	Oid			hash_index;		/* 1.1: (token_hash); 2.0: (tenant_id, token_hash) */
 	AttrNumber	inv[INV_NCOLS];
 	MemoryContext cxt;			/* holds what follows */
 	int			inv_ncheck;
@@ -231,7 +273,7 @@ typedef struct DirectCache
 	bool		media_valid;
 	char	   *media_unusable; /* in media_cxt */
 	Oid			media;
-	Oid			media_index;
+	Oid			media_index;	/* 1.1: (media_id); 2.0: (tenant_id, media_id) */
 	AttrNumber	med[MED_NCOLS];
 	MemoryContext media_cxt;
 } DirectCache;
@@ -250,6 +292,55 @@ static struct
 	Oid			relid;
 	AttrNumber	att[SET_NCOLS];
 } set_cache;
+
+/* 2.0: sites, read by its primary key (site_id) in place of settings */
+static struct
+{
+	bool		valid;
+	const char *unusable;		/* in CacheMemoryContext, or NULL */
+	Oid			relid;
+	Oid			pk_index;
+	AttrNumber	att[SITE_NCOLS];
+} site_cache;
+
+/*
+ * Where the rows of the last sites read were (2.0): a site's row is found
+ * again at its TID, following its HOT chain, as an index scan would from
+ * the index's entry, and only if the version the snapshot sees there has
+ * the site's key; anything else (the row updated off the page, deleted,
+ * the slot reused by another site, the block gone) takes the index scan,
+ * which refreshes the entry.  It saves the index scan of every call (8,000
+ * instructions of a check, bench/callgrind.sh --tenants).  Emptied when
+ * sites changes shape (its relcache entry), as the rest of site_cache.
+ */
+#define SITE_TIDS 8
+static struct
+{
+	int32		tenant_id;
+	char		site_id[NAMEDATALEN];	/* site_id is at most 63 bytes (a CHECK) */
+	ItemPointerData tid;
+} site_tids[SITE_TIDS];
+static int	nsite_tids = 0;
+static int	next_site_tid = 0;
+
+/*
+ * The schema the caches were filled for: 1.1.1's tables (false) or 2.0's
+ * (true).  A backend serves one database, whose version changes only by
+ * ALTER EXTENSION ... UPDATE: a call of the other version empties them.
+ */
+static bool cached_v2 = false;
+
+static void DirectInvalidateAll(Datum arg, int cacheid, uint32 hashvalue);
+
+static void
+UseSchema(bool v2)
+{
+	if (v2 != cached_v2)
+	{
+		DirectInvalidateAll((Datum) 0, 0, 0);
+		cached_v2 = v2;
+	}
+}
 
 
 /*
@@ -402,13 +493,17 @@ IsWatched(Oid relid)
 }
 
 static Oid
-FindKeyIndex(Relation rel, AttrNumber attnum, AttrNumber email_att, Oid type,
-			 RegProcedure eqproc, Oid collation)
+FindKeyIndex(Relation rel, const KeySpec *keys, int nkeys, AttrNumber email_att)
 {
 	List	   *indexes = RelationGetIndexList(rel);
 	ListCell   *lc;
 	Oid			found = InvalidOid;
+	bool		has_expr = false;
+	int			k;
 
+	for (k = 0; k < nkeys; k++)
+		if (keys[k].attnum == 0)
+			has_expr = true;
 	foreach(lc, indexes)
 	{
 		Oid			indexoid = lfirst_oid(lc);
@@ -423,19 +518,25 @@ FindKeyIndex(Relation rel, AttrNumber attnum, AttrNumber email_att, Oid type,
 		ind = (Form_pg_index) GETSTRUCT(tup);
 		/* indcheckxmin: older snapshots may not use it (the planner's rule) */
 		fits = ind->indisunique && ind->indisvalid && ind->indisready && ind->indislive &&
-			!ind->indcheckxmin && ind->indimmediate && ind->indnkeyatts == 1 && ind->indkey.values[0] == attnum &&
-			(attnum == 0 || heap_attisnull(tup, Anum_pg_index_indexprs, NULL)) &&
+			!ind->indcheckxmin && ind->indimmediate && ind->indnkeyatts == nkeys &&
+			(has_expr || heap_attisnull(tup, Anum_pg_index_indexprs, NULL)) &&
 			heap_attisnull(tup, Anum_pg_index_indpred, NULL);
+		/* exactly these key columns, in this order */
+		for (k = 0; fits && k < nkeys; k++)
+			fits = ind->indkey.values[k] == keys[k].attnum;
 		ReleaseSysCache(tup);
 		if (fits)
 		{
 			Relation	ir = index_open(indexoid, AccessShareLock);
 
 			fits = ir->rd_rel->relam == BTREE_AM_OID &&
-				(collation == InvalidOid || ir->rd_indcollation[0] == collation) &&
-				get_opcode(get_opfamily_member(ir->rd_opfamily[0], type, type,
-											   BTEqualStrategyNumber)) == eqproc &&
-				(attnum != 0 || IsLowerEmailC(ir, email_att));
+				(!has_expr || IsLowerEmailC(ir, email_att));
+			for (k = 0; fits && k < nkeys; k++)
+				fits = (keys[k].collation == InvalidOid ||
+						ir->rd_indcollation[k] == keys[k].collation) &&
+					get_opcode(get_opfamily_member(ir->rd_opfamily[k], keys[k].type,
+												   keys[k].type,
+												   BTEqualStrategyNumber)) == keys[k].eqproc;
 			index_close(ir, AccessShareLock);
 		}
 		if (fits)
@@ -446,6 +547,27 @@ FindKeyIndex(Relation rel, AttrNumber attnum, AttrNumber email_att, Oid type,
 	}
 	list_free(indexes);
 	return found;
+}
+
+/* The one-column key of 1.1's indexes */
+static Oid
+FindKeyIndex1(Relation rel, AttrNumber attnum, AttrNumber email_att, Oid type,
+			  RegProcedure eqproc, Oid collation)
+{
+	KeySpec		key = {attnum, type, eqproc, collation};
+
+	return FindKeyIndex(rel, &key, 1, email_att);
+}
+
+/* 2.0's keys: tenant_id (integer), then the column of 1.1's key */
+static Oid
+FindTenantKeyIndex(Relation rel, AttrNumber tenant_att, AttrNumber attnum,
+				   AttrNumber email_att, Oid type, RegProcedure eqproc, Oid collation)
+{
+	KeySpec		keys[2] = {{tenant_att, INT4OID, F_INT4EQ, InvalidOid},
+	{attnum, type, eqproc, collation}};
+
+	return FindKeyIndex(rel, keys, 2, email_att);
 }
 
 /*---- the whitelist: a table as the extension made it ----------------------*/
@@ -614,11 +736,18 @@ Inspect(Relation inv)
 	cache.hash_index = InvalidOid;
 	if ((why = ShapeProblem(inv, true, invites_triggers)) != NULL)
 		;
-	else if ((why = FindColumns(inv, invite_cols, INV_NCOLS, cache.inv)) != NULL)
+	else if ((why = FindColumns(inv, invite_cols, cached_v2 ? INV_NCOLS : INV_NCOLS_1_1,
+								cache.inv)) != NULL)
 		;
-	else if (!OidIsValid(cache.hash_index = FindKeyIndex(inv, cache.inv[INV_TOKEN_HASH], 0,
-															BYTEAOID, F_BYTEAEQ, InvalidOid)))
+	else if (!cached_v2 &&
+			 !OidIsValid(cache.hash_index = FindKeyIndex1(inv, cache.inv[INV_TOKEN_HASH], 0,
+														  BYTEAOID, F_BYTEAEQ, InvalidOid)))
 		why = "invites has no usable index on token_hash";
+	else if (cached_v2 &&
+			 !OidIsValid(cache.hash_index = FindTenantKeyIndex(inv, cache.inv[INV_TENANT_ID],
+															   cache.inv[INV_TOKEN_HASH], 0,
+															   BYTEAOID, F_BYTEAEQ, InvalidOid)))
+		why = "invites has no usable unique index on (tenant_id, token_hash)";
 	/* a string that outlives this call: the cache keeps it */
 	if (cache.cxt)
 		MemoryContextReset(cache.cxt);
@@ -648,6 +777,14 @@ Unsupported(const char *why)
 			(errmsg_internal("%s with the SQL statement: %s", current_op, why)));
 }
 
+/* The path runs (DEBUG2: the tests' evidence that it did, not only that it did not decline) */
+static void
+Runs(void)
+{
+	ereport(DEBUG2,
+			(errmsg_internal("%s through the table access method", current_op)));
+}
+
 /* The settings row: enabled and the lockout threshold; false unless one row. */
 static bool
 ReadSettings(Relation set, Snapshot snapshot, bool *enabled, int32 *lockout)
@@ -675,6 +812,134 @@ ReadSettings(Relation set, Snapshot snapshot, bool *enabled, int32 *lockout)
 	ExecDropSingleTupleTableSlot(slot);
 	table_endscan(scan);
 	return ok;
+}
+
+/*
+ * 2.0: the site's row, found by the primary key of sites (site_id), of the
+ * call's tenant: the statements' sub-select "FROM sites s WHERE s.tenant_id =
+ * i.tenant_id AND s.site_id = i.site_id", where the link was found by that
+ * tenant and site.  false if there is none (the statements then read a NULL
+ * enabled: no use, and the check's inner join finds no row).
+ */
+static bool FetchByKeys(Relation rel, Oid index, const KeySpec *keys, const Datum *values,
+						int nkeys, Snapshot snapshot, TupleTableSlot *slot);
+
+/* A text datum equals the string s (byte for byte: deterministic collations) */
+static bool
+TextEquals(Datum d, const char *s)
+{
+	text	   *t = DatumGetTextPP(d);
+	size_t		len = strlen(s);
+
+	return VARSIZE_ANY_EXHDR(t) == len && memcmp(VARDATA_ANY(t), s, len) == 0;
+}
+
+/* The site's row at its remembered TID, as snapshot sees it; false if not there. */
+static bool
+FetchSiteAtTid(Relation sites, Snapshot snapshot, const ItmDirectSite *site,
+			   TupleTableSlot *slot, int *entry)
+{
+	IndexFetchTableData *fetch;
+	bool		call_again = false;
+	bool		all_dead = false;
+	bool		found;
+	bool		isnull;
+	Datum		d;
+	int			i;
+
+	*entry = -1;
+	for (i = 0; i < nsite_tids; i++)
+		if (site_tids[i].tenant_id == site->tenant_id &&
+			strcmp(site_tids[i].site_id, site->site_id) == 0)
+			break;
+	if (i == nsite_tids)
+		return false;
+	*entry = i;
+	/* a block that is gone (VACUUM truncated the table) is not read */
+	if (ItemPointerGetBlockNumber(&site_tids[i].tid) >= RelationGetNumberOfBlocks(sites))
+		return false;
+	fetch = table_index_fetch_begin(sites);
+	found = table_index_fetch_tuple(fetch, &site_tids[i].tid, snapshot, slot,
+									&call_again, &all_dead);
+	table_index_fetch_end(fetch);
+	if (!found)
+		return false;
+	/* the version seen there must be the site's: the unique key's */
+	d = slot_getattr(slot, site_cache.att[SITE_SITE_ID], &isnull);
+	return !isnull && TextEquals(d, site->site_id);
+}
+
+static bool
+ReadSite(Relation sites, Snapshot snapshot, const ItmDirectSite *site,
+		 bool *enabled, int32 *lockout)
+{
+	TupleTableSlot *slot = table_slot_create(sites, NULL);
+	KeySpec		key = {site_cache.att[SITE_SITE_ID], TEXTOID, F_TEXTEQ, DEFAULT_COLLATION_OID};
+	Datum		value;
+	bool		found = false;
+	bool		row;
+	int			entry;
+
+	*enabled = false;
+	*lockout = 0;
+	row = FetchSiteAtTid(sites, snapshot, site, slot, &entry);
+	if (!row)
+	{
+		value = CStringGetTextDatum(site->site_id);
+		row = FetchByKeys(sites, site_cache.pk_index, &key, &value, 1, snapshot, slot);
+		/* remember where it is (site ids longer than a name are not remembered) */
+		if (row && strlen(site->site_id) < NAMEDATALEN)
+		{
+			if (entry < 0)
+			{
+				entry = next_site_tid;
+				next_site_tid = (next_site_tid + 1) % SITE_TIDS;
+				if (nsite_tids < SITE_TIDS)
+					nsite_tids++;
+			}
+			site_tids[entry].tenant_id = site->tenant_id;
+			strlcpy(site_tids[entry].site_id, site->site_id, NAMEDATALEN);
+			site_tids[entry].tid = slot->tts_tid;
+		}
+	}
+	if (row)
+	{
+		bool		isnull;
+		Datum		d = slot_getattr(slot, site_cache.att[SITE_TENANT_ID], &isnull);
+
+		/* a NULL or another tenant: the sub-select's condition fails */
+		if (!isnull && DatumGetInt32(d) == site->tenant_id)
+		{
+			found = true;
+			d = slot_getattr(slot, site_cache.att[SITE_ENABLED], &isnull);
+			*enabled = !isnull && DatumGetBool(d);	/* NULL: not enabled */
+			d = slot_getattr(slot, site_cache.att[SITE_LOCKOUT_ATTEMPTS], &isnull);
+			*lockout = (isnull || DatumGetInt32(d) <= 0) ? 0 : DatumGetInt32(d);
+		}
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	return found;
+}
+
+/*
+ * The configuration a call reads: 1.1's settings row (false unless exactly
+ * one: the path declines), or 2.0's site row (*found false if there is
+ * none: a refusal, as the statements have it).  true: read.
+ */
+static bool
+ReadConfig(Relation cfg, Snapshot snapshot, const ItmDirectSite *site,
+		   bool *found, bool *enabled, int32 *lockout)
+{
+	if (site != NULL)
+	{
+		*found = ReadSite(cfg, snapshot, site, enabled, lockout);
+		return true;
+	}
+	*found = true;
+	if (ReadSettings(cfg, snapshot, enabled, lockout))
+		return true;
+	Unsupported("settings does not hold one row");
+	return false;
 }
 
 /* lower(email COLLATE "C") = key: ASCII letters only, as EmailKey does */
@@ -708,22 +973,55 @@ HashMatches(Datum stored, bytea *hash)
  * collation), as snapshot sees it, into slot; false if none.
  */
 static bool
-FetchByKey(Relation rel, Oid index, RegProcedure eqproc, Oid collation, Datum key,
-		   Snapshot snapshot, TupleTableSlot *slot)
+FetchByKeys(Relation rel, Oid index, const KeySpec *keys, const Datum *values, int nkeys,
+			Snapshot snapshot, TupleTableSlot *slot)
 {
 	Relation	idx = index_open(index, AccessShareLock);
 	IndexScanDesc scan;
-	ScanKeyData skey;
+	ScanKeyData skey[MAX_KEYS];
 	bool		found;
+	int			k;
 
-	ScanKeyInit(&skey, 1, BTEqualStrategyNumber, eqproc, key);
-	skey.sk_collation = collation;
-	scan = index_beginscan(rel, idx, snapshot, NULL, 1, 0);
-	index_rescan(scan, &skey, 1, NULL, 0);
+	Assert(nkeys >= 1 && nkeys <= MAX_KEYS);
+	for (k = 0; k < nkeys; k++)
+	{
+		ScanKeyInit(&skey[k], k + 1, BTEqualStrategyNumber, keys[k].eqproc, values[k]);
+		skey[k].sk_collation = keys[k].collation;
+	}
+	scan = index_beginscan(rel, idx, snapshot, NULL, nkeys, 0);
+	index_rescan(scan, skey, nkeys, NULL, 0);
 	found = index_getnext_slot(scan, ForwardScanDirection, slot);
 	index_endscan(scan);
 	index_close(idx, NoLock);
 	return found;
+}
+
+static bool
+FetchByKey(Relation rel, Oid index, RegProcedure eqproc, Oid collation, Datum key,
+		   Snapshot snapshot, TupleTableSlot *slot)
+{
+	KeySpec		k = {InvalidAttrNumber, InvalidOid, eqproc, collation};
+
+	return FetchByKeys(rel, index, &k, &key, 1, snapshot, slot);
+}
+
+/*
+ * The invite with this token hash, by the token-hash index: 1.1's key is
+ * the hash; 2.0's the call's tenant, then the hash.
+ */
+static bool
+FetchInvite(Relation inv, const ItmDirectSite *site, bytea *token_hash, Snapshot snapshot,
+			TupleTableSlot *slot)
+{
+	KeySpec		keys[2] = {{InvalidAttrNumber, INT4OID, F_INT4EQ, InvalidOid},
+	{InvalidAttrNumber, BYTEAOID, F_BYTEAEQ, InvalidOid}};
+	Datum		values[2];
+
+	values[0] = Int32GetDatum(site ? site->tenant_id : 0);
+	values[1] = PointerGetDatum(token_hash);
+	if (site == NULL)
+		return FetchByKeys(inv, cache.hash_index, &keys[1], &values[1], 1, snapshot, slot);
+	return FetchByKeys(inv, cache.hash_index, keys, values, 2, snapshot, slot);
 }
 
 /*
@@ -761,10 +1059,25 @@ typedef enum UseCheck
 	USE_NULL					/* a NULL where the schema has NOT NULL */
 } UseCheck;
 
+/*
+ * 2.0: the link is the call's tenant's, at the call's site (the statements'
+ * "i.tenant_id = $4 AND i.site_id = $5", checked again on every version as
+ * the hash is); always true for 1.1.
+ */
+static bool
+AtSite(Datum *v, bool *n, const ItmDirectSite *site)
+{
+	if (site == NULL)
+		return true;
+	return !n[cache.inv[INV_TENANT_ID] - 1] && !n[cache.inv[INV_SITE_ID] - 1] &&
+		DatumGetInt32(v[cache.inv[INV_TENANT_ID] - 1]) == site->tenant_id &&
+		TextEquals(v[cache.inv[INV_SITE_ID] - 1], site->site_id);
+}
+
 /* The WHERE clause of the consume statement, on the invite in slot. */
 static UseCheck
 CheckUse(TupleTableSlot *slot, bytea *token_hash, const char *email_key,
-		 int32 lockout, TimestampTz now)
+		 const ItmDirectSite *site, int32 lockout, TimestampTz now)
 {
 	Datum	   *v;
 	bool	   *n;
@@ -777,11 +1090,13 @@ CheckUse(TupleTableSlot *slot, bytea *token_hash, const char *email_key,
 #define V(c) v[cache.inv[c] - 1]
 #define N(c) n[cache.inv[c] - 1]
 	if (N(INV_INVITE_ID) || N(INV_TOKEN_HASH) || N(INV_EMAIL) || N(INV_EXPIRES_AT) ||
-		N(INV_MAX_USES) || N(INV_USE_COUNT) || N(INV_FAILED_ATTEMPTS))
+		N(INV_MAX_USES) || N(INV_USE_COUNT) || N(INV_FAILED_ATTEMPTS) ||
+		(site != NULL && (N(INV_TENANT_ID) || N(INV_SITE_ID))))
 		return USE_NULL;
 	max_uses = DatumGetInt32(V(INV_MAX_USES));
 	use_count = DatumGetInt32(V(INV_USE_COUNT));
 	if (HashMatches(V(INV_TOKEN_HASH), token_hash) &&
+		AtSite(v, n, site) &&
 		N(INV_REVOKED_AT) &&
 		DatumGetTimestampTz(V(INV_EXPIRES_AT)) > now &&
 		EmailMatches(V(INV_EMAIL), email_key) &&
@@ -950,11 +1265,62 @@ OpenSettings(void)
 }
 
 /*
- * Opens invites (with lockmode) and settings if this path may use them,
- * as a caller needing mode on invites; false (and why at DEBUG1) if not.
+ * 2.0: opens sites (AccessShareLock) if this path may read it; NULL if
+ * not.  Read only, so its triggers do not matter; its row is found by the
+ * unique index on site_id alone, as the primary key has it.
+ */
+static Relation
+OpenSites(void)
+{
+	Relation	rel;
+	const char *why;
+
+	rel = OpenByName("sites", &site_cache.relid, &site_cache.valid, AccessShareLock, ACL_SELECT);
+	if (rel == NULL)
+		return NULL;
+	if (!site_cache.valid)
+	{
+		why = ShapeProblem(rel, false, NULL);
+		if (why == NULL)
+			why = FindColumns(rel, site_cols, SITE_NCOLS, site_cache.att);
+		if (why == NULL &&
+			!OidIsValid(site_cache.pk_index = FindKeyIndex1(rel, site_cache.att[SITE_SITE_ID], 0,
+															TEXTOID, F_TEXTEQ,
+															DEFAULT_COLLATION_OID)))
+			why = "sites has no usable unique index on site_id";
+		nsite_tids = 0;			/* the rows' places too */
+		if (site_cache.unusable)
+			pfree(unconstify(char *, site_cache.unusable));
+		site_cache.unusable = why ? MemoryContextStrdup(CacheMemoryContext, why) : NULL;
+		site_cache.valid = true;
+	}
+	why = site_cache.unusable;
+	if (why == NULL && check_enable_rls(site_cache.relid, InvalidOid, true) == RLS_ENABLED)
+		why = "row-level security applies";
+	if (why)
+	{
+		table_close(rel, NoLock);
+		Unsupported(why);
+		return NULL;
+	}
+	return rel;
+}
+
+/* The configuration's table: 1.1's settings, 2.0's sites (site not NULL) */
+static Relation
+OpenConfig(const ItmDirectSite *site)
+{
+	return site ? OpenSites() : OpenSettings();
+}
+
+/*
+ * Opens invites (with lockmode) and the configuration (settings, or 2.0's
+ * sites) if this path may use them, as a caller needing mode on invites;
+ * false (and why at DEBUG1) if not.
  */
 static bool
-OpenInvites(LOCKMODE lockmode, AclMode mode, Relation *invp, Relation *setp)
+OpenInvites(LOCKMODE lockmode, AclMode mode, const ItmDirectSite *site,
+			Relation *invp, Relation *setp)
 {
 	const char *why = NULL;
 	Relation	inv;
@@ -964,7 +1330,7 @@ OpenInvites(LOCKMODE lockmode, AclMode mode, Relation *invp, Relation *setp)
 	inv = OpenByName("invites", &cache.invites, &cache.valid, lockmode, mode);
 	if (inv == NULL)
 		return false;
-	set = OpenSettings();
+	set = OpenConfig(site);
 	if (set == NULL)
 	{
 		table_close(inv, NoLock);
@@ -1001,10 +1367,11 @@ OpenInvites(LOCKMODE lockmode, AclMode mode, Relation *invp, Relation *setp)
  */
 static Snapshot use_snapshot = NULL;
 
-static bool RecordUsable(void);
+static bool RecordUsable(const ItmDirectSite *site);
 
 ItmDirectResult
-ItmDirectTakeUse(bytea *token_hash, const char *email_key, ItmDirectUse *use)
+ItmDirectTakeUse(bytea *token_hash, const char *email_key, const ItmDirectSite *site,
+				 ItmDirectUse *use)
 {
 	Relation	inv;
 	Relation	set;
@@ -1014,6 +1381,7 @@ ItmDirectTakeUse(bytea *token_hash, const char *email_key, ItmDirectUse *use)
 	Datum	   *values;
 	bool	   *nulls;
 	bool		enabled = false;
+	bool		found;
 	int32		lockout = 0;
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	ItmDirectResult result = ITM_DIRECT_REFUSED;
@@ -1026,6 +1394,7 @@ ItmDirectTakeUse(bytea *token_hash, const char *email_key, ItmDirectUse *use)
 	use_snapshot = NULL;			/* a failed call's was released with it */
 	if (!itm_direct_use)
 		return ITM_DIRECT_UNSUPPORTED;
+	UseSchema(site != NULL);
 	current_op = "invite_consume takes the use";
 	if (IsolationUsesXactSnapshot())
 	{
@@ -1033,11 +1402,11 @@ ItmDirectTakeUse(bytea *token_hash, const char *email_key, ItmDirectUse *use)
 		return ITM_DIRECT_UNSUPPORTED;
 	}
 	/* the use and its record are one statement: both this way, or neither */
-	if (!RecordUsable())
+	if (!RecordUsable(site))
 		return ITM_DIRECT_UNSUPPORTED;
 	current_op = "invite_consume takes the use";
 	/* the locks and privileges the UPDATE would take and need */
-	if (!OpenInvites(RowExclusiveLock, ACL_SELECT | ACL_UPDATE, &inv, &set))
+	if (!OpenInvites(RowExclusiveLock, ACL_SELECT | ACL_UPDATE, site, &inv, &set))
 		return ITM_DIRECT_UNSUPPORTED;
 	/*
 	 * The UPDATE's executor refuses a table that publishes updates without
@@ -1048,15 +1417,15 @@ ItmDirectTakeUse(bytea *token_hash, const char *email_key, ItmDirectUse *use)
 
 	/* READ COMMITTED: what committed before this statement, as SPI's would */
 	snapshot = BeginStatement();
-	if (!ReadSettings(set, snapshot, &enabled, &lockout))
+	if (!ReadConfig(set, snapshot, site, &found, &enabled, &lockout))
 	{
 		EndStatement(snapshot);
 		table_close(set, NoLock);
 		table_close(inv, NoLock);
-		Unsupported("settings does not hold one row");
 		return ITM_DIRECT_UNSUPPORTED;
 	}
 	table_close(set, NoLock);
+	Runs();
 
 	/*
 	 * As the UPDATE does: the conditions on the version this snapshot sees,
@@ -1064,15 +1433,15 @@ ItmDirectTakeUse(bytea *token_hash, const char *email_key, ItmDirectUse *use)
 	 * newest version (a concurrent use, revoke or resend committed).
 	 */
 	slot = table_slot_create(inv, NULL);
-	if (!enabled || !FetchByKey(inv, cache.hash_index, F_BYTEAEQ, InvalidOid,
-							PointerGetDatum(token_hash), snapshot, slot))
+	/* 2.0: no site row is a NULL enabled: no use */
+	if (!enabled || !FetchInvite(inv, site, token_hash, snapshot, slot))
 		goto out;
-	check = CheckUse(slot, token_hash, email_key, lockout, now);
+	check = CheckUse(slot, token_hash, email_key, site, lockout, now);
 	if (check == USE_ALLOWED)
 	{
 		if (!LockNewest(inv, snapshot, slot, LockTupleNoKeyExclusive))
 			goto out;
-		check = CheckUse(slot, token_hash, email_key, lockout, now);
+		check = CheckUse(slot, token_hash, email_key, site, lockout, now);
 	}
 	if (check == USE_NULL)
 	{
@@ -1202,6 +1571,37 @@ static const InsertCol record_cols[REC_NCOLS] = {
 static InsertTarget record_target = {.relname = "redemptions", .triggers = no_triggers,
 .mode = ACL_INSERT | ACL_SELECT, .cols = record_cols, .ncols = REC_NCOLS};
 
+/*
+ * 2.0: consume_plan's record (its second half) gives every column: the
+ * tenant, the link's site, the id drawn by the caller, the relay's
+ * event_seq (NULL where the relay does not serve the database).  Only the
+ * others get their defaults (at, a DBA's columns).
+ */
+enum
+{
+	REC2_TENANT_ID,
+	REC2_SITE_ID,
+	REC2_REDEMPTION_ID,
+	REC2_INVITE_ID,
+	REC2_STATUS,
+	REC2_DEVICE_ID,
+	REC2_USER_ID,
+	REC2_EVENT_SEQ,
+	REC2_NCOLS
+};
+static const InsertCol record_cols_2_0[REC2_NCOLS] = {
+	[REC2_TENANT_ID] = {"tenant_id", INT4OID, true, true},
+	[REC2_SITE_ID] = {"site_id", TEXTOID, true, true},
+	[REC2_REDEMPTION_ID] = {"redemption_id", INT8OID, true, true},
+	[REC2_INVITE_ID] = {"invite_id", INT8OID, true, true},
+	[REC2_STATUS] = {"status", TEXTOID, true, true},
+	[REC2_DEVICE_ID] = {"device_id", TEXTOID, true, false},
+	[REC2_USER_ID] = {"user_id", TEXTOID, true, false},
+	[REC2_EVENT_SEQ] = {"event_seq", INT8OID, true, false},
+};
+static InsertTarget record_target_2_0 = {.relname = "redemptions", .triggers = no_triggers,
+.mode = ACL_INSERT | ACL_SELECT, .cols = record_cols_2_0, .ncols = REC2_NCOLS};
+
 enum
 {
 	GJ_GUEST_LINK_ID,
@@ -1261,7 +1661,8 @@ static InsertTarget invite_target = {.relname = "invites", .triggers = invites_t
 	.owner_only = true, .mode = ACL_INSERT | ACL_SELECT,
 .cols = new_invite_cols, .ncols = NI_NCOLS};
 
-StaticAssertDecl(REC_NCOLS <= INSERT_MAX_COLS && GJ_NCOLS <= INSERT_MAX_COLS &&
+StaticAssertDecl(REC_NCOLS <= INSERT_MAX_COLS && REC2_NCOLS <= INSERT_MAX_COLS &&
+				 GJ_NCOLS <= INSERT_MAX_COLS &&
 				 NI_NCOLS <= INSERT_MAX_COLS,
 				 "INSERT_MAX_COLS holds every target's columns");
 
@@ -1445,11 +1846,14 @@ enum
 {
 	USR_USER_ID,
 	USR_EMAIL,
+	USR_NCOLS_1_1,				/* 2.0 adds: */
+	USR_TENANT_ID = USR_NCOLS_1_1,
 	USR_NCOLS
 };
 static const DirectCol user_cols[USR_NCOLS] = {
 	[USR_USER_ID] = {"user_id", TEXTOID, true},
 	[USR_EMAIL] = {"email", TEXTOID, false},
+	[USR_TENANT_ID] = {"tenant_id", INT4OID, true},
 };
 
 /* users, for the invitee's user_id */
@@ -1458,7 +1862,7 @@ static struct
 	bool		valid;
 	const char *unusable;		/* a constant string */
 	Oid			users;
-	Oid			email_index;
+	Oid			email_index;	/* 2.0: (tenant_id, lower(email COLLATE "C")) */
 	AttrNumber	att[USR_NCOLS];
 } usr_cache;
 
@@ -1477,12 +1881,20 @@ OpenUsers(void)
 		usr_cache.unusable = NULL;
 		if (ShapeProblem(usr, false, NULL) != NULL)
 			usr_cache.unusable = "users is not a plain table as the extension made it";
-		else if (FindColumns(usr, user_cols, USR_NCOLS, usr_cache.att) != NULL)
+		else if (FindColumns(usr, user_cols, cached_v2 ? USR_NCOLS : USR_NCOLS_1_1,
+							 usr_cache.att) != NULL)
 			usr_cache.unusable = "users has changed columns";
-		else if (!OidIsValid(usr_cache.email_index =
-							 FindKeyIndex(usr, 0, usr_cache.att[USR_EMAIL],
-										  TEXTOID, F_TEXTEQ, C_COLLATION_OID)))
+		else if (!cached_v2 &&
+				 !OidIsValid(usr_cache.email_index =
+							 FindKeyIndex1(usr, 0, usr_cache.att[USR_EMAIL],
+										   TEXTOID, F_TEXTEQ, C_COLLATION_OID)))
 			usr_cache.unusable = "users has no usable index on lower(email COLLATE \"C\")";
+		else if (cached_v2 &&
+				 !OidIsValid(usr_cache.email_index =
+							 FindTenantKeyIndex(usr, usr_cache.att[USR_TENANT_ID], 0,
+												usr_cache.att[USR_EMAIL],
+												TEXTOID, F_TEXTEQ, C_COLLATION_OID)))
+			usr_cache.unusable = "users has no usable unique index on (tenant_id, lower(email COLLATE \"C\"))";
 		usr_cache.valid = true;
 	}
 	if (usr_cache.unusable)
@@ -1498,15 +1910,24 @@ OpenUsers(void)
 	return usr;
 }
 
-/* The user_id of the user with this email key, or NULL. */
+/* The user_id of the user with this email key (2.0: of site's tenant), or NULL. */
 static char *
-FindUserId(Relation usr, Snapshot snapshot, const char *email_key)
+FindUserId(Relation usr, Snapshot snapshot, const char *email_key, const ItmDirectSite *site)
 {
 	TupleTableSlot *slot = table_slot_create(usr, NULL);
 	char	   *user_id = NULL;
+	KeySpec		keys[2] = {{InvalidAttrNumber, INT4OID, F_INT4EQ, InvalidOid},
+	{InvalidAttrNumber, TEXTOID, F_TEXTEQ, C_COLLATION_OID}};
+	Datum		values[2];
+	bool		found;
 
-	if (FetchByKey(usr, usr_cache.email_index, F_TEXTEQ, C_COLLATION_OID,
-				   CStringGetTextDatum(email_key), snapshot, slot))
+	values[0] = Int32GetDatum(site ? site->tenant_id : 0);
+	values[1] = CStringGetTextDatum(email_key);
+	if (site)
+		found = FetchByKeys(usr, usr_cache.email_index, keys, values, 2, snapshot, slot);
+	else
+		found = FetchByKeys(usr, usr_cache.email_index, &keys[1], &values[1], 1, snapshot, slot);
+	if (found)
 	{
 		bool		isnull;
 		Datum		d = slot_getattr(slot, usr_cache.att[USR_USER_ID], &isnull);
@@ -1518,21 +1939,30 @@ FindUserId(Relation usr, Snapshot snapshot, const char *email_key)
 	return user_id;
 }
 
+/*
+ * The record of a use taken by ItmDirectTakeUse.  2.0 (site not NULL): of
+ * the site's tenant and the link's site (the use was found at that site),
+ * with the id drawn by the caller (drawn_id) and the relay's event_seq.
+ */
 bool
 ItmDirectRecordUse(int64 invite_id, const char *email_key,
 				   Datum device_id, bool device_id_null,
+				   const ItmDirectSite *site, int64 drawn_id,
+				   Datum event_seq, bool event_seq_null,
 				   int64 *redemption_id, char **user_id)
 {
+	InsertTarget *t = site ? &record_target_2_0 : &record_target;
 	Relation	rec;
 	Relation	usr;
 	Snapshot	snapshot;
-	Datum		values[REC_NCOLS];
-	bool		nulls[REC_NCOLS] = {0};
+	Datum		values[INSERT_MAX_COLS];
+	bool		nulls[INSERT_MAX_COLS] = {0};
 
 	if (!itm_direct_use)
 		return false;
+	UseSchema(site != NULL);
 	current_op = "invite_consume writes the record";
-	rec = OpenTarget(&record_target);
+	rec = OpenTarget(t);
 	if (rec == NULL)
 		return false;
 	usr = OpenUsers();
@@ -1550,22 +1980,43 @@ ItmDirectRecordUse(int64 invite_id, const char *email_key,
 	}
 	else
 		snapshot = BeginStatement();
-	*user_id = FindUserId(usr, snapshot, email_key);
+	Runs();
+	*user_id = FindUserId(usr, snapshot, email_key, site);
 	table_close(usr, NoLock);
 
-	values[REC_INVITE_ID] = Int64GetDatum(invite_id);
-	nulls[REC_INVITE_ID] = false;
-	values[REC_STATUS] = CStringGetTextDatum("ok");
-	nulls[REC_STATUS] = false;
-	values[REC_DEVICE_ID] = device_id;
-	nulls[REC_DEVICE_ID] = device_id_null;
-	nulls[REC_USER_ID] = *user_id == NULL;
-	values[REC_USER_ID] = *user_id ? CStringGetTextDatum(*user_id) : (Datum) 0;
-	InsertRow(&record_target, rec, values, nulls);
+	if (site)
+	{
+		values[REC2_TENANT_ID] = Int32GetDatum(site->tenant_id);
+		values[REC2_SITE_ID] = CStringGetTextDatum(site->site_id);
+		values[REC2_REDEMPTION_ID] = Int64GetDatum(drawn_id);
+		values[REC2_INVITE_ID] = Int64GetDatum(invite_id);
+		values[REC2_STATUS] = CStringGetTextDatum("ok");
+		values[REC2_DEVICE_ID] = device_id;
+		nulls[REC2_DEVICE_ID] = device_id_null;
+		nulls[REC2_USER_ID] = *user_id == NULL;
+		values[REC2_USER_ID] = *user_id ? CStringGetTextDatum(*user_id) : (Datum) 0;
+		values[REC2_EVENT_SEQ] = event_seq;
+		nulls[REC2_EVENT_SEQ] = event_seq_null;
+	}
+	else
+	{
+		values[REC_INVITE_ID] = Int64GetDatum(invite_id);
+		values[REC_STATUS] = CStringGetTextDatum("ok");
+		values[REC_DEVICE_ID] = device_id;
+		nulls[REC_DEVICE_ID] = device_id_null;
+		nulls[REC_USER_ID] = *user_id == NULL;
+		values[REC_USER_ID] = *user_id ? CStringGetTextDatum(*user_id) : (Datum) 0;
+	}
+	InsertRow(t, rec, values, nulls);
 	EndStatement(snapshot);
 	ItmDirectUseDone();
 	table_close(rec, NoLock);
 
+	if (site)
+	{
+		*redemption_id = drawn_id;
+		return true;
+	}
 	/* RETURNING redemption_id: NOT NULL in the schema */
 	if (nulls[REC_REDEMPTION_ID])
 		ereport(ERROR,
@@ -1579,13 +2030,13 @@ ItmDirectRecordUse(int64 invite_id, const char *email_key,
 
 /* Whether the record of a use may be written this way now (opened, closed). */
 static bool
-RecordUsable(void)
+RecordUsable(const ItmDirectSite *site)
 {
 	Relation	rec;
 	Relation	usr;
 
 	current_op = "invite_consume writes the record";
-	rec = OpenTarget(&record_target);
+	rec = OpenTarget(site ? &record_target_2_0 : &record_target);
 	if (rec == NULL)
 		return false;
 	usr = OpenUsers();
@@ -1615,15 +2066,22 @@ InspectMedia(Relation med, Relation inv)
 	cache.media_index = InvalidOid;
 	if ((why = ShapeProblem(med, false, NULL)) != NULL)
 		;
-	else if ((why = FindColumns(med, media_cols, MED_NCOLS, cache.med)) != NULL)
+	else if ((why = FindColumns(med, media_cols, cached_v2 ? MED_NCOLS : MED_NCOLS_1_1,
+								cache.med)) != NULL)
 		;
 	/* the join compares in the database's collation: both sides must use it */
 	else if (TupleDescAttr(RelationGetDescr(med), cache.med[MED_MEDIA_ID] - 1)->attcollation != DEFAULT_COLLATION_OID ||
 			 TupleDescAttr(RelationGetDescr(inv), cache.inv[INV_MEDIA_ID] - 1)->attcollation != DEFAULT_COLLATION_OID)
 		why = "media_id has another collation";
-	else if (!OidIsValid(cache.media_index = FindKeyIndex(med, cache.med[MED_MEDIA_ID], 0, TEXTOID,
-															 F_TEXTEQ, DEFAULT_COLLATION_OID)))
+	else if (!cached_v2 &&
+			 !OidIsValid(cache.media_index = FindKeyIndex1(med, cache.med[MED_MEDIA_ID], 0, TEXTOID,
+														   F_TEXTEQ, DEFAULT_COLLATION_OID)))
 		why = "media has no usable unique index on media_id";
+	else if (cached_v2 &&
+			 !OidIsValid(cache.media_index = FindTenantKeyIndex(med, cache.med[MED_TENANT_ID],
+																cache.med[MED_MEDIA_ID], 0, TEXTOID,
+																F_TEXTEQ, DEFAULT_COLLATION_OID)))
+		why = "media has no usable unique index on (tenant_id, media_id)";
 	if (cache.media_cxt)
 		MemoryContextReset(cache.media_cxt);
 	else
@@ -1633,15 +2091,26 @@ InspectMedia(Relation med, Relation inv)
 	cache.media_valid = true;
 }
 
-/* The title of the media entry (the check's LEFT JOIN); false if none. */
+/*
+ * The title of the media entry (the check's LEFT JOIN; 2.0: of the link's
+ * tenant, the site's); false if none.
+ */
 static bool
-FindMediaTitle(Relation med, Snapshot snapshot, Datum media_id, Datum *title, bool *title_null)
+FindMediaTitle(Relation med, Snapshot snapshot, const ItmDirectSite *site, Datum media_id,
+			   Datum *title, bool *title_null)
 {
 	TupleTableSlot *slot = table_slot_create(med, NULL);
+	KeySpec		keys[2] = {{InvalidAttrNumber, INT4OID, F_INT4EQ, InvalidOid},
+	{InvalidAttrNumber, TEXTOID, F_TEXTEQ, DEFAULT_COLLATION_OID}};
+	Datum		values[2];
 	bool		found;
 
-	found = FetchByKey(med, cache.media_index, F_TEXTEQ, DEFAULT_COLLATION_OID, media_id,
-					   snapshot, slot);
+	values[0] = Int32GetDatum(site ? site->tenant_id : 0);
+	values[1] = media_id;
+	if (site)
+		found = FetchByKeys(med, cache.media_index, keys, values, 2, snapshot, slot);
+	else
+		found = FetchByKeys(med, cache.media_index, &keys[1], &values[1], 1, snapshot, slot);
 	if (found)
 	{
 		Datum		d = slot_getattr(slot, cache.med[MED_TITLE], title_null);
@@ -1678,7 +2147,7 @@ OpenMedia(Relation inv)
 }
 
 ItmDirectResult
-ItmDirectReadInvite(bytea *token_hash, ItmDirectInvite *out)
+ItmDirectReadInvite(bytea *token_hash, const ItmDirectSite *site, ItmDirectInvite *out)
 {
 	Relation	inv;
 	Relation	set;
@@ -1686,6 +2155,7 @@ ItmDirectReadInvite(bytea *token_hash, ItmDirectInvite *out)
 	Snapshot	snapshot;
 	TupleTableSlot *slot;
 	bool		enabled = false;
+	bool		found;
 	int32		lockout = 0;
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	ItmDirectResult result = ITM_DIRECT_REFUSED;
@@ -1694,6 +2164,7 @@ ItmDirectReadInvite(bytea *token_hash, ItmDirectInvite *out)
 
 	if (!itm_direct_use)
 		return ITM_DIRECT_UNSUPPORTED;
+	UseSchema(site != NULL);
 	current_op = "invite_check reads the invite";
 	/* SSI's predicate locks are the executor's business */
 	if (IsolationIsSerializable())
@@ -1701,7 +2172,7 @@ ItmDirectReadInvite(bytea *token_hash, ItmDirectInvite *out)
 		Unsupported("the transaction is SERIALIZABLE");
 		return ITM_DIRECT_UNSUPPORTED;
 	}
-	if (!OpenInvites(AccessShareLock, ACL_SELECT, &inv, &set))
+	if (!OpenInvites(AccessShareLock, ACL_SELECT, site, &inv, &set))
 		return ITM_DIRECT_UNSUPPORTED;
 	med = OpenMedia(inv);
 	if (med == NULL)
@@ -1713,20 +2184,25 @@ ItmDirectReadInvite(bytea *token_hash, ItmDirectInvite *out)
 
 	/* a read-only query's snapshot: the statement's (or the transaction's) */
 	snapshot = RegisterSnapshot(GetActiveSnapshot());
-	if (!ReadSettings(set, snapshot, &enabled, &lockout))
+	slot = NULL;
+	if (!ReadConfig(set, snapshot, site, &found, &enabled, &lockout))
 	{
-		Unsupported("settings does not hold one row");
 		result = ITM_DIRECT_UNSUPPORTED;
-		slot = NULL;
 		goto out;
 	}
+	Runs();
+	/* 2.0: the statement's inner join finds no row without the site's */
+	if (!found)
+		goto out;
 	slot = table_slot_create(inv, NULL);
-	if (!FetchByKey(inv, cache.hash_index, F_BYTEAEQ, InvalidOid,
-							PointerGetDatum(token_hash), snapshot, slot))
+	if (!FetchInvite(inv, site, token_hash, snapshot, slot))
 		goto out;
 	slot_getallattrs(slot);
 	v = slot->tts_values;
 	n = slot->tts_isnull;
+	/* 2.0: a link of another site (of the same tenant) is not found here */
+	if (!AtSite(v, n, site))
+		goto out;
 #define V(c) v[cache.inv[c] - 1]
 #define N(c) n[cache.inv[c] - 1]
 	if (N(INV_MAX_USES) || N(INV_USE_COUNT) || N(INV_FAILED_ATTEMPTS) || N(INV_EXPIRES_AT))
@@ -1753,7 +2229,8 @@ ItmDirectReadInvite(bytea *token_hash, ItmDirectInvite *out)
 	out->opens_at = out->opens_at_null ? (Datum) 0 : V(INV_NOT_BEFORE);
 	out->media_title_null = true;
 	if (!out->media_id_null)
-		FindMediaTitle(med, snapshot, out->media_id, &out->media_title, &out->media_title_null);
+		FindMediaTitle(med, snapshot, site, out->media_id, &out->media_title,
+					   &out->media_title_null);
 	result = ITM_DIRECT_TAKEN;
 #undef V
 #undef N
@@ -1876,11 +2353,11 @@ OpenGuestLinks(LOCKMODE lockmode, AclMode mode)
 		if (why == NULL)
 			why = FindColumns(gl, guest_link_cols, GL_NCOLS, gl_cache.att);
 		if (why == NULL &&
-			!OidIsValid(gl_cache.id_index = FindKeyIndex(gl, gl_cache.att[GL_GUEST_LINK_ID], 0,
+			!OidIsValid(gl_cache.id_index = FindKeyIndex1(gl, gl_cache.att[GL_GUEST_LINK_ID], 0,
 														 INT8OID, F_INT8EQ, InvalidOid)))
 			why = "guest_links has no usable index on guest_link_id";
 		if (why == NULL &&
-			!OidIsValid(gl_cache.hash_index = FindKeyIndex(gl, gl_cache.att[GL_TOKEN_HASH], 0,
+			!OidIsValid(gl_cache.hash_index = FindKeyIndex1(gl, gl_cache.att[GL_TOKEN_HASH], 0,
 														   BYTEAOID, F_BYTEAEQ, InvalidOid)))
 			why = "guest_links has no usable index on token_hash";
 		if (gl_cache.cxt)
@@ -1957,6 +2434,7 @@ ItmDirectGuestDiagnose(bytea *token_hash, const char *email_key, const char *ema
 
 	if (!itm_direct_use)
 		return ITM_DIRECT_UNSUPPORTED;
+	UseSchema(false);		/* 1.1.1's tables only */
 	current_op = "guest_link_join reads the link";
 	if (IsolationUsesXactSnapshot())
 	{
@@ -2015,7 +2493,7 @@ ItmDirectGuestDiagnose(bytea *token_hash, const char *email_key, const char *ema
 	out->expired = !N(GL_EXPIRES_AT) && DatumGetTimestampTz(V(GL_EXPIRES_AT)) <= now;
 #undef V
 #undef N
-	out->user_id = find_user ? FindUserId(usr, snapshot, email_key) : NULL;
+	out->user_id = find_user ? FindUserId(usr, snapshot, email_key, NULL) : NULL;
 	{
 		LOCAL_FCINFO(fcinfo, 1);
 		Datum		d;
@@ -2060,6 +2538,7 @@ ItmDirectGuestShare(int64 guest_link_id)
 
 	if (!itm_direct_use)
 		return ITM_DIRECT_UNSUPPORTED;
+	UseSchema(false);		/* 1.1.1's tables only */
 	current_op = "guest_link_join locks the link";
 	if (IsolationUsesXactSnapshot())
 	{
@@ -2143,6 +2622,7 @@ ItmDirectGuestRecord(int64 guest_link_id, const char *status, const char *email,
 
 	if (!itm_direct_use)
 		return false;
+	UseSchema(false);		/* 1.1.1's tables only */
 	current_op = "guest_link_join writes the record";
 	rel = OpenTarget(&join_target);
 	if (rel == NULL)
@@ -2197,6 +2677,7 @@ ItmDirectInsertInvite(bytea *token_hash, const char *media_id, const char *role,
 
 	if (!itm_direct_use)
 		return false;
+	UseSchema(false);		/* 1.1.1's tables only */
 	current_op = "invite_create inserts the invite";
 	rel = OpenTarget(&invite_target);
 	if (rel == NULL)
@@ -2239,8 +2720,6 @@ ItmDirectInsertInvite(bytea *token_hash, const char *media_id, const char *role,
 
 /*---- the caches' invalidation ----------------------------------------------*/
 
-static void DirectInvalidateAll(Datum arg, int cacheid, uint32 hashvalue);
-
 static void
 DirectInvalidate(Datum arg, Oid relid)
 {
@@ -2254,7 +2733,10 @@ DirectInvalidate(Datum arg, Oid relid)
 		cache.valid = false;
 	if (!OidIsValid(relid) || relid == set_cache.relid)
 		set_cache.valid = false;
+	if (!OidIsValid(relid) || relid == site_cache.relid || relid == site_cache.pk_index)
+		site_cache.valid = false;
 	InvalidateTarget(&record_target, relid);
+	InvalidateTarget(&record_target_2_0, relid);
 	InvalidateTarget(&join_target, relid);
 	InvalidateTarget(&invite_target, relid);
 	if (!OidIsValid(relid) || relid == usr_cache.users || relid == usr_cache.email_index)
@@ -2274,8 +2756,10 @@ DirectInvalidateAll(Datum arg, int cacheid, uint32 hashvalue)
 	(void) hashvalue;
 	cache.valid = false;
 	set_cache.valid = false;
+	site_cache.valid = false;
 	cache.media_valid = false;
 	record_target.valid = false;
+	record_target_2_0.valid = false;
 	join_target.valid = false;
 	invite_target.valid = false;
 	usr_cache.valid = false;

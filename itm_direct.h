@@ -82,16 +82,29 @@ typedef struct ItmDirectGuestLink
 	char	   *user_id;		/* the user with this email, or NULL */
 } ItmDirectGuestLink;
 
+/*
+ * 2.0: the tenant and the site a call works on (a link is found by its
+ * tenant and token hash, at its own site only).  NULL: a 1.1 database.
+ */
+typedef struct ItmDirectSite
+{
+	int32		tenant_id;
+	const char *site_id;
+} ItmDirectSite;
+
 extern bool itm_direct_use;		/* GUC invitetomedia.direct_use */
 
 extern void ItmDirectInit(void);
 extern ItmDirectResult ItmDirectTakeUse(bytea *token_hash, const char *email_key,
-										ItmDirectUse *use);
+										const ItmDirectSite *site, ItmDirectUse *use);
 extern bool ItmDirectRecordUse(int64 invite_id, const char *email_key,
 							   Datum device_id, bool device_id_null,
+							   const ItmDirectSite *site, int64 drawn_id,
+							   Datum event_seq, bool event_seq_null,
 							   int64 *redemption_id, char **user_id);
 extern void ItmDirectUseDone(void);
-extern ItmDirectResult ItmDirectReadInvite(bytea *token_hash, ItmDirectInvite *inv);
+extern ItmDirectResult ItmDirectReadInvite(bytea *token_hash, const ItmDirectSite *site,
+										   ItmDirectInvite *inv);
 extern ItmDirectResult ItmDirectGuestDiagnose(bytea *token_hash, const char *email_key,
 											  const char *email, const char *policy,
 											  bool find_user, ItmDirectGuestLink *out);

@@ -90,6 +90,23 @@ static ItmPlan guest_context_plan = {
 	2, {TEXTOID, TEXTOID}, GCTX_NCOLS, guest_context_cols, NULL
 };
 
+/* 2.0: the site's ($3) settings, its tenant's ($4) media and users */
+static ItmPlan guest_context_plan_2_0 = {
+	"SELECT s.enabled::pg_catalog.bool AS enabled,"
+	"       s.link_base_url::pg_catalog.text AS link_base_url,"
+	"       s.invites_per_hour::pg_catalog.int4 AS invites_per_hour,"
+	"       m.media_id IS NOT NULL AS media_found,"
+	"       u.user_id IS NOT NULL AS actor_found,"
+	"       invitetomedia.may_invite_at($3, $2, $1)::pg_catalog.bool AS may_invite"
+	"  FROM invitetomedia.sites s"
+	"  LEFT JOIN invitetomedia.media m ON m.tenant_id OPERATOR(pg_catalog.=) s.tenant_id"
+	"   AND m.media_id OPERATOR(pg_catalog.=) $1"
+	"  LEFT JOIN invitetomedia.users u ON u.tenant_id OPERATOR(pg_catalog.=) s.tenant_id"
+	"   AND u.user_id OPERATOR(pg_catalog.=) $2"
+	" WHERE s.site_id OPERATOR(pg_catalog.=) $3 AND s.tenant_id OPERATOR(pg_catalog.=) $4",
+	4, {TEXTOID, TEXTOID, TEXTOID, INT4OID}, GCTX_NCOLS, guest_context_cols, NULL
+};
+
 /*
  * Creations of guest links for one media queue on the media's row, then
  * count its usable links with a snapshot that sees every creation that
@@ -100,6 +117,13 @@ static ItmPlan lock_media_plan = {
 	" WHERE m.media_id OPERATOR(pg_catalog.=) $1"
 	"   FOR NO KEY UPDATE",
 	1, {TEXTOID}, 0, NULL, NULL
+};
+
+static ItmPlan lock_media_plan_2_0 = {
+	"SELECT 1 FROM invitetomedia.media m"
+	" WHERE m.tenant_id OPERATOR(pg_catalog.=) $2 AND m.media_id OPERATOR(pg_catalog.=) $1"
+	"   FOR NO KEY UPDATE",
+	2, {TEXTOID, INT4OID}, 0, NULL, NULL
 };
 
 enum
@@ -117,6 +141,16 @@ static ItmPlan guest_usable_plan = {
 	"   AND (g.expires_at IS NULL OR g.expires_at OPERATOR(pg_catalog.>) pg_catalog.now())"
 	"   AND (g.click_limit IS NULL OR g.clicks OPERATOR(pg_catalog.<) g.click_limit)",
 	1, {TEXTOID}, GUS_NCOLS, guest_usable_cols, NULL
+};
+
+/* 2.0: the media's usable links on every site of the tenant ($2) */
+static ItmPlan guest_usable_plan_2_0 = {
+	"SELECT pg_catalog.count(*)::pg_catalog.int8 AS usable FROM invitetomedia.guest_links g"
+	" WHERE g.tenant_id OPERATOR(pg_catalog.=) $2 AND g.media_id OPERATOR(pg_catalog.=) $1"
+	"   AND g.revoked_at IS NULL"
+	"   AND (g.expires_at IS NULL OR g.expires_at OPERATOR(pg_catalog.>) pg_catalog.now())"
+	"   AND (g.click_limit IS NULL OR g.clicks OPERATOR(pg_catalog.<) g.click_limit)",
+	2, {TEXTOID, INT4OID}, GUS_NCOLS, guest_usable_cols, NULL
 };
 
 enum
@@ -140,21 +174,39 @@ static ItmPlan guest_insert_plan = {
 	GINS_NCOLS, guest_insert_cols, NULL
 };
 
+/* 2.0: the link belongs to its site ($7, $8); its id ($9) is drawn */
+static ItmPlan guest_insert_plan_2_0 = {
+	"INSERT INTO invitetomedia.guest_links"
+	"  (tenant_id, site_id, guest_link_id, token_hash, media_id, name, created_by,"
+	"   expires_at, click_limit)"
+	" VALUES ($7, $8, $9, $1, $2, $3, $4,"
+	"   pg_catalog.now() OPERATOR(pg_catalog.+) pg_catalog.make_interval(days => $5), $6)"
+	" ON CONFLICT (tenant_id, guest_link_id) DO NOTHING"
+	" RETURNING guest_link_id::pg_catalog.int8 AS guest_link_id,"
+	"   expires_at::pg_catalog.timestamptz AS expires_at",
+	9, {BYTEAOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, INT4OID, INT4OID, TEXTOID, INT8OID},
+	GINS_NCOLS, guest_insert_cols, NULL
+};
+
 #define GUEST_LINKS_PER_MEDIA	3
 #define GUEST_NAME_MAX_CHARS	200
 
 static Datum
-GuestCreateImpl(FunctionCallInfo fcinfo, bool with_resends)
+GuestCreateImpl(FunctionCallInfo fcinfo, bool with_resends, ItmApi api, const char *site_id)
 {
-	ItmPlan    *p = &guest_context_plan;
+	bool		v2 = api == ITM_API_2_0;
+	ItmPlan    *p = v2 ? &guest_context_plan_2_0 : &guest_context_plan;
+	ItmPlan    *ins = v2 ? &guest_insert_plan_2_0 : &guest_insert_plan;
+	ItmSite		site = {0, NULL};
+	int			draws;
 	char	   *media_id;
 	char	   *actor_id;
 	char	   *name;
 	char		token[ITM_TOKEN_LEN + 1];
 	char	   *base_url;
 	int32		per_hour;
-	Datum		args[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	Datum		args[9];
+	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	Datum		result[4];
 	bool		result_nulls[4] = {false, false, false, false};
 
@@ -185,8 +237,19 @@ GuestCreateImpl(FunctionCallInfo fcinfo, bool with_resends)
 	/* the settings and the policy */
 	args[0] = CStringGetTextDatum(media_id);
 	args[1] = CStringGetTextDatum(actor_id);
+	if (v2)
+	{
+		ItmResolveSite(site_id, &site);
+		args[2] = CStringGetTextDatum(site.site_id);
+		args[3] = Int32GetDatum(site.tenant_id);
+	}
 	ItmRunPlan(p, args, NULL, false, SPI_OK_SELECT);
-	ItmRequireSettingsRow(SPI_processed);
+	if (!v2)
+		ItmRequireSettingsRow(SPI_processed);
+	else if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("site \"%s\" does not exist", site.site_id)));
 	ItmRequireEnabled(ItmColBool(p, GCTX_ENABLED));
 	if (!ItmColBool(p, GCTX_MEDIA_FOUND))
 		ereport(ERROR,
@@ -206,15 +269,18 @@ GuestCreateImpl(FunctionCallInfo fcinfo, bool with_resends)
 	base_url = ItmColText(p, GCTX_LINK_BASE_URL);
 	per_hour = ItmColInt4(p, GCTX_INVITES_PER_HOUR);
 
-	ItmCheckRateLimit(actor_id, per_hour, with_resends);
+	ItmCheckRateLimit(actor_id, per_hour, with_resends, v2 ? &site : NULL);
 
 	args[0] = CStringGetTextDatum(media_id);
-	ItmRunPlan(&lock_media_plan, args, NULL, false, SPI_OK_SELECT);
-	ItmRunPlanAfterLock(&guest_usable_plan, args, NULL, SPI_OK_SELECT);
+	args[1] = Int32GetDatum(site.tenant_id);	/* 2.0 */
+	ItmRunPlan(v2 ? &lock_media_plan_2_0 : &lock_media_plan, args, NULL, false, SPI_OK_SELECT);
+	ItmRunPlanAfterLock(v2 ? &guest_usable_plan_2_0 : &guest_usable_plan, args, NULL,
+						SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		elog(ERROR, "invitetomedia: the guest link count returned %llu rows",
 			 (unsigned long long) SPI_processed);
-	if (ItmColInt8(&guest_usable_plan, GUS_USABLE) >= GUEST_LINKS_PER_MEDIA)
+	if (ItmColInt8(v2 ? &guest_usable_plan_2_0 : &guest_usable_plan, GUS_USABLE) >=
+		GUEST_LINKS_PER_MEDIA)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("media \"%s\" already has %d usable guest links: at most %d are allowed",
@@ -231,15 +297,29 @@ GuestCreateImpl(FunctionCallInfo fcinfo, bool with_resends)
 	nulls[4] = PG_ARGISNULL(4) ? 'n' : ' ';
 	args[5] = PG_ARGISNULL(3) ? (Datum) 0 : Int32GetDatum(PG_GETARG_INT32(3));
 	nulls[5] = PG_ARGISNULL(3) ? 'n' : ' ';
-	ItmRunPlan(&guest_insert_plan, args, nulls, false, SPI_OK_INSERT_RETURNING);
+	if (v2)
+	{
+		args[6] = Int32GetDatum(site.tenant_id);
+		args[7] = CStringGetTextDatum(site.site_id);
+	}
+	for (draws = 0;; draws++)
+	{
+		if (v2)
+			args[8] = Int64GetDatum(ItmRandomId());
+		ItmRunPlan(ins, args, nulls, false, SPI_OK_INSERT_RETURNING);
+		/* 2.0: a duplicate id inserts nothing (ON CONFLICT): draw again */
+		if (SPI_processed == 0 && v2 && draws < 3)
+			continue;
+		break;
+	}
 	if (SPI_processed != 1)
 		elog(ERROR, "invitetomedia: the guest link insert returned %llu rows",
 			 (unsigned long long) SPI_processed);
 
-	result[0] = Int64GetDatum(ItmColInt8(&guest_insert_plan, GINS_GUEST_LINK_ID));
+	result[0] = Int64GetDatum(ItmColInt8(ins, GINS_GUEST_LINK_ID));
 	result[1] = CStringGetTextDatum(token);
 	result[2] = CStringGetTextDatum(psprintf("%s%s", base_url, token));
-	ItmColToResult(&guest_insert_plan, GINS_EXPIRES_AT, result, result_nulls, 3);
+	ItmColToResult(ins, GINS_EXPIRES_AT, result, result_nulls, 3);
 	ItmPutResultRow(fcinfo, result, result_nulls);
 	explicit_bzero(token, sizeof(token));
 	SPI_finish();
@@ -250,7 +330,7 @@ PG_FUNCTION_INFO_V1(guest_link_create);
 Datum
 guest_link_create(PG_FUNCTION_ARGS)
 {
-	return GuestCreateImpl(fcinfo, false);
+	return GuestCreateImpl(fcinfo, false, ITM_API_1_1, NULL);
 }
 
 /* 1.1.1: mailed resends count towards the rate limit */
@@ -258,7 +338,26 @@ PG_FUNCTION_INFO_V1(guest_link_create_1_1_1);
 Datum
 guest_link_create_1_1_1(PG_FUNCTION_ARGS)
 {
-	return GuestCreateImpl(fcinfo, true);
+	return GuestCreateImpl(fcinfo, true, ITM_API_1_1, NULL);
+}
+
+/* 2.0: the 1.1.1 signature, on the default site of the caller's tenant */
+PG_FUNCTION_INFO_V1(guest_link_create_2_0);
+Datum
+guest_link_create_2_0(PG_FUNCTION_ARGS)
+{
+	return GuestCreateImpl(fcinfo, true, ITM_API_2_0, NULL);
+}
+
+/* 2.0: guest_link_create_at(site_id, ...1.1.1's arguments) */
+PG_FUNCTION_INFO_V1(guest_link_create_at);
+Datum
+guest_link_create_at(PG_FUNCTION_ARGS)
+{
+	char	   *site_id;
+	FunctionCallInfo shifted = ItmShiftSiteArg(fcinfo, &site_id);
+
+	return GuestCreateImpl(shifted, true, ITM_API_2_0, site_id);
 }
 
 /* Why a join would not click (or whether this device rejoins). */
@@ -359,6 +458,43 @@ static ItmPlan guest_diagnose_plan_1_1_1 = {
 	4, {BYTEAOID, TEXTOID, TEXTOID, TEXTOID}, GDX_NCOLS, guest_diagnose_cols_1_1_1, NULL
 };
 
+/*
+ * 2.0: 1.1.1's diagnosis of the link of the tenant ($5) at the site ($6),
+ * with that site's settings and guest rule.  Kept to its generic plan.
+ */
+static ItmPlan guest_diagnose_plan_2_0 = {
+	"SELECT g.guest_link_id::pg_catalog.int8 AS guest_link_id,"
+	"       g.media_id::pg_catalog.text AS media_id,"
+	"       g.click_limit::pg_catalog.int4 AS click_limit,"
+	"       g.clicks::pg_catalog.int4 AS clicks,"
+	"       g.expires_at::pg_catalog.timestamptz AS expires_at,"
+	"       s.enabled::pg_catalog.bool AS enabled,"
+	"       g.revoked_at IS NOT NULL AS revoked,"
+	"       (g.expires_at OPERATOR(pg_catalog.<=) pg_catalog.now()) IS TRUE AS expired,"
+	"       ($2::pg_catalog.text IS NOT NULL AND EXISTS ("
+	"          SELECT 1 FROM invitetomedia.guest_link_joins j"
+	"           WHERE j.tenant_id OPERATOR(pg_catalog.=) g.tenant_id"
+	"             AND j.guest_link_id OPERATOR(pg_catalog.=) g.guest_link_id"
+	"             AND j.device_id OPERATOR(pg_catalog.=) $2"
+	"             AND j.status OPERATOR(pg_catalog.=) ANY (ARRAY['ok', 'rejoin']))) AS device_seen,"
+	"       CASE WHEN $2::pg_catalog.text IS NOT NULL THEN"
+	"        (SELECT j.join_id::pg_catalog.int8 FROM invitetomedia.guest_link_joins j"
+	"          WHERE j.tenant_id OPERATOR(pg_catalog.=) g.tenant_id"
+	"            AND j.guest_link_id OPERATOR(pg_catalog.=) g.guest_link_id"
+	"            AND j.device_id OPERATOR(pg_catalog.=) $2"
+	"            AND j.status OPERATOR(pg_catalog.=) 'ok'"
+	"          ORDER BY j.joined_at, j.join_id LIMIT 1) END AS device_join_id,"
+	"       NULL::pg_catalog.text AS user_id,"
+	"       invitetomedia.guest_allowed_at($6, $4)::pg_catalog.bool AS domain_allowed"
+	"  FROM invitetomedia.guest_links g JOIN invitetomedia.sites s"
+	"    ON s.tenant_id OPERATOR(pg_catalog.=) g.tenant_id"
+	"   AND s.site_id OPERATOR(pg_catalog.=) g.site_id"
+	" WHERE g.tenant_id OPERATOR(pg_catalog.=) $5 AND g.token_hash OPERATOR(pg_catalog.=) $1"
+	"   AND g.site_id OPERATOR(pg_catalog.=) $6",
+	6, {BYTEAOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID}, GDX_NCOLS,
+	guest_diagnose_cols_1_1_1, NULL
+};
+
 /* A click of a click-limited link: every condition in one UPDATE. */
 enum
 {
@@ -382,6 +518,37 @@ static ItmPlan guest_take_plan = {
 	"   AND (SELECT s.enabled FROM invitetomedia.settings s)"
 	" RETURNING (g.click_limit OPERATOR(pg_catalog.-) g.clicks)::pg_catalog.int4 AS clicks_left",
 	1, {INT8OID}, GTK_NCOLS, guest_take_cols, NULL
+};
+
+#define GUEST_SITE_ENABLED_2_0 \
+	"   AND (SELECT s.enabled FROM invitetomedia.sites s"					\
+	"         WHERE s.tenant_id OPERATOR(pg_catalog.=) g.tenant_id"		\
+	"           AND s.site_id OPERATOR(pg_catalog.=) g.site_id)"
+static ItmPlan guest_take_plan_2_0 = {
+	"UPDATE invitetomedia.guest_links g"
+	"   SET clicks = g.clicks OPERATOR(pg_catalog.+) 1,"
+	"       used_up_at = CASE WHEN g.clicks OPERATOR(pg_catalog.+) 1"
+	"                              OPERATOR(pg_catalog.>=) g.click_limit"
+	"                         THEN pg_catalog.now() END"
+	" WHERE g.tenant_id OPERATOR(pg_catalog.=) $2 AND g.guest_link_id OPERATOR(pg_catalog.=) $1"
+	"   AND g.revoked_at IS NULL"
+	"   AND (g.expires_at IS NULL OR g.expires_at OPERATOR(pg_catalog.>) pg_catalog.now())"
+	"   AND g.click_limit IS NOT NULL"
+	"   AND g.clicks OPERATOR(pg_catalog.<) g.click_limit"
+	GUEST_SITE_ENABLED_2_0
+	" RETURNING (g.click_limit OPERATOR(pg_catalog.-) g.clicks)::pg_catalog.int4 AS clicks_left",
+	2, {INT8OID, INT4OID}, GTK_NCOLS, guest_take_cols, NULL
+};
+
+static ItmPlan guest_share_plan_2_0 = {
+	"SELECT 1 FROM invitetomedia.guest_links g"
+	" WHERE g.tenant_id OPERATOR(pg_catalog.=) $2 AND g.guest_link_id OPERATOR(pg_catalog.=) $1"
+	"   AND g.revoked_at IS NULL"
+	"   AND (g.expires_at IS NULL OR g.expires_at OPERATOR(pg_catalog.>) pg_catalog.now())"
+	"   AND g.click_limit IS NULL"
+	GUEST_SITE_ENABLED_2_0
+	"   FOR KEY SHARE",
+	2, {INT8OID, INT4OID}, 0, NULL, NULL
 };
 
 /* A join of an unlimited link: a shared lock that only a revoke waits for. */
@@ -419,6 +586,22 @@ static ItmPlan guest_record_plan = {
 static ItmPlan guest_record_plan_1_1_1 = {
 	GUEST_RECORD_SQL " RETURNING join_id::pg_catalog.int8 AS join_id",
 	7, {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID},
+	GREC_NCOLS, guest_record_cols, NULL
+};
+
+/* 2.0: the record of the tenant ($9) and the link's site, with a drawn id ($8) */
+static ItmPlan guest_record_plan_2_0 = {
+	"INSERT INTO invitetomedia.guest_link_joins"
+	"  (tenant_id, site_id, join_id, guest_link_id, status, email, first_name, last_name,"
+	"   device_id, user_id, event_seq)"
+	" SELECT g.tenant_id, g.site_id, $8, g.guest_link_id, $2, $3, $4, $5, $6, $7,"
+	"        CASE WHEN $10 AND $2 OPERATOR(pg_catalog.=) 'ok' THEN pg_catalog.nextval("
+	"          'invitetomedia.guest_link_joins_event_seq'::pg_catalog.regclass) END"
+	"   FROM invitetomedia.guest_links g"
+	"  WHERE g.tenant_id OPERATOR(pg_catalog.=) $9 AND g.guest_link_id OPERATOR(pg_catalog.=) $1"
+	"    FOR KEY SHARE"
+	" RETURNING join_id::pg_catalog.int8 AS join_id",
+	10, {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, INT4OID, BOOLOID},
 	GREC_NCOLS, guest_record_cols, NULL
 };
 
@@ -461,8 +644,11 @@ typedef struct GuestJoin
 	char	   *email_key;		/* trimmed, ASCII-lower-cased */
 	char	   *first_name;
 	char	   *last_name;
-	Datum		args[4];		/* token hash, device_id, email_key, email */
-	char		nulls[4];
+	Datum		args[6];		/* token hash, device_id, email_key, email; 2.0: tenant, site */
+	char		nulls[6];
+	bool		v2;				/* 2.0: a site's link; 1.1.1's rules */
+	bool		relay;			/* the relay announces an ok join (2.0: event_seq) */
+	ItmSite		site;
 	GuestStatus status;
 	int64		guest_link_id;
 	bool		limited;
@@ -508,13 +694,17 @@ DiagnoseGuestLink(GuestJoin *j, const ItmDirectGuestLink *gl)
 static void
 DiagnoseGuestJoin(GuestJoin *j)
 {
-	ItmPlan    *p = j->guest_only ? &guest_diagnose_plan_1_1_1 : &guest_diagnose_plan;
+	ItmPlan    *p = j->v2 ? &guest_diagnose_plan_2_0 :
+		j->guest_only ? &guest_diagnose_plan_1_1_1 : &guest_diagnose_plan;
 	int32		clicks;
 	bool		isnull;
 	Datum		limit;
 
-	/* without a device, through the table access method where it can */
-	if (j->nulls[1] == 'n')
+	/*
+	 * without a device, through the table access method where it can (its
+	 * whitelist holds 1.1.1's tables: not a 2.0 database's)
+	 */
+	if (j->nulls[1] == 'n' && !j->v2)
 	{
 		ItmDirectGuestLink gl;
 
@@ -533,7 +723,7 @@ DiagnoseGuestJoin(GuestJoin *j)
 				break;
 		}
 	}
-	if (p == &guest_diagnose_plan_1_1_1)
+	if (p == &guest_diagnose_plan_1_1_1 || p == &guest_diagnose_plan_2_0)
 		ItmKeepGenericPlan(p);
 	/* after the device's advisory lock: see its earlier join at any isolation */
 	if (j->nulls[1] == ' ')
@@ -594,7 +784,7 @@ EnsureGuestUser(GuestJoin *j)
 {
 	if (j->user_id != NULL)
 		return j->user_id;
-	return ItmEnsureUser(ITM_API_1_1, j->email_key, CStringGetTextDatum(j->email),
+	return ItmEnsureUser(ITM_API_1_1, 0, j->email_key, CStringGetTextDatum(j->email),
 						 CStringGetTextDatum(j->first_name), false,
 						 CStringGetTextDatum(j->last_name), false);
 }
@@ -603,17 +793,25 @@ EnsureGuestUser(GuestJoin *j)
 static bool
 TakeGuestClick(GuestJoin *j)
 {
-	Datum		args[1];
+	Datum		args[2];
 
 	args[0] = Int64GetDatum(j->guest_link_id);
+	args[1] = Int32GetDatum(j->site.tenant_id);	/* 2.0 */
 	if (j->limited)
 	{
-		ItmRunPlan(&guest_take_plan, args, NULL, false, SPI_OK_UPDATE_RETURNING);
+		ItmPlan    *t = j->v2 ? &guest_take_plan_2_0 : &guest_take_plan;
+
+		ItmRunPlan(t, args, NULL, false, SPI_OK_UPDATE_RETURNING);
 		if (SPI_processed != 1)
 			return false;
-		j->result[GR_CLICKS_LEFT] = Int32GetDatum(ItmColInt4(&guest_take_plan, GTK_CLICKS_LEFT));
+		j->result[GR_CLICKS_LEFT] = Int32GetDatum(ItmColInt4(t, GTK_CLICKS_LEFT));
 		j->result_nulls[GR_CLICKS_LEFT] = false;
 		return true;
+	}
+	if (j->v2)
+	{
+		ItmRunPlan(&guest_share_plan_2_0, args, NULL, false, SPI_OK_SELECT);
+		return SPI_processed == 1;
 	}
 	/* through the table access method where it can (itm_direct.c) */
 	switch (ItmDirectGuestShare(j->guest_link_id))
@@ -632,8 +830,8 @@ TakeGuestClick(GuestJoin *j)
 static void
 RecordGuestJoin(GuestJoin *j)
 {
-	Datum		args[7];
-	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Datum		args[10];
+	char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 
 	/*
 	 * The event relay needs the xid before the record's id (itm_relay.c):
@@ -647,7 +845,7 @@ RecordGuestJoin(GuestJoin *j)
 	 * or the shared lock), which is what the statement's FOR KEY SHARE is
 	 * for: its record can be written through the table access method.
 	 */
-	if (j->status == GS_OK &&
+	if (j->status == GS_OK && !j->v2 &&
 		ItmDirectGuestRecord(j->guest_link_id, guest_status_names[j->status], j->email,
 							 j->first_name, j->last_name, j->args[1], j->nulls[1] == 'n',
 							 j->user_id, &j->join_id))
@@ -666,7 +864,21 @@ RecordGuestJoin(GuestJoin *j)
 		args[6] = CStringGetTextDatum(j->user_id);
 	else
 		nulls[6] = 'n';
-	if (j->guest_only && j->status == GS_OK)
+	if (j->v2)
+	{
+		args[7] = Int64GetDatum(ItmRandomId());
+		args[8] = Int32GetDatum(j->site.tenant_id);
+		args[9] = BoolGetDatum(j->relay);
+		ItmRunPlan(&guest_record_plan_2_0, args, nulls, false, SPI_OK_INSERT_RETURNING);
+		if (SPI_processed != 1)
+			elog(ERROR, "invitetomedia: the record of a join was not written");
+		if (j->status == GS_OK)
+		{
+			j->join_id = ItmColInt8(&guest_record_plan_2_0, GREC_JOIN_ID);
+			j->join_id_null = false;
+		}
+	}
+	else if (j->guest_only && j->status == GS_OK)
 	{
 		ItmRunPlan(&guest_record_plan_1_1_1, args, nulls, false, SPI_OK_INSERT_RETURNING);
 		if (SPI_processed != 1)
@@ -679,7 +891,7 @@ RecordGuestJoin(GuestJoin *j)
 }
 
 static Datum
-GuestJoinImpl(FunctionCallInfo fcinfo, bool guest_only)
+GuestJoinImpl(FunctionCallInfo fcinfo, bool guest_only, ItmApi api, const char *site_id)
 {
 	GuestJoin	j;
 	text	   *token;
@@ -695,6 +907,7 @@ GuestJoinImpl(FunctionCallInfo fcinfo, bool guest_only)
 	memset(&j, 0, sizeof(j));
 	j.status = GS_NOT_FOUND;
 	j.guest_only = guest_only;
+	j.v2 = api == ITM_API_2_0;
 	j.join_id_null = true;
 	for (i = 0; i < GR_NCOLS; i++)
 		j.result_nulls[i] = true;
@@ -706,7 +919,14 @@ GuestJoinImpl(FunctionCallInfo fcinfo, bool guest_only)
 	j.first_name = ItmNameArg(fcinfo, 2, "first_name", ITM_NAME_MAX_CHARS, NULL);
 	j.last_name = ItmNameArg(fcinfo, 3, "last_name", ITM_NAME_MAX_CHARS, NULL);
 	j.email_key = ItmEmailKey(j.email);
-	j.nulls[0] = j.nulls[1] = j.nulls[2] = j.nulls[3] = ' ';
+	memset(j.nulls, ' ', sizeof(j.nulls));
+	/* 2.0: the site (a site of another tenant does not exist) */
+	if (j.v2)
+	{
+		ItmResolveSite(site_id, &j.site);
+		j.args[4] = Int32GetDatum(j.site.tenant_id);
+		j.args[5] = CStringGetTextDatum(j.site.site_id);
+	}
 	if (PG_ARGISNULL(4))
 		j.nulls[1] = 'n';
 	else
@@ -721,6 +941,7 @@ GuestJoinImpl(FunctionCallInfo fcinfo, bool guest_only)
 		goto done;
 	PreventCommandIfReadOnly("guest_link_join()");
 	relay = ItmRelayAnnounces();	/* before the join's id: itm_relay.c */
+	j.relay = relay;
 	j.args[0] = PointerGetDatum(ItmTokenHash(VARDATA_ANY(token), VARSIZE_ANY_EXHDR(token)));
 
 	/* a device's joins of one link queue up (see the section's header) */
@@ -777,7 +998,12 @@ GuestJoinImpl(FunctionCallInfo fcinfo, bool guest_only)
 			j.result_nulls[i] = true;
 	}
 	if (j.status == GS_OK && !relay)
-		ItmNotifyEvent(ITM_EVENT_GUEST_JOINED, j.guest_link_id);
+	{
+		if (j.v2)
+			ItmNotifyTenantEvent(ITM_EVENT_GUEST_JOINED, j.site.tenant_id, j.guest_link_id);
+		else
+			ItmNotifyEvent(ITM_EVENT_GUEST_JOINED, j.guest_link_id);
+	}
 
 done:
 	j.result[GR_STATUS] = CStringGetTextDatum(guest_status_names[j.status]);
@@ -792,7 +1018,7 @@ PG_FUNCTION_INFO_V1(guest_link_join);
 Datum
 guest_link_join(PG_FUNCTION_ARGS)
 {
-	return GuestJoinImpl(fcinfo, false);
+	return GuestJoinImpl(fcinfo, false, ITM_API_1_1, NULL);
 }
 
 /* 1.1.1: a guest is a guest: user_id NULL, join_id the identity */
@@ -800,7 +1026,26 @@ PG_FUNCTION_INFO_V1(guest_link_join_1_1_1);
 Datum
 guest_link_join_1_1_1(PG_FUNCTION_ARGS)
 {
-	return GuestJoinImpl(fcinfo, true);
+	return GuestJoinImpl(fcinfo, true, ITM_API_1_1, NULL);
+}
+
+/* 2.0: the 1.1.1 signature, on the default site of the caller's tenant */
+PG_FUNCTION_INFO_V1(guest_link_join_2_0);
+Datum
+guest_link_join_2_0(PG_FUNCTION_ARGS)
+{
+	return GuestJoinImpl(fcinfo, true, ITM_API_2_0, NULL);
+}
+
+/* 2.0: guest_link_join_at(site_id, token, email, first_name, last_name, device_id) */
+PG_FUNCTION_INFO_V1(guest_link_join_at);
+Datum
+guest_link_join_at(PG_FUNCTION_ARGS)
+{
+	char	   *site_id;
+	FunctionCallInfo shifted = ItmShiftSiteArg(fcinfo, &site_id);
+
+	return GuestJoinImpl(shifted, true, ITM_API_2_0, site_id);
 }
 
 /*
@@ -828,16 +1073,60 @@ static ItmPlan guest_revoke_plan = {
 	2, {INT8OID, TEXTOID}, 0, NULL, NULL
 };
 
+/* 2.0: the link of the tenant ($3) at the site ($4); the tenant's user */
+static ItmPlan guest_revoke_lookup_plan_2_0 = {
+	"SELECT g.created_by::pg_catalog.text AS invited_by,"
+	"       g.media_id::pg_catalog.text AS media_id,"
+	"       g.revoked_at IS NOT NULL AS revoked,"
+	"       u.user_id IS NOT NULL AS actor_found,"
+	"       u.role::pg_catalog.text AS actor_role"
+	"  FROM invitetomedia.guest_links g"
+	"  LEFT JOIN invitetomedia.users u ON u.tenant_id OPERATOR(pg_catalog.=) g.tenant_id"
+	"   AND u.user_id OPERATOR(pg_catalog.=) $2"
+	" WHERE g.tenant_id OPERATOR(pg_catalog.=) $3 AND g.guest_link_id OPERATOR(pg_catalog.=) $1"
+	"   AND g.site_id OPERATOR(pg_catalog.=) $4"
+	"   FOR UPDATE OF g",
+	4, {INT8OID, TEXTOID, INT4OID, TEXTOID},
+	RVK_NCOLS, itm_revoke_lookup_cols, NULL
+};
+
+static ItmPlan guest_revoke_plan_2_0 = {
+	"UPDATE invitetomedia.guest_links SET revoked_at = pg_catalog.now(), revoked_by = $2"
+	" WHERE tenant_id OPERATOR(pg_catalog.=) $3 AND guest_link_id OPERATOR(pg_catalog.=) $1"
+	"   AND revoked_at IS NULL",
+	4, {INT8OID, TEXTOID, INT4OID, TEXTOID}, 0, NULL, NULL
+};
+
+static const ItmRevokeKind guest_revoke_kind = {
+	"guest_link_revoke()", "guest_link_id", "guest link",
+	"The link's creator, administrators and those who may invite to the media may revoke its links.",
+	&guest_revoke_lookup_plan, &guest_revoke_plan, SPI_OK_UPDATE,
+	&guest_revoke_lookup_plan_2_0, &guest_revoke_plan_2_0
+};
+
 PG_FUNCTION_INFO_V1(guest_link_revoke);
 Datum
 guest_link_revoke(PG_FUNCTION_ARGS)
 {
-	static const ItmRevokeKind kind = {
-		"guest_link_revoke()", "guest_link_id", "guest link",
-		"The link's creator, administrators and those who may invite to the media may revoke its links.",
-		&guest_revoke_lookup_plan, &guest_revoke_plan, SPI_OK_UPDATE
-	};
+	return ItmRevokeLink(fcinfo, &guest_revoke_kind, ITM_API_1_1, NULL);
+}
 
-	return ItmRevokeLink(fcinfo, &kind);
+/* 2.0: the 1.1 signature, on the default site of the caller's tenant */
+PG_FUNCTION_INFO_V1(guest_link_revoke_2_0);
+Datum
+guest_link_revoke_2_0(PG_FUNCTION_ARGS)
+{
+	return ItmRevokeLink(fcinfo, &guest_revoke_kind, ITM_API_2_0, NULL);
+}
+
+/* 2.0: guest_link_revoke_at(site_id, guest_link_id, actor_id) */
+PG_FUNCTION_INFO_V1(guest_link_revoke_at);
+Datum
+guest_link_revoke_at(PG_FUNCTION_ARGS)
+{
+	char	   *site_id;
+	FunctionCallInfo shifted = ItmShiftSiteArg(fcinfo, &site_id);
+
+	return ItmRevokeLink(shifted, &guest_revoke_kind, ITM_API_2_0, site_id);
 }
 

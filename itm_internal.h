@@ -14,6 +14,7 @@
  *	  itm_invite.c		invites: create, consume, check, revoke, resend, purge
  *	  itm_guest.c		guest links: create, join, revoke
  *	  itm_mail.c		rendering and queueing mail (the outbox)
+ *	  itm_tenant.c		2.0: the tenant a caller acts for
  *	  itm_direct.c		the direct path of consume, join and create
  *	  itm_relay.c		the event relay and the events' channels and payloads
  *	  src/itm_text.c	backend-free text code (tokens, emails, templates)
@@ -44,6 +45,7 @@ typedef enum ItmApi
 	ITM_API_1_0 = 0,
 	ITM_API_1_0_1,
 	ITM_API_1_1,
+	ITM_API_2_0,				/* tenants and sites (itm_tenant.c) */
 	ITM_API_COUNT
 } ItmApi;
 
@@ -61,11 +63,18 @@ typedef struct ItmPlan
 {
 	const char *sql;
 	int			nargs;
-	Oid			argtypes[10];
+	Oid			argtypes[16];
 	int			ncols;			/* result columns (0: none are read) */
 	const ItmCol *cols;
 	SPIPlanPtr	plan;
 } ItmPlan;
+
+/* The site a 2.0 call works on, and its tenant (the caller's). */
+typedef struct ItmSite
+{
+	int32		tenant_id;
+	char	   *site_id;
+} ItmSite;
 
 /*
  * How a user is found by an email: ASCII case-insensitively in 1.0.1 and
@@ -110,6 +119,7 @@ extern char *ItmEmailArg(FunctionCallInfo fcinfo, int argno, const char *argname
 extern char *ItmEmailKey(const char *s);
 extern bytea *ItmTokenHash(const char *token, size_t len);
 extern void ItmNewToken(const char *prefix, char token[ITM_TOKEN_LEN + 1]);
+extern int64 ItmRandomId(void);
 
 /*---- itm_settings.c -------------------------------------------------------*/
 
@@ -121,15 +131,26 @@ extern bool ItmRoleAllowedForMedia(const char *role, const char *media_type);
 
 extern char *ItmRender(const char *tmpl, const char *const values[ITM_PH_COUNT]);
 extern char *ItmRenderSubject(const char *tmpl, const char *const values[ITM_PH_COUNT]);
-extern int64 ItmQueueMail(int64 invite_id, const char *to_email, const char *to_name,
+extern int64 ItmQueueMail(const ItmSite *site, int64 invite_id,
+						  const char *to_email, const char *to_name,
 						  const char *subject, const char *body);
+
+/*---- itm_tenant.c (2.0) -------------------------------------------------*/
+
+extern void ItmTenantInit(void);
+extern bool ItmBoundTenant(int32 *tenant_id);
+
+
+extern void ItmResolveSite(const char *site_id, ItmSite *site);
+extern FunctionCallInfo ItmShiftSiteArg(FunctionCallInfo fcinfo, char **site_id);
 
 /*---- itm_invite.c: what guest links share with invites ---------------------*/
 
-extern char *ItmEnsureUser(ItmApi api, const char *email_key, Datum email,
+extern char *ItmEnsureUser(ItmApi api, int32 tenant_id, const char *email_key, Datum email,
 						   Datum first_name, bool first_name_null,
 						   Datum last_name, bool last_name_null);
-extern void ItmCheckRateLimit(const char *actor_id, int32 per_hour, bool with_resends);
+extern void ItmCheckRateLimit(const char *actor_id, int32 per_hour, bool with_resends,
+							  const ItmSite *site);
 
 /* The row a revoke locks and reads: the same columns for either kind. */
 enum
@@ -153,8 +174,11 @@ typedef struct ItmRevokeKind
 	ItmPlan    *lookup;			/* RVK_* columns, row locked */
 	ItmPlan    *revoke;
 	int			revoke_rc;
+	ItmPlan    *lookup_2_0;		/* 2.0: the same, of a tenant ($3) and site ($4) */
+	ItmPlan    *revoke_2_0;
 } ItmRevokeKind;
 
-extern Datum ItmRevokeLink(FunctionCallInfo fcinfo, const ItmRevokeKind *k);
+extern Datum ItmRevokeLink(FunctionCallInfo fcinfo, const ItmRevokeKind *k, ItmApi api,
+						   const char *site_id);
 
 #endif							/* ITM_INTERNAL_H */

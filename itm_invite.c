@@ -25,6 +25,9 @@
 #include "miscadmin.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "catalog/namespace.h"
+#include "commands/sequence.h"
 #include "utils/datum.h"
 #include "utils/datetime.h"
 #include "utils/fmgrprotos.h"
@@ -110,6 +113,36 @@ static ItmPlan create_context_plan[ITM_API_COUNT] = {
 	CTX_NCOLS, create_context_cols, NULL},
 	[ITM_API_1_1] = {CREATE_CONTEXT_SQL("s.invites_per_hour::pg_catalog.int4"), 3,
 	{TEXTOID, TEXTOID, TEXTOID}, CTX_NCOLS, create_context_cols, NULL},
+	/* 2.0: the site's ($4) configuration; its tenant's ($5) templates, media, users */
+	[ITM_API_2_0] = {
+		"SELECT s.enabled::pg_catalog.bool AS enabled,"
+		"       s.link_duration::pg_catalog.int4 AS link_duration,"
+		"       s.link_reusability::pg_catalog.int4 AS link_reusability,"
+		"       s.link_base_url::pg_catalog.text AS link_base_url,"
+		"       s.invite_email_template::pg_catalog.text AS template_name,"
+		"       t.name IS NOT NULL AS template_found,"
+		"       t.subject::pg_catalog.text AS subject,"
+		"       t.body::pg_catalog.text AS body,"
+		"       m.media_id IS NOT NULL AS media_found,"
+		"       m.media_type::pg_catalog.text AS media_type,"
+		"       m.title::pg_catalog.text AS media_title,"
+		"       u.user_id IS NOT NULL AS inviter_found,"
+		"       pg_catalog.concat_ws(' ', u.first_name, u.last_name)::pg_catalog.text AS inviter_name,"
+		"       invitetomedia.may_invite_at($4, $2, $1)::pg_catalog.bool AS may_invite,"
+		"       invitetomedia.domain_allowed_at($4, $3)::pg_catalog.bool AS domain_allowed,"
+		"       s.invites_per_hour::pg_catalog.int4 AS invites_per_hour"
+		"  FROM invitetomedia.sites s"
+		"  LEFT JOIN invitetomedia.email_templates t"
+		"         ON t.tenant_id OPERATOR(pg_catalog.=) s.tenant_id"
+		"        AND t.site_id OPERATOR(pg_catalog.=) s.site_id"
+		"        AND t.name OPERATOR(pg_catalog.=) s.invite_email_template"
+		"  LEFT JOIN invitetomedia.media m ON m.tenant_id OPERATOR(pg_catalog.=) s.tenant_id"
+		"        AND m.media_id OPERATOR(pg_catalog.=) $1"
+		"  LEFT JOIN invitetomedia.users u ON u.tenant_id OPERATOR(pg_catalog.=) s.tenant_id"
+		"        AND u.user_id OPERATOR(pg_catalog.=) $2"
+		" WHERE s.site_id OPERATOR(pg_catalog.=) $4 AND s.tenant_id OPERATOR(pg_catalog.=) $5",
+		5, {TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID}, CTX_NCOLS, create_context_cols, NULL
+	},
 };
 
 enum
@@ -160,6 +193,28 @@ static ItmPlan create_insert_plan_1_1 = {
 };
 
 /*
+ * 2.0: the link belongs to its site ($11, $12); its id ($13) is drawn, and
+ * drawn again on the (rare) duplicate, which inserts nothing.
+ */
+static ItmPlan create_insert_plan_2_0 = {
+	"INSERT INTO invitetomedia.invites"
+	"  (tenant_id, site_id, invite_id, token_hash, media_id, role, email, first_name,"
+	"   last_name, invited_by, expires_at, max_uses, not_before)"
+	" VALUES ($11, $12, $13, $1, $2, $3, $4, $5, $6, $7,"
+	"   GREATEST(pg_catalog.now(), $10) OPERATOR(pg_catalog.+)"
+	"     pg_catalog.make_interval(mins => $8), $9,"
+	"   CASE WHEN $10 OPERATOR(pg_catalog.>) pg_catalog.now() THEN $10 END)"
+	" ON CONFLICT (tenant_id, invite_id) DO NOTHING"
+	" RETURNING invite_id::pg_catalog.int8 AS invite_id,"
+	"   expires_at::pg_catalog.timestamptz AS expires_at,"
+	"   pg_catalog.to_char(expires_at::pg_catalog.timestamptz AT TIME ZONE 'UTC',"
+	"                      'YYYY-MM-DD HH24:MI \"UTC\"') AS expires_text",
+	13, {BYTEAOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, INT4OID,
+	TIMESTAMPTZOID, INT4OID, TEXTOID, INT8OID},
+	INS_NCOLS, create_insert_cols, NULL
+};
+
+/*
  * The rate limit (1.1).  Creations by one user queue on that user's row,
  * and only then count the links of the last hour, in a statement of its
  * own whose snapshot sees every creation that committed while this one
@@ -170,6 +225,14 @@ static ItmPlan lock_actor_plan = {
 	" WHERE u.user_id OPERATOR(pg_catalog.=) $1"
 	"   FOR NO KEY UPDATE",
 	1, {TEXTOID}, 0, NULL, NULL
+};
+
+/* 2.0: the user of the site's tenant ($2) */
+static ItmPlan lock_actor_plan_2_0 = {
+	"SELECT 1 FROM invitetomedia.users u"
+	" WHERE u.tenant_id OPERATOR(pg_catalog.=) $2 AND u.user_id OPERATOR(pg_catalog.=) $1"
+	"   FOR NO KEY UPDATE",
+	2, {TEXTOID, INT4OID}, 0, NULL, NULL
 };
 
 enum
@@ -195,6 +258,33 @@ static const ItmCol rate_cols[RATE_NCOLS] = {
 static ItmPlan rate_count_plan = {
 	RATE_COUNT_SQL(""),
 	1, {TEXTOID}, RATE_NCOLS, rate_cols, NULL
+};
+
+/*
+ * 2.0: the user's links on every site of the tenant ($2) count against the
+ * limit of the site it creates on: moving to another site of the same
+ * organisation does not reset it.
+ */
+static ItmPlan rate_count_plan_2_0 = {
+	"SELECT ((SELECT pg_catalog.count(*) FROM invitetomedia.invites i"
+	"          WHERE i.tenant_id OPERATOR(pg_catalog.=) $2"
+	"            AND i.invited_by OPERATOR(pg_catalog.=) $1"
+	"            AND i.created_at OPERATOR(pg_catalog.>)"
+	"                (pg_catalog.now() OPERATOR(pg_catalog.-) '1 hour'::pg_catalog.interval))"
+	"       OPERATOR(pg_catalog.+)"
+	"        (SELECT pg_catalog.count(*) FROM invitetomedia.guest_links g"
+	"          WHERE g.tenant_id OPERATOR(pg_catalog.=) $2"
+	"            AND g.created_by OPERATOR(pg_catalog.=) $1"
+	"            AND g.created_at OPERATOR(pg_catalog.>)"
+	"                (pg_catalog.now() OPERATOR(pg_catalog.-) '1 hour'::pg_catalog.interval))"
+	"       OPERATOR(pg_catalog.+)"
+	"        (SELECT pg_catalog.count(*) FROM invitetomedia.resends r"
+	"          WHERE r.tenant_id OPERATOR(pg_catalog.=) $2"
+	"            AND r.actor_id OPERATOR(pg_catalog.=) $1 AND r.emailed"
+	"            AND r.resent_at OPERATOR(pg_catalog.>)"
+	"                (pg_catalog.now() OPERATOR(pg_catalog.-) '1 hour'::pg_catalog.interval))"
+	"       )::pg_catalog.int8 AS created",
+	2, {TEXTOID, INT4OID}, RATE_NCOLS, rate_cols, NULL
 };
 
 /*
@@ -304,6 +394,63 @@ static const ItmCol consume_cols[USE_NCOLS] = {
 	"          OR i.not_before OPERATOR(pg_catalog.<=) pg_catalog.now())" \
 	"     AND i.failed_attempts IS NOT NULL"							\
 	"     AND (SELECT " LOCKED_SQL " FROM invitetomedia.settings s) IS NOT TRUE"
+/*
+ * 2.0: the link is found by its tenant ($4) and token hash, at its site
+ * ($5) only; the record goes to the link's site with a drawn id ($6).  A
+ * link of another tenant or site is an index miss like any random token.
+ */
+#define SITE_OF_LINK_2_0(ALIAS) \
+	" invitetomedia.sites s WHERE s.tenant_id OPERATOR(pg_catalog.=) " ALIAS ".tenant_id" \
+	" AND s.site_id OPERATOR(pg_catalog.=) " ALIAS ".site_id"
+#define CONSUME_ARGTYPES_2_0 {BYTEAOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, INT8OID, INT8OID}
+#define CONSUME_SQL_2_0 \
+	"WITH upd AS ("													\
+	"  UPDATE invitetomedia.invites i"								\
+	"     SET use_count = i.use_count OPERATOR(pg_catalog.+) 1,"	\
+	"         used_up_at = CASE WHEN i.max_uses OPERATOR(pg_catalog.<>) -1" \
+	"                            AND i.use_count OPERATOR(pg_catalog.+) 1" \
+	"                                OPERATOR(pg_catalog.>=) i.max_uses" \
+	"                           THEN pg_catalog.now() END"			\
+	CONSUME_SET_1_1													\
+	"   WHERE i.tenant_id OPERATOR(pg_catalog.=) $4"				\
+	"     AND i.token_hash OPERATOR(pg_catalog.=) $1"				\
+	"     AND i.site_id OPERATOR(pg_catalog.=) $5"					\
+	"     AND i.revoked_at IS NULL"									\
+	"     AND i.expires_at OPERATOR(pg_catalog.>) pg_catalog.now()" \
+	"     AND pg_catalog.lower(i.email COLLATE \"C\") OPERATOR(pg_catalog.=) $2" \
+	"     AND (i.max_uses OPERATOR(pg_catalog.=) -1"				\
+	"          OR i.use_count OPERATOR(pg_catalog.<) i.max_uses)"	\
+	"     AND (SELECT s.enabled FROM" SITE_OF_LINK_2_0("i") ")"		\
+	"     AND (i.not_before IS NULL"								\
+	"          OR i.not_before OPERATOR(pg_catalog.<=) pg_catalog.now())" \
+	"     AND i.failed_attempts IS NOT NULL"						\
+	"     AND (SELECT " LOCKED_SQL " FROM" SITE_OF_LINK_2_0("i") ") IS NOT TRUE" \
+	"  RETURNING i.invite_id, i.media_id, i.role, i.email, i.first_name," \
+	"            i.last_name, i.max_uses, i.use_count, i.expires_at, i.site_id" \
+	"), rec AS ("													\
+	"  INSERT INTO invitetomedia.redemptions"						\
+	"    (tenant_id, site_id, redemption_id, invite_id, status, device_id, user_id," \
+	"     event_seq)"												\
+	"  SELECT $4, upd.site_id, $6, upd.invite_id, 'ok', $3,"		\
+	"         (SELECT us.user_id FROM invitetomedia.users us"		\
+	"           WHERE us.tenant_id OPERATOR(pg_catalog.=) $4"		\
+	"             AND " USER_KEY_1_0_1 " OPERATOR(pg_catalog.=) $2),"	\
+	"         $7"												\
+	"    FROM upd"													\
+	"  RETURNING redemption_id, user_id"							\
+	")"																\
+	" SELECT upd.invite_id::pg_catalog.int8 AS invite_id,"			\
+	"        upd.media_id::pg_catalog.text AS media_id,"			\
+	"        upd.role::pg_catalog.text AS role,"					\
+	"        rec.user_id::pg_catalog.text AS user_id,"				\
+	"        upd.first_name::pg_catalog.text AS first_name,"		\
+	"        upd.last_name::pg_catalog.text AS last_name,"			\
+	"        upd.max_uses::pg_catalog.int4 AS max_uses,"			\
+	"        upd.use_count::pg_catalog.int4 AS use_count,"			\
+	"        upd.expires_at::pg_catalog.timestamptz AS expires_at,"	\
+	"        rec.redemption_id::pg_catalog.int8 AS redemption_id,"	\
+	"        upd.email::pg_catalog.text AS email"					\
+	"   FROM upd, rec"
 static ItmPlan consume_plan[ITM_API_COUNT] = {
 	[ITM_API_1_0] = {CONSUME_SQL(USER_KEY_1_0, "", ""), 3, {BYTEAOID, TEXTOID, TEXTOID},
 	USE_NCOLS, consume_cols, NULL},
@@ -311,6 +458,7 @@ static ItmPlan consume_plan[ITM_API_COUNT] = {
 	USE_NCOLS, consume_cols, NULL},
 	[ITM_API_1_1] = {CONSUME_SQL(USER_KEY_1_0_1, CONSUME_SET_1_1, CONSUME_WHERE_1_1), 3,
 	{BYTEAOID, TEXTOID, TEXTOID}, USE_NCOLS, consume_cols, NULL},
+	[ITM_API_2_0] = {CONSUME_SQL_2_0, 7, CONSUME_ARGTYPES_2_0, USE_NCOLS, consume_cols, NULL},
 };
 
 /*
@@ -335,6 +483,15 @@ static ItmPlan create_user_plan = {
 	NEWUSER_NCOLS, user_id_cols, NULL
 };
 
+/* 2.0: a user of the tenant ($5) */
+static ItmPlan create_user_plan_2_0 = {
+	"INSERT INTO invitetomedia.users (tenant_id, user_id, email, first_name, last_name, role)"
+	" VALUES ($5, $1, $2, $3, $4, 'anonymous')"
+	" ON CONFLICT DO NOTHING RETURNING user_id::pg_catalog.text AS user_id",
+	5, {TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID},
+	NEWUSER_NCOLS, user_id_cols, NULL
+};
+
 /* The rare path: a user appeared concurrently for the invitee's email. */
 #define FIND_USER_SQL(USER_KEY) \
 	"SELECT us.user_id::pg_catalog.text AS user_id FROM invitetomedia.users us" \
@@ -343,6 +500,8 @@ static ItmPlan find_user_plan[ITM_API_COUNT] = {
 	[ITM_API_1_0] = {FIND_USER_SQL(USER_KEY_1_0), 1, {TEXTOID}, NEWUSER_NCOLS, user_id_cols, NULL},
 	[ITM_API_1_0_1] = {FIND_USER_SQL(USER_KEY_1_0_1), 1, {TEXTOID}, NEWUSER_NCOLS, user_id_cols, NULL},
 	[ITM_API_1_1] = {FIND_USER_SQL(USER_KEY_1_0_1), 1, {TEXTOID}, NEWUSER_NCOLS, user_id_cols, NULL},
+	[ITM_API_2_0] = {FIND_USER_SQL(USER_KEY_1_0_1) " AND us.tenant_id OPERATOR(pg_catalog.=) $5",
+	5, {TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID}, NEWUSER_NCOLS, user_id_cols, NULL},
 };
 
 /*
@@ -360,6 +519,21 @@ static const ItmCol direct_record_cols[DREC_NCOLS] = {
 	[DREC_REDEMPTION_ID] = {"redemption_id", INT8OID, false, "redemptions.redemption_id"},
 	[DREC_USER_ID] = {"user_id", TEXTOID, true, "users.user_id"},
 };
+/* 2.0: the record of the tenant ($4) at the link's site ($5), a drawn id ($6) */
+static ItmPlan direct_record_plan_2_0 = {
+	"INSERT INTO invitetomedia.redemptions"
+	"  (tenant_id, site_id, redemption_id, invite_id, status, device_id, user_id, event_seq)"
+	" VALUES ($4, $5, $6, $1, 'ok', $3,"
+	"         (SELECT us.user_id FROM invitetomedia.users us"
+	"           WHERE us.tenant_id OPERATOR(pg_catalog.=) $4"
+	"             AND " USER_KEY_1_0_1 " OPERATOR(pg_catalog.=) $2),"
+	"         $7)"
+	" RETURNING redemption_id::pg_catalog.int8 AS redemption_id,"
+	"           user_id::pg_catalog.text AS user_id",
+	7, {INT8OID, TEXTOID, TEXTOID, INT4OID, TEXTOID, INT8OID, INT8OID},
+	DREC_NCOLS, direct_record_cols, NULL
+};
+
 static ItmPlan direct_record_plan = {
 	"INSERT INTO invitetomedia.redemptions (invite_id, status, device_id, user_id)"
 	" VALUES ($1, 'ok', $3,"
@@ -376,6 +550,12 @@ static ItmPlan set_redemption_user_plan = {
 	2, {INT8OID, TEXTOID}, 0, NULL, NULL
 };
 
+static ItmPlan set_redemption_user_plan_2_0 = {
+	"UPDATE invitetomedia.redemptions SET user_id = $2"
+	" WHERE tenant_id OPERATOR(pg_catalog.=) $3 AND redemption_id OPERATOR(pg_catalog.=) $1",
+	3, {INT8OID, TEXTOID, INT4OID}, 0, NULL, NULL
+};
+
 /*
  * A consume with a device_id waits here for the link's row lock (held by a
  * consume or revoke in flight) before it looks for the device's earlier use.
@@ -385,6 +565,14 @@ static ItmPlan lock_invite_plan = {
 	" WHERE i.token_hash OPERATOR(pg_catalog.=) $1"
 	"   FOR NO KEY UPDATE",
 	1, {BYTEAOID}, 0, NULL, NULL
+};
+
+static ItmPlan lock_invite_plan_2_0 = {
+	"SELECT 1 FROM invitetomedia.invites i"
+	" WHERE i.tenant_id OPERATOR(pg_catalog.=) $4 AND i.token_hash OPERATOR(pg_catalog.=) $1"
+	"   AND i.site_id OPERATOR(pg_catalog.=) $5"
+	"   FOR NO KEY UPDATE",
+	5, {BYTEAOID, TEXTOID, TEXTOID, INT4OID, TEXTOID}, 0, NULL, NULL
 };
 
 /* Why a consume took nothing (or whether this device rejoins). */
@@ -465,6 +653,37 @@ static ItmPlan consume_diagnose_plan[ITM_API_COUNT] = {
 	{BYTEAOID, TEXTOID, TEXTOID}, DX_NCOLS, diagnose_cols, NULL},
 	[ITM_API_1_1] = {DIAGNOSE_SQL(USER_KEY_1_0_1, DIAGNOSE_COLS_1_1), 3,
 	{BYTEAOID, TEXTOID, TEXTOID}, DX_NCOLS, diagnose_cols, NULL},
+	/* 2.0: the link at its tenant ($4) and site ($5), with the site's settings */
+	[ITM_API_2_0] = {
+		"SELECT i.invite_id::pg_catalog.int8 AS invite_id,"
+		"       i.media_id::pg_catalog.text AS media_id,"
+		"       i.role::pg_catalog.text AS role,"
+		"       i.first_name::pg_catalog.text AS first_name,"
+		"       i.last_name::pg_catalog.text AS last_name,"
+		"       i.max_uses::pg_catalog.int4 AS max_uses,"
+		"       i.use_count::pg_catalog.int4 AS use_count,"
+		"       i.expires_at::pg_catalog.timestamptz AS expires_at,"
+		"       s.enabled::pg_catalog.bool AS enabled,"
+		"       i.revoked_at IS NOT NULL AS revoked,"
+		"       i.expires_at OPERATOR(pg_catalog.<=) pg_catalog.now() AS expired,"
+		"       pg_catalog.lower(i.email COLLATE \"C\") OPERATOR(pg_catalog.=) $2 AS email_matches,"
+		"       ($3::pg_catalog.text IS NOT NULL AND EXISTS ("
+		"          SELECT 1 FROM invitetomedia.redemptions r"
+		"           WHERE r.tenant_id OPERATOR(pg_catalog.=) i.tenant_id"
+		"             AND r.invite_id OPERATOR(pg_catalog.=) i.invite_id"
+		"             AND r.device_id OPERATOR(pg_catalog.=) $3"
+		"             AND r.status OPERATOR(pg_catalog.=) ANY (ARRAY['ok', 'rejoin']))) AS device_seen,"
+		"       (SELECT us.user_id::pg_catalog.text FROM invitetomedia.users us"
+		"         WHERE us.tenant_id OPERATOR(pg_catalog.=) i.tenant_id"
+		"           AND " USER_KEY_1_0_1 " OPERATOR(pg_catalog.=) $2) AS user_id,"
+		DIAGNOSE_COLS_1_1
+		"  FROM invitetomedia.invites i JOIN invitetomedia.sites s"
+		"    ON s.tenant_id OPERATOR(pg_catalog.=) i.tenant_id"
+		"   AND s.site_id OPERATOR(pg_catalog.=) i.site_id"
+		" WHERE i.tenant_id OPERATOR(pg_catalog.=) $4 AND i.token_hash OPERATOR(pg_catalog.=) $1"
+		"   AND i.site_id OPERATOR(pg_catalog.=) $5",
+		5, {BYTEAOID, TEXTOID, TEXTOID, INT4OID, TEXTOID}, DX_NCOLS, diagnose_cols, NULL
+	},
 };
 
 /* 1.1: a token replaced by invite_resend answers revoked. */
@@ -484,6 +703,20 @@ static ItmPlan retired_plan = {
 	"  FROM invitetomedia.retired_tokens rt CROSS JOIN invitetomedia.settings s"
 	" WHERE rt.token_hash OPERATOR(pg_catalog.=) $1",
 	1, {BYTEAOID}, RET_NCOLS, retired_cols, NULL
+};
+
+/* 2.0: a retired token of the tenant ($4), whose link is of the site ($5) */
+static ItmPlan retired_plan_2_0 = {
+	"SELECT rt.invite_id::pg_catalog.int8 AS invite_id,"
+	"       s.enabled::pg_catalog.bool AS enabled"
+	"  FROM invitetomedia.retired_tokens rt"
+	"  JOIN invitetomedia.invites i ON i.tenant_id OPERATOR(pg_catalog.=) rt.tenant_id"
+	"   AND i.invite_id OPERATOR(pg_catalog.=) rt.invite_id"
+	"  JOIN invitetomedia.sites s ON s.tenant_id OPERATOR(pg_catalog.=) i.tenant_id"
+	"   AND s.site_id OPERATOR(pg_catalog.=) i.site_id"
+	" WHERE rt.tenant_id OPERATOR(pg_catalog.=) $4 AND rt.token_hash OPERATOR(pg_catalog.=) $1"
+	"   AND i.site_id OPERATOR(pg_catalog.=) $5",
+	5, {BYTEAOID, TEXTOID, TEXTOID, INT4OID, TEXTOID}, RET_NCOLS, retired_cols, NULL
 };
 
 /*
@@ -511,6 +744,20 @@ static ItmPlan mismatch_plan = {
 	2, {INT8OID, BYTEAOID}, 0, NULL, NULL
 };
 
+static ItmPlan mismatch_plan_2_0 = {
+	"UPDATE invitetomedia.invites i"
+	"   SET failed_attempts = i.failed_attempts OPERATOR(pg_catalog.+) 1"
+	" WHERE i.tenant_id OPERATOR(pg_catalog.=) $3 AND i.invite_id OPERATOR(pg_catalog.=) $1"
+	"   AND i.token_hash OPERATOR(pg_catalog.=) $2"
+	"   AND i.revoked_at IS NULL"
+	"   AND i.expires_at OPERATOR(pg_catalog.>) pg_catalog.now()"
+	"   AND (i.not_before IS NULL OR i.not_before OPERATOR(pg_catalog.<=) pg_catalog.now())"
+	"   AND i.failed_attempts IS NOT NULL"
+	"   AND (SELECT s.enabled FROM" SITE_OF_LINK_2_0("i") ")"
+	"   AND (SELECT " LOCKED_SQL " FROM" SITE_OF_LINK_2_0("i") ") IS NOT TRUE",
+	3, {INT8OID, BYTEAOID, INT4OID}, 0, NULL, NULL
+};
+
 /*
  * Records a refused attempt (or a rejoin), which holds no lock on the invite
  * until here.  FOR KEY SHARE makes a concurrent invite_purge wait for this
@@ -523,6 +770,17 @@ static ItmPlan record_plan = {
 	"  WHERE i.invite_id OPERATOR(pg_catalog.=) $1"
 	"    FOR KEY SHARE",
 	4, {INT8OID, TEXTOID, TEXTOID, TEXTOID}, 0, NULL, NULL
+};
+
+/* 2.0: the record of the tenant ($5) and the link's site, with a drawn id ($6) */
+static ItmPlan record_plan_2_0 = {
+	"INSERT INTO invitetomedia.redemptions"
+	"  (tenant_id, site_id, redemption_id, invite_id, status, device_id, user_id)"
+	" SELECT i.tenant_id, i.site_id, $6, i.invite_id, $2, $3, $4"
+	"   FROM invitetomedia.invites i"
+	"  WHERE i.tenant_id OPERATOR(pg_catalog.=) $5 AND i.invite_id OPERATOR(pg_catalog.=) $1"
+	"    FOR KEY SHARE",
+	6, {INT8OID, TEXTOID, TEXTOID, TEXTOID, INT4OID, INT8OID}, 0, NULL, NULL
 };
 
 enum
@@ -578,6 +836,27 @@ static ItmPlan check_plan[ITM_API_COUNT] = {
 	[ITM_API_1_0] = {CHECK_SQL(CHECK_COLS_1_0), 1, {BYTEAOID}, CHK_NCOLS, check_cols, NULL},
 	[ITM_API_1_0_1] = {CHECK_SQL(CHECK_COLS_1_0), 1, {BYTEAOID}, CHK_NCOLS, check_cols, NULL},
 	[ITM_API_1_1] = {CHECK_SQL(CHECK_COLS_1_1), 1, {BYTEAOID}, CHK_NCOLS, check_cols, NULL},
+	/* 2.0: the link at its tenant ($4) and site ($5), the tenant's media */
+	[ITM_API_2_0] = {
+		"SELECT s.enabled::pg_catalog.bool AS enabled,"
+		"       i.revoked_at IS NOT NULL AS revoked,"
+		"       i.expires_at OPERATOR(pg_catalog.<=) pg_catalog.now() AS expired,"
+		"       i.max_uses::pg_catalog.int4 AS max_uses,"
+		"       i.use_count::pg_catalog.int4 AS use_count,"
+		"       i.media_id::pg_catalog.text AS media_id,"
+		"       m.title::pg_catalog.text AS media_title,"
+		"       i.role::pg_catalog.text AS role,"
+		"       i.expires_at::pg_catalog.timestamptz AS expires_at,"
+		CHECK_COLS_1_1
+		"  FROM invitetomedia.invites i JOIN invitetomedia.sites s"
+		"    ON s.tenant_id OPERATOR(pg_catalog.=) i.tenant_id"
+		"   AND s.site_id OPERATOR(pg_catalog.=) i.site_id"
+		"  LEFT JOIN invitetomedia.media m ON m.tenant_id OPERATOR(pg_catalog.=) i.tenant_id"
+		"   AND m.media_id OPERATOR(pg_catalog.=) i.media_id"
+		" WHERE i.tenant_id OPERATOR(pg_catalog.=) $4 AND i.token_hash OPERATOR(pg_catalog.=) $1"
+		"   AND i.site_id OPERATOR(pg_catalog.=) $5",
+		5, {BYTEAOID, TEXTOID, TEXTOID, INT4OID, TEXTOID}, CHK_NCOLS, check_cols, NULL
+	},
 };
 
 /*
@@ -605,6 +884,23 @@ static ItmPlan revoke_lookup_plan = {
 	RVK_NCOLS, itm_revoke_lookup_cols, NULL
 };
 
+/* 2.0: the link of the tenant ($3) at the site ($4); the tenant's user */
+static ItmPlan revoke_lookup_plan_2_0 = {
+	"SELECT i.invited_by::pg_catalog.text AS invited_by,"
+	"       i.media_id::pg_catalog.text AS media_id,"
+	"       i.revoked_at IS NOT NULL AS revoked,"
+	"       u.user_id IS NOT NULL AS actor_found,"
+	"       u.role::pg_catalog.text AS actor_role"
+	"  FROM invitetomedia.invites i"
+	"  LEFT JOIN invitetomedia.users u ON u.tenant_id OPERATOR(pg_catalog.=) i.tenant_id"
+	"   AND u.user_id OPERATOR(pg_catalog.=) $2"
+	" WHERE i.tenant_id OPERATOR(pg_catalog.=) $3 AND i.invite_id OPERATOR(pg_catalog.=) $1"
+	"   AND i.site_id OPERATOR(pg_catalog.=) $4"
+	"   FOR UPDATE OF i",
+	4, {INT8OID, TEXTOID, INT4OID, TEXTOID},
+	RVK_NCOLS, itm_revoke_lookup_cols, NULL
+};
+
 enum
 {
 	MAY_ALLOWED,
@@ -619,6 +915,13 @@ static ItmPlan revoke_may_plan = {
 	MAY_NCOLS, revoke_may_cols, NULL
 };
 
+/* 2.0: the rule of the site ($3) */
+static ItmPlan revoke_may_plan_2_0 = {
+	"SELECT invitetomedia.may_invite_at($3, $1, $2)::pg_catalog.bool AS allowed",
+	3, {TEXTOID, TEXTOID, TEXTOID},
+	MAY_NCOLS, revoke_may_cols, NULL
+};
+
 static ItmPlan revoke_plan = {
 	"WITH r AS ("
 	"  UPDATE invitetomedia.invites SET revoked_at = pg_catalog.now(), revoked_by = $2"
@@ -628,6 +931,19 @@ static ItmPlan revoke_plan = {
 	" DELETE FROM invitetomedia.outbox o USING r"
 	"  WHERE o.invite_id OPERATOR(pg_catalog.=) r.invite_id AND o.sent_at IS NULL",
 	2, {INT8OID, TEXTOID}, 0, NULL, NULL
+};
+
+static ItmPlan revoke_plan_2_0 = {
+	"WITH r AS ("
+	"  UPDATE invitetomedia.invites SET revoked_at = pg_catalog.now(), revoked_by = $2"
+	"   WHERE tenant_id OPERATOR(pg_catalog.=) $3 AND invite_id OPERATOR(pg_catalog.=) $1"
+	"     AND revoked_at IS NULL"
+	"  RETURNING tenant_id, invite_id"
+	")"
+	" DELETE FROM invitetomedia.outbox o USING r"
+	"  WHERE o.tenant_id OPERATOR(pg_catalog.=) r.tenant_id"
+	"    AND o.invite_id OPERATOR(pg_catalog.=) r.invite_id AND o.sent_at IS NULL",
+	4, {INT8OID, TEXTOID, INT4OID, TEXTOID}, 0, NULL, NULL
 };
 
 static ItmPlan purge_plan = {
@@ -647,6 +963,28 @@ static ItmPlan guest_purge_plan = {
 	1, {INTERVALOID}, 0, NULL, NULL
 };
 
+/*
+ * 2.0: the caller's tenant's ($2) links, on every site of the tenant: the
+ * purge is maintenance of the tenant's data, not of one instance's.
+ */
+static ItmPlan purge_plan_2_0 = {
+	"DELETE FROM invitetomedia.invites"
+	" WHERE tenant_id OPERATOR(pg_catalog.=) $2"
+	"   AND (expires_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) $1)"
+	"    OR revoked_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) $1)"
+	"    OR used_up_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) $1))",
+	2, {INTERVALOID, INT4OID}, 0, NULL, NULL
+};
+
+static ItmPlan guest_purge_plan_2_0 = {
+	"DELETE FROM invitetomedia.guest_links"
+	" WHERE tenant_id OPERATOR(pg_catalog.=) $2"
+	"   AND (expires_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) $1)"
+	"    OR revoked_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) $1)"
+	"    OR used_up_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) $1))",
+	2, {INTERVALOID, INT4OID}, 0, NULL, NULL
+};
+
 /*---- invite_create ---------------------------------------------------------*/
 
 /* The arguments of invite_create, checked on their own. */
@@ -662,6 +1000,7 @@ typedef struct CreateArgs
 	ItmApi		api;
 	bool		scheduled;		/* 1.1: not_before given */
 	Datum		not_before;
+	ItmSite		site;			/* 2.0: the site it is created on */
 } CreateArgs;
 
 /* What invite_create read: settings, template, media, inviter, policies. */
@@ -731,13 +1070,27 @@ static void
 ReadCreateContext(const CreateArgs *a, CreateContext *c)
 {
 	ItmPlan    *p = &create_context_plan[a->api];
-	Datum		args[3];
+	Datum		args[5];
 
 	args[0] = CStringGetTextDatum(a->media_id);
 	args[1] = CStringGetTextDatum(a->inviter_id);
 	args[2] = CStringGetTextDatum(a->email);
+	if (a->api == ITM_API_2_0)
+	{
+		args[3] = CStringGetTextDatum(a->site.site_id);
+		args[4] = Int32GetDatum(a->site.tenant_id);
+	}
 	ItmRunPlan(p, args, NULL, false, SPI_OK_SELECT);
-	ItmRequireSettingsRow(SPI_processed);
+	if (a->api == ITM_API_2_0)
+	{
+		/* the site was read a moment ago in this transaction: a DBA dropped it */
+		if (SPI_processed != 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("site \"%s\" does not exist", a->site.site_id)));
+	}
+	else
+		ItmRequireSettingsRow(SPI_processed);
 
 	c->enabled = ItmColBool(p, CTX_ENABLED);
 	c->link_duration = ItmColInt4(p, CTX_LINK_DURATION);
@@ -763,16 +1116,19 @@ ReadCreateContext(const CreateArgs *a, CreateContext *c)
  * Creations by one actor queue on the actor's row (see lock_actor_plan).
  */
 void
-ItmCheckRateLimit(const char *actor_id, int32 per_hour, bool with_resends)
+ItmCheckRateLimit(const char *actor_id, int32 per_hour, bool with_resends,
+				  const ItmSite *site)
 {
-	ItmPlan    *p = with_resends ? &rate_count_plan_1_1_1 : &rate_count_plan;
-	Datum		args[1];
+	ItmPlan    *p = site ? &rate_count_plan_2_0 :
+		with_resends ? &rate_count_plan_1_1_1 : &rate_count_plan;
+	Datum		args[2];
 	int64		created;
 
 	if (per_hour <= 0)
 		return;
 	args[0] = CStringGetTextDatum(actor_id);
-	ItmRunPlan(&lock_actor_plan, args, NULL, false, SPI_OK_SELECT);
+	args[1] = site ? Int32GetDatum(site->tenant_id) : (Datum) 0;
+	ItmRunPlan(site ? &lock_actor_plan_2_0 : &lock_actor_plan, args, NULL, false, SPI_OK_SELECT);
 	ItmRunPlanAfterLock(p, args, NULL, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		elog(ERROR, "invitetomedia: the rate count returned %llu rows",
@@ -871,9 +1227,11 @@ CheckTemplate(const CreateContext *c)
 static void
 InsertInvite(const CreateArgs *a, const CreateContext *c, CreatedInvite *inv)
 {
-	ItmPlan    *p = a->api >= ITM_API_1_1 ? &create_insert_plan_1_1 : &create_insert_plan;
-	Datum		args[10];
-	char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', 'n'};
+	ItmPlan    *p = a->api == ITM_API_2_0 ? &create_insert_plan_2_0 :
+		a->api == ITM_API_1_1 ? &create_insert_plan_1_1 : &create_insert_plan;
+	Datum		args[13];
+	char		nulls[13] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', 'n', ' ', ' ', ' '};
+	int			draws;
 
 	ItmNewToken(ITM_TOKEN_PREFIX, inv->token);
 	inv->url = psprintf("%s%s", c->base_url, inv->token);
@@ -893,8 +1251,11 @@ InsertInvite(const CreateArgs *a, const CreateContext *c, CreatedInvite *inv)
 		args[9] = a->not_before;
 		nulls[9] = ' ';
 	}
-	/* 1.1: through the table access method where it can (itm_direct.c) */
-	if (a->api >= ITM_API_1_1)
+	/*
+	 * 1.1: through the table access method where it can (itm_direct.c).  Its
+	 * whitelist holds 1.1.1's tables: a 2.0 database takes the statement.
+	 */
+	if (a->api == ITM_API_1_1)
 	{
 		TimestampTz expires_at;
 
@@ -917,7 +1278,21 @@ InsertInvite(const CreateArgs *a, const CreateContext *c, CreatedInvite *inv)
 			return;
 		}
 	}
-	ItmRunPlan(p, args, nulls, false, SPI_OK_INSERT_RETURNING);
+	if (a->api == ITM_API_2_0)
+	{
+		args[10] = Int32GetDatum(a->site.tenant_id);
+		args[11] = CStringGetTextDatum(a->site.site_id);
+	}
+	for (draws = 0;; draws++)
+	{
+		if (a->api == ITM_API_2_0)
+			args[12] = Int64GetDatum(ItmRandomId());
+		ItmRunPlan(p, args, nulls, false, SPI_OK_INSERT_RETURNING);
+		/* 2.0: nothing inserted is a duplicate id (ON CONFLICT): draw again */
+		if (SPI_processed == 0 && a->api == ITM_API_2_0 && draws < 3)
+			continue;
+		break;
+	}
 	if (SPI_processed != 1)
 		elog(ERROR, "invitetomedia: the invite insert returned %llu rows",
 			 (unsigned long long) SPI_processed);
@@ -941,13 +1316,13 @@ QueueInviteEmail(const CreateArgs *a, const CreateContext *c, const CreatedInvit
 	values[ITM_PH_EXPIRES_AT] = inv->expires_text;
 	values[ITM_PH_INVITER_NAME] = c->inviter_name ? c->inviter_name : "";
 
-	(void) ItmQueueMail(inv->invite_id, a->email,
+	(void) ItmQueueMail(a->api == ITM_API_2_0 ? &a->site : NULL, inv->invite_id, a->email,
 						psprintf("%s %s", a->first_name, a->last_name),
 						ItmRenderSubject(c->subject, values), ItmRender(c->body, values));
 }
 
 static Datum
-CreateImpl(FunctionCallInfo fcinfo, ItmApi api, bool with_resends)
+CreateImpl(FunctionCallInfo fcinfo, ItmApi api, bool with_resends, const char *site_id)
 {
 	static const char *const argnames[] = {
 		"media_id", "inviter_id", "email", "first_name", "last_name", "role", "send_email"
@@ -971,9 +1346,12 @@ CreateImpl(FunctionCallInfo fcinfo, ItmApi api, bool with_resends)
 	memset(&a, 0, sizeof(a));
 	a.api = api;
 	ReadCreateArgs(fcinfo, &a);
+	if (api == ITM_API_2_0)
+		ItmResolveSite(site_id, &a.site);
 	ReadCreateContext(&a, &c);
 	CheckCreateRules(&a, &c);
-	ItmCheckRateLimit(a.inviter_id, c.invites_per_hour, with_resends);
+	ItmCheckRateLimit(a.inviter_id, c.invites_per_hour, with_resends,
+					  a.api == ITM_API_2_0 ? &a.site : NULL);
 	InsertInvite(&a, &c, &inv);
 	if (a.send_email)
 		QueueInviteEmail(&a, &c, &inv);
@@ -995,7 +1373,7 @@ PG_FUNCTION_INFO_V1(invite_create);
 Datum
 invite_create(PG_FUNCTION_ARGS)
 {
-	return CreateImpl(fcinfo, ITM_API_1_0_1, false);
+	return CreateImpl(fcinfo, ITM_API_1_0_1, false, NULL);
 }
 
 /* 1.1: not_before, the rate limit */
@@ -1003,7 +1381,7 @@ PG_FUNCTION_INFO_V1(invite_create_1_1);
 Datum
 invite_create_1_1(PG_FUNCTION_ARGS)
 {
-	return CreateImpl(fcinfo, ITM_API_1_1, false);
+	return CreateImpl(fcinfo, ITM_API_1_1, false, NULL);
 }
 
 /* 1.1.1: mailed resends count towards the rate limit */
@@ -1011,7 +1389,26 @@ PG_FUNCTION_INFO_V1(invite_create_1_1_1);
 Datum
 invite_create_1_1_1(PG_FUNCTION_ARGS)
 {
-	return CreateImpl(fcinfo, ITM_API_1_1, true);
+	return CreateImpl(fcinfo, ITM_API_1_1, true, NULL);
+}
+
+/* 2.0: the 1.1.1 signature, on the default site of the caller's tenant */
+PG_FUNCTION_INFO_V1(invite_create_2_0);
+Datum
+invite_create_2_0(PG_FUNCTION_ARGS)
+{
+	return CreateImpl(fcinfo, ITM_API_2_0, true, NULL);
+}
+
+/* 2.0: invite_create_at(site_id, ...1.1.1's arguments) */
+PG_FUNCTION_INFO_V1(invite_create_at);
+Datum
+invite_create_at(PG_FUNCTION_ARGS)
+{
+	char	   *site_id;
+	FunctionCallInfo shifted = ItmShiftSiteArg(fcinfo, &site_id);
+
+	return CreateImpl(shifted, ITM_API_2_0, true, site_id);
 }
 
 /*---- invite_consume --------------------------------------------------------*/
@@ -1057,8 +1454,14 @@ typedef struct ConsumeCall
 {
 	ItmApi		api;
 	char	   *email_key;		/* typed email, trimmed, ASCII-lower-cased */
-	Datum		args[3];		/* token hash, email_key, device_id */
-	char		nulls[3];
+	/*
+	 * token hash, email_key, device_id; 2.0: tenant, site, a drawn id, and
+	 * the use's event_seq where the relay announces it (else NULL)
+	 */
+	Datum		args[7];
+	char		nulls[7];
+	bool		relay;
+	ItmSite		site;			/* 2.0 */
 	ConsumeStatus status;
 	int64		invite_id;		/* when the link is known */
 	char	   *user_id;		/* for the record of a rejoin */
@@ -1094,12 +1497,14 @@ DiagnoseConsume(ConsumeCall *call)
 		/* 1.1: a token replaced by invite_resend */
 		if (call->api >= ITM_API_1_1)
 		{
-			ItmRunPlan(&retired_plan, call->args, NULL, false, SPI_OK_SELECT);
+			ItmPlan    *r = call->api == ITM_API_2_0 ? &retired_plan_2_0 : &retired_plan;
+
+			ItmRunPlan(r, call->args, call->nulls, false, SPI_OK_SELECT);
 			if (SPI_processed == 1)
 			{
 				/* the documented order: disabled comes first */
-				call->status = ItmColBool(&retired_plan, RET_ENABLED) ? CS_REVOKED : CS_DISABLED;
-				call->invite_id = ItmColInt8(&retired_plan, RET_INVITE_ID);
+				call->status = ItmColBool(r, RET_ENABLED) ? CS_REVOKED : CS_DISABLED;
+				call->invite_id = ItmColInt8(r, RET_INVITE_ID);
 			}
 		}
 		return;
@@ -1150,14 +1555,16 @@ EnsureInviteeUser(ConsumeCall *call, int64 redemption_id, Datum invite_email,
 				  Datum first_name, bool first_name_null,
 				  Datum last_name, bool last_name_null)
 {
-	char	   *user_id = ItmEnsureUser(call->api, call->email_key, invite_email,
-										first_name, first_name_null,
+	char	   *user_id = ItmEnsureUser(call->api, call->site.tenant_id, call->email_key,
+										invite_email, first_name, first_name_null,
 										last_name, last_name_null);
-	Datum		args[2];
+	Datum		args[3];
 
 	args[0] = Int64GetDatum(redemption_id);
 	args[1] = CStringGetTextDatum(user_id);
-	ItmRunPlan(&set_redemption_user_plan, args, NULL, false, SPI_OK_UPDATE);
+	args[2] = Int32GetDatum(call->site.tenant_id);
+	ItmRunPlan(call->api == ITM_API_2_0 ? &set_redemption_user_plan_2_0 : &set_redemption_user_plan,
+			   args, NULL, false, SPI_OK_UPDATE);
 	return user_id;
 }
 
@@ -1166,14 +1573,14 @@ EnsureInviteeUser(ConsumeCall *call, int64 redemption_id, Datum invite_email,
  * if no user has it: an invitee's first use, a guest's first join.
  */
 char *
-ItmEnsureUser(ItmApi api, const char *email_key, Datum email,
+ItmEnsureUser(ItmApi api, int32 tenant_id, const char *email_key, Datum email,
 			  Datum first_name, bool first_name_null,
 			  Datum last_name, bool last_name_null)
 {
-	ItmPlan    *p = &create_user_plan;
+	ItmPlan    *p = api == ITM_API_2_0 ? &create_user_plan_2_0 : &create_user_plan;
 	ItmPlan    *f = &find_user_plan[api];
-	Datum		args[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
+	Datum		args[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 
 	args[0] = CStringGetTextDatum(email_key);
 	args[1] = email;
@@ -1183,6 +1590,7 @@ ItmEnsureUser(ItmApi api, const char *email_key, Datum email,
 		nulls[2] = 'n';
 	if (last_name_null)
 		nulls[3] = 'n';
+	args[4] = Int32GetDatum(tenant_id);	/* 2.0 */
 	ItmRunPlan(p, args, nulls, false, SPI_OK_INSERT_RETURNING);
 	if (SPI_processed == 1)
 		return ItmColText(p, NEWUSER_USER_ID);
@@ -1191,7 +1599,7 @@ ItmEnsureUser(ItmApi api, const char *email_key, Datum email,
 	 * Not created: another session created it concurrently (take it), or
 	 * another address owns this user_id.
 	 */
-	ItmRunPlan(f, args, NULL, false, SPI_OK_SELECT);
+	ItmRunPlan(f, args, nulls, false, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNIQUE_VIOLATION),
@@ -1208,24 +1616,32 @@ ItmEnsureUser(ItmApi api, const char *email_key, Datum email,
  * result row, as the consume statement's answer would.
  */
 static void
-RecordDirectUse(ConsumeCall *call, const ItmDirectUse *use)
+RecordDirectUse(ConsumeCall *call, const ItmDirectSite *site, const ItmDirectUse *use)
 {
-	ItmPlan    *p = &direct_record_plan;
-	Datum		args[3];
-	char		nulls[3] = {' ', ' ', ' '};
+	ItmPlan    *p = site ? &direct_record_plan_2_0 : &direct_record_plan;
+	Datum		args[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	char	   *user_id;
 	int64		redemption_id;
 
 	call->status = CS_OK;
 	call->invite_id = use->invite_id;
+	/* 2.0: the drawn id ($6) and the relay's event_seq ($7), as TakeUse drew them */
 	if (!ItmDirectRecordUse(use->invite_id, call->email_key,
 							call->args[2], call->nulls[2] == 'n',
+							site, DatumGetInt64(call->args[5]),
+							call->args[6], call->nulls[6] == 'n',
 							&redemption_id, &user_id))
 	{
 		args[0] = Int64GetDatum(use->invite_id);
 		args[1] = call->args[1];
 		args[2] = call->args[2];
 		nulls[2] = call->nulls[2];
+		args[3] = call->args[3];
+		args[4] = call->args[4];
+		args[5] = call->args[5];
+		args[6] = call->args[6];
+		nulls[6] = call->nulls[6];
 		ItmDirectUseDone();
 		ItmRunPlan(p, args, nulls, false, SPI_OK_INSERT_RETURNING);
 		if (SPI_processed != 1)
@@ -1272,15 +1688,54 @@ TakeUse(ConsumeCall *call)
 	Datum		last_name;
 	bool		first_name_null;
 	bool		last_name_null;
+	ItmDirectSite site;
 
+	if (call->api == ITM_API_2_0)
+	{
+		call->args[5] = Int64GetDatum(ItmRandomId());
+		/*
+		 * The relay's counter, drawn here rather than in the statement (a
+		 * CASE there cost every use a subquery scan, relay or not: bench):
+		 * after the xid, as the relay's bound needs (itm_relay.c).  A use
+		 * neither path takes leaves a gap, which the relay skips.
+		 */
+		call->nulls[6] = 'n';
+		if (call->relay)
+		{
+			Oid			seq = get_relname_relid("redemptions_event_seq",
+												get_namespace_oid("invitetomedia", false));
+
+			if (!OidIsValid(seq))
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_OBJECT),
+						 errmsg("invitetomedia.redemptions_event_seq does not exist"),
+						 errhint("The event relay needs it: restore it, or remove this database from invitetomedia.relay_databases.")));
+			(void) GetTopTransactionId();
+			call->args[6] = DirectFunctionCall1(nextval_oid, ObjectIdGetDatum(seq));
+			call->nulls[6] = ' ';
+		}
+	}
+
+	/*
+	 * 1.1 and 2.0 take the use through the table access method where they
+	 * can (itm_direct.c): the same conditions, the same lock, the same
+	 * record; 2.0 finds the link by its tenant and hash, at its site.
+	 */
 	if (call->api >= ITM_API_1_1)
 	{
 		ItmDirectUse use;
+		const ItmDirectSite *where = NULL;
 
-		switch (ItmDirectTakeUse(DatumGetByteaPP(call->args[0]), call->email_key, &use))
+		if (call->api == ITM_API_2_0)
+		{
+			site.tenant_id = call->site.tenant_id;
+			site.site_id = call->site.site_id;
+			where = &site;
+		}
+		switch (ItmDirectTakeUse(DatumGetByteaPP(call->args[0]), call->email_key, where, &use))
 		{
 			case ITM_DIRECT_TAKEN:
-				RecordDirectUse(call, &use);
+				RecordDirectUse(call, where, &use);
 				return true;
 			case ITM_DIRECT_REFUSED:
 				return false;
@@ -1330,11 +1785,13 @@ TakeUse(ConsumeCall *call)
 static bool
 CountMismatch(ConsumeCall *call)
 {
-	Datum		margs[2];
+	Datum		margs[3];
 
 	margs[0] = Int64GetDatum(call->invite_id);
 	margs[1] = call->args[0];
-	ItmRunPlan(&mismatch_plan, margs, NULL, false, SPI_OK_UPDATE);
+	margs[2] = Int32GetDatum(call->site.tenant_id);
+	ItmRunPlan(call->api == ITM_API_2_0 ? &mismatch_plan_2_0 : &mismatch_plan,
+			   margs, NULL, false, SPI_OK_UPDATE);
 	return SPI_processed == 1;
 }
 
@@ -1342,22 +1799,28 @@ CountMismatch(ConsumeCall *call)
 static void
 RecordAttempt(ConsumeCall *call)
 {
-	Datum		args[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
+	Datum		args[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 
 	args[0] = Int64GetDatum(call->invite_id);
 	args[1] = CStringGetTextDatum(consume_status_names[call->status]);
+	if (call->api == ITM_API_2_0)
+	{
+		args[4] = Int32GetDatum(call->site.tenant_id);
+		args[5] = Int64GetDatum(ItmRandomId());
+	}
 	args[2] = call->args[2];
 	nulls[2] = call->nulls[2];
 	if (call->user_id)
 		args[3] = CStringGetTextDatum(call->user_id);
 	else
 		nulls[3] = 'n';
-	ItmRunPlan(&record_plan, args, nulls, false, SPI_OK_INSERT);
+	ItmRunPlan(call->api == ITM_API_2_0 ? &record_plan_2_0 : &record_plan,
+			   args, nulls, false, SPI_OK_INSERT);
 }
 
 static Datum
-ConsumeImpl(FunctionCallInfo fcinfo, ItmApi api)
+ConsumeImpl(FunctionCallInfo fcinfo, ItmApi api, const char *site_id)
 {
 	ConsumeCall call;
 	text	   *token;
@@ -1378,8 +1841,15 @@ ConsumeImpl(FunctionCallInfo fcinfo, ItmApi api)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
+	/* 2.0: the site first (a site of another tenant does not exist) */
+	if (api == ITM_API_2_0)
+	{
+		ItmResolveSite(site_id, &call.site);
+		call.args[3] = Int32GetDatum(call.site.tenant_id);
+		call.args[4] = CStringGetTextDatum(call.site.site_id);
+	}
 	has_device = !PG_ARGISNULL(2);
-	call.nulls[0] = call.nulls[1] = call.nulls[2] = ' ';
+	memset(call.nulls, ' ', sizeof(call.nulls));
 	if (has_device)
 		call.args[2] = CStringGetTextDatum(ItmIdArg(fcinfo, 2, "device_id"));
 	else
@@ -1400,6 +1870,7 @@ ConsumeImpl(FunctionCallInfo fcinfo, ItmApi api)
 	if (api >= ITM_API_1_1)
 		relay = ItmRelayAnnounces();
 
+	call.relay = relay;
 	call.email_key = ItmEmailKey(text_to_cstring(PG_GETARG_TEXT_PP(1)));
 	call.args[0] = PointerGetDatum(ItmTokenHash(VARDATA_ANY(token), VARSIZE_ANY_EXHDR(token)));
 	call.args[1] = CStringGetTextDatum(call.email_key);
@@ -1412,7 +1883,8 @@ ConsumeImpl(FunctionCallInfo fcinfo, ItmApi api)
 	 */
 	if (has_device)
 	{
-		ItmRunPlan(&lock_invite_plan, call.args, call.nulls, false, SPI_OK_SELECT);
+		ItmRunPlan(api == ITM_API_2_0 ? &lock_invite_plan_2_0 : &lock_invite_plan,
+				   call.args, call.nulls, false, SPI_OK_SELECT);
 		DiagnoseConsume(&call);
 		if (call.status == CS_EMAIL_MISMATCH && api >= ITM_API_1_1 &&
 			!CountMismatch(&call))
@@ -1450,7 +1922,12 @@ refused:
 done:
 	/* 1.1: tell the application (any role may LISTEN: the id only) */
 	if (call.status == CS_OK && api >= ITM_API_1_1 && !relay)
-		ItmNotifyEvent(ITM_EVENT_INVITE_ACCEPTED, call.invite_id);
+	{
+		if (api == ITM_API_2_0)
+			ItmNotifyTenantEvent(ITM_EVENT_INVITE_ACCEPTED, call.site.tenant_id, call.invite_id);
+		else
+			ItmNotifyEvent(ITM_EVENT_INVITE_ACCEPTED, call.invite_id);
+	}
 	call.result[CR_STATUS] = CStringGetTextDatum(consume_status_names[call.status]);
 	call.result_nulls[CR_STATUS] = false;
 	ItmPutResultRow(fcinfo, call.result, call.result_nulls);
@@ -1463,14 +1940,14 @@ PG_FUNCTION_INFO_V1(invite_consume);
 Datum
 invite_consume(PG_FUNCTION_ARGS)
 {
-	return ConsumeImpl(fcinfo, ITM_API_1_0);
+	return ConsumeImpl(fcinfo, ITM_API_1_0, NULL);
 }
 
 PG_FUNCTION_INFO_V1(invite_consume_1_0_1);
 Datum
 invite_consume_1_0_1(PG_FUNCTION_ARGS)
 {
-	return ConsumeImpl(fcinfo, ITM_API_1_0_1);
+	return ConsumeImpl(fcinfo, ITM_API_1_0_1, NULL);
 }
 
 /* 1.1: scheduled links, lockout, retired tokens, the accepted event */
@@ -1478,7 +1955,26 @@ PG_FUNCTION_INFO_V1(invite_consume_1_1);
 Datum
 invite_consume_1_1(PG_FUNCTION_ARGS)
 {
-	return ConsumeImpl(fcinfo, ITM_API_1_1);
+	return ConsumeImpl(fcinfo, ITM_API_1_1, NULL);
+}
+
+/* 2.0: the 1.1 signature, on the default site of the caller's tenant */
+PG_FUNCTION_INFO_V1(invite_consume_2_0);
+Datum
+invite_consume_2_0(PG_FUNCTION_ARGS)
+{
+	return ConsumeImpl(fcinfo, ITM_API_2_0, NULL);
+}
+
+/* 2.0: invite_consume_at(site_id, token, email, device_id) */
+PG_FUNCTION_INFO_V1(invite_consume_at);
+Datum
+invite_consume_at(PG_FUNCTION_ARGS)
+{
+	char	   *site_id;
+	FunctionCallInfo shifted = ItmShiftSiteArg(fcinfo, &site_id);
+
+	return ConsumeImpl(shifted, ITM_API_2_0, site_id);
 }
 
 /*---- invite_check ----------------------------------------------------------*/
@@ -1517,7 +2013,7 @@ CheckStatus(bool enabled, bool revoked, bool expired, bool not_yet, bool locked,
  * revoked for a token replaced by invite_resend.
  */
 static Datum
-CheckImpl(FunctionCallInfo fcinfo, ItmApi api)
+CheckImpl(FunctionCallInfo fcinfo, ItmApi api, const char *site_id)
 {
 	ItmPlan    *p = &check_plan[api];
 	text	   *token;
@@ -1526,27 +2022,47 @@ CheckImpl(FunctionCallInfo fcinfo, ItmApi api)
 	Datum		result[7];
 	bool		result_nulls[7] = {false, true, true, true, true, true, true};
 
+	ItmSite		site = {0, NULL};
+
 	ItmRequireArg(fcinfo, 0, "token");
 	ItmMaterializeResult(fcinfo);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
+	/* 2.0: the site first (a site of another tenant does not exist) */
+	if (api == ITM_API_2_0)
+		ItmResolveSite(site_id, &site);
 
 	/* a malformed or mistyped token (bad checksum): no table is read */
 	token = PG_GETARG_TEXT_PP(0);
 	if (itm_token_valid(VARDATA_ANY(token), VARSIZE_ANY_EXHDR(token)))
 	{
-		Datum		args[1];
+		Datum		args[5];
+		char		nulls[5] = {' ', 'n', 'n', ' ', ' '};
 		ItmDirectInvite di;
 		ItmDirectResult dr = ITM_DIRECT_UNSUPPORTED;
 		bool		fill = false;
 
 		args[0] = PointerGetDatum(ItmTokenHash(VARDATA_ANY(token), VARSIZE_ANY_EXHDR(token)));
-		/* 1.1 reads the invite through the table access method where it can */
-		if (api >= ITM_API_1_1)
-			dr = ItmDirectReadInvite(DatumGetByteaPP(args[0]), &di);
+		if (api == ITM_API_2_0)
+		{
+			args[3] = Int32GetDatum(site.tenant_id);
+			args[4] = CStringGetTextDatum(site.site_id);
+		}
+		/*
+		 * 1.1 and 2.0 read the invite through the table access method where
+		 * they can (2.0: by its tenant and hash, at its site)
+		 */
+		if (api == ITM_API_1_1)
+			dr = ItmDirectReadInvite(DatumGetByteaPP(args[0]), NULL, &di);
+		else if (api == ITM_API_2_0)
+		{
+			ItmDirectSite where = {site.tenant_id, site.site_id};
+
+			dr = ItmDirectReadInvite(DatumGetByteaPP(args[0]), &where, &di);
+		}
 		if (dr == ITM_DIRECT_UNSUPPORTED)
 		{
-			ItmRunPlan(p, args, NULL, true, SPI_OK_SELECT);
+			ItmRunPlan(p, args, nulls, true, SPI_OK_SELECT);
 			if (SPI_processed == 1)
 			{
 				dr = ITM_DIRECT_TAKEN;
@@ -1588,9 +2104,11 @@ CheckImpl(FunctionCallInfo fcinfo, ItmApi api)
 		}
 		else if (api >= ITM_API_1_1)
 		{
-			ItmRunPlan(&retired_plan, args, NULL, true, SPI_OK_SELECT);
+			ItmPlan    *r = api == ITM_API_2_0 ? &retired_plan_2_0 : &retired_plan;
+
+			ItmRunPlan(r, args, nulls, true, SPI_OK_SELECT);
 			if (SPI_processed == 1)
-				status = ItmColBool(&retired_plan, RET_ENABLED) ? "revoked" : "disabled";
+				status = ItmColBool(r, RET_ENABLED) ? "revoked" : "disabled";
 		}
 	}
 	result[0] = CStringGetTextDatum(status);
@@ -1603,46 +2121,67 @@ PG_FUNCTION_INFO_V1(invite_check);
 Datum
 invite_check(PG_FUNCTION_ARGS)
 {
-	return CheckImpl(fcinfo, ITM_API_1_0_1);
+	return CheckImpl(fcinfo, ITM_API_1_0_1, NULL);
 }
 
 PG_FUNCTION_INFO_V1(invite_check_1_1);
 Datum
 invite_check_1_1(PG_FUNCTION_ARGS)
 {
-	return CheckImpl(fcinfo, ITM_API_1_1);
+	return CheckImpl(fcinfo, ITM_API_1_1, NULL);
+}
+
+/* 2.0: the 1.1 signature, on the default site of the caller's tenant */
+PG_FUNCTION_INFO_V1(invite_check_2_0);
+Datum
+invite_check_2_0(PG_FUNCTION_ARGS)
+{
+	return CheckImpl(fcinfo, ITM_API_2_0, NULL);
+}
+
+/* 2.0: invite_check_at(site_id, token) */
+PG_FUNCTION_INFO_V1(invite_check_at);
+Datum
+invite_check_at(PG_FUNCTION_ARGS)
+{
+	char	   *site_id;
+	FunctionCallInfo shifted = ItmShiftSiteArg(fcinfo, &site_id);
+
+	return CheckImpl(shifted, ITM_API_2_0, site_id);
 }
 
 /*
  * Who may change a link: its inviter, an administrator, or anyone who may
  * invite to its media (invite_revoke's rule).
  */
-static bool MayInviteNow(const char *actor_id, const char *media_id);
+static bool MayInviteNow(const char *actor_id, const char *media_id, const ItmSite *site);
 
 static bool
 MayManageLink(const char *actor_id, const char *actor_role,
-			  const char *created_by, const char *media_id)
+			  const char *created_by, const char *media_id, const ItmSite *site)
 {
 	if (created_by != NULL && strcmp(created_by, actor_id) == 0)
 		return true;
 	if (actor_role != NULL && (strcmp(actor_role, "admin") == 0 ||
 							   strcmp(actor_role, "unmoderated_admin") == 0))
 		return true;
-	return MayInviteNow(actor_id, media_id);
+	return MayInviteNow(actor_id, media_id, site);
 }
 
 /* may_invite(actor, media) as the rule says now (NULL: no) */
 static bool
-MayInviteNow(const char *actor_id, const char *media_id)
+MayInviteNow(const char *actor_id, const char *media_id, const ItmSite *site)
 {
-	Datum		margs[2];
+	ItmPlan    *p = site ? &revoke_may_plan_2_0 : &revoke_may_plan;
+	Datum		margs[3];
 
 	if (media_id == NULL)
 		return false;
 	margs[0] = CStringGetTextDatum(actor_id);
 	margs[1] = CStringGetTextDatum(media_id);
-	ItmRunPlan(&revoke_may_plan, margs, NULL, false, SPI_OK_SELECT);
-	return SPI_processed == 1 && ItmColBool(&revoke_may_plan, MAY_ALLOWED);
+	margs[2] = site ? CStringGetTextDatum(site->site_id) : (Datum) 0;
+	ItmRunPlan(p, margs, NULL, false, SPI_OK_SELECT);
+	return SPI_processed == 1 && ItmColBool(p, MAY_ALLOWED);
 }
 
 /*---- invite_revoke ---------------------------------------------------------*/
@@ -1652,13 +2191,14 @@ MayInviteNow(const char *actor_id, const char *media_id)
  * media revokes; true if revoked now, false if it already was.
  */
 Datum
-ItmRevokeLink(FunctionCallInfo fcinfo, const ItmRevokeKind *k)
+ItmRevokeLink(FunctionCallInfo fcinfo, const ItmRevokeKind *k, ItmApi api, const char *site_id)
 {
-	ItmPlan    *p = k->lookup;
+	ItmPlan    *p = api == ITM_API_2_0 ? k->lookup_2_0 : k->lookup;
 	int64		id;
 	char	   *actor_id;
 	bool		already;
-	Datum		args[2];
+	Datum		args[4];
+	ItmSite		site = {0, NULL};
 
 	ItmRequireArg(fcinfo, 0, k->id_arg);
 	ItmRequireArg(fcinfo, 1, "actor_id");
@@ -1670,6 +2210,13 @@ ItmRevokeLink(FunctionCallInfo fcinfo, const ItmRevokeKind *k)
 	actor_id = ItmIdArg(fcinfo, 1, "actor_id");
 	args[0] = Int64GetDatum(id);
 	args[1] = CStringGetTextDatum(actor_id);
+	if (api == ITM_API_2_0)
+	{
+		/* a link of another tenant or site does not exist, as an unknown id */
+		ItmResolveSite(site_id, &site);
+		args[2] = Int32GetDatum(site.tenant_id);
+		args[3] = CStringGetTextDatum(site.site_id);
+	}
 	ItmRunPlan(p, args, NULL, false, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
@@ -1681,7 +2228,8 @@ ItmRevokeLink(FunctionCallInfo fcinfo, const ItmRevokeKind *k)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("user \"%s\" does not exist", ItmClip(actor_id, 100))));
 	if (!MayManageLink(actor_id, ItmColText(p, RVK_ACTOR_ROLE),
-					   ItmColText(p, RVK_INVITED_BY), ItmColText(p, RVK_MEDIA_ID)))
+					   ItmColText(p, RVK_INVITED_BY), ItmColText(p, RVK_MEDIA_ID),
+					   api == ITM_API_2_0 ? &site : NULL))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("user \"%s\" may not revoke %s %lld",
@@ -1689,7 +2237,8 @@ ItmRevokeLink(FunctionCallInfo fcinfo, const ItmRevokeKind *k)
 				 errdetail("%s", k->who_detail)));
 
 	if (!already)
-		ItmRunPlan(k->revoke, args, NULL, false, k->revoke_rc);
+		ItmRunPlan(api == ITM_API_2_0 ? k->revoke_2_0 : k->revoke, args, NULL, false,
+				   k->revoke_rc);
 	SPI_finish();
 	PG_RETURN_BOOL(!already);
 }
@@ -1701,10 +2250,37 @@ invite_revoke(PG_FUNCTION_ARGS)
 	static const ItmRevokeKind kind = {
 		"invite_revoke()", "invite_id", "invite",
 		"The inviter, administrators and those who may invite to the media may revoke its links.",
-		&revoke_lookup_plan, &revoke_plan, SPI_OK_DELETE
+		&revoke_lookup_plan, &revoke_plan, SPI_OK_DELETE,
+		&revoke_lookup_plan_2_0, &revoke_plan_2_0
 	};
 
-	return ItmRevokeLink(fcinfo, &kind);
+	return ItmRevokeLink(fcinfo, &kind, ITM_API_1_1, NULL);
+}
+
+static const ItmRevokeKind invite_revoke_kind_2_0 = {
+	"invite_revoke()", "invite_id", "invite",
+	"The inviter, administrators and those who may invite to the media may revoke its links.",
+	&revoke_lookup_plan, &revoke_plan, SPI_OK_DELETE,
+	&revoke_lookup_plan_2_0, &revoke_plan_2_0
+};
+
+/* 2.0: the 1.0 signature, on the default site of the caller's tenant */
+PG_FUNCTION_INFO_V1(invite_revoke_2_0);
+Datum
+invite_revoke_2_0(PG_FUNCTION_ARGS)
+{
+	return ItmRevokeLink(fcinfo, &invite_revoke_kind_2_0, ITM_API_2_0, NULL);
+}
+
+/* 2.0: invite_revoke_at(site_id, invite_id, actor_id) */
+PG_FUNCTION_INFO_V1(invite_revoke_at);
+Datum
+invite_revoke_at(PG_FUNCTION_ARGS)
+{
+	char	   *site_id;
+	FunctionCallInfo shifted = ItmShiftSiteArg(fcinfo, &site_id);
+
+	return ItmRevokeLink(shifted, &invite_revoke_kind_2_0, ITM_API_2_0, site_id);
 }
 
 /*---- invite_resend (1.1) ---------------------------------------------------*/
@@ -1797,6 +2373,49 @@ static ItmPlan resend_lookup_plan = {
 	2, {INT8OID, TEXTOID}, RS_NCOLS, resend_lookup_cols, NULL
 };
 
+/* 2.0: the link of the tenant ($3) at the site ($4), with the site's settings */
+static ItmPlan resend_lookup_plan_2_0 = {
+	"SELECT i.invited_by::pg_catalog.text AS invited_by,"
+	"       i.media_id::pg_catalog.text AS media_id,"
+	"       i.revoked_at IS NOT NULL AS revoked,"
+	"       (i.max_uses OPERATOR(pg_catalog.<>) -1"
+	"        AND i.use_count OPERATOR(pg_catalog.>=) i.max_uses) IS TRUE AS exhausted,"
+	"       i.email::pg_catalog.text AS email,"
+	"       i.first_name::pg_catalog.text AS first_name,"
+	"       i.last_name::pg_catalog.text AS last_name,"
+	"       i.role::pg_catalog.text AS role,"
+	"       i.token_hash::pg_catalog.bytea AS token_hash,"
+	"       u.user_id IS NOT NULL AS actor_found,"
+	"       u.role::pg_catalog.text AS actor_role,"
+	"       s.enabled::pg_catalog.bool AS enabled,"
+	"       s.link_duration::pg_catalog.int4 AS link_duration,"
+	"       s.link_base_url::pg_catalog.text AS link_base_url,"
+	"       s.invite_email_template::pg_catalog.text AS template_name,"
+	"       t.name IS NOT NULL AS template_found,"
+	"       t.subject::pg_catalog.text AS subject,"
+	"       t.body::pg_catalog.text AS body,"
+	"       m.title::pg_catalog.text AS media_title,"
+	"       pg_catalog.concat_ws(' ', iu.first_name, iu.last_name)::pg_catalog.text AS inviter_name,"
+	"       s.invites_per_hour::pg_catalog.int4 AS invites_per_hour"
+	"  FROM invitetomedia.invites i"
+	"  JOIN invitetomedia.sites s ON s.tenant_id OPERATOR(pg_catalog.=) i.tenant_id"
+	"   AND s.site_id OPERATOR(pg_catalog.=) i.site_id"
+	"  LEFT JOIN invitetomedia.users u ON u.tenant_id OPERATOR(pg_catalog.=) i.tenant_id"
+	"   AND u.user_id OPERATOR(pg_catalog.=) $2"
+	"  LEFT JOIN invitetomedia.email_templates t"
+	"         ON t.tenant_id OPERATOR(pg_catalog.=) s.tenant_id"
+	"        AND t.site_id OPERATOR(pg_catalog.=) s.site_id"
+	"        AND t.name OPERATOR(pg_catalog.=) s.invite_email_template"
+	"  LEFT JOIN invitetomedia.media m ON m.tenant_id OPERATOR(pg_catalog.=) i.tenant_id"
+	"   AND m.media_id OPERATOR(pg_catalog.=) i.media_id"
+	"  LEFT JOIN invitetomedia.users iu ON iu.tenant_id OPERATOR(pg_catalog.=) i.tenant_id"
+	"   AND iu.user_id OPERATOR(pg_catalog.=) i.invited_by"
+	" WHERE i.tenant_id OPERATOR(pg_catalog.=) $3 AND i.invite_id OPERATOR(pg_catalog.=) $1"
+	"   AND i.site_id OPERATOR(pg_catalog.=) $4"
+	"   FOR UPDATE OF i",
+	4, {INT8OID, TEXTOID, INT4OID, TEXTOID}, RS_NCOLS, resend_lookup_cols, NULL
+};
+
 enum
 {
 	RSU_EXPIRES_AT,
@@ -1823,6 +2442,39 @@ static ItmPlan resend_update_plan = {
 	3, {INT8OID, BYTEAOID, INT4OID}, RSU_NCOLS, resend_update_cols, NULL
 };
 
+static ItmPlan resend_update_plan_2_0 = {
+	"UPDATE invitetomedia.invites i"
+	"   SET token_hash = $2, failed_attempts = 0,"
+	"       expires_at = GREATEST(pg_catalog.now(), i.not_before)"
+	"                    OPERATOR(pg_catalog.+) pg_catalog.make_interval(mins => $3)"
+	" WHERE i.tenant_id OPERATOR(pg_catalog.=) $4 AND i.invite_id OPERATOR(pg_catalog.=) $1"
+	" RETURNING i.expires_at::pg_catalog.timestamptz AS expires_at,"
+	"   pg_catalog.to_char(i.expires_at::pg_catalog.timestamptz AT TIME ZONE 'UTC',"
+	"                      'YYYY-MM-DD HH24:MI \"UTC\"') AS expires_text,"
+	"   i.max_uses::pg_catalog.int4 AS max_uses",
+	4, {INT8OID, BYTEAOID, INT4OID, INT4OID}, RSU_NCOLS, resend_update_cols, NULL
+};
+
+static ItmPlan retire_token_plan_2_0 = {
+	"INSERT INTO invitetomedia.retired_tokens (tenant_id, site_id, token_hash, invite_id)"
+	" VALUES ($3, $4, $1, $2) ON CONFLICT DO NOTHING",
+	4, {BYTEAOID, INT8OID, INT4OID, TEXTOID}, 0, NULL, NULL
+};
+
+static ItmPlan record_resend_plan_2_0 = {
+	"INSERT INTO invitetomedia.resends"
+	"  (tenant_id, site_id, resend_id, invite_id, actor_id, emailed)"
+	" VALUES ($4, $5, $6, $1, $2, $3)",
+	6, {INT8OID, TEXTOID, BOOLOID, INT4OID, TEXTOID, INT8OID}, 0, NULL, NULL
+};
+
+static ItmPlan drop_unsent_plan_2_0 = {
+	"DELETE FROM invitetomedia.outbox o"
+	" WHERE o.tenant_id OPERATOR(pg_catalog.=) $2 AND o.invite_id OPERATOR(pg_catalog.=) $1"
+	"   AND o.sent_at IS NULL",
+	2, {INT8OID, INT4OID}, 0, NULL, NULL
+};
+
 static ItmPlan retire_token_plan = {
 	"INSERT INTO invitetomedia.retired_tokens (token_hash, invite_id) VALUES ($1, $2)"
 	" ON CONFLICT DO NOTHING",
@@ -1847,9 +2499,11 @@ static ItmPlan drop_unsent_plan = {
  * after losing it), and counts a mailed resend towards the rate limit.
  */
 static Datum
-ResendImpl(FunctionCallInfo fcinfo, bool v111)
+ResendImpl(FunctionCallInfo fcinfo, bool v111, ItmApi api, const char *site_id)
 {
-	ItmPlan    *p = &resend_lookup_plan;
+	bool		v2 = api == ITM_API_2_0;
+	ItmPlan    *p = v2 ? &resend_lookup_plan_2_0 : &resend_lookup_plan;
+	ItmPlan    *up = v2 ? &resend_update_plan_2_0 : &resend_update_plan;
 	CreateArgs	a;
 	CreateContext c;
 	CreatedInvite inv;
@@ -1861,7 +2515,7 @@ ResendImpl(FunctionCallInfo fcinfo, bool v111)
 	bool		exhausted;
 	bool		isnull;
 	Datum		old_hash;
-	Datum		args[3];
+	Datum		args[6];
 	Datum		result[4];
 	bool		result_nulls[4] = {false, false, false, false};
 	int32		max_uses;
@@ -1880,10 +2534,18 @@ ResendImpl(FunctionCallInfo fcinfo, bool v111)
 	invite_id = PG_GETARG_INT64(0);
 	actor_id = ItmIdArg(fcinfo, 1, "actor_id");
 	a.send_email = PG_GETARG_BOOL(2);
-	a.api = ITM_API_1_1;
+	a.api = v2 ? ITM_API_2_0 : ITM_API_1_1;
+	/* 2.0: a link of another tenant or site does not exist, as an unknown id */
+	if (v2)
+		ItmResolveSite(site_id, &a.site);
 
 	args[0] = Int64GetDatum(invite_id);
 	args[1] = CStringGetTextDatum(actor_id);
+	if (v2)
+	{
+		args[2] = Int32GetDatum(a.site.tenant_id);
+		args[3] = CStringGetTextDatum(a.site.site_id);
+	}
 	ItmRunPlan(p, args, NULL, false, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
@@ -1914,7 +2576,7 @@ ResendImpl(FunctionCallInfo fcinfo, bool v111)
 	c.inviter_name = ItmColText(p, RS_INVITER_NAME);
 	per_hour = ItmColInt4(p, RS_INVITES_PER_HOUR);
 
-	if (!MayManageLink(actor_id, actor_role, invited_by, a.media_id))
+	if (!MayManageLink(actor_id, actor_role, invited_by, a.media_id, v2 ? &a.site : NULL))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("user \"%s\" may not resend invite %lld",
@@ -1927,7 +2589,7 @@ ResendImpl(FunctionCallInfo fcinfo, bool v111)
 				 errmsg("invitetomedia.invites.media_id is NULL for invite %lld", (long long) invite_id),
 				 errdetail("The extension's schema declares it NOT NULL; the constraint was dropped, or the row was written where constraints are not checked."),
 				 errhint("Set the invite's media_id, and restore the NOT NULL constraint.")));
-	if (v111 && !MayInviteNow(actor_id, a.media_id))
+	if (v111 && !MayInviteNow(actor_id, a.media_id, v2 ? &a.site : NULL))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("user \"%s\" may not resend invite %lld: they may not invite to media \"%s\" now",
@@ -1949,7 +2611,7 @@ ResendImpl(FunctionCallInfo fcinfo, bool v111)
 	if (a.send_email)
 		CheckTemplate(&c);
 	if (v111 && a.send_email)
-		ItmCheckRateLimit(actor_id, per_hour, true);
+		ItmCheckRateLimit(actor_id, per_hour, true, v2 ? &a.site : NULL);
 
 	/* the new token; the old one is kept as a hash only, to answer revoked */
 	ItmNewToken(ITM_TOKEN_PREFIX, inv.token);
@@ -1958,19 +2620,25 @@ ResendImpl(FunctionCallInfo fcinfo, bool v111)
 	args[0] = Int64GetDatum(invite_id);
 	args[1] = PointerGetDatum(ItmTokenHash(inv.token, ITM_TOKEN_LEN));
 	args[2] = Int32GetDatum(c.link_duration);
-	ItmRunPlan(&resend_update_plan, args, NULL, false, SPI_OK_UPDATE_RETURNING);
+	args[3] = Int32GetDatum(a.site.tenant_id);	/* 2.0 */
+	ItmRunPlan(up, args, NULL, false, SPI_OK_UPDATE_RETURNING);
 	if (SPI_processed != 1)
 		elog(ERROR, "invitetomedia: the resend update returned %llu rows",
 			 (unsigned long long) SPI_processed);
-	inv.expires_at = ItmColDatum(&resend_update_plan, RSU_EXPIRES_AT, &isnull);
-	inv.expires_text = ItmColText(&resend_update_plan, RSU_EXPIRES_TEXT);
-	max_uses = ItmColInt4(&resend_update_plan, RSU_MAX_USES);
+	inv.expires_at = ItmColDatum(up, RSU_EXPIRES_AT, &isnull);
+	inv.expires_text = ItmColText(up, RSU_EXPIRES_TEXT);
+	max_uses = ItmColInt4(up, RSU_MAX_USES);
 
 	args[0] = old_hash;
 	args[1] = Int64GetDatum(invite_id);
-	ItmRunPlan(&retire_token_plan, args, NULL, false, SPI_OK_INSERT);
+	args[2] = Int32GetDatum(a.site.tenant_id);	/* 2.0 */
+	args[3] = v2 ? CStringGetTextDatum(a.site.site_id) : (Datum) 0;
+	ItmRunPlan(v2 ? &retire_token_plan_2_0 : &retire_token_plan, args, NULL, false,
+			   SPI_OK_INSERT);
 	args[0] = Int64GetDatum(invite_id);
-	ItmRunPlan(&drop_unsent_plan, args, NULL, false, SPI_OK_DELETE);
+	args[1] = Int32GetDatum(a.site.tenant_id);	/* 2.0 */
+	ItmRunPlan(v2 ? &drop_unsent_plan_2_0 : &drop_unsent_plan, args, NULL, false,
+			   SPI_OK_DELETE);
 	if (a.send_email)
 		QueueInviteEmail(&a, &c, &inv);
 	if (v111)
@@ -1978,7 +2646,14 @@ ResendImpl(FunctionCallInfo fcinfo, bool v111)
 		args[0] = Int64GetDatum(invite_id);
 		args[1] = CStringGetTextDatum(actor_id);
 		args[2] = BoolGetDatum(a.send_email);
-		ItmRunPlan(&record_resend_plan, args, NULL, false, SPI_OK_INSERT);
+		if (v2)
+		{
+			args[3] = Int32GetDatum(a.site.tenant_id);
+			args[4] = CStringGetTextDatum(a.site.site_id);
+			args[5] = Int64GetDatum(ItmRandomId());
+		}
+		ItmRunPlan(v2 ? &record_resend_plan_2_0 : &record_resend_plan, args, NULL, false,
+				   SPI_OK_INSERT);
 	}
 
 	result[0] = CStringGetTextDatum(inv.token);
@@ -1995,14 +2670,33 @@ PG_FUNCTION_INFO_V1(invite_resend);
 Datum
 invite_resend(PG_FUNCTION_ARGS)
 {
-	return ResendImpl(fcinfo, false);
+	return ResendImpl(fcinfo, false, ITM_API_1_1, NULL);
 }
 
 PG_FUNCTION_INFO_V1(invite_resend_1_1_1);
 Datum
 invite_resend_1_1_1(PG_FUNCTION_ARGS)
 {
-	return ResendImpl(fcinfo, true);
+	return ResendImpl(fcinfo, true, ITM_API_1_1, NULL);
+}
+
+/* 2.0: the 1.1.1 signature, on the default site of the caller's tenant */
+PG_FUNCTION_INFO_V1(invite_resend_2_0);
+Datum
+invite_resend_2_0(PG_FUNCTION_ARGS)
+{
+	return ResendImpl(fcinfo, true, ITM_API_2_0, NULL);
+}
+
+/* 2.0: invite_resend_at(site_id, invite_id, actor_id, send_email) */
+PG_FUNCTION_INFO_V1(invite_resend_at);
+Datum
+invite_resend_at(PG_FUNCTION_ARGS)
+{
+	char	   *site_id;
+	FunctionCallInfo shifted = ItmShiftSiteArg(fcinfo, &site_id);
+
+	return ResendImpl(shifted, true, ITM_API_2_0, site_id);
 }
 
 /*---- invite_purge ----------------------------------------------------------*/
@@ -2024,6 +2718,14 @@ invite_purge_1_1(PG_FUNCTION_ARGS)
 	return PurgeImpl(fcinfo, ITM_API_1_1);
 }
 
+/* 2.0: the links of the caller's tenant */
+PG_FUNCTION_INFO_V1(invite_purge_2_0);
+Datum
+invite_purge_2_0(PG_FUNCTION_ARGS)
+{
+	return PurgeImpl(fcinfo, ITM_API_2_0);
+}
+
 static Datum
 PurgeImpl(FunctionCallInfo fcinfo, ItmApi api)
 {
@@ -2031,7 +2733,8 @@ PurgeImpl(FunctionCallInfo fcinfo, ItmApi api)
 	TimestampTz now;
 	TimestampTz cutoff;
 	uint64		purged;
-	Datum		args[1];
+	Datum		args[2];
+	bool		v2 = api == ITM_API_2_0;
 
 	ItmRequireArg(fcinfo, 0, "keep");
 	PreventCommandIfReadOnly("invite_purge()");
@@ -2073,11 +2776,24 @@ PurgeImpl(FunctionCallInfo fcinfo, ItmApi api)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	args[0] = IntervalPGetDatum(keep);
-	ItmRunPlan(&purge_plan, args, NULL, false, SPI_OK_DELETE);
+	if (v2)
+	{
+		int32		tenant_id;
+
+		if (!ItmBoundTenant(&tenant_id))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("role \"%s\" acts for no tenant",
+							GetUserNameFromId(GetOuterUserId(), false)),
+					 errhint("An administrator maps the role to its tenant in invitetomedia.tenant_roles, or marks a default tenant.")));
+		args[1] = Int32GetDatum(tenant_id);
+	}
+	ItmRunPlan(v2 ? &purge_plan_2_0 : &purge_plan, args, NULL, false, SPI_OK_DELETE);
 	purged = SPI_processed;
 	if (api >= ITM_API_1_1)
 	{
-		ItmRunPlan(&guest_purge_plan, args, NULL, false, SPI_OK_DELETE);
+		ItmRunPlan(v2 ? &guest_purge_plan_2_0 : &guest_purge_plan, args, NULL, false,
+				   SPI_OK_DELETE);
 		purged += SPI_processed;
 	}
 	SPI_finish();

@@ -92,19 +92,33 @@ static ItmPlan create_outbox_plan = {
 	OUT_NCOLS, create_outbox_cols, NULL
 };
 
+/* 2.0: the message belongs to the link's site ($6, $7); its id ($8) is drawn */
+static ItmPlan create_outbox_plan_2_0 = {
+	"INSERT INTO invitetomedia.outbox"
+	"  (tenant_id, site_id, message_id, invite_id, to_email, to_name, subject, body, event_seq)"
+	" VALUES ($6, $7, $8, $1, $2, $3, $4, $5,"
+	"   CASE WHEN $9 THEN pg_catalog.nextval("
+	"     'invitetomedia.outbox_event_seq'::pg_catalog.regclass) END)"
+	" ON CONFLICT (tenant_id, message_id) DO NOTHING"
+	" RETURNING message_id::pg_catalog.int8 AS message_id",
+	9, {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, INT8OID, BOOLOID},
+	OUT_NCOLS, create_outbox_cols, NULL
+};
+
 /*
  * Queues a message for the invite; returns its id.  The relay (where it
  * runs) is asked before the message's id is drawn, and the transaction has
  * its xid before that id (itm_relay.c: the bound of what a round may read).
  */
 int64
-ItmQueueMail(int64 invite_id, const char *to_email, const char *to_name,
+ItmQueueMail(const ItmSite *site, int64 invite_id, const char *to_email, const char *to_name,
 			 const char *subject, const char *body)
 {
-	ItmPlan    *p = &create_outbox_plan;
-	Datum		args[5];
+	ItmPlan    *p = site ? &create_outbox_plan_2_0 : &create_outbox_plan;
+	Datum		args[9];
 	int64		message_id;
 	bool		relay = ItmRelayAnnounces();
+	int			draws;
 
 	(void) GetTopTransactionId();
 	args[0] = Int64GetDatum(invite_id);
@@ -112,14 +126,31 @@ ItmQueueMail(int64 invite_id, const char *to_email, const char *to_name,
 	args[2] = CStringGetTextDatum(to_name);
 	args[3] = CStringGetTextDatum(subject);
 	args[4] = CStringGetTextDatum(body);
-	ItmRunPlan(p, args, NULL, false, SPI_OK_INSERT_RETURNING);
+	if (site)
+	{
+		args[5] = Int32GetDatum(site->tenant_id);
+		args[6] = CStringGetTextDatum(site->site_id);
+		args[8] = BoolGetDatum(relay);
+	}
+	for (draws = 0;; draws++)
+	{
+		if (site)
+			args[7] = Int64GetDatum(ItmRandomId());
+		ItmRunPlan(p, args, NULL, false, SPI_OK_INSERT_RETURNING);
+		/* 2.0: a duplicate id inserts nothing (ON CONFLICT): draw again */
+		if (SPI_processed == 0 && site && draws < 3)
+			continue;
+		break;
+	}
 	if (SPI_processed != 1)
 		elog(ERROR, "invitetomedia: the outbox insert returned %llu rows",
 			 (unsigned long long) SPI_processed);
 	message_id = ItmColInt8(p, OUT_MESSAGE_ID);
 
 	/* a wake-up call only: sent by the relay after the commit where it runs */
-	if (!relay)
+	if (!relay && site)
+		ItmNotifyTenantEvent(ITM_EVENT_MAIL_QUEUED, site->tenant_id, message_id);
+	else if (!relay)
 		ItmNotifyEvent(ITM_EVENT_MAIL_QUEUED, message_id);
 	return message_id;
 }

@@ -146,11 +146,20 @@ typedef enum RelayTable
 	RT_COUNT
 } RelayTable;
 
-static const char *const relay_sequences[RT_COUNT] = {
-	"redemptions_redemption_id_seq",
-	"guest_link_joins_join_id_seq",
-	"outbox_message_id_seq",
+/*
+ * The counters the relay follows: 1.1's ids come from these sequences; 2.0
+ * draws its ids at random, and its writers draw event_seq from the second
+ * set where the relay serves the database (docs/design-2.0.md, section 7).
+ */
+static const char *const relay_sequences_by_schema[2][RT_COUNT] = {
+	{"redemptions_redemption_id_seq", "guest_link_joins_join_id_seq", "outbox_message_id_seq"},
+	{"redemptions_event_seq", "guest_link_joins_event_seq", "outbox_event_seq"},
 };
+
+/* the worker's: is its database's extension 2.0 (event_seq) or 1.1 (ids) */
+static bool relay_v2 = false;
+
+#define relay_sequences (relay_sequences_by_schema[relay_v2 ? 1 : 0])
 
 /* one slot per database of relay_databases, in shared memory */
 typedef struct RelaySlot
@@ -327,12 +336,15 @@ CurrentSequences(Oid *seqs)
 {
 	Oid			nsp = get_namespace_oid("invitetomedia", true);
 	int			t;
+	int			v;
 
 	if (!OidIsValid(nsp))
 		return false;
+	/* 2.0's counters if they exist, else 1.1's */
+	v = OidIsValid(get_relname_relid(relay_sequences_by_schema[1][0], nsp)) ? 1 : 0;
 	for (t = 0; t < RT_COUNT; t++)
 	{
-		seqs[t] = get_relname_relid(relay_sequences[t], nsp);
+		seqs[t] = get_relname_relid(relay_sequences_by_schema[v][t], nsp);
 		if (!OidIsValid(seqs[t]))
 			return false;
 	}
@@ -436,8 +448,9 @@ typedef struct RelayBound
 /* a row to announce */
 typedef struct RelayRow
 {
-	int64		id;				/* the record's id: the cursor */
+	int64		id;				/* the record's id (2.0: its event_seq): the cursor */
 	int64		key;			/* the payload's id */
+	int32		tenant_id;		/* 2.0: the payload's tenant */
 } RelayRow;
 
 typedef struct RelayState
@@ -459,7 +472,7 @@ typedef struct RelayState
 
 static RelayState rs;
 
-static const char *const relay_read_sql[RT_COUNT] = {
+static const char *const relay_read_sql_by_schema[2][RT_COUNT] = {{
 	"SELECT r.redemption_id::pg_catalog.int8, r.invite_id::pg_catalog.int8"
 	"  FROM invitetomedia.redemptions r"
 	" WHERE r.redemption_id OPERATOR(pg_catalog.>) $1"
@@ -477,7 +490,29 @@ static const char *const relay_read_sql[RT_COUNT] = {
 	" WHERE o.message_id OPERATOR(pg_catalog.>) $1"
 	"   AND o.message_id OPERATOR(pg_catalog.<=) $2"
 	" ORDER BY o.message_id LIMIT " CppAsString2(RELAY_BATCH),
-};
+}, {
+	/* 2.0: the counter's ranges, across tenants; the tenant goes with the id */
+	"SELECT r.event_seq::pg_catalog.int8, r.invite_id::pg_catalog.int8,"
+	"       r.tenant_id::pg_catalog.int4"
+	"  FROM invitetomedia.redemptions r"
+	" WHERE r.event_seq OPERATOR(pg_catalog.>) $1"
+	"   AND r.event_seq OPERATOR(pg_catalog.<=) $2"
+	"   AND r.status::pg_catalog.text OPERATOR(pg_catalog.=) 'ok'::pg_catalog.text"
+	" ORDER BY r.event_seq LIMIT " CppAsString2(RELAY_BATCH),
+	"SELECT j.event_seq::pg_catalog.int8, j.guest_link_id::pg_catalog.int8,"
+	"       j.tenant_id::pg_catalog.int4"
+	"  FROM invitetomedia.guest_link_joins j"
+	" WHERE j.event_seq OPERATOR(pg_catalog.>) $1"
+	"   AND j.event_seq OPERATOR(pg_catalog.<=) $2"
+	"   AND j.status::pg_catalog.text OPERATOR(pg_catalog.=) 'ok'::pg_catalog.text"
+	" ORDER BY j.event_seq LIMIT " CppAsString2(RELAY_BATCH),
+	"SELECT o.event_seq::pg_catalog.int8, o.message_id::pg_catalog.int8,"
+	"       o.tenant_id::pg_catalog.int4"
+	"  FROM invitetomedia.outbox o"
+	" WHERE o.event_seq OPERATOR(pg_catalog.>) $1"
+	"   AND o.event_seq OPERATOR(pg_catalog.<=) $2"
+	" ORDER BY o.event_seq LIMIT " CppAsString2(RELAY_BATCH),
+}};
 
 /* The relay's tables are the events, in the same order. */
 StaticAssertDecl(RT_REDEMPTIONS == (int) ITM_EVENT_INVITE_ACCEPTED &&
@@ -513,6 +548,32 @@ ItmNotifyEvent(ItmEvent e, int64 id)
 }
 
 /*
+ * 2.0: the tenant's id goes with the record's, so that a listener can
+ * follow one tenant (ids only still: any role may LISTEN).
+ */
+char *
+ItmTenantEventPayload(ItmEvent e, int32 tenant_id, int64 id)
+{
+	switch (e)
+	{
+		case ITM_EVENT_INVITE_ACCEPTED:
+			return psprintf("{\"kind\":\"invite\",\"tenant\":%d,\"id\":" INT64_FORMAT "}",
+							tenant_id, id);
+		case ITM_EVENT_GUEST_JOINED:
+			return psprintf("{\"kind\":\"guest_link\",\"tenant\":%d,\"id\":" INT64_FORMAT "}",
+							tenant_id, id);
+		default:
+			return psprintf("{\"tenant\":%d,\"id\":" INT64_FORMAT "}", tenant_id, id);
+	}
+}
+
+void
+ItmNotifyTenantEvent(ItmEvent e, int32 tenant_id, int64 id)
+{
+	Async_Notify(ItmEventChannel(e), ItmTenantEventPayload(e, tenant_id, id));
+}
+
+/*
  * The shape the relay relies on, checked at the start and every second:
  * the extension at 1.1 or later, and each record sequence in order and
  * shared.  Returns false (with a LOG once) if the extension is missing or
@@ -544,6 +605,8 @@ CheckShape(bool first)
 	{
 		char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 
+		bool		v2;
+
 		if (v == NULL || strcmp(v, "1.0") == 0 || strcmp(v, "1.0.1") == 0)
 		{
 			if (!said_missing)
@@ -553,15 +616,27 @@ CheckShape(bool first)
 			said_missing = true;
 			return false;
 		}
+		/* 1.1 and 1.1.1 count with their ids; every later version with event_seq */
+		v2 = strncmp(v, "1.", 2) != 0;
+		if (first)
+			relay_v2 = v2;
+		else if (v2 != relay_v2)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("invitetomedia relay: the extension was updated to %s; starting again", v)));
 	}
 	said_missing = false;
 
 	for (t = 0; t < RT_COUNT; t++)
 	{
 		static const char *const tables[RT_COUNT] = {"redemptions", "guest_link_joins", "outbox"};
-		static const char *const columns[RT_COUNT] = {"redemption_id", "join_id", "message_id"};
-		Oid			argtypes[3] = {TEXTOID, TEXTOID, TEXTOID};
-		Datum		args[3];
+		static const char *const columns_by_schema[2][RT_COUNT] = {
+			{"redemption_id", "join_id", "message_id"},
+			{"event_seq", "event_seq", "event_seq"},
+		};
+		const char *const *columns = columns_by_schema[relay_v2 ? 1 : 0];
+		Oid			argtypes[4] = {TEXTOID, TEXTOID, TEXTOID, BOOLOID};
+		Datum		args[4];
 		bool		isnull;
 		Oid			seq;
 		char	   *problem;
@@ -569,12 +644,16 @@ CheckShape(bool first)
 		args[0] = CStringGetTextDatum(tables[t]);
 		args[1] = CStringGetTextDatum(columns[t]);
 		args[2] = CStringGetTextDatum(relay_sequences[t]);
+		/* 1.1's ids come from the column's default; 2.0's writers draw event_seq */
+		args[3] = BoolGetDatum(!relay_v2);
 		ret = SPI_execute_with_args(
 									"SELECT s.oid,"
 									"  CASE WHEN s.oid IS NULL THEN 'the sequence is missing'"
 									"       WHEN q.seqcache OPERATOR(pg_catalog.<>) 1 THEN 'its CACHE is not 1'"
 									"       WHEN q.seqincrement OPERATOR(pg_catalog.<=) 0 THEN 'it does not increase'"
 									"       WHEN q.seqcycle THEN 'it has CYCLE'"
+									"       WHEN a.attnum IS NULL THEN 'the column is missing'"
+									"       WHEN NOT $4 THEN NULL"
 									"       WHEN d.adbin IS NULL THEN 'the column has no default'"
 									"       WHEN pg_catalog.pg_get_expr(d.adbin, d.adrelid)"
 									"            OPERATOR(pg_catalog.<>) pg_catalog.format('nextval(%L::regclass)',"
@@ -594,7 +673,7 @@ CheckShape(bool first)
 									"  LEFT JOIN pg_catalog.pg_attrdef d"
 									"    ON d.adrelid OPERATOR(pg_catalog.=) a.attrelid"
 									"   AND d.adnum OPERATOR(pg_catalog.=) a.attnum",
-									3, argtypes, args, NULL, true, 0);
+									4, argtypes, args, NULL, true, 0);
 		if (ret != SPI_OK_SELECT || SPI_processed != 1 ||
 			SPI_tuptable->tupdesc->natts != 2 ||
 			SPI_gettypeid(SPI_tuptable->tupdesc, 1) != OIDOID)
@@ -605,8 +684,11 @@ CheckShape(bool first)
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("invitetomedia relay: cannot announce the records of invitetomedia.%s: %s",
 							tables[t], problem),
-					 errdetail("The relay announces the rows below a bound it reads from invitetomedia.%s: ids must come from it, in order (CACHE 1, increasing, no CYCLE).",
-							   relay_sequences[t]),
+					 errdetail("The relay announces the rows below a bound it reads from invitetomedia.%s: %s must come from it, in order (CACHE 1, increasing, no CYCLE).",
+							   relay_sequences[t], relay_v2 ? "event_seq values" : "ids"),
+					 relay_v2 ?
+					 errhint("Restore the sequence %s and the column %s.event_seq, or remove this database from invitetomedia.relay_databases.",
+							 relay_sequences[t], tables[t]) :
 					 errhint("Restore the sequence and the default of %s.%s, or remove this database from invitetomedia.relay_databases.",
 							 tables[t], columns[t])));
 		seq = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -767,8 +849,8 @@ OpenOrigins(void)
 			rs.cursor[t] = b.last[t];
 		}
 		ereport(LOG,
-				(errmsg("invitetomedia relay: announcing the events of database \"%s\" from now on (after ids " INT64_FORMAT ", " INT64_FORMAT ", " INT64_FORMAT ")",
-						get_database_name(MyDatabaseId),
+				(errmsg("invitetomedia relay: announcing the events of database \"%s\" from now on (after %s " INT64_FORMAT ", " INT64_FORMAT ", " INT64_FORMAT ")",
+						get_database_name(MyDatabaseId), relay_v2 ? "event_seq" : "ids",
 						b.last[0], b.last[1], b.last[2])));
 		return true;
 	}
@@ -796,7 +878,7 @@ ReadRows(RelayTable t)
 		 * cursor and the bound is narrow: planned with its values, it is an
 		 * index scan of the primary key.
 		 */
-		SPIPlanPtr	p = SPI_prepare_cursor(relay_read_sql[t], 2, argtypes,
+		SPIPlanPtr	p = SPI_prepare_cursor(relay_read_sql_by_schema[relay_v2 ? 1 : 0][t], 2, argtypes,
 										   CURSOR_OPT_CUSTOM_PLAN);
 
 		if (p == NULL || SPI_keepplan(p) != 0)
@@ -809,9 +891,10 @@ ReadRows(RelayTable t)
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "invitetomedia relay: reading %s's records failed: %s",
 			 relay_sequences[t], SPI_result_code_string(ret));
-	if (SPI_tuptable->tupdesc->natts != 2 ||
+	if (SPI_tuptable->tupdesc->natts != (relay_v2 ? 3 : 2) ||
 		SPI_gettypeid(SPI_tuptable->tupdesc, 1) != INT8OID ||
-		SPI_gettypeid(SPI_tuptable->tupdesc, 2) != INT8OID)
+		SPI_gettypeid(SPI_tuptable->tupdesc, 2) != INT8OID ||
+		(relay_v2 && SPI_gettypeid(SPI_tuptable->tupdesc, 3) != INT4OID))
 		elog(ERROR, "invitetomedia relay: unexpected result shape for %s", relay_sequences[t]);
 
 	old = MemoryContextSwitchTo(rs.round_cxt);
@@ -821,16 +904,20 @@ ReadRows(RelayTable t)
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		bool		n1,
-					n2;
+					n2,
+					n3 = false;
 		int64		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &n1));
 		int64		key = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &n2));
+		int32		tenant_id = relay_v2 ?
+			DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &n3)) : 0;
 
 		if (!n1 && SPI_processed >= RELAY_BATCH)
 			rs.read_to[t] = id;	/* a full batch: the next round goes on here */
-		if (n1 || n2)
+		if (n1 || n2 || n3)
 			continue;			/* a NULL a DBA allowed: nothing to announce */
 		rs.rows[t][rs.nrows[t]].id = id;
 		rs.rows[t][rs.nrows[t]].key = key;
+		rs.rows[t][rs.nrows[t]].tenant_id = tenant_id;
 		rs.nrows[t]++;
 	}
 }
@@ -867,7 +954,10 @@ Announce(RelayTable t)
 			(void) hash_search(sent, &rs.rows[t][i].key, HASH_ENTER, &found);
 			if (found)
 				break;			/* NOTIFY would merge it: the next transaction */
-			ItmNotifyEvent((ItmEvent) t, rs.rows[t][i].key);
+			if (relay_v2)
+				ItmNotifyTenantEvent((ItmEvent) t, rs.rows[t][i].tenant_id, rs.rows[t][i].key);
+			else
+				ItmNotifyEvent((ItmEvent) t, rs.rows[t][i].key);
 			last = rs.rows[t][i].id;
 		}
 		replorigin_session_origin_lsn = (XLogRecPtr) last;

@@ -51,4 +51,8 @@ extern char *ItmEventPayload(ItmEvent e, int64 id);
 /* NOTIFY of the event, sent when this transaction commits */
 extern void ItmNotifyEvent(ItmEvent e, int64 id);
 
+/* 2.0: the same with the tenant's id (docs/design-2.0.md, section 7) */
+extern char *ItmTenantEventPayload(ItmEvent e, int32 tenant_id, int64 id);
+extern void ItmNotifyTenantEvent(ItmEvent e, int32 tenant_id, int64 id);
+
 #endif							/* ITM_RELAY_H */

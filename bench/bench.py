@@ -34,11 +34,11 @@ class PG:
     def __init__(self, sock, port, tcp_host="127.0.0.1"):
         self.sock, self.port, self.tcp_host = sock, str(port), tcp_host
 
-    def base(self, prog, tcp=False):
+    def base(self, prog, tcp=False, user="postgres"):
         """A client program's command line: the Unix socket, or with tcp
-        the server's TCP address (127.0.0.1, the same port)."""
+        the server's TCP address (127.0.0.1, the same port); as user."""
         return [os.path.join(BIN, prog), "-h", self.tcp_host if tcp else self.sock,
-                "-p", self.port, "-U", "postgres"]
+                "-p", self.port, "-U", user]
 
     def psql(self, sql, db="site", check=True, stdin=None):
         cmd = self.base("psql") + ["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", db]
@@ -159,6 +159,199 @@ def load(pg, db, rows, workdir, minimal=False):
     return took
 
 
+# --- 2.0: tenants and sites (issue 22) ---------------------------------------
+
+# The role the measured calls run as (SET ROLE, or pgbench connecting as
+# it): mapped in tenant_roles to the measured tenant, as a pool's role is.
+MEASURED_ROLE = "bench_app"
+
+
+def measured_tenant(tenants):
+    """The number (1..tenants) of the tenant the calls act for: the middle
+    one, so that its keys sit inside the indexes' ranges, not at an end."""
+    return (tenants + 1) // 2
+
+
+def site_name(k, j):
+    """Site j (1..sites) of tenant number k; site 1 is the tenant's default."""
+    return "t%d-s%d" % (k, j)
+
+
+TENANT_SETUP_SQL = """
+CREATE EXTENSION pgcrypto SCHEMA public;
+CREATE EXTENSION invitetomedia VERSION '2.0' CASCADE;
+CREATE SCHEMA bench;
+-- the bench's tenants: number k (1..N), the id the table gave, its role
+CREATE TABLE bench.tenants (k integer PRIMARY KEY, tenant_id integer NOT NULL UNIQUE, role name NOT NULL);
+INSERT INTO invitetomedia.tenants (name) SELECT 'tenant' || k FROM generate_series(1, %(n)d) AS k;
+INSERT INTO bench.tenants
+SELECT k, t.tenant_id, 'bench_t' || k
+  FROM generate_series(1, %(n)d) AS k JOIN invitetomedia.tenants t ON t.name = 'tenant' || k;
+INSERT INTO invitetomedia.sites (site_id, tenant_id, enabled, link_reusability, link_duration, link_base_url)
+SELECT 't' || b.k || '-s' || j, b.tenant_id, true, 1, 525600,
+       'https://t' || b.k || '-s' || j || '.example.com/invitetomedia/'
+  FROM bench.tenants b, generate_series(1, %(s)d) AS j;
+INSERT INTO invitetomedia.email_templates (tenant_id, site_id, name, subject, body)
+SELECT s.tenant_id, s.site_id, 't', 'Invite to {MEDIA_TITLE}',
+       'Hi {FIRST_NAME}, {INVITER_NAME} invites you to {MEDIA_TITLE} as {ROLE} until {EXPIRES_AT}: {URL}'
+  FROM invitetomedia.sites s WHERE s.tenant_id IN (SELECT tenant_id FROM bench.tenants);
+UPDATE invitetomedia.sites SET invite_email_template = 't'
+ WHERE tenant_id IN (SELECT tenant_id FROM bench.tenants);
+UPDATE invitetomedia.tenants t SET default_site_id = 't' || b.k || '-s1'
+  FROM bench.tenants b WHERE b.tenant_id = t.tenant_id;
+INSERT INTO invitetomedia.users (tenant_id, user_id, email, first_name, last_name, role)
+SELECT b.tenant_id, x.user_id, x.email, x.first_name, x.last_name, x.role
+  FROM bench.tenants b,
+       (VALUES ('inviter', 'inviter@example.com', 'Ivy', 'Inviter', 'admin'),
+               ('guest', 'guest@example.com', 'Guest', 'User', 'viewer'))
+         AS x (user_id, email, first_name, last_name, role);
+INSERT INTO invitetomedia.media (tenant_id, media_id, media_type, title, owner_id)
+SELECT b.tenant_id, 'm1', 'webcast', 'Town hall', 'inviter' FROM bench.tenants b;
+-- a role per tenant (roles are the cluster's: kept if a load made them
+-- before), all members of bench_tenants, which holds the grants
+DO $$
+DECLARE r name;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'bench_tenants') THEN
+        CREATE ROLE bench_tenants NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '%(measured_role)s') THEN
+        CREATE ROLE %(measured_role)s LOGIN IN ROLE bench_tenants;
+    END IF;
+    FOR r IN SELECT b.role FROM bench.tenants b
+              WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = b.role) LOOP
+        EXECUTE format('CREATE ROLE %%I LOGIN IN ROLE bench_tenants', r);
+    END LOOP;
+END
+$$;
+INSERT INTO invitetomedia.tenant_roles (role_name, tenant_id)
+SELECT role, tenant_id FROM bench.tenants
+UNION ALL
+SELECT '%(measured_role)s', tenant_id FROM bench.tenants WHERE k = %(m)d;
+GRANT USAGE ON SCHEMA invitetomedia TO bench_tenants;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA invitetomedia TO bench_tenants;
+CREATE TABLE bench.tokens (n bigint PRIMARY KEY, token text NOT NULL, email text NOT NULL, site_id text NOT NULL);
+CREATE SEQUENCE bench.distinct_seq;
+CREATE SEQUENCE bench.multi_seq;
+CREATE SEQUENCE bench.guest_seq;
+CREATE TABLE bench.guest (k integer PRIMARY KEY, token text NOT NULL, guest_link_id bigint NOT NULL);
+"""
+
+# privileges of the tenants' roles on the bench's own objects (again after
+# a caller adds some, say callgrind.py's sequence)
+TENANT_GRANTS_SQL = """
+GRANT USAGE ON SCHEMA bench TO bench_tenants;
+GRANT SELECT ON ALL TABLES IN SCHEMA bench TO bench_tenants;
+GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA bench TO bench_tenants;
+"""
+
+
+def load_tenants(pg, db, rows, tenants, sites, workdir, pool=0):
+    """A 2.0 database (issue 22): tenants tenants of sites sites each, every
+    tenant with its role (bench_t<k>), its users (inviter, guest and every
+    invitee) and its media m1; rows single-use links, rows / tenants for
+    each tenant, spread over its sites, written with explicit tenant_id,
+    site_id and random ids (2.0's growing tables have no defaults for them;
+    the other tenants' tokens are not kept: nothing presents them).  The
+    measured tenant (measured_tenant()), for which the role bench_app acts,
+    holds the links of bench.tokens: n = 1..P, P = max(pool, its share; all
+    rows with one tenant), so that every link a run takes is there (the
+    database then holds more than rows), link n at its site
+    1 + (n - 1) % sites; the hot link (n = 0) and the 1000-use links
+    (n < 0) at its default site (site 1); the hot guest link and rows past
+    joins of a revoked one, both at its default site.  Returns seconds
+    taken."""
+    t0 = time.time()
+    m = measured_tenant(tenants)
+    pg.psql("CREATE DATABASE %s" % db, db="postgres")
+    pg.psql(TENANT_SETUP_SQL % {"n": tenants, "s": sites, "m": m, "measured_role": MEASURED_ROLE}, db=db)
+    ids = dict((int(k), int(t)) for k, t in (
+        line.split("|") for line in pg.psql("SELECT k, tenant_id FROM bench.tenants", db=db).splitlines()))
+    d = os.path.join(workdir, "load_" + db)
+    os.makedirs(d, exist_ok=True)
+    os.chmod(d, 0o755)
+    fi = open(os.path.join(d, "invites.tsv"), "w")
+    fu = open(os.path.join(d, "users.tsv"), "w")
+    ft = open(os.path.join(d, "tokens.tsv"), "w")
+    exp = "2099-01-01 00:00:00+00"
+    drawn = set()
+
+    def draw():
+        # a random positive int8, as the library draws them (no repeats here)
+        while True:
+            x = int.from_bytes(os.urandom(8), "big") >> 1
+            if x and x not in drawn:
+                drawn.add(x)
+                return x
+
+    def put(k, j, n, email, max_uses, keep):
+        if keep:
+            tok, h = make_token()
+        else:
+            tok, h = None, hashlib.sha256(os.urandom(32)).hexdigest()
+        site = site_name(k, j)
+        fi.write("%d\t%s\t%d\t\\\\x%s\tm1\tviewer\t%s\tF%d\tL%d\tinviter\t%s\t%d\n"
+                 % (ids[k], site, draw(), h, email, n, n, exp, max_uses))
+        fu.write("%d\tu%d\t%s\tF%d\tL%d\tviewer\n" % (ids[k], n, email, n, n))
+        if keep:
+            ft.write("%d\t%s\t%s\t%s\n" % (n, tok, email, site))
+
+    share = rows if tenants == 1 else rows // tenants
+    own = max(pool, share)
+    put(m, 1, 0, "hot@example.com", -1, True)
+    for x in range(1, MULTI_LINKS + 1):
+        put(m, 1, -x, "multi%d@example.com" % x, 1000, True)
+    for n in range(1, own + 1):
+        put(m, 1 + (n - 1) % sites, n, "u%d@example.com" % n, 1, True)
+    others = [k for k in range(1, tenants + 1) if k != m]
+    # every other tenant its share (rows / tenants)
+    rest = rows - share if others else 0
+    for i in range(rest):
+        # round robin over the other tenants, then over each one's sites
+        k = others[i % len(others)]
+        j = 1 + (i // len(others)) % sites
+        n = own + 1 + i
+        put(k, j, n, "u%d@example.com" % n, 1, False)
+    for f in (fi, fu, ft):
+        f.close()
+        os.chmod(f.name, 0o644)
+    tgen = time.time() - t0
+    cols = ("(tenant_id, site_id, invite_id, token_hash, media_id, role, email, first_name, last_name,"
+            " invited_by, expires_at, max_uses)")
+    procs = []
+    for sql in ("COPY invitetomedia.invites %s FROM '%s/invites.tsv'" % (cols, d),
+                "COPY invitetomedia.users (tenant_id, user_id, email, first_name, last_name, role)"
+                " FROM '%s/users.tsv'" % d,
+                "COPY bench.tokens FROM '%s/tokens.tsv'" % d):
+        procs.append(subprocess.Popen(pg.base("psql") + ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db, "-c", sql]))
+    for p in procs:
+        if p.wait() != 0:
+            raise RuntimeError("COPY failed")
+    # the guest links, made and revoked through the API as the measured role
+    home = site_name(m, 1)
+    as_app = "SET ROLE %s; " % MEASURED_ROLE
+    for k, name in ((0, "Town hall audience"), (1, "Last week''s webcast")):
+        tok, gid = pg.psql(as_app + "SELECT token || '|' || guest_link_id FROM invitetomedia.guest_link_create_at("
+                           "'%s', 'm1', 'inviter', '%s')" % (home, name), db=db).split("|")
+        pg.psql("INSERT INTO bench.guest VALUES (%d, '%s', %s)" % (k, tok, gid), db=db)
+    old = pg.psql("SELECT guest_link_id FROM bench.guest WHERE k = 1", db=db)
+    pg.psql(as_app + "SELECT invitetomedia.guest_link_revoke_at('%s', %s, 'inviter')" % (home, old), db=db)
+    # its past joins, with explicit ids (n: distinct, as drawn ids are)
+    pg.psql("INSERT INTO invitetomedia.guest_link_joins (tenant_id, site_id, join_id, guest_link_id, joined_at,"
+            " status, email, first_name, last_name, user_id)"
+            " SELECT %d, '%s', n, %s, now() - interval '7 days', 'ok', 'u' || n || '@example.com',"
+            " 'F' || n, 'L' || n, 'u' || n FROM generate_series(1, %d) AS n" % (ids[m], home, old, rows), db=db)
+    pg.psql(TENANT_GRANTS_SQL, db=db)
+    pg.psql("VACUUM (FREEZE, ANALYZE)", db=db)
+    for f in ("invites.tsv", "users.tsv", "tokens.tsv"):
+        os.unlink(os.path.join(d, f))
+    took = time.time() - t0
+    log("  loaded %s (2.0): %d tenants x %d sites, %d single-use links (%d of the measured tenant %d, role %s)"
+        " + %d others in %.0f s (generation %.0f s)"
+        % (db, tenants, sites, own + rest, own, m, MEASURED_ROLE, MULTI_LINKS + 1, took, tgen))
+    return took
+
+
 def make_fresh_template(pg):
     """A fresh install: the extension, settings, one media, the inviter, the
     guest, the hot and 1000-use links; never vacuumed nor analysed."""
@@ -200,8 +393,30 @@ DELETE FROM bench.min_redemptions;
 """
 
 
-def reset_site(pg, max_invite, minimal=False):
-    pg.psql(RESET_SQL % {"max_invite": max_invite})
+# 2.0 (--tenants): ids are drawn, so the links made by a run are those
+# created after the load
+RESET_TENANTS_SQL = """
+UPDATE invitetomedia.invites i SET use_count = 0, used_up_at = NULL, last_used_at = NULL
+  FROM (SELECT DISTINCT tenant_id, invite_id FROM invitetomedia.redemptions) r
+ WHERE i.tenant_id = r.tenant_id AND i.invite_id = r.invite_id;
+DELETE FROM invitetomedia.invites WHERE created_at > '%(loaded_at)s';
+DELETE FROM invitetomedia.redemptions;
+DELETE FROM invitetomedia.outbox;
+DELETE FROM invitetomedia.guest_link_joins
+ WHERE guest_link_id = (SELECT guest_link_id FROM bench.guest WHERE k = 0);
+DELETE FROM invitetomedia.users WHERE user_id NOT IN ('inviter', 'guest') AND user_id !~ '^u-?[0-9]+$';
+SELECT setval('bench.distinct_seq', 1, false), setval('bench.multi_seq', 1, false),
+       setval('bench.guest_seq', 1, false);
+"""
+
+
+def reset_site(pg, max_invite, minimal=False, loaded_at=None):
+    """max_invite: 1.x's last loaded invite_id; loaded_at: with --tenants,
+    the time the load's links were made (later ones are the runs')."""
+    if loaded_at is not None:
+        pg.psql(RESET_TENANTS_SQL % {"loaded_at": loaded_at})
+    else:
+        pg.psql(RESET_SQL % {"max_invite": max_invite})
     tables = ("invitetomedia.invites, invitetomedia.redemptions, invitetomedia.outbox,"
               " invitetomedia.users, invitetomedia.guest_links, invitetomedia.guest_link_joins")
     if minimal:
@@ -213,7 +428,8 @@ def reset_site(pg, max_invite, minimal=False):
 
 # --- pgbench ----------------------------------------------------------------
 
-def pgbench(pg, db, name, scripts, clients, seconds, outdir, defines, transactions=None, tcp=False):
+def pgbench(pg, db, name, scripts, clients, seconds, outdir, defines, transactions=None, tcp=False,
+            user="postgres"):
     files = []
     for i, (text, weight) in enumerate(scripts):
         p = os.path.join(outdir, "scripts", "%s.%d.sql" % (name, i))
@@ -222,7 +438,7 @@ def pgbench(pg, db, name, scripts, clients, seconds, outdir, defines, transactio
         files += ["-f", "%s@%d" % (p, weight)]
     logdir = os.path.join(outdir, "pgbench_logs")
     prefix = os.path.join(logdir, name.replace("/", "_"))
-    cmd = pg.base("pgbench", tcp) + ["-n", "-M", "prepared", "-r", "-c", str(clients),
+    cmd = pg.base("pgbench", tcp, user) + ["-n", "-M", "prepared", "-r", "-c", str(clients),
                                 "-j", str(min(clients, 2)), "-l", "--log-prefix", prefix]
     cmd += ["-t", str(transactions)] if transactions else ["-T", str(seconds)]
     for k, v in defines.items():
@@ -374,7 +590,14 @@ def main():
     ap.add_argument("--conf", required=True)
     ap.add_argument("--tag", default="",
                     help="added to the result files' names (latest<tag>.md): -sync-on")
+    ap.add_argument("--tenants", type=int, default=0,
+                    help="a 2.0 database of this many tenants (issue 22; see load_tenants()); 0: 1.1.1's site")
+    ap.add_argument("--sites-per-tenant", type=int, default=3)
+    ap.add_argument("--api", default="at", choices=S.APIS,
+                    help="with --tenants: the _at functions (at) or the 1.x names (1x)")
     a = ap.parse_args()
+    if a.tenants < 0 or a.sites_per_tenant < 1:
+        ap.error("--tenants takes a number >= 0, --sites-per-tenant one >= 1")
 
     pg = PG(a.sock, a.port, a.tcp_host)
     clients = [int(c) for c in a.clients.split(",")]
@@ -387,16 +610,50 @@ def main():
             if j not in impls:
                 impls.append(j)
     modes = a.modes.split(",")
+    tenants = a.tenants
+    if tenants:
+        # 2.0 (issue 22): the extension's calls on the loaded database only;
+        # the floor, the PL/pgSQL reference and the application's peer are
+        # written on 1.1.1's tables, and the scale probe and the memory
+        # check on its site
+        dropped = [i for i in impls if i not in S.V2_IMPLS]
+        impls = [i for i in impls if i in S.V2_IMPLS]
+        if not impls:
+            ap.error("--tenants runs the implementations %s only" % ",".join(S.V2_IMPLS))
+        if dropped:
+            log("== --tenants: not run (written on 1.1.1's tables): %s" % ",".join(dropped))
+        if modes != ["loaded"]:
+            log("== --tenants: the loaded mode only")
+            modes = ["loaded"]
+        scen = [sc for sc in scen if sc in S.V2_SCENARIOS]
+        if a.scale_xacts or a.memory_calls:
+            log("== --tenants: no scale probe, no memory check (1.1.1's site only)")
+        a.scale_xacts = a.memory_calls = 0
+        a.tag += "-tenants%d%s" % (tenants, "-1x" if a.api == "1x" else "")
     os.makedirs(os.path.join(a.outdir, "scripts"), exist_ok=True)
     os.makedirs(os.path.join(a.outdir, "pgbench_logs"), exist_ok=True)
     os.makedirs(a.results, exist_ok=True)
 
     # the pool must hold every single-use link one run can take (reset between runs)
     site_rows = max(a.rows, a.pool or a.seconds * 30000)
-    log("== loading the site: %d single-use links (--rows %d)" % (site_rows, a.rows))
     minimal = "minfloor" in impls and "loaded" in modes
-    load_s = load(pg, "site", site_rows, a.outdir, minimal=minimal)
-    max_invite = int(pg.psql("SELECT max(invite_id) FROM invitetomedia.invites"))
+    loaded_at = None
+    if tenants:
+        # the measured tenant's links: as many as one run can take (the 1.x
+        # names use its default site's only, one link in sites_per_tenant)
+        pool = (a.pool or a.seconds * 30000) * (a.sites_per_tenant if a.api == "1x" else 1)
+        log("== loading 2.0: %d tenants x %d sites, --rows %d single-use links (an N-th per tenant), the"
+            " measured tenant at least %d, calls as %s through the %s functions"
+            % (tenants, a.sites_per_tenant, a.rows, pool, MEASURED_ROLE, "_at" if a.api == "at" else "1.x"))
+        load_s = load_tenants(pg, "site", a.rows, tenants, a.sites_per_tenant, a.outdir, pool=pool)
+        loaded_at = pg.psql("SELECT max(created_at) FROM invitetomedia.invites")
+        max_invite = None
+        site_rows = pool
+        home = site_name(measured_tenant(tenants), 1)
+    else:
+        log("== loading the site: %d single-use links (--rows %d)" % (site_rows, a.rows))
+        load_s = load(pg, "site", site_rows, a.outdir, minimal=minimal)
+        max_invite = int(pg.psql("SELECT max(invite_id) FROM invitetomedia.invites"))
     site_invites = int(pg.psql("SELECT count(*) FROM invitetomedia.invites"))
     if "fresh" in modes:
         make_fresh_template(pg)
@@ -405,7 +662,8 @@ def main():
     runs = [(rnd, mode, sc, cl, impl) for rnd in range(1, a.rounds + 1) for mode in modes
             for sc in scen for cl in clients for impl in impls]
     for rnd, mode, sc, cl, impl in runs:
-        scripts = S.scripts(sc, impl, mode)
+        scripts = (S.v2_scripts(sc, impl, mode, a.api, a.sites_per_tenant, home) if tenants
+                   else S.scripts(sc, impl, mode))
         if scripts is None:   # not with this implementation, or not in this mode
             continue
         name = "%s.%s.%s.c%d" % (mode, sc, impl, cl)
@@ -421,12 +679,13 @@ def main():
             pg.psql("CREATE DATABASE fresh_run TEMPLATE fresh_tpl", db="postgres")
             defines = {"lo": -MULTI_LINKS, "hi": -1}
             rows = int(pg.psql("SELECT count(*) FROM invitetomedia.invites", db=db))
-        r = pgbench(pg, db, name, scripts, cl, a.seconds, a.outdir, defines, tcp=impl in S.TCP_IMPLS)
+        r = pgbench(pg, db, name, scripts, cl, a.seconds, a.outdir, defines, tcp=impl in S.TCP_IMPLS,
+                    user=MEASURED_ROLE if tenants else "postgres")
         st = statuses(pg, db, S.records(sc, impl)) if sc in S.CONSUMING else ""
         rows_end = int(pg.psql("SELECT count(*) FROM invitetomedia.invites", db=db)) \
             if mode == "fresh" else rows
         if mode == "loaded":
-            reset_site(pg, max_invite, minimal)
+            reset_site(pg, max_invite, minimal, loaded_at)
         r.update(mode=mode, scenario=sc, impl=impl, clients=cl, rows=rows,
                  rows_end=rows_end, statuses=st, round=rnd)
         nok = int(re.search(r"ok=(\d+)", st).group(1)) if re.search(r"ok=(\d+)", st) else 0
@@ -618,6 +877,12 @@ def main():
               % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.uname().nodename, os.cpu_count(),
                  pg.psql("SHOW server_version", db="postgres"), a.seconds, site_invites, load_s,
                  "; %d rounds, interleaved (targets: mean tps of the rounds)" % a.rounds if a.rounds > 1 else ""))
+    if tenants:
+        md.append("")
+        md.append("Extension 2.0: %d tenants x %d sites; the calls run as %s (tenant %d's role) through the %s"
+                  " functions; %d of the links are that tenant's (the rows column counts every tenant's)."
+                  % (tenants, a.sites_per_tenant, MEASURED_ROLE, measured_tenant(tenants),
+                     "_at" if a.api == "at" else "1.x", site_rows))
     md.append("")
     md.append("Configuration: `" + "`, `".join(open(a.conf).read().split("\n")[:-1]) + "`")
     md.append("")

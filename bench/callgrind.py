@@ -5,7 +5,9 @@ scripts, reads callgrind's output and writes the report.
 
   callgrind.py load   --sock DIR --port P --links N --workdir DIR
                       [--version V] [--lib PATH]
+                      [--tenants N --sites-per-tenant S --pool P]
   callgrind.py script --call NAME --impl c|floor --count N
+                      [--tenants N --sites-per-tenant S --api at|1x]
   callgrind.py check  --call NAME --count N LOG      (exit 1 unless N ok)
   callgrind.py report --outdir DIR --counts A,B --label L [--baseline DIR]
                       [--top K] > report.md
@@ -20,6 +22,12 @@ same calling statement, so one call here is one transaction of the bench:
            from a sequence instead of random(): the same work);
   check    invite_check of a distinct link, scenario check (the link from a
            sequence instead of random()).
+With --tenants (issue 22) the database is 2.0's, of tenants and sites
+(bench.py's load_tenants()), and the calls are the same ones through 2.0's
+entry points (scenarios.py, v2_*), run as the role bench_app (SET ROLE
+before the PREPARE), which acts for one tenant: --api at names the site
+(invite_consume_at, ...), --api 1x calls the 1.x names (the tenant's
+default site).
 """
 import argparse
 import glob
@@ -36,7 +44,23 @@ CALLS = ("consume", "join", "create", "check")
 CREATE_EMAIL = "'new' || nextval('bench.cg_seq') || '@example.com'"
 
 
-def statement(call, impl):
+def statement(call, impl, tenants=0, sites=3, api="at"):
+    if tenants:
+        if impl != "c":
+            raise SystemExit("only the extension's calls run on a 2.0 database of tenants")
+        import bench as B
+        home = B.site_name(B.measured_tenant(tenants), 1)
+        if call == "consume":
+            sql = S.v2_consume(api, "distinct", sites)
+        elif call == "join":
+            sql = S.v2_guest_join(api, home, False)
+        elif call == "create":
+            sql = S.v2_create(api, home, CREATE_EMAIL, False)
+        elif call == "check":
+            sql = S.v2_check(api, "distinct", sites)
+        else:
+            raise SystemExit("unknown call %s" % call)
+        return " ".join(sql.split()).rstrip(";")
     if call == "consume":
         sql = S.consume(impl, "distinct")
     elif call == "join":
@@ -70,8 +94,15 @@ def cmd_load(a):
         B.SETUP_SQL = B.SETUP_SQL.replace("CREATE EXTENSION invitetomedia;",
                                           "CREATE EXTENSION invitetomedia VERSION '%s';" % a.version)
     pg = B.PG(a.sock, a.port)
-    B.load(pg, "site", a.links, a.workdir)
-    pg.psql("CREATE SEQUENCE bench.cg_seq")
+    if a.tenants:
+        if a.version and a.version != "2.0":
+            raise SystemExit("--tenants loads a 2.0 database")
+        B.load_tenants(pg, "site", a.links, a.tenants, a.sites_per_tenant, a.workdir, pool=a.pool)
+        pg.psql("CREATE SEQUENCE bench.cg_seq")
+        pg.psql(B.TENANT_GRANTS_SQL)
+    else:
+        B.load(pg, "site", a.links, a.workdir)
+        pg.psql("CREATE SEQUENCE bench.cg_seq")
     if a.lib:
         # another build of the library (an older release, for a baseline):
         # the database's C functions point at it; the installed one stays
@@ -84,7 +115,12 @@ def cmd_load(a):
 
 
 def cmd_script(a):
-    lines = ["PREPARE c AS " + statement(a.call, a.impl)]
+    lines = []
+    if a.tenants:
+        import bench as B
+        # the role the calls act as: mapped to the measured tenant
+        lines.append("SET ROLE %s" % B.MEASURED_ROLE)
+    lines += ["PREPARE c AS " + statement(a.call, a.impl, a.tenants, a.sites_per_tenant, a.api)]
     lines += ["EXECUTE c"] * a.count
     sys.stdout.write("\n".join(lines) + "\n")
 
@@ -271,10 +307,17 @@ def main():
     p.add_argument("--workdir", required=True)
     p.add_argument("--version")
     p.add_argument("--lib")
+    p.add_argument("--tenants", type=int, default=0)
+    p.add_argument("--sites-per-tenant", type=int, default=3)
+    p.add_argument("--pool", type=int, default=0,
+                   help="links of the measured tenant, at least (--tenants)")
     p = sub.add_parser("script")
     p.add_argument("--call", required=True, choices=CALLS)
     p.add_argument("--impl", default="c", choices=("c", "floor"))
     p.add_argument("--count", type=int, required=True)
+    p.add_argument("--tenants", type=int, default=0)
+    p.add_argument("--sites-per-tenant", type=int, default=3)
+    p.add_argument("--api", default="at", choices=S.APIS)
     p = sub.add_parser("check")
     p.add_argument("--call", required=True, choices=CALLS)
     p.add_argument("--count", type=int, required=True)

@@ -377,3 +377,93 @@ CONSUMING = ("consume_distinct", "consume_hot", "consume_1000use", "mixed",
              "guest_hot", "guest_hot_new")
 # scenarios whose records are guest joins (invitetomedia.guest_link_joins)
 GUEST = ("guest_hot", "guest_hot_new")
+
+
+# --- 2.0 (issue 22): the same calls on a database of tenants and sites -------
+#
+# bench.py's load_tenants(): the calls run as a role mapped to one tenant
+# (bench_app), its links in bench.tokens with their sites (t.site_id), link
+# n at the tenant's site 1 + (n - 1) % sites, site 1 its default.  Two forms
+# of every call (api):
+#   at   the _at functions, naming the link's site (a create, a join: the
+#        default site, where the hot guest link is);
+#   1x   the 1.x names, which act on the tenant's default site: the links
+#        picked are those of site 1 (n = sites * k - (sites - 1)).
+# Only the extension runs here ("c", "c_tcp"): the floor and the PL/pgSQL
+# reference are written on 1.1.1's tables.
+APIS = ("at", "1x")
+V2_IMPLS = ("c", "c_tcp")
+V2_SCENARIOS = ("consume_distinct", "consume_hot", "consume_1000use", "check",
+                "create", "create_email", "mixed", "guest_hot", "guest_hot_new")
+
+
+def v2_pick(pick, api, sites):
+    frm, where = PICK[pick]
+    if api == "1x" and pick == "distinct":
+        # the k-th link of the default site
+        where = "t.n = %d * (SELECT nextval('bench.distinct_seq')) - %d" % (sites, sites - 1)
+    return frm, where
+
+
+def v2_consume(api, pick, sites):
+    frm, where = v2_pick(pick, api, sites)
+    call = ("invitetomedia.invite_consume_at(t.site_id, t.token, t.email)" if api == "at"
+            else "invitetomedia.invite_consume(t.token, t.email)")
+    return "SELECT c.status FROM %s, LATERAL %s c WHERE %s;\n" % (frm, call, where)
+
+
+def v2_check(api, pick, sites):
+    frm, where = v2_pick(pick, api, sites)
+    call = ("invitetomedia.invite_check_at(t.site_id, t.token)" if api == "at"
+            else "invitetomedia.invite_check(t.token)")
+    return "SELECT c.status FROM %s, LATERAL %s c WHERE %s;\n" % (frm, call, where)
+
+
+def v2_create(api, home, email, send_email, gset=False):
+    tail = " \\gset\n" if gset else ";\n"
+    args = "'m1', 'inviter', %s, 'Ann', 'Lee', 'viewer', %s" % (email, "true" if send_email else "false")
+    call = ("invitetomedia.invite_create_at('%s', %s)" % (home, args) if api == "at"
+            else "invitetomedia.invite_create(%s)" % args)
+    return "SELECT token AS tok FROM %s%s" % (call, tail)
+
+
+def v2_guest_join(api, home, new_users):
+    if new_users:
+        frm = "(SELECT 'guest' || %s || '@example.com' AS email) t" % GUEST_SEQ
+        where = "true"
+    else:
+        frm, where = "bench.tokens t", "t.n = %s" % GUEST_SEQ
+    args = "%s, t.email, 'Gina', 'Guest'" % GUEST_TOKEN
+    call = ("invitetomedia.guest_link_join_at('%s', %s)" % (home, args) if api == "at"
+            else "invitetomedia.guest_link_join(%s)" % args)
+    return "SELECT c.status FROM %s, LATERAL %s c WHERE %s;\n" % (frm, call, where)
+
+
+def v2_scripts(scenario, impl, mode, api, sites, home):
+    """scripts() for a 2.0 database of tenants (loaded mode, the extension
+    only): None where the scenario does not run."""
+    if impl not in V2_IMPLS or mode != "loaded":
+        return None
+    if impl == "c_tcp" and scenario != "consume_distinct":
+        return None
+    if scenario == "consume_distinct":
+        return [(v2_consume(api, "distinct", sites), 1)]
+    if scenario == "consume_hot":
+        return [(v2_consume(api, "hot", sites), 1)]
+    if scenario == "consume_1000use":
+        return [(v2_consume(api, "multi", sites), 1)]
+    if scenario == "check":
+        # at: any link of the tenant; 1x: a link of its default site
+        pick = ("\\set n random(:lo, :hi)\n" if api == "at"
+                else "\\set n %d * random(:lo, :hi / %d) - %d\n" % (sites, sites, sites - 1))
+        return [(pick + v2_check(api, "random", sites), 1)]
+    if scenario == "create":
+        return [(RAND + v2_create(api, home, NEW_EMAIL, False), 1)]
+    if scenario == "create_email":
+        return [(RAND + v2_create(api, home, NEW_EMAIL, True), 1)]
+    if scenario in ("guest_hot", "guest_hot_new"):
+        return [(v2_guest_join(api, home, scenario == "guest_hot_new"), 1)]
+    if scenario == "mixed":
+        return [(v2_consume(api, "distinct", sites), 9),
+                (RAND + v2_create(api, home, NEW_EMAIL, False), 1)]
+    raise ValueError(scenario)

@@ -4,8 +4,8 @@
 #                                   suite again with the table-AM paths
 #                                   off (itm_direct.c), the differential
 #                                   fuzzer of that path (test/difffuzz),
-#                                   TAP, the 1.0, 1.0.1
-#                                   and 1.1 suites against the new library,
+#                                   TAP, the 1.0, 1.0.1, 1.1 and 1.1.1
+#                                   suites against the new library,
 #                                   two demos at once, the reference lobby in
 #                                   headless Chromium (test/lobby/run.sh),
 #                                   and last the Debian packages
@@ -19,13 +19,13 @@
 #                                   15 and 18).  Each major gets the build
 #                                   (-Werror), the regression, isolation,
 #                                   direct_use=off, differential fuzzer,
-#                                   TAP and 1.0/1.0.1/1.1 suites and the two
-#                                   demos; the lobby, the long checks and
-#                                   the Debian packages run on the first
-#                                   major only (the packages are Debian 12's,
-#                                   for its PostgreSQL 15).  A major that
-#                                   Debian 12 does not package is built from
-#                                   Debian's source package first
+#                                   TAP and 1.0/1.0.1/1.1/1.1.1 suites and
+#                                   the two demos; the lobby, the long
+#                                   checks and the Debian packages run on
+#                                   the first major only (the packages are
+#                                   Debian 12's, for its PostgreSQL 15).  A
+#                                   major that Debian 12 does not package is
+#                                   built from Debian's source package first
 #                                   (scripts/pg-from-source.sh: about 7
 #                                   minutes once, then cached); one that
 #                                   cannot be built counts as a failure.
@@ -323,7 +323,7 @@ fi
 # has not run ALTER EXTENSION UPDATE yet runs.  test/compat/run.sh runs four
 # runners, each counted; each release has a cluster and an output directory
 # of its own.
-for v in 1.0 1.0.1 1.1; do
+for v in 1.0 1.0.1 1.1 1.1.1; do
     echo "== [$m] $v suite against the new library"
     itm_virtualenv "$tree" bash test/compat/run.sh $v "$work/compat-$v-$m" $(brk compat) \
         >"$logs/compat-$v.log" 2>&1

@@ -24,6 +24,22 @@
  * duplicates by Message-ID would drop real mail if they were used.
  * Against a 1.0 database, which has no keys, <itm-MESSAGE_ID@DOMAIN>.
  *
+ * From extension version 2.0 on (tenants and sites), one sender serves
+ * every tenant: where the database has email_claim_all and the sender's
+ * role may execute it (a privilege of the platform's sender role), it
+ * claims with it and confirms with email_sent_all, email_failed_all and
+ * email_release_all, which name each message by its tenant (outbox ids are
+ * unique within a tenant only).  A role that may not, but may execute
+ * email_claim_sites (a tenant's own sender), claims its tenant's sites with
+ * that and confirms with the claim_no forms, which keep to its tenant.
+ * Otherwise the 1.x functions are used, which in a 2.0 database serve the
+ * default site of the role's tenant; both fallbacks are logged.  Which
+ * applies is read from the catalog on every connection and again every
+ * --poll seconds (choose_claim).  In 2.0, each message comes with its
+ * site's from_address and message_id_domain: From is the site's address
+ * when set, else --from; the Message-ID's domain is the site's when set,
+ * else --domain.
+ *
  * Exit status: 0 when stopped by a signal, or with --once when everything
  * due was delivered and confirmed; 1 with --once when the database could
  * not be reached or a result could not be recorded (a message handed to
@@ -90,6 +106,24 @@ static itm_identity identity;
  * Only kept to log a change once, not per batch.
  */
 static int	claim_api = -1;
+
+/*
+ * Which claim function the connection uses (choose_claim): the 1.x
+ * email_claim, a 2.0 tenant's email_claim_sites, or the platform's
+ * email_claim_all.
+ */
+typedef enum
+{
+	CLAIM_1X,
+	CLAIM_SITES,
+	CLAIM_ALL
+} claim_fn;
+
+static claim_fn claim_mode = CLAIM_1X;
+static int	claim_mode_logged = -1;	/* what was last said about it, -1 nothing */
+static unsigned long claim_mode_conn = 0;	/* the connection it was read on */
+static double claim_mode_read_at = 0;
+static unsigned long conn_generation = 0;	/* counts connections */
 
 /*
  * Failures that retrying will not cure: the extension is not installed in
@@ -546,6 +580,7 @@ connect_db(void)
 		PQfinish(conn);
 		return NULL;
 	}
+	conn_generation++;
 	PQsetNoticeReceiver(conn, notice_receiver, NULL);
 	/* names, subjects and bodies are handled as UTF-8 */
 	if (PQsetClientEncoding(conn, "UTF8") != 0)
@@ -675,6 +710,14 @@ typedef struct
 	const char *claim_no;
 	const char *ref;
 	int			release;
+	/* 2.0 (email_claim_sites, email_claim_all); NULL before */
+	const char *tenant_id;
+	const char *site_id;
+	const char *from_address;	/* NULL: --from */
+	const char *message_id_domain;	/* NULL: --domain */
+	claim_fn	fn;				/* the claim: which confirmations apply */
+	char		label[160];		/* the message in logs: "ID", or "ID (tenant
+								 * T, site S)" in 2.0 */
 } claimed_message;
 
 /* the positions of email_claim's columns in a result, by name */
@@ -687,6 +730,10 @@ typedef struct
 	int			body;
 	int			claim_no;		/* -1: extension 1.0, no claim numbers */
 	int			message_key;	/* -1: no message keys (1.0, early 1.0.1) */
+	int			tenant_id;		/* -1: before 2.0 */
+	int			site_id;
+	int			from_address;
+	int			message_id_domain;
 } claim_columns;
 
 /*
@@ -705,7 +752,16 @@ confirm_sent(PGconn *conn, const claimed_message *m, confirm_outcome *outcome)
 	int			marked;
 	int			warnings = 0;
 
-	if (m->claim_no != NULL)
+	if (m->fn == CLAIM_ALL)
+	{
+		const char *all_params[3] = {m->tenant_id, m->id, m->claim_no};
+
+		hold_server_warnings();
+		res = PQexecParams(conn,
+						   "SELECT invitetomedia.email_sent_all($1::pg_catalog.int4, $2::pg_catalog.int8, $3::pg_catalog.int4)",
+						   3, NULL, all_params, NULL, NULL, 0);
+	}
+	else if (m->claim_no != NULL)
 	{
 		hold_server_warnings();
 		res = PQexecParams(conn,
@@ -715,7 +771,8 @@ confirm_sent(PGconn *conn, const claimed_message *m, confirm_outcome *outcome)
 	else
 		res = PQexecParams(conn, "SELECT invitetomedia.email_sent($1::pg_catalog.int8)",
 						   1, NULL, params, NULL, NULL, 0);
-	st = result_status(conn, res, PGRES_TUPLES_OK, "email_sent");
+	st = result_status(conn, res, PGRES_TUPLES_OK,
+					   m->fn == CLAIM_ALL ? "email_sent_all" : "email_sent");
 	marked = (st == DB_OK && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) &&
 			  strcmp(PQgetvalue(res, 0, 0), "t") == 0);
 	if (m->claim_no != NULL)
@@ -744,7 +801,17 @@ confirm_failed(PGconn *conn, const claimed_message *m, const char *error,
 	PGresult   *res;
 	db_status	st;
 
-	if (m->claim_no != NULL)
+	if (m->fn == CLAIM_ALL)
+	{
+		const char *all_params[5] = {m->tenant_id, m->id, error, m->claim_no,
+		permanent ? "true" : "false"};
+
+		hold_server_warnings();
+		res = PQexecParams(conn,
+						   "SELECT invitetomedia.email_failed_all($1::pg_catalog.int4, $2::pg_catalog.int8, $3::pg_catalog.text, $4::pg_catalog.int4, $5::pg_catalog.bool)",
+						   5, NULL, all_params, NULL, NULL, 0);
+	}
+	else if (m->claim_no != NULL)
 	{
 		hold_server_warnings();
 		if (m->release)
@@ -760,7 +827,8 @@ confirm_failed(PGconn *conn, const claimed_message *m, const char *error,
 		res = PQexecParams(conn,
 						   "SELECT invitetomedia.email_failed($1::pg_catalog.int8, $2::pg_catalog.text)",
 						   2, NULL, params, NULL, NULL, 0);
-	st = result_status(conn, res, PGRES_TUPLES_OK, "email_failed");
+	st = result_status(conn, res, PGRES_TUPLES_OK,
+					   m->fn == CLAIM_ALL ? "email_failed_all" : "email_failed");
 	state[0] = '\0';
 	*outcome = CONFIRM_NOT_QUEUED;
 	if (st == DB_OK && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
@@ -807,12 +875,19 @@ hand_back(PGconn *conn, const claimed_message *m, const char *why,
 	if (m->release && !no_release)
 	{
 		const char *params[2] = {m->id, m->claim_no};
+		const char *all_params[3] = {m->tenant_id, m->id, m->claim_no};
 		PGresult   *res;
 
-		res = PQexecParams(conn,
-						   "SELECT invitetomedia.email_release($1::pg_catalog.int8, $2::pg_catalog.int4)",
-						   2, NULL, params, NULL, NULL, 0);
-		st = result_status(conn, res, PGRES_TUPLES_OK, "email_release");
+		if (m->fn == CLAIM_ALL)
+			res = PQexecParams(conn,
+							   "SELECT invitetomedia.email_release_all($1::pg_catalog.int4, $2::pg_catalog.int8, $3::pg_catalog.int4)",
+							   3, NULL, all_params, NULL, NULL, 0);
+		else
+			res = PQexecParams(conn,
+							   "SELECT invitetomedia.email_release($1::pg_catalog.int8, $2::pg_catalog.int4)",
+							   2, NULL, params, NULL, NULL, 0);
+		st = result_status(conn, res, PGRES_TUPLES_OK,
+						   m->fn == CLAIM_ALL ? "email_release_all" : "email_release");
 		if (st == DB_OK)
 			*outcome = (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) &&
 						strcmp(PQgetvalue(res, 0, 0), "t") == 0)
@@ -847,10 +922,21 @@ deliver_one(PGconn *conn, const claimed_message *m)
 	int			permanent = 0;
 	confirm_outcome outcome;
 	db_status	st;
+	itm_identity site_identity;
 
 	itm_mask_address(m->to_email, masked, sizeof(masked));
-	built = itm_build_message(&identity, m->ref, m->to_email, m->to_name,
-							  m->subject, m->body, &data, &len, err, sizeof(err));
+	if (m->from_address == NULL && m->message_id_domain == NULL)
+		built = itm_build_message(&identity, m->ref, m->to_email, m->to_name,
+								  m->subject, m->body, &data, &len, err, sizeof(err));
+	else if (itm_identity_for_site(&site_identity, &identity, m->from_address,
+								   m->message_id_domain, err, sizeof(err)) != 0)
+		built = -3;				/* the site's configuration: it can be mended */
+	else
+	{
+		built = itm_build_message(&site_identity, m->ref, m->to_email, m->to_name,
+								  m->subject, m->body, &data, &len, err, sizeof(err));
+		itm_identity_free(&site_identity);
+	}
 	if (built == 0)
 	{
 		itm_send_result sent = itm_run_sendmail(opt_sendmail, data, len, opt_timeout,
@@ -882,37 +968,37 @@ deliver_one(PGconn *conn, const claimed_message *m)
 		if (st != DB_OK)
 		{
 			log_line("message %s to %s: handed to sendmail, NOT confirmed (it will be sent again after its lease)",
-					 m->id, masked);
+					 m->label, masked);
 			unsettled++;
 		}
 		else if (outcome == CONFIRM_DONE)
-			log_line("message %s to %s: sent", m->id, masked);
+			log_line("message %s to %s: sent", m->label, masked);
 		else if (outcome == CONFIRM_SUPERSEDED)
 			log_line("message %s to %s: sent, but superseded (another sender claimed it after our lease ran out)",
-					 m->id, masked);
+					 m->label, masked);
 		else
 			log_line("message %s to %s: sent, but it was no longer queued (sent by another sender, or the invite was revoked)",
-					 m->id, masked);
+					 m->label, masked);
 		return st;
 	}
 
 	st = confirm_failed(conn, m, err, permanent, &outcome, state, sizeof(state));
 	if (st != DB_OK)
 	{
-		log_line("message %s to %s: failed: %s (failure NOT recorded)", m->id, masked, err);
+		log_line("message %s to %s: failed: %s (failure NOT recorded)", m->label, masked, err);
 		unsettled++;
 	}
 	else if (outcome == CONFIRM_SUPERSEDED)
 		log_line("message %s to %s: failed, superseded (another sender claimed it after our lease ran out): %s",
-				 m->id, masked, err);
+				 m->label, masked, err);
 	else if (strcmp(state, "dead") == 0 && permanent)
-		log_line("message %s to %s: failed permanently, dead: %s", m->id, masked, err);
+		log_line("message %s to %s: failed permanently, dead: %s", m->label, masked, err);
 	else if (strcmp(state, "dead") == 0)
-		log_line("message %s to %s: failed, dead (no more attempts): %s", m->id, masked, err);
+		log_line("message %s to %s: failed, dead (no more attempts): %s", m->label, masked, err);
 	else if (strcmp(state, "pending") == 0)
-		log_line("message %s to %s: failed, will retry: %s", m->id, masked, err);
+		log_line("message %s to %s: failed, will retry: %s", m->label, masked, err);
 	else
-		log_line("message %s to %s: failed, no longer queued: %s", m->id, masked, err);
+		log_line("message %s to %s: failed, no longer queued: %s", m->label, masked, err);
 	return st;
 }
 
@@ -935,6 +1021,10 @@ find_claim_columns(const PGresult *res, claim_columns *c)
 	c->body = PQfnumber(res, "body");
 	c->claim_no = PQfnumber(res, "claim_no");
 	c->message_key = PQfnumber(res, "message_key");
+	c->tenant_id = PQfnumber(res, "tenant_id");
+	c->site_id = PQfnumber(res, "site_id");
+	c->from_address = PQfnumber(res, "from_address");
+	c->message_id_domain = PQfnumber(res, "message_id_domain");
 	if (c->message_id < 0 || c->to_email < 0 || c->to_name < 0 ||
 		c->subject < 0 || c->body < 0)
 		return -1;
@@ -963,9 +1053,14 @@ value_or_null(const PGresult *res, int row, int col)
 	return PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
 }
 
-/* row of an email_claim result, as a claimed_message pointing into res */
-static void
-claimed_row(const PGresult *res, int row, const claim_columns *c, claimed_message *m)
+/*
+ * Row of an email_claim (email_claim_sites, email_claim_all) result, as a
+ * claimed_message pointing into res.  Returns -1 if a 2.0 row lacks its
+ * tenant or claim number: such a row cannot be confirmed.
+ */
+static int
+claimed_row(const PGresult *res, int row, const claim_columns *c, claim_fn fn,
+			claimed_message *m)
 {
 	m->id = PQgetvalue(res, row, c->message_id);
 	m->to_email = value_or_null(res, row, c->to_email);
@@ -975,6 +1070,94 @@ claimed_row(const PGresult *res, int row, const claim_columns *c, claimed_messag
 	m->claim_no = c->claim_no >= 0 ? value_or_null(res, row, c->claim_no) : NULL;
 	m->release = c->message_key >= 0;
 	m->ref = m->release ? value_or_null(res, row, c->message_key) : m->id;
+	m->fn = fn;
+	m->tenant_id = NULL;
+	m->site_id = NULL;
+	m->from_address = NULL;
+	m->message_id_domain = NULL;
+	if (fn == CLAIM_1X)
+	{
+		snprintf(m->label, sizeof(m->label), "%s", m->id);
+		return 0;
+	}
+	m->tenant_id = value_or_null(res, row, c->tenant_id);
+	m->site_id = value_or_null(res, row, c->site_id);
+	m->from_address = value_or_null(res, row, c->from_address);
+	m->message_id_domain = value_or_null(res, row, c->message_id_domain);
+	{
+		char		site[80];
+
+		one_line(m->site_id ? m->site_id : "?", site, sizeof(site));
+		snprintf(m->label, sizeof(m->label), "%s (tenant %s, site %s)", m->id,
+				 m->tenant_id ? m->tenant_id : "?", site);
+	}
+	return m->tenant_id == NULL || m->claim_no == NULL ? -1 : 0;
+}
+
+/*
+ * Reads from the catalog which claim function this connection uses
+ * (claim_fn), on a new connection and again every --poll seconds, so that
+ * an ALTER EXTENSION UPDATE or a GRANT under a running sender is followed.
+ * A catalog query: it works whether or not the extension is there, and
+ * the role needs no privilege for it.  Each change is logged once.
+ */
+static db_status
+choose_claim(PGconn *conn)
+{
+	PGresult   *res;
+	db_status	st;
+	int			has_all;
+	int			can_all;
+	int			can_sites;
+	claim_fn	fn;
+	int			said;
+
+	if (claim_mode_conn == conn_generation && now_seconds() - claim_mode_read_at < opt_poll)
+		return DB_OK;
+	res = PQexec(conn,
+				 "SELECT COALESCE(pg_catalog.bool_or(p.proname OPERATOR(pg_catalog.=) 'email_claim_all'), false),"
+				 "       COALESCE(pg_catalog.bool_or(p.proname OPERATOR(pg_catalog.=) 'email_claim_all'"
+				 "           AND pg_catalog.has_function_privilege(p.oid, 'EXECUTE')), false),"
+				 "       COALESCE(pg_catalog.bool_or(p.proname OPERATOR(pg_catalog.=) 'email_claim_sites'"
+				 "           AND pg_catalog.has_function_privilege(p.oid, 'EXECUTE')), false)"
+				 "  FROM pg_catalog.pg_proc p"
+				 "  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace"
+				 " WHERE n.nspname OPERATOR(pg_catalog.=) 'invitetomedia'"
+				 "   AND p.proname OPERATOR(pg_catalog.=) ANY ('{email_claim_all,email_claim_sites}'::pg_catalog.name[])"
+				 "   AND p.proargtypes OPERATOR(pg_catalog.=) '23 1186'::pg_catalog.oidvector");
+	st = result_status(conn, res, PGRES_TUPLES_OK, "choosing the claim function");
+	if (st != DB_OK)
+	{
+		PQclear(res);
+		return st;
+	}
+	if (PQntuples(res) != 1 || PQnfields(res) != 3)
+	{
+		log_line("choosing the claim function failed: an unexpected result");
+		PQclear(res);
+		return DB_ERROR;
+	}
+	has_all = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	can_all = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+	can_sites = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
+	PQclear(res);
+	fn = can_all ? CLAIM_ALL : can_sites ? CLAIM_SITES : CLAIM_1X;
+	/* what to say: 0 nothing (1.x), 1 every tenant, 2 and 3 fallbacks */
+	said = fn == CLAIM_ALL ? 1 : fn == CLAIM_SITES ? 2 : has_all ? 3 : 0;
+	if (said != claim_mode_logged)
+	{
+		if (said == 1)
+			log_line("extension 2.0: serving every tenant (email_claim_all); From and the Message-ID's domain are each site's where it sets them");
+		else if (said == 2)
+			log_line("extension 2.0, but this role may not execute email_claim_all: delivering its own tenant's mail only (email_claim_sites); to serve every tenant, grant the platform's sender role EXECUTE on email_claim_all, email_sent_all, email_failed_all and email_release_all");
+		else if (said == 3)
+			log_line("extension 2.0, but this role may execute neither email_claim_all nor email_claim_sites: delivering only the default site of its tenant (email_claim); to serve every tenant, grant the platform's sender role EXECUTE on email_claim_all, email_sent_all, email_failed_all and email_release_all");
+		claim_mode_logged = said;
+	}
+	claim_mode = fn;
+	claim_mode_conn = conn_generation;
+	claim_mode_read_at = now_seconds();
+	return DB_OK;
 }
 
 /*
@@ -1010,23 +1193,43 @@ drain(PGconn *conn)
 		int			skipped = 0;
 		int			released = 0;
 
+		claim_fn	fn;
+		const char *claim_name;
+
+		st = choose_claim(conn);
+		if (st != DB_OK)
+			return st;
+		fn = claim_mode;
+		claim_name = fn == CLAIM_ALL ? "email_claim_all"
+			: fn == CLAIM_SITES ? "email_claim_sites" : "email_claim";
 		/* "*": the columns differ between versions (find_claim_columns) */
 		res = PQexecParams(conn,
-						   "SELECT * FROM invitetomedia.email_claim($1::pg_catalog.int4, $2::pg_catalog.interval)",
+						   fn == CLAIM_ALL ?
+						   "SELECT * FROM invitetomedia.email_claim_all($1::pg_catalog.int4, $2::pg_catalog.interval)"
+						   : fn == CLAIM_SITES ?
+						   "SELECT * FROM invitetomedia.email_claim_sites($1::pg_catalog.int4, $2::pg_catalog.interval)"
+						   : "SELECT * FROM invitetomedia.email_claim($1::pg_catalog.int4, $2::pg_catalog.interval)",
 						   2, NULL, params, NULL, NULL, 0);
-		st = result_status(conn, res, PGRES_TUPLES_OK, "email_claim");
+		st = result_status(conn, res, PGRES_TUPLES_OK, claim_name);
 		if (st != DB_OK)
 		{
 			PQclear(res);
 			return st;
 		}
-		if (find_claim_columns(res, &cols) != 0)
+		if (find_claim_columns(res, &cols) != 0 ||
+			(fn != CLAIM_1X && (cols.claim_no < 0 || cols.message_key < 0 ||
+								cols.tenant_id < 0 || cols.site_id < 0 ||
+								cols.from_address < 0 || cols.message_id_domain < 0)))
 		{
 			/*
 			 * Not an outbox this sender knows.  Whatever it claimed becomes
 			 * due again when the lease runs out.
 			 */
-			log_line("email_claim failed: its result lacks a column this sender needs (message_id, to_email, to_name, subject, body)");
+			if (fn == CLAIM_1X)
+				log_line("email_claim failed: its result lacks a column this sender needs (message_id, to_email, to_name, subject, body)");
+			else
+				log_line("%s failed: its result lacks a column this sender needs (message_id, to_email, to_name, subject, body, claim_no, message_key, tenant_id, site_id, from_address, message_id_domain)",
+						 claim_name);
 			PQclear(res);
 			return DB_ERROR;
 		}
@@ -1038,7 +1241,13 @@ drain(PGconn *conn)
 			claimed_message m;
 			confirm_outcome outcome;
 
-			claimed_row(res, i, &cols, &m);
+			if (claimed_row(res, i, &cols, fn, &m) != 0)
+			{
+				/* cannot be confirmed: due again when its lease runs out */
+				log_line("message %s: claimed without its tenant or claim number; left for after its lease",
+						 m.label);
+				continue;
+			}
 			if (stop_requested || broken != DB_OK)
 			{
 				st = hand_back(conn, &m,
@@ -1047,9 +1256,9 @@ drain(PGconn *conn)
 							   &outcome);
 				if (st == DB_OK && outcome == CONFIRM_SUPERSEDED)
 					log_line("message %s: not handed back, superseded or no longer queued (another sender claimed it after our lease ran out, or it was sent or revoked)",
-							 m.id);
+							 m.label);
 				else if (st == DB_OK)
-					log_line("message %s: handed back (%s)", m.id,
+					log_line("message %s: handed back (%s)", m.label,
 							 stop_requested ? "stopping" : "not attempted after an error that retrying will not cure");
 			}
 			else if (now_seconds() - claimed_at > opt_lease - margin)
@@ -1282,6 +1491,11 @@ usage(FILE *out)
 			"outcome.  Bodies and links are never logged.  SIGTERM, SIGINT or SIGHUP:\n"
 			"finish the message in hand, hand the other claimed ones back, exit 0.\n"
 			"Delivery is at least once; copies of a message share its Message-ID.\n"
+			"\n"
+			"Against a 2.0 database the sender serves every tenant if its role may\n"
+			"execute email_claim_all (else its tenant's sites with email_claim_sites,\n"
+			"else email_claim); From and the Message-ID's domain are each site's\n"
+			"from_address and message_id_domain where the site sets them.\n"
 			"\n"
 			"Exit status: 0 stopped by a signal, or --once and everything confirmed;\n"
 			"1 --once and the database unreachable or an outcome not recorded;\n"

@@ -330,6 +330,34 @@ itm_identity_free(itm_identity *id)
 	memset(id, 0, sizeof(*id));
 }
 
+int
+itm_identity_for_site(itm_identity *id, const itm_identity *base,
+					  const char *from_address, const char *message_id_domain,
+					  char *err, size_t errlen)
+{
+	memset(id, 0, sizeof(*id));
+	if (from_address != NULL && !itm_address_is_safe(from_address))
+	{
+		snprintf(err, errlen,
+				 "the site's from_address is not a plain ASCII addr@host (one @, a dot-atom before it, a domain name after it)");
+		return -1;
+	}
+	if (message_id_domain != NULL && !domain_is_safe(message_id_domain))
+	{
+		snprintf(err, errlen, "the site's message_id_domain is not a valid domain name");
+		return -1;
+	}
+	if (from_address != NULL)
+		id->from_addr = g_strdup(from_address);
+	else
+	{
+		id->from_addr = g_strdup(base->from_addr);
+		id->from_name = g_strdup(base->from_name);
+	}
+	id->domain = g_strdup(message_id_domain != NULL ? message_id_domain : base->domain);
+	return 0;
+}
+
 /*
  * Adds one mailbox to an address list.  Display names are encoded as UTF-8
  * (RFC 2047) when they are not ASCII, whatever smaller charset would do.

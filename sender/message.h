@@ -33,6 +33,20 @@ int			itm_identity_init(itm_identity *id, const char *from,
 void		itm_identity_free(itm_identity *id);
 
 /*
+ * The identity of one site's mail (extension 2.0, whose sites may set
+ * from_address and message_id_domain): from_address, when not NULL,
+ * replaces base's From mailbox, display name included (a site names a bare
+ * address, and the display name of --from is the platform's, not the
+ * site's); message_id_domain, when not NULL, replaces base's domain.  Both
+ * are checked as --from's address and --domain are.  Returns 0 with a copy
+ * in *id (itm_identity_free it), or -1 with a message in err.
+ */
+int			itm_identity_for_site(itm_identity *id, const itm_identity *base,
+								  const char *from_address,
+								  const char *message_id_domain,
+								  char *err, size_t errlen);
+
+/*
  * True if addr is a plain ASCII addr-spec (dot-atom local part, domain of
  * letters, digits and hyphens): nothing in it can end a header field or
  * add a recipient.

@@ -40,7 +40,8 @@ SELECT pg_temp.try($$SELECT * FROM invitetomedia.invite_check(NULL)$$);
 -- read (a typo; a forger can compute a CRC, so this is a convenience, not
 -- a defence).  Seen where a read would show: in a read-only transaction a
 -- consume that reached the table would be refused with 25006, and the
--- invites' scan counters would move.
+-- invites' scan counters would move (the table's and all its indexes':
+-- 2.0's planner may read a token through any index leading with tenant_id).
 UPDATE invitetomedia.settings SET enabled = true;
 SELECT token AS good FROM invitetomedia.invite_create('vid', 'owner', 'crc@outside.example', 'C', 'Rc') \gset
 -- one character changed: same length and alphabet, wrong checksum
@@ -53,13 +54,16 @@ SELECT pg_temp.try(format('SELECT * FROM invitetomedia.invite_consume(%L, %L)', 
 ROLLBACK;
 BEGIN;
 SELECT pg_stat_get_xact_numscans('invitetomedia.invites'::regclass)
-     + pg_stat_get_xact_numscans('invitetomedia.invites_token_hash_key'::regclass) AS scans0 \gset
+     + (SELECT sum(pg_stat_get_xact_numscans(indexrelid)) FROM pg_index
+         WHERE indrelid = 'invitetomedia.invites'::regclass) AS scans0 \gset
 SELECT status FROM invitetomedia.invite_check(:'bad_crc');
 SELECT pg_stat_get_xact_numscans('invitetomedia.invites'::regclass)
-     + pg_stat_get_xact_numscans('invitetomedia.invites_token_hash_key'::regclass) - :scans0
+     + (SELECT sum(pg_stat_get_xact_numscans(indexrelid)) FROM pg_index
+         WHERE indrelid = 'invitetomedia.invites'::regclass) - :scans0
        AS invites_scans_for_bad_checksum;
 SELECT status FROM invitetomedia.invite_check(:'good');
 SELECT pg_stat_get_xact_numscans('invitetomedia.invites'::regclass)
-     + pg_stat_get_xact_numscans('invitetomedia.invites_token_hash_key'::regclass) - :scans0
+     + (SELECT sum(pg_stat_get_xact_numscans(indexrelid)) FROM pg_index
+         WHERE indrelid = 'invitetomedia.invites'::regclass) - :scans0
        AS invites_scans_after_good_token;
 COMMIT;

@@ -29,7 +29,7 @@ SELECT status, invite_id = :invite_id AS same_invite, media_id, role, user_id, f
 SELECT * FROM invitetomedia.invite_consume(:'token', 'guest@outside.example');
 -- the first ok created the user: id = lower-cased email, role anonymous, names from the invite
 SELECT * FROM invitetomedia.users WHERE user_id = 'guest@outside.example';
-SELECT status, device_id, user_id FROM invitetomedia.redemptions ORDER BY redemption_id;
+SELECT status, device_id, user_id FROM invitetomedia.redemptions ORDER BY at;
 SELECT use_count, used_up_at IS NOT NULL AS used_up FROM invitetomedia.invites;
 
 -- an existing user (matched case-insensitively) is returned, not created again
@@ -73,7 +73,7 @@ SELECT status, uses_left FROM invitetomedia.invite_consume(:'token', 'dev@outsid
 SELECT status FROM invitetomedia.invite_consume(:'token', 'dev@outside.example', 'tablet');
 -- the wrong email on a known device is still a mismatch
 SELECT status FROM invitetomedia.invite_consume(:'token', 'other@outside.example', 'laptop');
-SELECT status, device_id FROM invitetomedia.redemptions WHERE invite_id = :invite_id ORDER BY redemption_id;
+SELECT status, device_id FROM invitetomedia.redemptions WHERE invite_id = :invite_id ORDER BY at;
 SELECT use_count FROM invitetomedia.invites WHERE invite_id = :invite_id;
 
 -- revoked, expired, disabled; first match wins

@@ -17,7 +17,7 @@ CREATE ROLE coeditor;
 CREATE ROLE regress_itm_writer;
 GRANT USAGE ON SCHEMA invitetomedia TO coeditor, regress_itm_writer;
 GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON invitetomedia.invites TO coeditor, regress_itm_writer;
-GRANT USAGE ON SEQUENCE invitetomedia.invites_invite_id_seq TO coeditor, regress_itm_writer;
+-- (2.0 draws ids at random: the invites have no sequence to grant)
 GRANT EXECUTE ON FUNCTION invitetomedia.may_invite(text, text) TO coeditor, regress_itm_writer;
 
 SELECT invite_id AS live_id FROM invitetomedia.invite_create('live', 'owner', 'guest@outside.example', 'Gina', 'Guest') \gset

@@ -87,8 +87,9 @@ VALUES ('squat@outside.example', 'Squat@Outside.example', 'Sq', 'Uat', 'anonymou
 DELETE FROM invitetomedia.users
  WHERE lower(email COLLATE "C") = lower('squat@outside.example' COLLATE "C")
    AND role = 'anonymous' AND user_id <> 'sq-42';
--- ... and the sign-up's row goes in
+-- ... and the sign-up's row goes in (2.0: users' key is (tenant_id,
+-- user_id), tenant_id filled with the role's tenant)
 INSERT INTO invitetomedia.users (user_id, email, first_name, last_name, role)
 VALUES ('sq-42', 'squat@outside.example', 'Real', 'Person', 'viewer')
-ON CONFLICT (user_id) DO UPDATE SET email = EXCLUDED.email;
+ON CONFLICT (tenant_id, user_id) DO UPDATE SET email = EXCLUDED.email;
 SELECT user_id, email, role FROM invitetomedia.users WHERE lower(email COLLATE "C") = 'squat@outside.example';

@@ -65,7 +65,7 @@ SELECT status, guest_link_id = :open_id AS same_link, media_id, role, user_id, c
 SELECT * FROM invitetomedia.users WHERE user_id = 'gina.guest@outside.example';
 -- the record keeps what was claimed (trimmed), and no user
 SELECT status, email, first_name, last_name, user_id FROM invitetomedia.guest_link_joins
- ORDER BY join_id DESC LIMIT 1;
+ ORDER BY joined_at DESC LIMIT 1;
 -- the same person again (another case): a join of its own
 SELECT status, user_id FROM invitetomedia.guest_link_join(:'open_token', 'gina.guest@OUTSIDE.example', 'G.', 'G.');
 -- the address of an existing user of the directory: a guest all the same,
@@ -120,7 +120,7 @@ SELECT status, user_id, clicks_left, expires_at FROM invitetomedia.guest_link_jo
 -- the view counts an unlimited link's ok joins (not its rejoins); the row counts none
 SELECT s.name, s.click_limit, s.clicks AS view_clicks, g.clicks AS row_clicks, s.state
   FROM invitetomedia.guest_link_status s JOIN invitetomedia.guest_links g USING (guest_link_id)
- ORDER BY s.guest_link_id;
+ ORDER BY s.created_at;
 
 ------------------------------------------------------------------------------
 -- domain_restricted: every guest is judged as a new user (guest_allowed());
@@ -236,4 +236,4 @@ SELECT count(*) AS links_out_of_balance
 SELECT j.status, j.email, j.user_id
   FROM invitetomedia.guest_link_joins j
  WHERE j.guest_link_id IN (:two_id, :three_id) AND j.status IN ('ok', 'rejoin')
- ORDER BY j.join_id;
+ ORDER BY j.joined_at;

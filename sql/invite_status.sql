@@ -13,7 +13,8 @@ SELECT count(*) AS public_grants FROM pg_class c, aclexplode(c.relacl) a
 SELECT c.relacl IS NOT NULL AS has_acl FROM pg_class c WHERE c.oid = 'invitetomedia.invite_status'::regclass;
 
 -- one invite in each state
-CREATE TEMP TABLE t (name text PRIMARY KEY, invite_id bigint, token text);
+-- (ord: the order of creation; 2.0's invite ids are random)
+CREATE TEMP TABLE t (name text PRIMARY KEY, invite_id bigint, token text, ord serial);
 CREATE FUNCTION pg_temp.tok(n text) RETURNS text LANGUAGE sql AS $$ SELECT token FROM t WHERE name = n $$;
 CREATE FUNCTION pg_temp.id(n text) RETURNS bigint LANGUAGE sql AS $$ SELECT invite_id FROM t WHERE name = n $$;
 UPDATE invitetomedia.settings SET link_reusability = 2;
@@ -50,7 +51,7 @@ UPDATE invitetomedia.invites SET not_before = now() + interval '1 hour'
 -- the states, checked in the order revoked, expired, locked, not_yet,
 -- exhausted, used (a use and uses left), pending (no use yet)
 SELECT t.name, s.state, s.use_count, s.max_uses
-  FROM t JOIN invitetomedia.invite_status s USING (invite_id) ORDER BY s.invite_id;
+  FROM t JOIN invitetomedia.invite_status s USING (invite_id) ORDER BY t.ord;
 SELECT state, count(*) FROM invitetomedia.invite_status GROUP BY state ORDER BY state;
 
 -- the columns hold the invite's own values
@@ -65,7 +66,7 @@ SELECT s.invite_id = i.invite_id AS same_id, s.media_id, s.email, s.role, s.invi
 SELECT t.name, s.last_used_at IS NOT NULL AS has_last_use,
        s.last_used_at = (SELECT max(r.at) FROM invitetomedia.redemptions r
                           WHERE r.invite_id = s.invite_id AND r.status = 'ok') AS last_ok
-  FROM t JOIN invitetomedia.invite_status s USING (invite_id) ORDER BY s.invite_id;
+  FROM t JOIN invitetomedia.invite_status s USING (invite_id) ORDER BY t.ord;
 SELECT status FROM invitetomedia.invite_consume(pg_temp.tok('pending'), 'pending@outside.example', 'tablet');
 SELECT state, last_used_at IS NOT NULL AS has_last_use FROM invitetomedia.invite_status WHERE invite_id = pg_temp.id('pending');
 SELECT last_used_at AS first_use FROM invitetomedia.invite_status WHERE invite_id = pg_temp.id('pending') \gset
@@ -77,10 +78,10 @@ SELECT last_used_at = :'first_use' AS unchanged_by_rejoin_and_mismatch
 -- locked follows the setting at once: 0 never locks
 UPDATE invitetomedia.settings SET lockout_attempts = 0;
 SELECT t.name, s.state FROM t JOIN invitetomedia.invite_status s USING (invite_id)
- WHERE t.name IN ('locked', 'expired_locked', 'locked_not_yet', 'mismatched') ORDER BY s.invite_id;
+ WHERE t.name IN ('locked', 'expired_locked', 'locked_not_yet', 'mismatched') ORDER BY t.ord;
 UPDATE invitetomedia.settings SET lockout_attempts = 1;
 SELECT t.name, s.state FROM t JOIN invitetomedia.invite_status s USING (invite_id)
- WHERE t.name IN ('locked', 'expired_locked', 'locked_not_yet', 'mismatched') ORDER BY s.invite_id;
+ WHERE t.name IN ('locked', 'expired_locked', 'locked_not_yet', 'mismatched') ORDER BY t.ord;
 -- a resend unlocks
 SELECT count(*) AS resent FROM invitetomedia.invite_resend(pg_temp.id('locked'), 'coeditor', false);
 SELECT state FROM invitetomedia.invite_status WHERE invite_id = pg_temp.id('locked');

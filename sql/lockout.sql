@@ -3,10 +3,11 @@
 \i sql/include/fixture.psql
 UPDATE invitetomedia.settings SET enabled = true;
 
--- the setting: integer, default 5 (0 = never lock), negative or NULL refused
+-- the setting (2.0: a column of the site, which the settings view shows):
+-- integer, default 5 (0 = never lock), negative or NULL refused
 -- with 23514 and a message naming it
 SELECT column_name, data_type, column_default, is_nullable FROM information_schema.columns
- WHERE table_schema = 'invitetomedia' AND table_name = 'settings' AND column_name = 'lockout_attempts';
+ WHERE table_schema = 'invitetomedia' AND table_name = 'sites' AND column_name = 'lockout_attempts';
 SELECT pg_temp.try($$UPDATE invitetomedia.settings SET lockout_attempts = -1$$);
 SELECT pg_temp.try($$UPDATE invitetomedia.settings SET lockout_attempts = -2147483648$$);
 SELECT pg_temp.try($$UPDATE invitetomedia.settings SET lockout_attempts = NULL$$);
@@ -127,7 +128,7 @@ SELECT status, media_id, role, user_id, uses_left
   FROM invitetomedia.invite_consume(pg_temp.tok('ok'), 'ok@outside.example');
 -- nothing refused took a use; each refusal is recorded under its status
 SELECT name, i.use_count FROM t JOIN invitetomedia.invites i USING (invite_id) ORDER BY name;
-SELECT name, array_agg(r.status ORDER BY r.redemption_id) AS records
+SELECT name, array_agg(r.status ORDER BY r.at) AS records
   FROM t JOIN invitetomedia.redemptions r USING (invite_id) GROUP BY name ORDER BY name;
 
 -- invite_check, the same order without the email and device steps:

@@ -6,10 +6,15 @@ UPDATE invitetomedia.settings SET enabled = true, invite_email_template = 'invit
 SELECT count(*) FROM generate_series(1, 5) i,
        invitetomedia.invite_create('live', 'owner', 'm' || i || '@outside.example', 'M', i::text, 'viewer', true);
 SELECT state, messages, oldest_age < interval '1 minute' AS fresh FROM invitetomedia.email_queue;
+-- 2.0 draws message ids at random: messages queued by one statement are
+-- equally old, and a claim's order among them is the ids'.  Make m1 the
+-- oldest, then m2 and so on, so that "oldest first" shows.
+UPDATE invitetomedia.outbox
+   SET next_attempt_at = next_attempt_at - (6 - split_part(to_name, ' ', 2)::int) * interval '1 second';
 
 -- a claim takes due messages, oldest first, and leases them
 SELECT message_id IS NOT NULL AS has_id, to_email, to_name, subject, body LIKE 'Open http://localhost/invitetomedia/itm_%' AS has_link
-  FROM invitetomedia.email_claim(2, '1 minute');
+  FROM invitetomedia.email_claim(2, '1 minute') ORDER BY to_email;
 SELECT state, messages FROM invitetomedia.email_queue;
 -- claimed messages are not handed out again while leased
 SELECT to_email FROM invitetomedia.email_claim(10, '1 minute') ORDER BY to_email;

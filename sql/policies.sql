@@ -27,10 +27,10 @@ UPDATE invitetomedia.settings SET enabled = true, restrict_new_user_domains = '{
 SELECT count(*) FROM invitetomedia.invite_create('live', 'owner', 'a@outside.example', 'A', 'A');
 SELECT count(*) FROM invitetomedia.invite_create('vid', 'owner', 'b@outside.example', 'B', 'B');
 SET ROLE coeditor;
-SELECT media_id, email, invited_by FROM invitetomedia.invites ORDER BY invite_id;
+SELECT media_id, email, invited_by FROM invitetomedia.invites ORDER BY email;
 SELECT pg_temp.try('SELECT token_hash FROM invitetomedia.invites');
 SET ROLE stranger;
-SELECT media_id, email, invited_by FROM invitetomedia.invites ORDER BY invite_id;
+SELECT media_id, email, invited_by FROM invitetomedia.invites ORDER BY email;
 RESET ROLE;
 REVOKE ALL ON invitetomedia.invites FROM coeditor, stranger;
 REVOKE ALL ON FUNCTION invitetomedia.may_invite(text, text) FROM coeditor, stranger;

@@ -81,7 +81,8 @@ SELECT what, pg_temp.try(sql) FROM (VALUES
     ('reset a use', 'UPDATE invitetomedia.invites SET use_count = 0'),
     ('delete records', 'DELETE FROM invitetomedia.redemptions'),
     ('become admin', $$UPDATE invitetomedia.users SET role = 'admin'$$),
-    ('take a sequence value', $$SELECT nextval('invitetomedia.invites_invite_id_seq')$$),
+    -- (2.0 draws ids: the sequences left are the relay's and the tenants')
+    ('take a sequence value', $$SELECT nextval('invitetomedia.redemptions_event_seq')$$),
     ('claim emails', 'SELECT * FROM invitetomedia.email_claim(10, ''1 minute'')'),
     ('mark sent', 'SELECT invitetomedia.email_sent(1)'),
     ('mark failed', 'SELECT invitetomedia.email_failed(1, ''x'')'),
@@ -89,7 +90,8 @@ SELECT what, pg_temp.try(sql) FROM (VALUES
     ('may_invite', $$SELECT invitetomedia.may_invite('owner', 'vid')$$),
     ('domain_allowed', $$SELECT invitetomedia.domain_allowed('a@b.example')$$),
     ('normalize_domain', $$SELECT invitetomedia.normalize_domain('b.example')$$),
-    ('settings trigger', 'SELECT invitetomedia.settings_validate()'),
+    -- (2.0: the settings' rules are the sites' trigger's)
+    ('settings trigger', 'SELECT invitetomedia.sites_validate()'),
     ('create in the schema', 'CREATE TABLE invitetomedia.mine (i int)'),
     ('replace a function', 'CREATE OR REPLACE FUNCTION invitetomedia.role_rank(role text) RETURNS integer LANGUAGE sql RETURN 9')
   ) AS v(what, sql);

@@ -4,10 +4,11 @@
 \i sql/include/fixture.psql
 UPDATE invitetomedia.settings SET enabled = true;
 
--- the setting: integer, default 0 (no limit), negative or NULL refused with
+-- the setting (2.0: a column of the site, which the settings view shows):
+-- integer, default 0 (no limit), negative or NULL refused with
 -- 23514 and a message naming it
 SELECT column_name, data_type, column_default, is_nullable FROM information_schema.columns
- WHERE table_schema = 'invitetomedia' AND table_name = 'settings' AND column_name = 'invites_per_hour';
+ WHERE table_schema = 'invitetomedia' AND table_name = 'sites' AND column_name = 'invites_per_hour';
 SELECT pg_temp.try($$UPDATE invitetomedia.settings SET invites_per_hour = -1$$);
 SELECT pg_temp.try($$UPDATE invitetomedia.settings SET invites_per_hour = -2147483648$$);
 SELECT pg_temp.try($$UPDATE invitetomedia.settings SET invites_per_hour = NULL$$);

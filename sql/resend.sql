@@ -56,7 +56,7 @@ SELECT status, invite_id = :invite_id AS same_invite, media_id, role, user_id, f
 -- the history stays: the laptop that joined with the old token rejoins with the new one
 SELECT status, uses_left FROM invitetomedia.invite_consume(:'new_token', 'rosa@outside.example', 'laptop');
 -- every attempt is recorded on the one invite: the old token's as revoked
-SELECT status, device_id FROM invitetomedia.redemptions WHERE invite_id = :invite_id ORDER BY redemption_id;
+SELECT status, device_id FROM invitetomedia.redemptions WHERE invite_id = :invite_id ORDER BY at;
 SELECT use_count FROM invitetomedia.invites WHERE invite_id = :invite_id;
 
 -- a second resend retires the second token as well; the first stays revoked
@@ -80,9 +80,9 @@ UPDATE invitetomedia.outbox SET sent_at = now(), body = NULL WHERE invite_id = :
 SELECT token AS mail_token2, url AS mail_url2 FROM invitetomedia.invite_resend(:invite_id, 'coeditor', true) \gset
 SELECT sent_at IS NOT NULL AS sent, body IS NULL AS scrubbed,
        body = 'Hello Rosa, Cora Coeditor invites you: ' || :'mail_url2' AS body_has_new_link
-  FROM invitetomedia.outbox WHERE invite_id = :invite_id ORDER BY message_id;
+  FROM invitetomedia.outbox WHERE invite_id = :invite_id ORDER BY created_at;
 SELECT count(*) AS resent FROM invitetomedia.invite_resend(:invite_id, 'coeditor', false);
-SELECT sent_at IS NOT NULL AS sent FROM invitetomedia.outbox WHERE invite_id = :invite_id ORDER BY message_id;
+SELECT sent_at IS NOT NULL AS sent FROM invitetomedia.outbox WHERE invite_id = :invite_id ORDER BY created_at;
 
 -- a scheduled invite: the new expiry counts from not_before, when later than now
 UPDATE invitetomedia.settings SET link_duration = 90;
@@ -186,7 +186,7 @@ SELECT count(*) AS retired, (SELECT count(*) FROM invitetomedia.outbox WHERE inv
   FROM invitetomedia.retired_tokens WHERE invite_id = :lim;
 -- without email: not limited, recorded
 SELECT count(*) AS resent_without_email FROM invitetomedia.invite_resend(:lim, 'copublisher', false);
-SELECT actor_id, emailed FROM invitetomedia.resends WHERE invite_id = :lim ORDER BY resend_id;
+SELECT actor_id, emailed FROM invitetomedia.resends WHERE invite_id = :lim ORDER BY resent_at;
 -- the mailed resend counts for a new invite too
 SELECT regexp_replace(pg_temp.try($$SELECT * FROM invitetomedia.invite_create('live', 'copublisher', 'l2@outside.example', 'L', 'Two')$$),
                       'invite \d+', 'invite N') AS create_after_resends;
@@ -237,7 +237,7 @@ SELECT regexp_replace(pg_temp.try(format('SELECT * FROM invitetomedia.invite_res
 -- revoked, as for any known link (recorded as disabled)
 SELECT * FROM invitetomedia.invite_check(:'nt_token');
 SELECT * FROM invitetomedia.invite_consume(:'nt_token', 'nt@outside.example');
-SELECT status FROM invitetomedia.redemptions WHERE invite_id = :nt ORDER BY redemption_id;
+SELECT status FROM invitetomedia.redemptions WHERE invite_id = :nt ORDER BY at;
 UPDATE invitetomedia.settings SET enabled = true;
 
 -- NULL arguments

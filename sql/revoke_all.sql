@@ -33,9 +33,9 @@ SELECT invitetomedia.invite_revoke_all('live', 'coeditor') AS revoked_now;
 SELECT invitetomedia.invite_revoke_all('live', 'coeditor') AS revoked_again;
 SELECT email, revoked_at IS NOT NULL AS revoked, revoked_by,
        revoked_at = '2020-01-01 00:00+00' AS kept_first_revocation
-  FROM invitetomedia.invites WHERE media_id = 'live' ORDER BY invite_id;
+  FROM invitetomedia.invites WHERE media_id = 'live' ORDER BY created_at;
 SELECT name, revoked_at IS NOT NULL AS revoked, revoked_by FROM invitetomedia.guest_links
- WHERE media_id = 'live' ORDER BY guest_link_id;
+ WHERE media_id = 'live' ORDER BY created_at;
 -- their links answer revoked
 SELECT (SELECT status FROM invitetomedia.invite_check(:'a1_token')) AS check_a1,
        (SELECT status FROM invitetomedia.invite_consume(:'a2_token', 'a2@outside.example')) AS consume_a2,
@@ -43,12 +43,12 @@ SELECT (SELECT status FROM invitetomedia.invite_check(:'a1_token')) AS check_a1,
 -- unsent emails of the revoked invites are dropped; the sent one stays
 SELECT i.email, o.sent_at IS NOT NULL AS sent
   FROM invitetomedia.outbox o JOIN invitetomedia.invites i USING (invite_id)
- ORDER BY o.message_id;
+ ORDER BY o.created_at;
 -- the other media's links are untouched
 SELECT media_id, email, revoked_at IS NULL AS unrevoked FROM invitetomedia.invites
- WHERE media_id <> 'live' ORDER BY invite_id;
+ WHERE media_id <> 'live' ORDER BY created_at;
 SELECT media_id, name, revoked_at IS NULL AS unrevoked FROM invitetomedia.guest_links
- WHERE media_id <> 'live' ORDER BY guest_link_id;
+ WHERE media_id <> 'live' ORDER BY created_at;
 SELECT status FROM invitetomedia.invite_check(:'other_token');
 -- a media with no links: 0
 SELECT invitetomedia.invite_revoke_all('room', 'owner') AS revoked_on_room;

@@ -23,8 +23,10 @@ SELECT u, invitetomedia.invite_revoke(c.invite_id, u) AS revoked_now
 
 -- a sent message stays (its body was already scrubbed); unsent ones go
 SELECT * FROM invitetomedia.invite_create('live', 'owner', 'mixed@outside.example', 'M', 'X', 'viewer', true) \gset
-INSERT INTO invitetomedia.outbox (invite_id, to_email, to_name, subject, body, sent_at)
-     VALUES (:invite_id, 'mixed@outside.example', 'M X', 'Invite', NULL, now());
+-- (2.0: a row of the outbox names its tenant and site, and its id has no
+-- default: the API draws it)
+INSERT INTO invitetomedia.outbox (tenant_id, site_id, message_id, invite_id, to_email, to_name, subject, body, sent_at)
+     VALUES (invitetomedia.tenant(), 'default', 1, :invite_id, 'mixed@outside.example', 'M X', 'Invite', NULL, now());
 SELECT invitetomedia.invite_revoke(:invite_id, 'owner');
 SELECT sent_at IS NOT NULL AS sent, body IS NULL AS scrubbed FROM invitetomedia.outbox WHERE invite_id = :invite_id;
 
@@ -53,7 +55,7 @@ UPDATE invitetomedia.invites SET revoked_at = now() - interval '31 days' WHERE i
 UPDATE invitetomedia.invites SET revoked_at = now() - interval '2 hours' WHERE invite_id = :new_revoked;
 UPDATE invitetomedia.invites SET used_up_at = now() - interval '31 days' WHERE invite_id = :old_used;
 SELECT invitetomedia.invite_purge() AS purged;
-SELECT email FROM invitetomedia.invites ORDER BY invite_id;
+SELECT email FROM invitetomedia.invites ORDER BY created_at;
 SELECT count(*) AS orphan_redemptions FROM invitetomedia.redemptions r
  WHERE NOT EXISTS (SELECT 1 FROM invitetomedia.invites i WHERE i.invite_id = r.invite_id);
 SELECT count(*) AS orphan_messages FROM invitetomedia.outbox o
@@ -61,7 +63,7 @@ SELECT count(*) AS orphan_messages FROM invitetomedia.outbox o
 SELECT invitetomedia.invite_purge() AS purged_again;
 SELECT invitetomedia.invite_purge('1 day') AS purged_with_one_day;
 SELECT invitetomedia.invite_purge('0') AS purged_with_zero;
-SELECT email FROM invitetomedia.invites ORDER BY invite_id;
+SELECT email FROM invitetomedia.invites ORDER BY created_at;
 SELECT pg_temp.try($$SELECT invitetomedia.invite_purge('-1 day')$$);
 SELECT pg_temp.try($$SELECT invitetomedia.invite_purge(NULL)$$);
 

@@ -34,7 +34,7 @@ SELECT * FROM invitetomedia.invite_consume(:'token', 'sched@outside.example', 'l
 SELECT status FROM invitetomedia.invite_consume(:'token', 'wrong@outside.example');
 SELECT use_count, failed_attempts, last_used_at FROM invitetomedia.invites WHERE invite_id = :invite_id;
 -- each attempt is recorded as not_yet; no user was created
-SELECT status, device_id FROM invitetomedia.redemptions WHERE invite_id = :invite_id ORDER BY redemption_id;
+SELECT status, device_id FROM invitetomedia.redemptions WHERE invite_id = :invite_id ORDER BY at;
 SELECT count(*) AS users FROM invitetomedia.users WHERE user_id = 'sched@outside.example';
 
 -- once not_before has passed (moved back here as the table's owner), it works

@@ -6,16 +6,23 @@ SELECT enabled, link_duration, link_reusability, allowed_users_roles,
        invite_email_template, restrict_new_user_domains, link_base_url,
        email_max_attempts, email_retry_delay
   FROM invitetomedia.settings;
-SELECT column_name, column_default FROM information_schema.columns
- WHERE table_schema = 'invitetomedia' AND table_name = 'settings'
- ORDER BY ordinal_position;
+-- (2.0: settings is a view of the default site; the defaults are the
+-- columns' of sites, the view's order; from_address and message_id_domain
+-- are 2.0's, the sender's per site)
+SELECT v.column_name, t.column_default FROM information_schema.columns v
+  JOIN information_schema.columns t
+    ON t.table_schema = v.table_schema AND t.table_name = 'sites' AND t.column_name = v.column_name
+ WHERE v.table_schema = 'invitetomedia' AND v.table_name = 'settings'
+ ORDER BY v.ordinal_position;
 
 -- it cannot be deleted, truncated or duplicated
 SELECT pg_temp.try($$DELETE FROM invitetomedia.settings$$);
 SELECT pg_temp.try($$TRUNCATE invitetomedia.settings$$);
 SELECT pg_temp.try($$INSERT INTO invitetomedia.settings (singleton) VALUES (false)$$);
--- an INSERT while the row exists (as a restore does) updates it in place
-INSERT INTO invitetomedia.settings (enabled, link_duration) VALUES (true, 60);
+-- an INSERT while the row exists (as a 1.x restore does) updated it in
+-- place; 2.0 refuses it (a restore fills sites, the view's table), and the
+-- row stays as it was
+SELECT pg_temp.try($$INSERT INTO invitetomedia.settings (enabled, link_duration) VALUES (true, 60)$$);
 SELECT count(*), bool_and(enabled), min(link_duration) FROM invitetomedia.settings;
 UPDATE invitetomedia.settings SET enabled = false, link_duration = 1440;
 
@@ -124,23 +131,24 @@ REVOKE ALL ON invitetomedia.settings, invitetomedia.email_templates FROM itm_dba
 REVOKE ALL ON SCHEMA invitetomedia FROM itm_dba;
 DROP ROLE itm_dba;
 
--- an INSERT never silently resets what it does not name: it replaces the
--- row only while the row holds the defaults (a restore into a new
--- database), and is refused once the row was changed
+-- an INSERT never silently resets what it does not name: 1.x replaced the
+-- row only while the row held the defaults (a restore into a new
+-- database), and refused it once the row was changed; 2.0 refuses it
+-- always (0A000), defaults or not
 UPDATE invitetomedia.settings
    SET enabled = false, link_duration = 1440, link_reusability = 1,
        allowed_users_roles = 'private_only', invite_email_template = NULL,
        restrict_new_user_domains = '{}', link_base_url = 'http://localhost/invitetomedia/',
        email_max_attempts = 8, email_retry_delay = '1 minute';
-INSERT INTO invitetomedia.settings (enabled, link_duration) VALUES (true, 60);
+SELECT pg_temp.try($$INSERT INTO invitetomedia.settings (enabled, link_duration) VALUES (true, 60)$$);
 SELECT enabled, link_duration, link_base_url FROM invitetomedia.settings;
 UPDATE invitetomedia.settings SET link_base_url = 'https://media.example.com/join/';
 SELECT pg_temp.try($$INSERT INTO invitetomedia.settings (enabled, link_duration) VALUES (true, 90)$$);
 SELECT enabled, link_duration, link_base_url FROM invitetomedia.settings;
--- back to every default: an INSERT may replace it again
+-- back to every default: 1.x's INSERT could replace it again; 2.0's cannot
 UPDATE invitetomedia.settings SET enabled = false, link_duration = 1440,
        link_base_url = 'http://localhost/invitetomedia/';
-INSERT INTO invitetomedia.settings (link_reusability) VALUES (2);
+SELECT pg_temp.try($$INSERT INTO invitetomedia.settings (link_reusability) VALUES (2)$$);
 SELECT enabled, link_duration, link_reusability FROM invitetomedia.settings;
 SELECT count(*) AS rows FROM invitetomedia.settings;
 

@@ -72,7 +72,8 @@ SELECT pg_temp.try($$SELECT * FROM invitetomedia.invite_create('vid', 'owner', '
 -- revoke reads the actor's retyped role: an admin may revoke any link
 SELECT invitetomedia.invite_revoke(invite_id, 'admin') AS revoked_by_admin
   FROM invitetomedia.invites WHERE email = 'd@outside.example';
-SELECT pg_temp.try(format('SELECT invitetomedia.invite_revoke(%s, %L)', invite_id, 'viewer'))
+SELECT regexp_replace(pg_temp.try(format('SELECT invitetomedia.invite_revoke(%s, %L)', invite_id, 'viewer')),
+                      'invite \d+', 'invite N') AS try
   FROM invitetomedia.invites WHERE email = 'e@outside.example';
 SELECT status, media_id, media_title, role FROM invitetomedia.invite_check(:'tok');
 SELECT pg_postmaster_start_time() = :'started' AS same_server;
@@ -105,7 +106,8 @@ ALTER TABLE invitetomedia.invites ALTER COLUMN invited_by DROP NOT NULL,
                                   ALTER COLUMN media_id DROP NOT NULL;
 UPDATE invitetomedia.invites SET invited_by = NULL, media_id = NULL WHERE invite_id = :tok_id;
 -- the inviter is unknown now: only an administrator may revoke
-SELECT pg_temp.try(format('SELECT invitetomedia.invite_revoke(%s, %L)', :tok_id, 'owner'));
+SELECT regexp_replace(pg_temp.try(format('SELECT invitetomedia.invite_revoke(%s, %L)', :tok_id, 'owner')),
+                      'invite \d+', 'invite N') AS try;
 SELECT invitetomedia.invite_revoke(:tok_id, 'admin') AS revoked_by_admin;
 ALTER TABLE invitetomedia.users ALTER COLUMN role DROP NOT NULL;
 UPDATE invitetomedia.users SET role = NULL WHERE user_id = 'owner';
@@ -113,19 +115,25 @@ SELECT pg_temp.try($$SELECT * FROM invitetomedia.invite_create('live', 'owner', 
 ALTER TABLE invitetomedia.media ALTER COLUMN media_type DROP NOT NULL;
 UPDATE invitetomedia.media SET media_type = NULL WHERE media_id = 'room';
 SELECT pg_temp.try($$SELECT * FROM invitetomedia.invite_create('room', 'admin', 'g@outside.example', 'G', 'H')$$);
-ALTER TABLE invitetomedia.settings ALTER COLUMN link_base_url DROP NOT NULL;
+-- (2.0: the settings are the default site's row of sites)
+ALTER TABLE invitetomedia.sites ALTER COLUMN link_base_url DROP NOT NULL;
 BEGIN;
 SET LOCAL session_replication_role = replica;
-UPDATE invitetomedia.settings SET link_base_url = NULL;
+UPDATE invitetomedia.sites SET link_base_url = NULL WHERE site_id = 'default';
 COMMIT;
 SELECT pg_temp.try($$SELECT * FROM invitetomedia.invite_create('vid', 'owner', 'g@outside.example', 'G', 'H')$$);
 -- the settings row itself is gone
 BEGIN;
 SET LOCAL session_replication_role = replica;
-DELETE FROM invitetomedia.settings;
+DELETE FROM invitetomedia.sites WHERE site_id = 'default';
 COMMIT;
 SELECT pg_temp.try($$SELECT * FROM invitetomedia.invite_create('vid', 'owner', 'g@outside.example', 'G', 'H')$$);
-SELECT status FROM invitetomedia.invite_check(:'tok');
+-- (with the triggers off, the backend's cached name of the default site
+-- outlives the row until the next change of sites: the calls' own
+-- statements find no such site, so invite_create says so, 42704, and
+-- invite_check answers without an error, as 1.x did; a fresh backend
+-- answers 55000, the tenant has no default site)
+SELECT pg_temp.try(format('SELECT * FROM invitetomedia.invite_check(%L)', :'tok'));
 SELECT pg_postmaster_start_time() = :'started' AS same_server;
 
 \c contrib_regression

@@ -4,7 +4,13 @@
 # version (default_version in invitetomedia.control), and compare the
 # result with a fresh CREATE EXTENSION.  Every version on the way (1.0.1 on
 # the way to 1.1) is compared too: the database updated to it against a
-# fresh CREATE EXTENSION ... VERSION of it.
+# fresh CREATE EXTENSION ... VERSION of it.  So is a version under
+# construction (t/lib/ItmVersion.pm's next versions: none since 2.0 is
+# the default version, so 1.0, 1.0.1, 1.1 and 1.1.1 are each updated to
+# 2.0 and compared with a fresh 2.0): its scripts must lie on a tested path to it,
+# and it is reached by UPDATE TO and compared with CREATE EXTENSION ...
+# VERSION.  The versions the scripts reach must be exactly those
+# t/lib/ItmVersion.pm lists.
 #
 # pg_dump leaves an extension's member objects out of a dump (it writes
 # only CREATE EXTENSION), so comparing plain dumps would compare nothing.
@@ -16,6 +22,9 @@
 # the data of the configuration tables (the settings row) and, before the
 # detaching (which removes them), the members' recorded initial privileges
 # (pg_init_privs: what pg_dump takes for the extension's own grants).
+# One column of the configuration data is the time of the install or
+# update, not data the scripts carry: tenants.created_at (2.0 on).  It is
+# left out of that comparison and checked on its own to lie within this run.
 #
 # Versions are discovered from the files, so the test covers update
 # scripts as they appear; a test database with data made at the old
@@ -31,7 +40,7 @@ use Test::More;
 use FindBin;
 use lib "$FindBin::RealBin/lib";
 use ItmCatalog qw(detach_members);
-use ItmVersion qw(vercmp);
+use ItmVersion qw(vercmp known_versions next_versions default_release);
 
 my $ext = 'invitetomedia';
 my $srcdir = $ENV{ITM_SRCDIR} || '.';
@@ -41,6 +50,9 @@ my $control = slurp_file("$srcdir/$ext.control");
 $control =~ /^\s*default_version\s*=\s*'([^']+)'/m
   or BAIL_OUT("no default_version in $ext.control");
 my $newest = $1;
+is($newest, default_release(),
+	"default_version $newest is the newest released version t/lib/ItmVersion.pm lists");
+my @next = next_versions();
 
 my (@install, %edges, @scripts);
 for my $f (sort glob("$srcdir/$ext--*.sql"))
@@ -114,25 +126,45 @@ sub paths_to
 	return \%paths;
 }
 
-my $paths_newest = paths_to($newest);
 for my $start (@install)
 {
 	next if $start eq $newest;
 	ok(path($start, $newest), "version $start can be updated to $newest");
 }
+# a version under construction is newer than default_version and reached
+# from it
+for my $v (@next)
+{
+	ok(vercmp($v, $newest) > 0 && path($newest, $v),
+		"version $v (under construction) is newer than $newest and can be updated to from it");
+}
+# every script lies on a tested path to default_version or, failing that,
+# to a version under construction (1.1.1--2.0 leads only to 2.0)
+my %paths_end = map { $_ => paths_to($_) } $newest, @next;
 for my $a (sort keys %edges)
 {
 	for my $b (@{ $edges{$a} })
 	{
-		ok((grep { join(' ', @$_) =~ /(^| )\Q$a $b\E( |$)/ } values %$paths_newest),
-			"update script $ext--$a--$b.sql is on a tested path");
+		my ($end) = grep {
+			my $e = $_;
+			grep { join(' ', @$_) =~ /(^| )\Q$a $b\E( |$)/ } values %{ $paths_end{$e} }
+		} $newest, @next;
+		ok(defined $end, "update script $ext--$a--$b.sql is on a tested path"
+			  . (defined $end ? " to $end" : " to $newest or to @next"));
 	}
 }
 
-# every version an update reaches: the newest and those on the way
+# every version an update reaches: the newest and those on the way, and
+# the versions under construction
 my %versions = map { $_ => 1 } @install, map { @$_ } values %edges;
+is(join(' ', sort { vercmp($a, $b) } keys %versions), join(' ', known_versions()),
+	'the versions the scripts reach are those t/lib/ItmVersion.pm lists');
 my @targets = grep { %{ paths_to($_) } } sort { vercmp($a, $b) } keys %versions;
 ok((grep { $_ eq $newest } @targets), "versions updated to: @targets");
+for my $v (@next)
+{
+	ok((grep { $_ eq $v } @targets), "the version under construction $v is among them");
+}
 
 # -- the server -------------------------------------------------------------
 my $node = PostgreSQL::Test::Cluster->new('upgrade');
@@ -148,12 +180,15 @@ for my $s (@scripts, "$ext.control")
 }
 
 my ($host, $port) = ($node->host, $node->port);
+# before any install: the earliest time an install-time column may hold
+my $run_start = $node->safe_psql('postgres', 'SELECT now()');
 
 sub members
 {
 	my ($db) = @_;
 	return $node->safe_psql($db, qq{
-		SELECT string_agg(pg_describe_object(classid, objid, 0), E'\\n' ORDER BY 1)
+		SELECT string_agg(pg_describe_object(classid, objid, 0), E'\\n'
+		                  ORDER BY pg_describe_object(classid, objid, 0))
 		  FROM pg_depend
 		 WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
 		   AND refobjid = (SELECT oid FROM pg_extension WHERE extname = '$ext')});
@@ -165,7 +200,9 @@ sub init_privs
 	my ($db) = @_;
 	return $node->safe_psql($db, qq{
 		SELECT string_agg(format('%s: %s %s', pg_describe_object(i.classoid, i.objoid, i.objsubid),
-		                         i.privtype, i.initprivs), E'\\n' ORDER BY 1)
+		                         i.privtype, i.initprivs), E'\\n'
+		                  ORDER BY pg_describe_object(i.classoid, i.objoid, i.objsubid), i.privtype,
+		                           i.initprivs::text)
 		  FROM pg_init_privs i
 		  JOIN pg_depend d ON d.classid = i.classoid AND d.objid = i.objoid AND d.objsubid = 0
 		 WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
@@ -203,6 +240,64 @@ sub pgdump
 	return $out;
 }
 
+# The columns of the configuration tables that hold the time of the install
+# or update (set by now() in the script), not data: left out of the
+# comparison of the data, and checked by install_times_ok instead.
+my %install_time = ('invitetomedia.tenants' => 'created_at');
+
+# pg_dump --data-only with the install-time columns of their COPY blocks
+# replaced by a mark (the rest of each row as dumped)
+sub config_data
+{
+	my ($db) = @_;
+	my (@out, $col);
+	for my $line (split /(?<=\n)/, pgdump($db, '--data-only'))
+	{
+		if (defined $col)
+		{
+			if ($line eq "\\.\n") { undef $col; }
+			else
+			{
+				chomp(my $row = $line);
+				my @f = split /\t/, $row, -1;
+				$f[$col] = '<time of the install or update>';
+				$line = join("\t", @f) . "\n";
+			}
+		}
+		elsif ($line =~ /^COPY (\S+) \(([^)]*)\) FROM stdin;$/ && $install_time{$1})
+		{
+			my ($table, $list) = ($1, $2);
+			my @cols = split /, /, $list;
+			($col) = grep { $cols[$_] eq $install_time{$table} } 0 .. $#cols;
+			die "pg_dump of $db: no column $install_time{$table} in $table" unless defined $col;
+		}
+		push @out, $line;
+	}
+	return join('', @out);
+}
+
+# the install-time columns of DB are set, each to a time of this run (when
+# the install or update ran: after $run_start, not in the future), in every
+# such table DB has
+sub install_times_ok
+{
+	my ($db, $label) = @_;
+	for my $table (sort keys %install_time)
+	{
+		next if $node->safe_psql($db, "SELECT to_regclass('$table') IS NULL") eq 't';
+		my $c = $install_time{$table};
+		is( $node->safe_psql($db, qq{
+				SELECT count(*) || ' rows, ' || count(*) FILTER (WHERE $c IS NULL
+				       OR $c NOT BETWEEN '$run_start'::timestamptz AND now())
+				       || ' not of this run' FROM $table}),
+			$node->safe_psql($db, "SELECT count(*) FROM $table") . ' rows, 0 not of this run',
+			"$label: $table.$c is the time of the install or update");
+		cmp_ok($node->safe_psql($db, "SELECT count(*) FROM $table"), '>', 0,
+			"$label: $table has rows (the check above is not vacuous)");
+	}
+	return;
+}
+
 sub populate
 {
 	my ($db) = @_;
@@ -229,7 +324,8 @@ for my $target (@targets)
 		$target, "a fresh install at $target");
 	my $fresh_members = members($fresh);
 	my $fresh_ext = ext_row($fresh);
-	my $fresh_data = pgdump($fresh, '--data-only');
+	my $fresh_data = config_data($fresh);
+	install_times_ok($fresh, "a fresh install at $target");
 	my $fresh_init = init_privs($fresh);
 	like($fresh_init, qr/invite_consume/, "$target: the members' initial privileges are recorded");
 	detach($fresh);
@@ -271,7 +367,8 @@ for my $target (@targets)
 
 		is(members($db), $fresh_members, "$label: same member objects as a fresh install at $target");
 		is(ext_row($db), $fresh_ext, "$label: same pg_extension row (version, config tables)");
-		is(pgdump($db, '--data-only'), $fresh_data, "$label: same configuration data");
+		is(config_data($db), $fresh_data, "$label: same configuration data");
+		install_times_ok($db, $label);
 		is(init_privs($db), $fresh_init, "$label: same initial privileges (pg_init_privs)");
 		detach($db);
 		my $schema = pgdump($db, '--schema-only');

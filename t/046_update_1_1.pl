@@ -187,7 +187,7 @@ sub check_updated
 	my %tok = map { $_ => $inv->{$_}[1] } keys %$inv;
 
 	is(version($db), '1.1', "$label: at 1.1");
-	is($q->(q{SELECT string_agg(p.oid::regprocedure::text, ' ' ORDER BY 1) FROM pg_proc p
+	is($q->(q{SELECT string_agg(p.oid::regprocedure::text, ' ' ORDER BY p.oid::regprocedure::text) FROM pg_proc p
 	           WHERE p.pronamespace = 'invitetomedia'::regnamespace
 	             AND p.proname IN ('invite_create', 'invite_check', 'invite_create_1_0', 'invite_check_1_0')}),
 		'invitetomedia.invite_check(text) invitetomedia.invite_create(text,text,text,text,text,text,boolean,timestamp with time zone)',

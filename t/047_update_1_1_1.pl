@@ -7,7 +7,8 @@
 # an application role (guest_link_join, invite_resend, invite_create,
 # invite_check, invite_consume).  A copy of it stays at 1.1, served by the
 # same library, and answers the same calls: "as before" is what the 1.1
-# database answers.  After one plain ALTER EXTENSION invitetomedia UPDATE:
+# database answers.  After one ALTER EXTENSION invitetomedia UPDATE TO
+# '1.1.1' (a plain UPDATE goes on to 2.0, the default since 2.0):
 #  - the update names, in a NOTICE, the grant it carried over to the new
 #    guest_link_join, and nothing else; the application role calls what it
 #    was granted (guest_link_join included) and nothing more; the carried
@@ -23,14 +24,14 @@
 #    refused (42501), where the 1.1 database still lets him; mailed resends
 #    count towards settings.invites_per_hour (53400), for resends and
 #    creates, where the 1.1 database does not count them;
-#  - the database equals a fresh CREATE EXTENSION invitetomedia CASCADE
-#    (1.1.1) given the same grants (t/lib/ItmCatalog.pm: member objects,
+#  - the database equals a fresh CREATE EXTENSION invitetomedia VERSION
+#    '1.1.1' CASCADE given the same grants (t/lib/ItmCatalog.pm: member objects,
 #    relations, columns, constraints, indexes, triggers, policies,
 #    functions with their entry points, views, sequences, types, privileges
 #    with pg_init_privs, and pg_dump --schema-only of the detached members),
 #    before and after a dump and restore.
 # Also: a 1.0 database with invites, updated all the way to 1.1.1 by one
-# ALTER EXTENSION ... UPDATE, equals the fresh 1.1.1 too; and the library
+# ALTER EXTENSION ... UPDATE TO '1.1.1', equals the fresh 1.1.1 too; and the library
 # serves one session through 1.1 and 1.1.1 (a join answers user_id as 1.1
 # did, then join_id after the update).
 use strict;
@@ -287,7 +288,7 @@ sub site_1_1
 # the fresh 1.1.1, with the same grants
 # ---------------------------------------------------------------------------
 q_('postgres', 'CREATE DATABASE fresh');
-q_('fresh', "CREATE EXTENSION $ext CASCADE;" . $app_grants);
+q_('fresh', "CREATE EXTENSION $ext VERSION '1.1.1' CASCADE;" . $app_grants);
 is(version('fresh'), '1.1.1', 'a fresh install is at 1.1.1');
 my $fresh = catalog($node, 'fresh');
 like($fresh->{functions}, qr/^invitetomedia\.guest_link_join\(.*\| guest_link_join_1_1_1 \|.*\bitm_app=X\//m,
@@ -297,7 +298,7 @@ like($fresh->{columns}, qr/^resends 5 emailed boolean /m, '... the resends table
 like($fresh->{init_privs}, qr/^table invitetomedia\.resends: /m, '... and its initial privileges');
 
 # ---------------------------------------------------------------------------
-# 1.1 -> 1.1.1 with one ALTER EXTENSION UPDATE
+# 1.1 -> 1.1.1 with one ALTER EXTENSION UPDATE TO '1.1.1'
 # ---------------------------------------------------------------------------
 my $site = site_1_1('live');
 my %inv = %{ $site->{inv} };
@@ -320,8 +321,8 @@ my $gd2_join = q_('live', q{SELECT join_id FROM invitetomedia.guest_link_joins W
 # the copy that stays at 1.1: what "as before" means
 q_('postgres', 'CREATE DATABASE live11 TEMPLATE live');
 
-my ($ret, $err, $notices) = alter('live', "ALTER EXTENSION $ext UPDATE");
-is($ret, 0, 'ALTER EXTENSION invitetomedia UPDATE on the 1.1 database') or diag($err);
+my ($ret, $err, $notices) = alter('live', "ALTER EXTENSION $ext UPDATE TO '1.1.1'");
+is($ret, 0, 'ALTER EXTENSION invitetomedia UPDATE TO \'1.1.1\' on the 1.1 database') or diag($err);
 is(version('live'), '1.1.1', '... goes to 1.1.1');
 # README, "Upgrading": "a NOTICE names each" grant carried over.  PostgreSQL
 # runs an extension script with client_min_messages and log_min_messages at
@@ -548,13 +549,27 @@ q_($_, 'UPDATE invitetomedia.settings SET invites_per_hour = 0') for qw(live liv
 # -- equal to a fresh 1.1.1 ---------------------------------------------------------
 compare_catalog($node, 'live', $fresh, '1.1 -> 1.1.1', 'a fresh 1.1.1');
 
-# a dump restored where CREATE EXTENSION makes 1.1.1 (the default)
+# a dump restored at 1.1.1: a dump names no version, and CREATE EXTENSION
+# without one makes 2.0 (the default) now.  As in t/045, the DBA creates
+# the extension at 1.1.1 first (with its schema) and restores everything
+# but the schema; the dump's CREATE EXTENSION IF NOT EXISTS then changes
+# nothing
 my $dump = $node->basedir . '/live.dump';
 $node->command_ok([ 'pg_dump', '-Fc', '-f', $dump, '-d', $node->connstr('live') ],
 	'pg_dump of the updated database');
 q_('postgres', 'CREATE DATABASE restored');
-$node->command_ok([ 'pg_restore', '--exit-on-error', '-d', $node->connstr('restored'), $dump ],
-	'pg_restore into a new database');
+q_('restored', "CREATE EXTENSION $ext VERSION '1.1.1' CASCADE");
+my ($toc, $toc_err);
+IPC::Run::run([ 'pg_restore', '-l', $dump ], '>', \$toc, '2>', \$toc_err)
+  or die "pg_restore -l: $toc_err";
+my @entries = split /\n/, $toc;
+is(scalar(grep { /^\d+; \d+ \d+ SCHEMA - invitetomedia / } @entries), 1, 'the dump creates the schema once');
+my $list = $node->basedir . '/live.list';
+open my $lf, '>', $list or die "$list: $!";
+print $lf map { "$_\n" } grep { !/^\d+; \d+ \d+ SCHEMA - invitetomedia / } @entries;
+close $lf;
+$node->command_ok([ 'pg_restore', '--exit-on-error', '-L', $list, '-d', $node->connstr('restored'), $dump ],
+	'pg_restore into a new database with the extension at 1.1.1');
 is(version('restored'), '1.1.1', 'the restored database is at 1.1.1');
 is( q_('restored', q{SELECT has_function_privilege('itm_app',
                         'invitetomedia.guest_link_join(text,text,text,text,text)', 'EXECUTE')}),
@@ -564,7 +579,7 @@ is(rows('restored', 'resends') . rows('restored', 'guest_link_joins'),
 compare_catalog($node, 'restored', $fresh, 'restored from the updated database', 'a fresh 1.1.1');
 
 # ---------------------------------------------------------------------------
-# 1.0 -> 1.0.1 -> 1.1 -> 1.1.1 with one ALTER EXTENSION UPDATE
+# 1.0 -> 1.0.1 -> 1.1 -> 1.1.1 with one ALTER EXTENSION UPDATE TO '1.1.1'
 # ---------------------------------------------------------------------------
 q_('postgres', 'CREATE DATABASE from10');
 my ($t10a, $t10b) = split /\n/, q_('from10', q{
@@ -583,8 +598,8 @@ my ($t10a, $t10b) = split /\n/, q_('from10', q{
 is(q_('from10', "SELECT status FROM invitetomedia.invite_consume('$t10a', 'a\@new.example', 'd1')"),
 	'ok', '1.0: a link used');
 is(version('from10'), '1.0', 'from10 is at 1.0');
-($ret, $err, $notices) = alter('from10', "ALTER EXTENSION $ext UPDATE");
-is($ret, 0, '1.0: one ALTER EXTENSION invitetomedia UPDATE') or diag($err);
+($ret, $err, $notices) = alter('from10', "ALTER EXTENSION $ext UPDATE TO '1.1.1'");
+is($ret, 0, '1.0: one ALTER EXTENSION invitetomedia UPDATE TO \'1.1.1\'') or diag($err);
 is(version('from10'), '1.1.1', '... goes all the way to 1.1.1');
 is( q_('from10', q{SELECT string_agg(p.oid::regprocedure::text || '=' || has_function_privilege('itm_app', p.oid, 'EXECUTE'),
                                      E'\n' ORDER BY p.oid::regprocedure::text)
@@ -643,7 +658,7 @@ is( q_('session', qq{
 		    '$guest{open}[1]', 'one\@guest.example', 'O', 'Ne');
 		SELECT pg_temp.try('SELECT * FROM invitetomedia.invite_resend($id{edinv}, ''ed'', false)');
 		SELECT count(*) - :users FROM invitetomedia.users;
-		ALTER EXTENSION invitetomedia UPDATE;
+		ALTER EXTENSION invitetomedia UPDATE TO '1.1.1';
 		SELECT extversion FROM pg_extension WHERE extname = 'invitetomedia';
 		SELECT count(*) AS users FROM invitetomedia.users \\gset
 		SELECT status, user_id IS NULL AS no_user, join_id

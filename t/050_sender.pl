@@ -390,18 +390,32 @@ my %by_email;
 {
 	my $dir = new_mail_dir('inject');
 	my $invite_id = $by_email{'ann@example.org'}{invite_id};
-	my ($rc) = $node->psql('postgres', <<"EOSQL");
-INSERT INTO invitetomedia.outbox (invite_id, to_email, to_name, subject, body)
-VALUES ($invite_id, 'inj1\@example.org', E'Eve\\r\\nBcc: victim\@evil.example',
-        E'Hi\\nX-Injected: yes', 'Hello, open ${base_url}x now.'),
-       ($invite_id, E'inj2\@example.org\\nBcc: victim\@evil.example', 'Eve',
-        'Hi', 'Hello, open ${base_url}x now.'),
-       ($invite_id, 'inj3\@example.org, victim\@evil.example', 'Eve',
-        'Hi', 'Hello, open ${base_url}x now.');
-EOSQL
-  SKIP:
+	# 2.0: an outbox row names its tenant and site (the invite's) and an
+	# id (the API draws it; no default), so a direct write gives them
+	my $direct = sub {
+		my ($values) = @_;
+		return qq{INSERT INTO invitetomedia.outbox (tenant_id, site_id, message_id, invite_id,
+		                                   to_email, to_name, subject, body)
+		SELECT i.tenant_id, i.site_id, 1 + floor(random() * 1e15)::int8, i.invite_id,
+		       v.to_email, v.to_name, v.subject, v.body
+		  FROM (VALUES $values) v (to_email, to_name, subject, body),
+		       invitetomedia.invites i
+		 WHERE i.invite_id = $invite_id};
+	};
+	# the subject: the outbox refuses control characters (since 1.0.1), so
+	# the sender never meets one
+	my ($rc, $out, $err) = $node->psql('postgres',
+		$direct->(qq{('inj0\@example.org', 'Eve', E'Hi\\nX-Injected: yes', 'Hello, open ${base_url}x now.')}));
+	like($err, qr/violates check constraint "outbox_subject_single_line"/,
+		'CR/LF in a subject: the outbox refuses it');
+	# names and addresses: the outbox takes them, the sender must not trust them
+	sql($direct->(qq{('inj1\@example.org', E'Eve\\r\\nBcc: victim\@evil.example',
+	                  'Hi', 'Hello, open ${base_url}x now.'),
+	                 (E'inj2\@example.org\\nBcc: victim\@evil.example', 'Eve',
+	                  'Hi', 'Hello, open ${base_url}x now.'),
+	                 ('inj3\@example.org, victim\@evil.example', 'Eve',
+	                  'Hi', 'Hello, open ${base_url}x now.')}));
 	{
-		skip 'the outbox itself refuses such rows', 6 if $rc != 0;
 		my ($src, $log) = run_once(dir => $dir);
 		is($src, 0, 'sender --once exits 0');
 		my @files = mail_files($dir);
@@ -411,7 +425,6 @@ EOSQL
 			'CR/LF in a name: one recipient, the name on one line');
 		ok(!(grep { /^(Bcc|X-Injected)$/i } @{ $m->{header_names} }),
 			'no injected header');
-		is($m->{subject}, 'Hi X-Injected: yes', 'CR/LF in a subject: one line');
 		is(sql("SELECT count(*) FROM invitetomedia.outbox
 		         WHERE to_email LIKE 'inj%' AND sent_at IS NULL
 		           AND last_error LIKE 'invalid recipient address%'"),

@@ -18,6 +18,7 @@
 #    application-role: creates, checks, consumes and revokes links; cannot
 #    read invites, purge or claim emails;
 #    maintenance-role: purges; cannot create links;
+#    (2.0) "Setting up a tenant" made the tenant, its site and its role;
 #    owner-role (1.1): reads the status views; cannot read the tables
 #    behind them or call the API;
 #    sender-role: claims, confirms and hands back emails (both call forms);
@@ -100,6 +101,19 @@ for my $b (@blocks)
 is($node->safe_psql('site',
 		q{SELECT status FROM invitetomedia.redemptions ORDER BY redemption_id LIMIT 1}),
 	'ok', 'Getting started: the guest consumed her link');
+# what "Setting up a tenant" (Configuration, 2.0) made: a second tenant,
+# its site, the default one, configured as the block says, and a role that
+# acts for it; the default tenant's site is untouched
+is(value(q{SELECT t.tenant_id || ' ' || t.default_site_id || ' ' || s.enabled || ' ' || s.link_duration
+             FROM invitetomedia.tenants t JOIN invitetomedia.sites s ON s.site_id = t.default_site_id
+            WHERE t.name = 'acme'}),
+	'2 acme-kms true 2880', 'tenants: the recipe made tenant 2 with its enabled default site');
+# (the recipe grants acme_app nothing yet: the schema, to ask tenant())
+$node->safe_psql('site', 'GRANT USAGE ON SCHEMA invitetomedia TO acme_app');
+is(value(q{SET ROLE acme_app; SELECT invitetomedia.tenant()}), '2',
+	'tenants: the recipe\'s role acts for the new tenant');
+is(value(q{SELECT count(*) FROM invitetomedia.sites WHERE tenant_id = 1}), '1',
+	'tenants: the default tenant keeps its one site');
 # the application writes its table as the sync role; the sender needs a template
 $node->safe_psql('site', q{
 	GRANT USAGE ON SCHEMA app TO media_sync;
@@ -162,7 +176,7 @@ is(as_role('media_sync', q{INSERT INTO app.users VALUES ('other-9', 'SQUAT@outsi
 	'23505', 'sync: an address a real user holds is still refused to another');
 is(as_role('media_sync', q{
 	INSERT INTO invitetomedia.media VALUES ('m2', 'video', 'Film', 'olivia')
-	    ON CONFLICT (media_id) DO UPDATE SET title = EXCLUDED.title;
+	    ON CONFLICT (tenant_id, media_id) DO UPDATE SET title = EXCLUDED.title;
 	UPDATE invitetomedia.media SET title = 'Film 2' WHERE media_id = 'm2';
 	INSERT INTO invitetomedia.media_collaborators VALUES ('m2', 'olivia', 'co_editor');
 	DELETE FROM invitetomedia.media_collaborators WHERE media_id = 'm2';

@@ -10,9 +10,13 @@
 #    phases and relations, no unknown keys;
 #  - its version is the control file's default_version read as a SemVer
 #    (PGXN versions have three parts: '1.1' is 1.1.0), and so is the
-#    extension's version in "provides"; default_version is the newest
-#    version the install and update scripts (invitetomedia--*.sql) reach,
-#    and debian/changelog's upstream version (1.1 in 1.1-1);
+#    extension's version in "provides"; the versions the install and update
+#    scripts (invitetomedia--*.sql) reach are those t/lib/ItmVersion.pm
+#    lists; default_version is the newest released one there, and the
+#    newest version the scripts reach unless a version is under
+#    construction (ItmVersion's next versions, none while 2.0 is the
+#    default: newer than default_version, not yet released), and debian/changelog's
+#    upstream version (1.1 in 1.1-1);
 #  - the runtime prereqs name PostgreSQL from 15.0.0 and every extension
 #    the control file requires;
 #  - `make dist` on a snapshot of the tree (every file .gitignore does not
@@ -39,7 +43,7 @@ use JSON::PP;
 use Test::More;
 use FindBin;
 use lib "$FindBin::RealBin/lib";
-use ItmVersion qw(vercmp);
+use ItmVersion qw(vercmp known_versions next_versions default_release);
 
 my $ext = 'invitetomedia';
 my $srcdir = abs_path($ENV{ITM_SRCDIR} || '.');
@@ -262,10 +266,20 @@ while (defined(my $v = shift @todo))
 	next if $reach{$v}++;
 	push @todo, @{ $edges{$v} || [] };
 }
-my ($newest) = sort { vercmp($b, $a) } keys %reach;
-is($newest, $default,
-	"the newest version the scripts reach (" . join(', ', sort { vercmp($a, $b) } keys %reach)
-	  . ") is default_version");
+my @reach = sort { vercmp($a, $b) } keys %reach;
+is("@reach", join(' ', known_versions()),
+	'the versions the scripts reach are those t/lib/ItmVersion.pm lists, released and under construction');
+is($default, default_release(),
+	"default_version is the newest released version t/lib/ItmVersion.pm lists");
+my @next = next_versions();
+for my $v (@next)
+{
+	ok(vercmp($v, $default) > 0, "the version under construction $v is newer than default_version");
+}
+my $newest = $reach[-1];
+is($newest, @next ? $next[-1] : $default,
+	"the newest version the scripts reach (@reach) is default_version"
+	  . (@next ? ", or the version under construction: $next[-1]" : ''));
 
 # -- debian/changelog ---------------------------------------------------------------
 {

@@ -22,9 +22,22 @@ name: 400), "too_many" (the POST throttle: 429 with Retry-After),
 "home", and "not_found", "method_not_allowed", "too_large", "bad_request"
 for HTTP errors.
 
+Many sites (create_app(sites=...), serve's LOBBY_SITES; a 2.0 database):
+each request's site comes from its Host header ("host": site_hosts, the name
+lower-cased, without port or trailing dot) or from a /s/<site_id>/ path
+prefix ("path"), looked up with invitetomedia.lobby_site_for_host or
+invitetomedia.lobby_site, which also name the role the lobby acts as for
+the site's tenant (tenant_roles.lobby).  Every call then runs in its own
+transaction after SET LOCAL ROLE to that role, and names the site:
+invite_check_at, invite_consume_at, guest_link_join_at.  A host or site
+that names no site, or a site whose tenant has no lobby role, is the
+not_found page (404).  Without sites, the lobby calls the 1.x functions, as
+its role, on the role's default site.
+
 An admission (ok, rejoin) ends in a redirect to the platform with a result
 signed with the result key derived from the lobby's secret, good for
-RESULT_TTL seconds.  An invite's result names the user that
+RESULT_TTL seconds; with many sites it names the site and the tenant
+(site_id, tenant_id).  An invite's result names the user that
 invite_consume returned.  A guest link's names no user: a guest link is
 not a login, so the result carries the join record's id and what the guest
 typed, as claims ("email_claimed"), never a user_id.
@@ -47,6 +60,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 from psycopg import conninfo as pg_conninfo
+from psycopg import sql as pg_sql
 from psycopg import errors as pg_errors
 from psycopg.rows import dict_row
 from flask import Flask, redirect, render_template, request, url_for
@@ -60,6 +74,14 @@ log = logging.getLogger("lobby")
 TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 INVITE_PREFIX = "itm_"
 GUEST_PREFIX = "itg_"
+
+# a site id (sites.site_id's CHECK), and a host name as the Host header
+# brings it: a DNS name or an IP literal, with an optional port
+SITE_SHAPE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+HOST_SHAPE = re.compile(r"(\[[0-9a-f:.]+\]|[a-z0-9._-]+)(?::[0-9]{0,5})?")
+SITE_MODES = ("host", "path")
+# where the path prefix's site id is left for the application (PathSites)
+SITE_ENVIRON = "invitetomedia.site_id"
 
 # what a request may carry: the forms are an email and two names.  serve
 # has waitress refuse more before the application runs (413), chunked
@@ -131,7 +153,11 @@ class Database:
         self.pool = ConnectionPool(conninfo, kwargs=kwargs, min_size=1, max_size=size,
                                    timeout=timeout, name="lobby")
 
-    def one(self, sql, params=()):
+    def one(self, sql, params=(), role=None):
+        """The first row of one call, as a dict (None: no row).  With ROLE
+        (a name from the database, never from a request), the call runs in
+        a transaction of its own after SET LOCAL ROLE: the role, and the
+        tenant it acts for, end with it, whatever happens."""
         # a dead connection (the server restarted, or ended it) is dropped
         # when it goes back to the pool; the next one is tried.  The check
         # runs before the call, so a call is never sent twice.
@@ -141,9 +167,15 @@ class Database:
                     conn.execute("")
                 except psycopg.OperationalError:
                     continue
-                with conn.cursor(row_factory=dict_row) as cur:
-                    cur.execute(sql, params)
-                    return cur.fetchone()
+                if role is None:
+                    with conn.cursor(row_factory=dict_row) as cur:
+                        cur.execute(sql, params)
+                        return cur.fetchone()
+                with conn.transaction():
+                    conn.execute(pg_sql.SQL("SET LOCAL ROLE {}").format(pg_sql.Identifier(role)))
+                    with conn.cursor(row_factory=dict_row) as cur:
+                        cur.execute(sql, params)
+                        return cur.fetchone()
         raise psycopg.OperationalError("no working connection to the database")
 
     def close(self):
@@ -261,6 +293,37 @@ def security_headers(app_url=None):
             ("X-Content-Type-Options", "nosniff")]
 
 
+def normal_host(value):
+    """A Host header as site_hosts holds host names: lower-case, without
+    the port and the trailing dot; None for what is no host name."""
+    m = HOST_SHAPE.fullmatch((value or "").strip().lower())
+    if not m:
+        return None
+    host = m.group(1).rstrip(".")
+    return host if 0 < len(host) <= 253 else None
+
+
+class PathSites:
+    """WSGI middleware of the "path" mode: /s/<site_id>/rest is the
+    application's /rest, with /s/<site_id> moved to SCRIPT_NAME (so that the
+    lobby's own URLs, redirects and static files keep the prefix) and the
+    site id left in environ[SITE_ENVIRON]."""
+
+    PREFIX = re.compile(r"/s/([^/]*)(/.*)", re.S)
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        m = self.PREFIX.fullmatch(environ.get("PATH_INFO", ""))
+        environ.pop(SITE_ENVIRON, None)
+        if m:
+            environ[SITE_ENVIRON] = m.group(1)
+            environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + "/s/" + m.group(1)
+            environ["PATH_INFO"] = m.group(2)
+        return self.app(environ, start_response)
+
+
 def when(ts):
     """A timestamp as the pages show it: UTC, to the minute."""
     if ts is None:
@@ -269,17 +332,24 @@ def when(ts):
 
 
 def create_app(db, secret, app_url=None, cookie_secure=False, post_limits=None,
-               throttle_entries=10000):
+               throttle_entries=10000, sites=None):
     """The lobby as a WSGI application.  db: a Database (or anything with
     one(sql, params)); secret: the key that signs device ids, CSRF tokens
     and the admission result; app_url: where an admitted invitee is sent
     (None: the lobby's own /welcome page); post_limits: POST_LIMITS's keys
     with (count, seconds), over the defaults; throttle_entries: the
-    addresses and links each throttle remembers at most.  The client is
+    addresses and links each throttle remembers at most; sites: None (one
+    site: the 1.x calls, on the role's default site), "host" (the site of
+    the request's Host, site_hosts) or "path" (of a /s/<site_id>/ prefix),
+    in a 2.0 database (module docstring).  The client is
     request.remote_addr: behind a proxy, have the WSGI server set it from
     X-Forwarded-For (serve: LOBBY_TRUSTED_PROXIES)."""
+    if sites not in (None,) + SITE_MODES:
+        raise ValueError(f"sites={sites!r}: expected None, 'host' or 'path'")
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    if sites == "path":
+        app.wsgi_app = PathSites(app.wsgi_app)
     signer = Signer(secret)
     limits = dict(POST_LIMITS, **(post_limits or {}))
     throttles = {k: Throttle(rate, per, throttle_entries) for k, (rate, per) in limits.items()}
@@ -401,6 +471,47 @@ def create_app(db, secret, app_url=None, cookie_secure=False, post_limits=None,
         log.exception("unexpected error in %s %s", request.method, rule)
         return message("error", kind="http")
 
+    # -- the site of a request (many sites) ----------------------------------
+
+    def find_site():
+        """Many sites: the request's site as lobby_site(_for_host) returns it
+        (site_id, tenant_id, lobby_role), or None (the page is not_found);
+        one site: {} (the 1.x calls).  Kept on the request."""
+        if not sites:
+            return {}
+        if hasattr(request, "itm_site"):
+            return request.itm_site
+        request.itm_site = None
+        if sites == "host":
+            key = normal_host(request.environ.get("HTTP_HOST"))
+            row = key and db.one("SELECT * FROM invitetomedia.lobby_site_for_host(%s)", (key,))
+            what = f"host {key!r}" if key else "no host name"
+        else:
+            key = request.environ.get(SITE_ENVIRON)
+            row = (key and SITE_SHAPE.fullmatch(key)
+                   and db.one("SELECT * FROM invitetomedia.lobby_site(%s)", (key,)))
+            what = f"site {key!r}" if key else "no /s/<site_id>/ prefix"
+        if not row:
+            log.info("%s: no such site", what[:80])
+        elif row["lobby_role"] is None:
+            log.warning("%s: site %s of tenant %s has no lobby role (tenant_roles.lobby)",
+                        what, row["site_id"], row["tenant_id"])
+        else:
+            request.itm_site = row
+        return request.itm_site
+
+    def at(site):
+        return f" at site {site['site_id']}" if site else ""
+
+    def call(site, fn, args, extra=""):
+        """One call of the API: the 1.x function with ARGS, or with a site
+        its _at form, the site first, as the site's tenant's lobby role."""
+        holes = ", ".join(["%s"] * (len(args) + (1 if site else 0)))
+        query = (f"SELECT r.*{extra} FROM invitetomedia.{fn}{'_at' if site else ''}({holes}) r")
+        if not site:
+            return db.one(query, args)
+        return db.one(query, (site["site_id"],) + tuple(args), role=site["lobby_role"])
+
     @app.route("/")
     def home():
         return message("home", kind="http")
@@ -409,7 +520,10 @@ def create_app(db, secret, app_url=None, cookie_secure=False, post_limits=None,
     def invite(token):
         if token.startswith(GUEST_PREFIX):
             # link_base_url is one for both kinds: https://host/i/ puts
-            # guest links under /i/ too
+            # guest links under /i/ too (a host that names no site first
+            # gets its 404)
+            if find_site() is None:
+                return message("not_found", kind="guest")
             return redirect(url_for("guest", token=token), 308)
         if not TOKEN_SHAPE.fullmatch(token):
             log.info("invite link (malformed): not_found")
@@ -417,13 +531,15 @@ def create_app(db, secret, app_url=None, cookie_secure=False, post_limits=None,
         ref = token_ref(token)
         if request.method == "POST":
             return throttled("invite", token) or invite_post(token, ref)
+        site = find_site()
+        if site is None:
+            return message("not_found")
         c = check(token)
-        log.info("invite link %s: check %s", ref, c["status"])
+        log.info("invite link %s%s: check %s", ref, at(site), c["status"])
         return invite_page(c)
 
     def check(token):
-        return db.one("SELECT c.*, statement_timestamp() AS now "
-                      "FROM invitetomedia.invite_check(%s) c", (token,))
+        return call(find_site(), "invite_check", (token,), ", statement_timestamp() AS now")
 
     def invite_page(c, status=None, email=""):
         """The page for invite_check's answer c: the form for ok (data-status
@@ -443,6 +559,9 @@ def create_app(db, secret, app_url=None, cookie_secure=False, post_limits=None,
                     seconds=seconds, wait=wait_text(seconds))
 
     def invite_post(token, ref):
+        site = find_site()
+        if site is None:
+            return message("not_found")
         if not csrf_ok():
             log.info("invite link %s: POST without a valid CSRF token", ref)
             return message("csrf")
@@ -451,13 +570,12 @@ def create_app(db, secret, app_url=None, cookie_secure=False, post_limits=None,
             return message("invalid")
         # the title for the welcome page (a use may take the link's last one)
         c = check(token)
-        r = db.one("SELECT * FROM invitetomedia.invite_consume(%s, %s, %s)",
-                   (token, email, current_device()))
+        r = call(site, "invite_consume", (token, email, current_device()))
         s = r["status"]
-        log.info("invite link %s%s: consume %s", ref,
+        log.info("invite link %s%s%s: consume %s", ref, at(site),
                  f" (invite {r['invite_id']})" if r["invite_id"] is not None else "", s)
         if s in ("ok", "rejoin"):
-            return admitted({
+            return admitted(site, {
                 "kind": "invite", "status": s, "id": r["invite_id"],
                 "media_id": r["media_id"], "role": r["role"], "user_id": r["user_id"],
                 "first_name": r["first_name"], "last_name": r["last_name"],
@@ -483,12 +601,17 @@ def create_app(db, secret, app_url=None, cookie_secure=False, post_limits=None,
             return message("not_found", kind="guest")
         ref = token_ref(token)
         if request.method == "GET":
+            if find_site() is None:
+                return message("not_found", kind="guest")
             # there is no guest_link_check: what the link is worth shows
             # when the guest joins
             return page("guest.html", "form", form={}, csrf=csrf_token())
         slow = throttled("guest_link", token)
         if slow:
             return slow
+        site = find_site()
+        if site is None:
+            return message("not_found", kind="guest")
         if not csrf_ok():
             log.info("guest link %s: POST without a valid CSRF token", ref)
             return message("csrf", kind="guest")
@@ -497,9 +620,8 @@ def create_app(db, secret, app_url=None, cookie_secure=False, post_limits=None,
             return page("guest.html", "invalid", 400, form=form, csrf=csrf_token(),
                         error="A field holds a character that no name or address has.")
         try:
-            r = db.one("SELECT * FROM invitetomedia.guest_link_join(%s, %s, %s, %s, %s)",
-                       (token, form["email"], form["first_name"], form["last_name"],
-                        current_device()))
+            r = call(site, "guest_link_join", (token, form["email"], form["first_name"],
+                                               form["last_name"], current_device()))
         except (pg_errors.InvalidParameterValue, pg_errors.NullValueNotAllowed) as e:
             # what the guest typed: a malformed email, an empty name
             log.info("guest link %s: join refused the input (%s)", ref, e.sqlstate)
@@ -515,13 +637,14 @@ def create_app(db, secret, app_url=None, cookie_secure=False, post_limits=None,
             refs.append(f"guest link {r['guest_link_id']}")
         if join_id is not None:
             refs.append(f"join {join_id}")
-        log.info("guest link %s%s: join %s", ref, f" ({', '.join(refs)})" if refs else "", s)
+        log.info("guest link %s%s%s: join %s", ref, at(site),
+                 f" ({', '.join(refs)})" if refs else "", s)
         if s in ("ok", "rejoin"):
             # A guest link is not a login: whoever has the link typed this
             # email and these names, and nothing proves them.  The result
             # names the join record, never a user: r["user_id"] (NULL from
             # 1.1.1 on, an account's id on a 1.1 database) is not passed on.
-            return admitted({
+            return admitted(site, {
                 "kind": "guest_link", "status": s, "id": r["guest_link_id"],
                 "media_id": r["media_id"], "role": r["role"],
                 "guest": {
@@ -538,11 +661,15 @@ def create_app(db, secret, app_url=None, cookie_secure=False, post_limits=None,
 
     # -- admission -------------------------------------------------------------
 
-    def admitted(result):
+    def admitted(site, result):
         """ok and rejoin: to the platform (LOBBY_APP_URL) or the welcome page,
         with the result signed, so that the platform knows that this lobby
         admitted the browser (the signature vouches for the lobby's
-        decision, not for what a guest typed)."""
+        decision, not for what a guest typed).  With many sites the result
+        names the site and its tenant: a platform checks them."""
+        if site:
+            result["site_id"] = site["site_id"]
+            result["tenant_id"] = site["tenant_id"]
         result["issued_at"] = int(time.time())
         result["expires_at"] = result["issued_at"] + RESULT_TTL
         result["nonce"] = secrets.token_urlsafe(12)
@@ -610,5 +737,5 @@ def verify_result(key, signed, max_age=RESULT_TTL):
 
 
 # exported for the server and for platforms
-__all__ = ["create_app", "Database", "parse_rate", "RedactingFormatter", "Signer", "result_key",
-           "security_headers", "Throttle", "verify_result", "when"]
+__all__ = ["create_app", "Database", "normal_host", "parse_rate", "PathSites", "RedactingFormatter",
+           "Signer", "result_key", "security_headers", "Throttle", "verify_result", "when"]

@@ -9,7 +9,12 @@
 #                              functions (signatures, results, attributes,
 #                              bodies, entry points), views, sequences,
 #                              types and privileges (relacl, attacl, proacl,
-#                              nspacl, pg_init_privs)
+#                              nspacl, pg_init_privs); each part's lines in
+#                              an order of their own keys (names,
+#                              descriptions), never the catalog's physical
+#                              order, which an update changes.  (An
+#                              aggregate's ORDER BY 1 orders by the constant
+#                              1, that is not at all: not a column number.)
 #   catalog_parts()            the names of those parts, sorted
 #   compare_catalog($node, $db, $fresh, $label, $what)
 #                              one assertion per part: "$label: PART as in
@@ -36,7 +41,8 @@ my $ext = 'invitetomedia';
 
 my %catalog_sql = (
 	members => q{
-		SELECT string_agg(pg_describe_object(classid, objid, 0), E'\n' ORDER BY 1)
+		SELECT string_agg(pg_describe_object(classid, objid, 0), E'\n'
+		                  ORDER BY pg_describe_object(classid, objid, 0))
 		  FROM pg_depend
 		 WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
 		   AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'invitetomedia')},
@@ -78,11 +84,12 @@ my %catalog_sql = (
 		  FROM pg_constraint c WHERE c.connamespace = 'invitetomedia'::regnamespace},
 	indexes => q{
 		SELECT string_agg(concat_ws(' ', pg_get_indexdef(i.indexrelid), i.indisunique, i.indisprimary,
-		                  i.indimmediate), E'\n' ORDER BY 1)
+		                  i.indimmediate), E'\n' ORDER BY c.relname, i.indexrelid::regclass::text)
 		  FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
 		 WHERE c.relnamespace = 'invitetomedia'::regnamespace},
 	triggers => q{
-		SELECT string_agg(concat_ws(' ', pg_get_triggerdef(t.oid), t.tgenabled), E'\n' ORDER BY 1)
+		SELECT string_agg(concat_ws(' ', pg_get_triggerdef(t.oid), t.tgenabled), E'\n'
+		                  ORDER BY c.relname, t.tgname)
 		  FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
 		 WHERE c.relnamespace = 'invitetomedia'::regnamespace AND NOT t.tgisinternal},
 	policies => q{
@@ -115,7 +122,9 @@ my %catalog_sql = (
 		  FROM pg_type t WHERE t.typnamespace = 'invitetomedia'::regnamespace},
 	init_privs => q{
 		SELECT string_agg(format('%s: %s %s', pg_describe_object(i.classoid, i.objoid, i.objsubid),
-		                         i.privtype, i.initprivs), E'\n' ORDER BY 1)
+		                         i.privtype, i.initprivs), E'\n'
+		                  ORDER BY pg_describe_object(i.classoid, i.objoid, i.objsubid), i.privtype,
+		                           i.initprivs::text)
 		  FROM pg_init_privs i
 		  JOIN pg_depend d ON d.classid = i.classoid AND d.objid = i.objoid AND d.objsubid = 0
 		 WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'

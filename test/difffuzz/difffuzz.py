@@ -148,6 +148,67 @@ GRANT EXECUTE ON FUNCTION
 """
 
 # ---------------------------------------------------------------------------
+# 2.0 databases: tenants and sites.  The fixture above is the default
+# tenant's (tenant 1, its default site 'default'); this one adds a second
+# site of it ('second', enabled, lockout 1, 3 uses), a third ('third',
+# disabled by the prologue once it has links), a second tenant 'globex'
+# (tenant 2) with its own directory (the same user and media ids, other
+# rows), its default site 'globex-main' (enabled, lockout 2) and
+# 'globex-off' (disabled by the prologue), and the role dfz_tenant2 mapped
+# to tenant 2 in tenant_roles.  The fuzzer reads the extension's version:
+# on 1.x none of this is made and the 2.0 families are skipped.
+# ---------------------------------------------------------------------------
+V2 = False          # set by Fuzzer.prepare: the template's extension is 2.0 or later
+# site -> tenant; the sites every 2.0 case has
+SITES = {"default": 1, "second": 1, "third": 1, "globex-main": 2, "globex-off": 2}
+TENANT_ROLE = {2: "t2"}     # the "as" of a call made for tenant 2 (SET ROLE dfz_tenant2)
+ROLES = {"t2": "dfz_tenant2", "app": "dfz_app"}
+FIXTURE_V2 = r"""
+SET client_min_messages = warning;
+SELECT {s}.site_create(1, 'second', 'https://second.example/j/');
+SELECT {s}.site_configure('second', '{"enabled": true, "lockout_attempts": 1, "link_reusability": 3,
+                                       "link_duration": 600}');
+SELECT {s}.site_create(1, 'third', 'https://third.example/j/');
+SELECT {s}.site_configure('third', '{"enabled": true, "lockout_attempts": 0}');
+SELECT {s}.tenant_create('globex');
+SELECT {s}.site_create((SELECT tenant_id FROM {s}.tenants WHERE name = 'globex'), 'globex-main',
+                       'https://globex.example/j/');
+SELECT {s}.site_configure('globex-main', '{"enabled": true, "lockout_attempts": 2, "link_reusability": 2,
+                                            "restrict_new_user_domains": ["globex.example"]}');
+SELECT {s}.site_create((SELECT tenant_id FROM {s}.tenants WHERE name = 'globex'), 'globex-off',
+                       'https://off.globex.example/j/');
+SELECT {s}.site_configure('globex-off', '{"enabled": true, "lockout_attempts": 5}');
+INSERT INTO {s}.users (tenant_id, user_id, email, first_name, last_name, role)
+SELECT t.tenant_id, u.* FROM {s}.tenants t, (VALUES
+    ('owner',    'owner@globex.example',           'Gus',   'Globex',   'private_only'),
+    ('existing', 'existing.person@university.edu', 'Gert',  'Existing', 'admin'),
+    ('gviewer',  'Viewer@media.example',           'Gwen',  'Viewer',   'viewer')) u
+ WHERE t.name = 'globex';
+INSERT INTO {s}.media (tenant_id, media_id, media_type, title, owner_id)
+SELECT t.tenant_id, m.* FROM {s}.tenants t, (VALUES
+    ('live',  'video',   'Globex live',   'owner'),
+    ('vid',   'webcast', 'Globex video',  'owner'),
+    ('gonly', 'room',    'Globex room',   'owner')) m
+ WHERE t.name = 'globex';
+INSERT INTO {s}.tenant_roles (role_name, tenant_id)
+SELECT 'dfz_tenant2', tenant_id FROM {s}.tenants WHERE name = 'globex';
+GRANT USAGE ON SCHEMA {s} TO dfz_tenant2;
+GRANT EXECUTE ON FUNCTION
+    {s}.invite_create(text, text, text, text, text, text, boolean, timestamptz),
+    {s}.invite_consume(text, text, text), {s}.invite_check(text),
+    {s}.invite_revoke(bigint, text), {s}.invite_resend(bigint, text, boolean),
+    {s}.invite_revoke_all(text, text), {s}.invite_purge(interval),
+    {s}.guest_link_create(text, text, text, integer, integer),
+    {s}.guest_link_join(text, text, text, text, text),
+    {s}.guest_link_revoke(bigint, text)
+  TO dfz_tenant2;
+GRANT EXECUTE ON FUNCTION
+    {s}.invite_create_at(text, text, text, text, text, text, text, boolean, timestamptz),
+    {s}.invite_consume_at(text, text, text, text), {s}.invite_check_at(text, text)
+  TO dfz_app, dfz_tenant2;
+"""
+
+# ---------------------------------------------------------------------------
 # SQL helpers for the catalogue
 # ---------------------------------------------------------------------------
 # the non-superuser owner: every table, view and function of the schema
@@ -311,9 +372,31 @@ def act_expire_guest(rng, g):
 def act_add_user(rng, g):
     email = g.email_pool_pick()
     n = g.counter("user")
+    if V2 and rng.random() < 0.35:
+        # the second tenant's directory sync (the superuser names the tenant)
+        return dba(f"INSERT INTO {{s}}.users (tenant_id, user_id, email, first_name, last_name, role) "
+                   f"VALUES (2, 'synced{n}', '{email}', 'Syn', 'Globex', 'viewer') ON CONFLICT DO NOTHING",
+                   f"directory sync adds a user of tenant 2 for {email}")
     return dba(f"INSERT INTO {{s}}.users (user_id, email, first_name, last_name, role) "
                f"VALUES ('synced{n}', '{email}', 'Syn', 'Ced', 'viewer') ON CONFLICT DO NOTHING",
                f"directory sync adds a user for {email}")
+
+
+def act_site(rng, g):
+    """2.0: the DBA changes a site between calls (enabled, lockout_attempts),
+    by site_configure, site_disable or UPDATE sites"""
+    site = rng.choice(list(SITES))
+    how = rng.choice(["configure", "configure", "update", "update", "disable"])
+    if how == "disable":
+        return dba(f"SELECT {{s}}.site_disable('{site}')", f"site_disable('{site}')")
+    col, val = rng.choice([("enabled", "true"), ("enabled", "true"), ("enabled", "false"),
+                           ("lockout_attempts", "0"), ("lockout_attempts", "1"), ("lockout_attempts", "2"),
+                           ("lockout_attempts", "5"), ("link_reusability", "1"), ("link_reusability", "-1")])
+    if how == "configure":
+        return dba(f"SELECT {{s}}.site_configure('{site}', '{{\"{col}\": {val}}}')",
+                   f"site_configure('{site}', {col}: {val})")
+    return dba(f"UPDATE {{s}}.sites SET {col} = {val} WHERE site_id = '{site}'",
+               f"UPDATE sites SET {col} = {val} WHERE site_id = '{site}'")
 
 
 def act_media_title(rng, g):
@@ -329,6 +412,17 @@ def plant(table="invites", target=None):
         email = g.new_email()
         mu = rng.choice([1, 2, -1])
         tgt = target or table
+        if V2:
+            # 2.0: the DBA names the tenant, the site and an id (no defaults)
+            site = rng.choice(list(SITES))
+            iid = rng.randrange(1, 2 ** 62)
+            return dba(
+                f"INSERT INTO {{s}}.{tgt} (tenant_id, site_id, invite_id, token_hash, media_id, role, email, "
+                f"first_name, last_name, invited_by, expires_at, max_uses) VALUES ({SITES[site]}, '{site}', "
+                f"{iid}, public.digest('{tok}', 'sha256'), 'live', 'viewer', '{email}', 'Pat', 'Planted', "
+                f"'owner', now() + interval '1 day', {mu})",
+                f"DBA inserts an invite of site {site} into {tgt} for {email}",
+                plant={"kind": "inv", "token": tok, "email": email, "site": site})
         return dba(
             f"INSERT INTO {{s}}.{tgt} (token_hash, media_id, role, email, first_name, last_name, "
             f"invited_by, expires_at, max_uses) VALUES (public.digest('{tok}', 'sha256'), "
@@ -342,6 +436,14 @@ def plant_guest(target):
     def act(rng, g):
         tok = make_token(rng, "itg_")
         limit = rng.choice(["NULL", "2"])
+        if V2:
+            gid = rng.randrange(1, 2 ** 62)
+            return dba(
+                f"INSERT INTO {{s}}.{target} (tenant_id, site_id, guest_link_id, token_hash, media_id, name, "
+                f"created_by, expires_at, click_limit) VALUES (1, 'default', {gid}, "
+                f"public.digest('{tok}', 'sha256'), 'live', 'Planted link', 'owner', NULL, {limit})",
+                f"DBA inserts a guest link into {target}",
+                plant={"kind": "gl", "token": tok})
         return dba(
             f"INSERT INTO {{s}}.{target} (token_hash, media_id, name, created_by, expires_at, click_limit) "
             f"VALUES (public.digest('{tok}', 'sha256'), 'live', 'Planted link', 'owner', NULL, {limit})",
@@ -362,8 +464,11 @@ GENERIC_ACTIONS = [
 # ---------------------------------------------------------------------------
 class Alt:
     def __init__(self, name, what, stresses, setup=(), owner=False, actions=(),
-                 scenario=None, bias=None, combine=True, min_server=0):
+                 scenario=None, bias=None, combine=True, min_server=0, v2=False):
         self.name = name
+        # v2: the family alters 2.0's tables (sites, tenant keys): skipped
+        # on a 1.x database
+        self.v2 = v2
         # the oldest server_version_num whose SQL the setup needs
         self.min_server = min_server
         self.what = what
@@ -1037,6 +1142,301 @@ A("concurrent_ddl", "DDL from a second connection between calls (CHECKs, indexes
                                                      g.stmt([g.call("consume", right=True)]),
                                                      act_locked_ddl(rng, g)], "end": "commit"}])
 
+# ---------------------------------------------------------------------------
+# 2.0 families (tenants and sites): skipped on 1.x databases.  Each case of
+# a 2.0 database has the two tenants and five sites of FIXTURE_V2, and its
+# calls name sites (invite_consume_at, invite_check_at) with tokens of the
+# same site, another site of the tenant and another tenant's, as the
+# second tenant's role too (SET ROLE); the 1.x calls take tokens of any
+# site.  The direct path for 2.0 reads the site's row by sites_pkey, the
+# invite by the unique (tenant_id, token_hash), users by (tenant_id,
+# lower(email COLLATE "C")), media by (tenant_id, media_id), and writes
+# redemptions with tenant_id, site_id, a drawn id and event_seq given; it
+# must decline on anything else, and on row-level security that applies.
+# ---------------------------------------------------------------------------
+V2_BIAS = {"consume_at": 3, "check_at": 2}
+
+
+def site_of_token_scenario(rng, g, dba_items):
+    """links made on two sites, the DBA's change, then uses and checks of
+    them at their site, another site of the tenant and another tenant's"""
+    items = []
+    for site in ("second", "globex-main"):
+        c = g.call("create_at")
+        c.update(site=site, actor="owner", role="viewer", first="Ann", not_before=None, send=False,
+                 media="live", email=f"s{g.counter('email')}@outside.example")
+        c["as"] = TENANT_ROLE.get(SITES[site])
+        items.append(g.stmt([c]))
+    items += dba_items
+    for site, tsite in (("second", "second"), ("default", "second"), ("globex-main", "globex-main"),
+                        ("globex-main", "second"), ("second", "globex-main")):
+        for fn in ("check_at", "consume_at"):
+            c = g.call(fn, right=True)
+            c.update(site=site, tok=("invs", tsite, -1))
+            if fn == "consume_at":
+                c["email"] = ("right", 0)
+            c["as"] = TENANT_ROLE.get(SITES[site])
+            items.append(g.stmt([c]))
+    # wrong emails up to the site's lockout (second: 1, globex-main: 2), then the right one
+    for site in ("second", "globex-main"):
+        for email in (("lit", "wrong@outside.example"), ("lit", "wrong@outside.example"), ("right", 0)):
+            c = g.call("consume_at", right=True)
+            c.update(site=site, tok=("invs", site, -1), email=email)
+            c["as"] = TENANT_ROLE.get(SITES[site])
+            items.append(g.stmt([c]))
+    # the 1.x signatures, for each tenant
+    for who in (None, "t2"):
+        c = g.call("consume", right=True)
+        c.update(tok=("invs", "globex-main" if who else "second", -1), email=("right", 0))
+        c.pop("as", None)
+        if who:
+            c["as"] = who
+        items.append(g.stmt([c]))
+    return [{"iso": "auto", "items": items, "end": "commit"}]
+
+
+def force_rls(table):
+    return [f"ALTER TABLE {{s}}.{table} FORCE ROW LEVEL SECURITY"]
+
+
+for _t in ("sites", "invites", "users", "media", "redemptions"):
+    A(f"v2_force_rls_{_t}",
+      f"2.0: {_t} with FORCE ROW LEVEL SECURITY (the extension's tenant policies, tenant_id = tenant(), then "
+      f"hold the table's owner, a non-superuser)",
+      "the 2.0 path's relforcerowsecurity check: RLS that applies to the owner sends the call to the statement",
+      owner=True, setup=force_rls(_t), v2=True, bias=V2_BIAS,
+      scenario=lambda rng, g: site_of_token_scenario(rng, g, []))
+
+DBA_POLICIES = [
+    ("sites", "AS RESTRICTIVE FOR SELECT TO dfz_owner USING (site_id <> 'second')"),
+    ("sites", "AS RESTRICTIVE FOR SELECT TO dfz_owner USING (lockout_attempts <> 1)"),
+    ("invites", "AS RESTRICTIVE FOR ALL TO dfz_owner USING (site_id <> 'second')"),
+    ("invites", "AS RESTRICTIVE FOR UPDATE TO dfz_owner USING (true) WITH CHECK (use_count < 2)"),
+    ("users", "AS RESTRICTIVE FOR SELECT TO dfz_owner USING (role <> 'admin')"),
+    ("media", "AS RESTRICTIVE FOR SELECT TO dfz_owner USING (media_type <> 'webcast')"),
+    ("redemptions", "AS RESTRICTIVE FOR INSERT TO dfz_owner WITH CHECK (site_id <> 'globex-main' "
+                    "OR device_id IS DISTINCT FROM 'dev2')"),
+    ("redemptions", "FOR INSERT TO dfz_owner WITH CHECK (tenant_id = 1)"),
+]
+
+
+def _dba_policy_setup(rng):
+    out = []
+    for t, pol in rng.sample(DBA_POLICIES, rng.randint(1, 2)):
+        out.append(f"CREATE POLICY dfz_policy_{len(out)} ON {{s}}.{t} {pol}")
+        if rng.random() < 0.8:
+            out.append(f"ALTER TABLE {{s}}.{t} FORCE ROW LEVEL SECURITY")
+    return out
+
+
+A("v2_dba_policy",
+  "2.0: a DBA's own policy (restrictive or permissive, for the owner dfz_owner) on sites, invites, users, media "
+  "or redemptions, forced in 4 cases of 5: " + "; ".join(f"{t}: {p}" for t, p in DBA_POLICIES),
+  "the RLS check of each table the 2.0 path reads or writes (a policy of the DBA's among the tenant ones)",
+  owner=True, setup=_dba_policy_setup, v2=True, bias=dict(V2_BIAS, device=2),
+  scenario=lambda rng, g: site_of_token_scenario(rng, g, []))
+
+RECORD_DEFAULTS = [
+    "ALTER TABLE {s}.redemptions ALTER COLUMN tenant_id SET DEFAULT 1",
+    "ALTER TABLE {s}.redemptions ALTER COLUMN tenant_id SET DEFAULT {s}.tenant()",
+    "ALTER TABLE {s}.redemptions ALTER COLUMN site_id SET DEFAULT 'default'",
+    "ALTER TABLE {s}.redemptions ALTER COLUMN site_id SET DEFAULT {s}.default_site()",
+    "ALTER TABLE {s}.redemptions ALTER COLUMN redemption_id SET DEFAULT nextval('public.dfz_seq')",
+    "ALTER TABLE {s}.redemptions ALTER COLUMN event_seq SET DEFAULT nextval('public.dfz_seq')",
+]
+A("v2_records_default",
+  "2.0: DEFAULTs a DBA gave redemptions' columns the path writes itself (1 to 3 of: "
+  + "; ".join(x.replace("{s}.", "") for x in RECORD_DEFAULTS) + ")",
+  "the 2.0 record insert: tenant_id, site_id, the drawn id and event_seq given, never defaulted "
+  "(a default there sends the call to the statement or changes nothing)",
+  setup=lambda rng: rng.sample(RECORD_DEFAULTS, rng.randint(1, 3)), v2=True, bias=V2_BIAS)
+
+
+def _sites_retype_setup(rng):
+    v = rng.choice(["lockout bigint", "lockout smallint", "lockout numeric", "enabled domain", "both"])
+    out = []
+    if v in ("enabled domain", "both"):
+        out.append("CREATE DOMAIN public.dfz_bool AS boolean")
+        out.append(retype("sites", [("enabled", "public.dfz_bool")]))
+    if v.startswith("lockout") or v == "both":
+        t = {"lockout bigint": "bigint", "lockout smallint": "smallint", "lockout numeric": "numeric",
+             "both": "bigint"}[v]
+        out.append(retype("sites", [("lockout_attempts", t)]))
+    return out
+
+
+A("v2_sites_retyped",
+  "2.0: sites.lockout_attempts retyped bigint, smallint or numeric, or sites.enabled a domain over boolean "
+  "(the settings view made again around it)",
+  "the sites shape check: the types of the columns the 2.0 path reads",
+  setup=_sites_retype_setup, v2=True, bias=V2_BIAS, actions=[(6, act_site)],
+  scenario=lambda rng, g: site_of_token_scenario(rng, g, [act_site(rng, g)]))
+
+
+def act_site_null(rng, g):
+    site = rng.choice(list(SITES))
+    col = rng.choice(["enabled", "lockout_attempts"])
+    return dba(["ALTER TABLE {s}.sites DISABLE TRIGGER sites_validate",
+                f"UPDATE {{s}}.sites SET {col} = NULL WHERE site_id = '{site}'",
+                "ALTER TABLE {s}.sites ENABLE TRIGGER sites_validate"],
+               f"sites.{col} := NULL on {site} (its validation trigger off meanwhile)")
+
+
+A("v2_sites_null",
+  "2.0: NOT NULL dropped on sites.enabled and lockout_attempts; NULL set on a site between calls",
+  "the 2.0 path's NULL checks of the site's row (the statement's answer to a NULL enabled or lockout)",
+  setup=["ALTER TABLE {s}.sites ALTER COLUMN enabled DROP NOT NULL, ALTER COLUMN lockout_attempts DROP NOT NULL"],
+  actions=[(8, act_site_null), (3, act_site)], v2=True, bias=V2_BIAS,
+  scenario=lambda rng, g: site_of_token_scenario(rng, g, [
+      dba(["ALTER TABLE {s}.sites DISABLE TRIGGER sites_validate",
+           "UPDATE {s}.sites SET lockout_attempts = NULL WHERE site_id IN ('second', 'globex-main')",
+           "UPDATE {s}.invites SET failed_attempts = 3",
+           "ALTER TABLE {s}.sites ENABLE TRIGGER sites_validate"],
+          "lockout_attempts := NULL on second and globex-main, every link with 3 wrong emails")]))
+
+
+def _sites_pkey_setup(rng):
+    return ["ALTER TABLE {s}.sites DROP CONSTRAINT sites_pkey CASCADE",
+            rng.choice(["CREATE INDEX dfz_sites_id ON {s}.sites (site_id)",
+                        "CREATE UNIQUE INDEX dfz_sites_id ON {s}.sites (site_id, tenant_id)",
+                        "CREATE UNIQUE INDEX dfz_sites_id ON {s}.sites (site_id) WHERE enabled",
+                        "CREATE UNIQUE INDEX dfz_sites_id ON {s}.sites (lower(site_id))"])]
+
+
+def act_site_twin(rng, g):
+    """a row 'second' of tenant 2 too (possible once site_id is no longer unique)"""
+    return dba("INSERT INTO {s}.sites (site_id, tenant_id, enabled, lockout_attempts, link_base_url) "
+               "VALUES ('second', 2, true, 4, 'https://twin.globex.example/j/')",
+               "a site 'second' of tenant 2 as well")
+
+
+A("v2_sites_pkey_replaced",
+  "2.0: sites_pkey dropped (CASCADE: site_hosts' foreign key) and replaced by a non-unique index on site_id, "
+  "a unique one on (site_id, tenant_id), a partial or an expression one; a second 'second' of tenant 2 between calls",
+  "the 2.0 site look-up by the unique index on site_id alone",
+  setup=_sites_pkey_setup, actions=[(4, act_site_twin), (2, act_site)], v2=True, bias=V2_BIAS,
+  scenario=lambda rng, g: site_of_token_scenario(rng, g, [act_site_twin(rng, g)]))
+
+A("v2_invites_token_index",
+  "2.0: invites' unique (tenant_id, token_hash) constraint replaced by a unique index on (token_hash, tenant_id), "
+  "one on token_hash alone, a non-unique (tenant_id, token_hash), a partial one or one with INCLUDE (site_id)",
+  "the 2.0 token look-up: the two-key scan of exactly the unique (tenant_id, token_hash) index",
+  setup=lambda rng: ["ALTER TABLE {s}.invites DROP CONSTRAINT invites_token_hash_key",
+                     rng.choice(["CREATE UNIQUE INDEX dfz_th ON {s}.invites (token_hash, tenant_id)",
+                                 "CREATE UNIQUE INDEX dfz_th ON {s}.invites (token_hash)",
+                                 "CREATE INDEX dfz_th ON {s}.invites (tenant_id, token_hash)",
+                                 "CREATE UNIQUE INDEX dfz_th ON {s}.invites (tenant_id, token_hash) "
+                                 "WHERE revoked_at IS NULL",
+                                 "CREATE UNIQUE INDEX dfz_th ON {s}.invites (tenant_id, token_hash) INCLUDE (site_id)"])],
+  v2=True, bias=V2_BIAS, scenario=lambda rng, g: site_of_token_scenario(rng, g, []))
+A("v2_users_email_index",
+  "2.0: users' unique (tenant_id, lower(email COLLATE \"C\")) index replaced by (lower(email COLLATE \"C\"), "
+  "tenant_id), a non-unique one, one in the default collation, or a partial one",
+  "the 2.0 invitee look-up by the users index of the tenant",
+  setup=lambda rng: ["DROP INDEX {s}.users_email_lower_key",
+                     rng.choice(["CREATE UNIQUE INDEX users_email_lower_key ON {s}.users "
+                                 "(lower(email COLLATE \"C\"), tenant_id)",
+                                 "CREATE INDEX users_email_lower_key ON {s}.users (tenant_id, lower(email COLLATE \"C\"))",
+                                 "CREATE UNIQUE INDEX users_email_lower_key ON {s}.users (tenant_id, lower(email))",
+                                 "CREATE UNIQUE INDEX users_email_lower_key ON {s}.users "
+                                 "(tenant_id, lower(email COLLATE \"C\")) WHERE role <> 'anonymous'"])],
+  v2=True, bias=dict(V2_BIAS, restricted=1), actions=[(6, act_add_user)],
+  scenario=lambda rng, g: site_of_token_scenario(rng, g, []))
+A("v2_media_pkey_swapped",
+  "2.0: media_pkey (tenant_id, media_id) replaced by a primary key on (media_id, tenant_id), or by a "
+  "non-unique index on (tenant_id, media_id)",
+  "invite_check's 2.0 media look-up by (tenant_id, media_id)",
+  setup=lambda rng: ["ALTER TABLE {s}.media DROP CONSTRAINT media_pkey CASCADE",
+                     rng.choice(["ALTER TABLE {s}.media ADD PRIMARY KEY (media_id, tenant_id)",
+                                 "CREATE INDEX dfz_media ON {s}.media (tenant_id, media_id)"])],
+  v2=True, bias={"check_at": 4, "check": 2}, scenario=lambda rng, g: site_of_token_scenario(rng, g, []))
+
+
+def _trig_sites_setup(rng):
+    out = ["""CREATE FUNCTION public.dfz_site_trig() RETURNS trigger LANGUAGE plpgsql AS $f$
+              BEGIN
+                INSERT INTO public.dfz_audit (tag, info) VALUES (TG_NAME, NEW.site_id || ' ' || NEW.enabled
+                                                                 || ' ' || NEW.lockout_attempts);
+                IF NEW.lockout_attempts = 4 THEN NEW.lockout_attempts := 1; END IF;
+                RETURN NEW;
+              END $f$"""]
+    out += rng.sample([
+        "CREATE TRIGGER dfz_site_bu BEFORE UPDATE ON {s}.sites FOR EACH ROW EXECUTE FUNCTION public.dfz_site_trig()",
+        trig("sites", "dfz_site_au", "AFTER", "ROW", "UPDATE"),
+        trig("sites", "dfz_site_as", "AFTER", "STATEMENT", "UPDATE OR INSERT"),
+    ], rng.randint(1, 3))
+    return out
+
+
+A("v2_trig_sites",
+  "2.0: a DBA's triggers on sites (BEFORE UPDATE FOR EACH ROW that rewrites lockout_attempts 4 as 1, AFTER "
+  "ROW / STATEMENT writing an audit row), fired by the site changes between calls",
+  "the sites shape check on a table the 2.0 path only reads; site_configure and UPDATE sites through them",
+  setup=_trig_sites_setup, v2=True, bias=V2_BIAS,
+  actions=[(6, act_site), (2, lambda rng, g: dba(
+      f"UPDATE {{s}}.sites SET lockout_attempts = 4 WHERE site_id = '{rng.choice(list(SITES))}'",
+      "UPDATE sites SET lockout_attempts = 4 (the trigger makes it 1)"))],
+  scenario=lambda rng, g: site_of_token_scenario(rng, g, [act_site(rng, g)]))
+
+A("v2_sites_child",
+  "2.0: an inheritance child of sites; the sites 'second' and 'globex-off' moved into it (DELETE FROM ONLY "
+  "sites ... INSERT INTO the child)",
+  "the 2.0 site look-up by the parent's index only (a site whose row is in a child)",
+  setup=["CREATE TABLE {s}.sites_child () INHERITS ({s}.sites)",
+         "CREATE TRIGGER sites_child_cache_invalidate AFTER INSERT OR UPDATE OR DELETE ON {s}.sites_child "
+         "FOR EACH STATEMENT EXECUTE FUNCTION {s}.tenant_cache_invalidate()",
+         "WITH m AS (DELETE FROM ONLY {s}.sites WHERE site_id IN ('second', 'globex-off') RETURNING *) "
+         "INSERT INTO {s}.sites_child SELECT * FROM m"],
+  v2=True, bias=V2_BIAS, actions=[(6, act_site)],
+  scenario=lambda rng, g: site_of_token_scenario(rng, g, []))
+
+
+def _sites_partitioned_setup(rng):
+    return [
+        "ALTER TABLE {s}.sites RENAME TO sites_old",
+        "CREATE TABLE {s}.sites (LIKE {s}.sites_old INCLUDING DEFAULTS INCLUDING CONSTRAINTS) "
+        "PARTITION BY HASH (site_id)",
+        "ALTER TABLE {s}.sites ADD CONSTRAINT dfz_sites_pkey PRIMARY KEY (site_id), "
+        "ADD CONSTRAINT dfz_sites_tenant_site_key UNIQUE (tenant_id, site_id)",
+        "CREATE TABLE {s}.sites_p0 PARTITION OF {s}.sites FOR VALUES WITH (MODULUS 2, REMAINDER 0)",
+        "CREATE TABLE {s}.sites_p1 PARTITION OF {s}.sites FOR VALUES WITH (MODULUS 2, REMAINDER 1)",
+        "INSERT INTO {s}.sites SELECT * FROM {s}.sites_old",
+        "CREATE TRIGGER sites_validate BEFORE INSERT OR UPDATE ON {s}.sites FOR EACH ROW "
+        "EXECUTE FUNCTION {s}.sites_validate()",
+        "CREATE TRIGGER sites_cache_invalidate AFTER INSERT OR UPDATE OR DELETE ON {s}.sites "
+        "FOR EACH STATEMENT EXECUTE FUNCTION {s}.tenant_cache_invalidate()",
+        # the settings view (and its updates) on the new table
+        """DO $dfz$ BEGIN
+             EXECUTE format('CREATE OR REPLACE VIEW {s}.settings AS %s',
+                            replace(pg_get_viewdef('{s}.settings'::regclass), 'sites_old', 'sites'));
+           END $dfz$""",
+    ]
+
+
+A("v2_sites_partitioned",
+  "2.0: sites renamed away and made again as a hash-partitioned table (site_id) with the same rows, its "
+  "validation and cache triggers, the settings view on it",
+  "the relkind check of sites in the 2.0 path",
+  setup=_sites_partitioned_setup, v2=True, bias=V2_BIAS, actions=[(6, act_site)],
+  scenario=lambda rng, g: site_of_token_scenario(rng, g, [act_site(rng, g)]))
+
+REDEMPTION_CHECKS = [
+    "CHECK (tenant_id = 1 OR status <> 'ok') NOT VALID",
+    "CHECK (site_id <> 'second' OR device_id IS DISTINCT FROM 'dev2') NOT VALID",
+    "CHECK (site_id IN ('default', 'globex-main', 'third')) NOT VALID",
+    "CHECK (public.dfz_site_tenant(site_id) = tenant_id) NOT VALID",
+]
+A("v2_redemptions_check",
+  "2.0: a DBA's CHECK constraints on redemptions reading tenant_id and site_id (1 or 2 of: "
+  + "; ".join(REDEMPTION_CHECKS) + "; dfz_site_tenant reads sites)",
+  "the values the 2.0 path writes in tenant_id and site_id, seen by the planned CHECKs",
+  setup=lambda rng: ["""CREATE FUNCTION public.dfz_site_tenant(text) RETURNS integer LANGUAGE sql STABLE AS
+                        $f$ SELECT tenant_id FROM {s}.sites WHERE site_id = $1 $f$"""] +
+  [f"ALTER TABLE {{s}}.redemptions ADD CONSTRAINT dfz_rc{i} {c}"
+   for i, c in enumerate(rng.sample(REDEMPTION_CHECKS, rng.randint(1, 2)))],
+  v2=True, bias=dict(V2_BIAS, device=2), scenario=lambda rng, g: site_of_token_scenario(rng, g, []))
+
+
 CATALOGUE = {a.name: a for a in CAT}
 assert len(CATALOGUE) == len(CAT)
 
@@ -1050,6 +1450,9 @@ EXISTING = ["existing.person@university.edu", "viewer@media.example", "Admin@med
             "owner@media.example", "EXISTING.PERSON@University.EDU"]
 CALL_WEIGHTS = {"consume": 30, "check": 14, "create": 14, "guest_join": 16, "resend": 5, "revoke": 4,
                 "guest_revoke": 4, "guest_create": 6, "revoke_all": 1, "purge": 1}
+# 2.0 databases: the calls naming their site too
+CALL_WEIGHTS_V2 = {"consume_at": 26, "check_at": 12, "create_at": 8}
+MEDIA_T2 = ["live", "live", "vid", "gonly", "doc"]
 ISO = {"auto": 3, "read committed": 4, "repeatable read": 2, "serializable": 2}
 
 
@@ -1074,10 +1477,14 @@ class Gen:
         for a in alts:
             self.bias.update(a.bias)
         self.weights = dict(CALL_WEIGHTS)
-        for fn in CALL_WEIGHTS:
+        if V2:
+            self.weights.update(CALL_WEIGHTS_V2)
+        for fn in self.weights:
             if self.bias[fn]:
                 self.weights[fn] *= self.bias[fn]
         self.actions = list(GENERIC_ACTIONS)
+        if V2:
+            self.actions.append((4, act_site))
         for a in alts:
             self.actions += a.actions
 
@@ -1126,9 +1533,59 @@ class Gen:
             return ("gl" if kind == "inv" else "inv", k)
         return (kind, k)
 
+    # -- 2.0: sites, tenants, the role a call is made as ----------------------
+    def site(self, enabled_bias=True):
+        return self.rng.choice(["default", "default", "second", "second", "third", "globex-main",
+                                "globex-main", "globex-off"])
+
+    def as_for(self, site):
+        """the role a call at site is made as: mostly one of the site's
+        tenant (None: the connection's own role, which acts for tenant 1),
+        in 1 case of 5 one of the other tenant (the site does not exist
+        for it)"""
+        own = TENANT_ROLE.get(SITES.get(site, 1))
+        if self.rng.random() < 0.2:
+            return None if own else "t2"
+        return own
+
+    def site_tok(self, site, k):
+        """a token of the call's site, of another site of its tenant, of
+        another tenant's site, or of any site; sometimes forged or malformed"""
+        rng = self.rng
+        r = rng.random()
+        if r < 0.03:
+            return ("forged",)
+        if r < 0.05:
+            return ("malformed",)
+        tenant = SITES.get(site, 1)
+        r = rng.random()
+        if r < 0.5:
+            s = site
+        elif r < 0.7:
+            s = rng.choice([x for x in SITES if SITES[x] == tenant and x != site] or list(SITES))
+        elif r < 0.9:
+            s = rng.choice([x for x in SITES if SITES[x] != tenant])
+        else:
+            return ("inv", k)
+        return ("invs", s, k)
+
     def call(self, fn, k=None, right=False):
         rng = self.rng
         k = self.k() if k is None else k
+        if fn in ("consume_at", "check_at", "create_at"):
+            site = self.site()
+            if rng.random() < 0.03:
+                site = "nosite"
+            base = {"consume_at": "consume", "check_at": "check", "create_at": "create"}[fn]
+            c = self.call(base, k=k, right=right)
+            c.update(fn=fn, site=site)
+            c["as"] = self.as_for(site)
+            if fn != "create_at":
+                c["tok"] = self.site_tok(site, k)
+            elif SITES.get(site) == 2:
+                c["media"] = rng.choice(MEDIA_T2)
+                c["actor"] = rng.choice(["owner"] * 6 + ["existing", "gviewer", "nobody"])
+            return c
         if fn == "consume":
             email = ("right", 0)
             r = rng.random()
@@ -1139,9 +1596,13 @@ class Gen:
                     email = ("lit", f"wrong{self.counter('wrong')}@outside.example")
                 elif r < 0.42:
                     email = ("lit", rng.choice(EXISTING))
-            return {"fn": fn, "tok": self.tok(k), "email": email, "device": self.device()}
+            c = {"fn": fn, "tok": self.tok(k), "email": email, "device": self.device()}
+            self.v2_any_site(c, k)
+            return c
         if fn == "check":
-            return {"fn": fn, "tok": self.tok(k)}
+            c = {"fn": fn, "tok": self.tok(k)}
+            self.v2_any_site(c, k)
+            return c
         if fn == "create":
             media = rng.choice(MEDIA)
             r = rng.random()
@@ -1175,10 +1636,25 @@ class Gen:
             return {"fn": fn, "keep": rng.choice(["0", "1 hour", "30 days"])}
         raise ValueError(fn)
 
+    def v2_any_site(self, c, k):
+        """2.0: a 1.x consume or check on a token of any site, made as
+        the second tenant's role in 1 case of 4 (its default site is
+        globex-main)"""
+        if not V2:
+            return
+        if self.rng.random() < 0.4 and c["tok"][0] == "inv":
+            c["tok"] = ("invs", self.rng.choice(list(SITES)), k)
+        if self.rng.random() < 0.25:
+            c["as"] = "t2"
+
     def stmt(self, calls, shape=None, sp=None, reps=1):
         if shape is None:
             shape = "single" if len(calls) == 1 else self.rng.choice(["multi", "tlist", "cte"])
-        return {"t": "stmt", "shape": shape, "calls": calls, "sp": sp, "reps": reps}
+        st = {"t": "stmt", "shape": shape, "calls": calls, "sp": sp, "reps": reps}
+        # one role per statement: the first call's
+        if calls and calls[0].get("as"):
+            st["as"] = calls[0]["as"]
+        return st
 
     def conc(self, call):
         return {"t": "conc", "call": call}
@@ -1194,11 +1670,14 @@ class Gen:
                                ("revoke", "consume"), ("consume", "consume"), ("resend", "consume"),
                                ("consume", "check"), ("create", "create"), ("guest_join", "guest_join"),
                                ("consume", "revoke"), ("check", "resend", "check")]
-                              + [("guest_revoke", "guest_join")] * self.bias["combo"])
+                              + [("guest_revoke", "guest_join")] * self.bias["combo"]
+                              + ([("consume_at", "consume_at"), ("consume_at", "check_at"),
+                                  ("consume", "consume_at"), ("check_at", "consume_at", "check")] if V2 else []))
             calls = [self.call(fn, k=k, right=True) for fn in pair]
             st = self.stmt(calls)
         elif r < combo + lateral:
-            fn = rng.choice(["consume", "consume", "guest_join", "create", "check"])
+            fn = rng.choice(["consume", "consume", "guest_join", "create", "check"]
+                            + (["consume_at", "consume_at", "check_at"] if V2 else []))
             st = self.stmt([self.call(fn, right=True)], shape="lateral", reps=rng.randint(2, 3))
         else:
             st = self.stmt([self.call(weighted(rng, self.weights))])
@@ -1220,7 +1699,8 @@ class Gen:
             elif r < 0.88:
                 items.append(self.actions[self.random_action()][1](rng, self))
             else:
-                fn = rng.choice(["consume", "revoke", "resend", "guest_join", "guest_revoke", "check", "create"])
+                fn = rng.choice(["consume", "revoke", "resend", "guest_join", "guest_revoke", "check", "create"]
+                                + (["consume_at", "check_at", "create_at"] if V2 else []))
                 items.append(self.conc(self.call(fn, right=True)))
         end = "rollback" if iso != "auto" and rng.random() < 0.12 else "commit"
         return {"iso": iso, "items": items, "end": end}
@@ -1238,6 +1718,19 @@ class Gen:
             else:
                 c.update(media="live", actor="owner", limit=rng.choice([None, None, 3]), days=None)
         items.append(self.stmt([self.call("guest_create")]))
+        if V2:
+            for site in SITES:
+                for _ in range(rng.randint(1, 2)):
+                    c = self.call("create_at")
+                    c.update(site=site, actor="owner", role="viewer", first="Ann", not_before=None,
+                             media=rng.choice(["live", "vid"]), send=False,
+                             email=f"p{self.counter('email')}@outside.example")
+                    self.emails.append(c["email"])
+                    c["as"] = TENANT_ROLE.get(SITES[site])
+                    items.append(self.stmt([c]))
+            items.append(dba("SELECT {s}.site_disable('third')", "site_disable('third')"))
+            items.append(dba("SELECT {s}.site_configure('globex-off', '{\"enabled\": false}')",
+                             "site_configure('globex-off', enabled: false)"))
         return {"iso": "auto", "items": items, "end": "commit"}
 
     # scenario helpers used by the catalogue
@@ -1368,8 +1861,12 @@ class Side:
         m.add_notify_handler(lambda n: self.notifies.append((n.channel, n.payload)))
         m.execute("LISTEN invitetomedia_accepted")
         m.execute("LISTEN invitetomedia_email")
+        self.role = role
         if role == "app":
             m.execute("SET ROLE dfz_app")
+
+    def base_role_sql(self):
+        return "SET ROLE dfz_app" if self.role == "app" else "RESET ROLE"
 
     def _notice(self, diag):
         msg = diag.message_primary or ""
@@ -1445,6 +1942,9 @@ class Side:
             return FORGED
         if ref[0] == "malformed":
             return MALFORMED
+        if ref[0] == "invs":
+            lst = [x for x in self.invites if x.get("site") == ref[1]]
+            return lst[ref[2] % len(lst)]["token"] if lst else FORGED
         lst = self.invites if ref[0] == "inv" else self.glinks
         if not lst:
             return FORGED if ref[0] == "inv" else FORGED_GUEST
@@ -1458,6 +1958,9 @@ class Side:
         return live[ref[1] % len(live)][key]
 
     def invite_email(self, ref):
+        if ref[0] == "invs":
+            lst = [x for x in self.invites if x.get("site") == ref[1]]
+            return (lst[ref[2] % len(lst)]["email"] if lst else None) or "nobody@outside.example"
         if ref[0] != "inv" or not self.invites:
             return "nobody@outside.example"
         return self.invites[ref[1] % len(self.invites)]["email"] or "nobody@outside.example"
@@ -1468,17 +1971,28 @@ class Side:
         s = self.schema
         fn = c["fn"]
         g = " || left('', g)" if lateral else ""
-        if fn == "consume":
+        if fn in ("consume", "consume_at"):
             e = c["email"]
             if e[0] == "right":
                 email = self.invite_email(c["tok"])
                 email = [email, "  " + email.upper() + " ", email.swapcase()][e[1]]
             else:
                 email = e[1]
+            if fn == "consume_at":
+                return (f"{s}.invite_consume_at(%s::text{g}, %s::text, %s::text, %s::text)",
+                        [c["site"], self.resolve_tok(c["tok"]), email, c["device"]])
             return (f"{s}.invite_consume(%s::text{g}, %s::text, %s::text)",
                     [self.resolve_tok(c["tok"]), email, c["device"]])
         if fn == "check":
             return f"{s}.invite_check(%s::text{g})", [self.resolve_tok(c["tok"])]
+        if fn == "check_at":
+            return f"{s}.invite_check_at(%s::text{g}, %s::text)", [c["site"], self.resolve_tok(c["tok"])]
+        if fn == "create_at":
+            nb = {None: "NULL", "future": "(now() + interval '1 hour')", "past": "(now() - interval '1 hour')"}[
+                c["not_before"]]
+            return (f"{s}.invite_create_at(%s::text{g}, %s::text, %s::text, %s::text, %s::text, %s::text, "
+                    f"%s::text, %s::boolean, {nb}::timestamptz)",
+                    [c["site"], c["media"], c["actor"], c["email"], c["first"], c["last"], c["role"], c["send"]])
         if fn == "create":
             nb = {None: "NULL", "future": "(now() + interval '1 hour')", "past": "(now() - interval '1 hour')"}[
                 c["not_before"]]
@@ -1551,13 +2065,18 @@ class Side:
             for v in vals:
                 if not isinstance(v, dict) or not isinstance(v.get("token"), str):
                     continue
-                if c["fn"] == "create":
-                    self.invites.append({"token": v["token"], "invite_id": v.get("invite_id"), "email": c["email"]})
+                if c["fn"] in ("create", "create_at"):
+                    # the site: the named one, or the default site of the
+                    # tenant the statement ran for
+                    site = c.get("site") or ("globex-main" if st.get("as") == "t2" else "default")
+                    self.invites.append({"token": v["token"], "invite_id": v.get("invite_id"), "email": c["email"],
+                                         "site": site})
                     self.tok_symbol(v["token"], "T")
                 elif c["fn"] == "resend":
                     iid = self.resolve_inv(c["inv"])
-                    email = next((x["email"] for x in self.invites if x.get("invite_id") == iid), None)
-                    self.invites.append({"token": v["token"], "invite_id": iid, "email": email})
+                    old = next((x for x in self.invites if x.get("invite_id") == iid), {})
+                    self.invites.append({"token": v["token"], "invite_id": iid, "email": old.get("email"),
+                                         "site": old.get("site", "default")})
                     self.tok_symbol(v["token"], "T")
                 elif c["fn"] == "guest_create":
                     self.glinks.append({"token": v["token"], "guest_link_id": v.get("guest_link_id")})
@@ -1604,6 +2123,8 @@ class Side:
             return self.text_norm(p)
         if isinstance(d, dict):
             key = {"invite": "invite_id", "guest_link": "guest_link_id"}.get(d.get("kind"))
+            if key is None and ch == "invitetomedia_email" and "kind" not in d:
+                key = "message_id"      # 2.0: {"tenant": T, "id": N}
             return {k: (self.idsym(key, v) if k == "id" and key and isinstance(v, int) else v) for k, v in d.items()}
         if isinstance(d, int) and ch == "invitetomedia_email":
             return self.idsym("message_id", d)
@@ -1617,8 +2138,22 @@ class Side:
         before = len(self.notices)
         if sp:
             self.exec_main("SAVEPOINT dfz_sp")
+        if st.get("as"):
+            # 2.0: the statement made as another role (a pool's SET ROLE);
+            # the session's role comes back after it (in an aborted
+            # transaction, its ROLLBACK brings it back)
+            _, e = self.exec_main(f"SET ROLE {ROLES[st['as']]}")
+            if e:
+                return e
         rows, e = self.exec_main(sql, params)
+        if st.get("as") and not (e and self.in_tx and not sp):
+            self.exec_main(self.base_role_sql())
         if self.direct and any(c["fn"] in DIRECT_FNS for c in st["calls"]):
+            for c in st["calls"]:
+                if c["fn"] in DIRECT_FNS:
+                    self.fz.stats["direct_eligible:" + c["fn"]] += 1
+                    if len(self.notices) > before:
+                        self.fz.stats["direct_fallback:" + c["fn"]] += 1
             self.fz.stats["direct_eligible"] += 1
             if len(self.notices) > before:
                 self.fz.stats["direct_fallback"] += 1
@@ -1629,10 +2164,27 @@ class Side:
                 self.exec_main("RELEASE SAVEPOINT dfz_sp")
         elif e and self.in_tx:
             self.aborted = True
+        if self.label == "off" and V2:
+            self.tally(st, rows, e)
         if e:
             return e
         self.register(st, rows)
         return {"rows": self.norm(rows)}
+
+    def tally(self, st, rows, e):
+        """2.0: what the site-naming calls answered (the reference side),
+        for the run's summary: which outcomes the sequences reached"""
+        fns = [c["fn"] for c in st["calls"] if c["fn"] in ("consume_at", "check_at")]
+        if not fns:
+            return
+        if e:
+            self.fz.stats[f"answer:{fns[0]}:{e['error'][0]}"] += 1
+            return
+        for r in rows or []:
+            for v in r:
+                for x in (v if isinstance(v, list) else [v]):
+                    if isinstance(x, dict) and "status" in x and len(fns) == len(st["calls"]):
+                        self.fz.stats[f"answer:{fns[0]}:{x['status']}"] += 1
 
     def resolve_sql(self, sql):
         def sub(m):
@@ -1659,7 +2211,8 @@ class Side:
             if item.get("plant"):
                 p = item["plant"]
                 if p["kind"] == "inv":
-                    self.invites.append({"token": p["token"], "invite_id": None, "email": p["email"]})
+                    self.invites.append({"token": p["token"], "invite_id": None, "email": p["email"],
+                                         "site": p.get("site", "default")})
                     self.tok_symbol(p["token"], "T")
                 else:
                     self.glinks.append({"token": p["token"], "guest_link_id": None})
@@ -1669,11 +2222,17 @@ class Side:
         return {"dba": out}
 
     def run_conc(self, item):
-        st = {"calls": [item["call"]], "shape": "single"}
+        st = {"calls": [item["call"]], "shape": "single", "as": item["call"].get("as")}
         sql, params = self.build(st)
         try:
-            cur = self.dba.execute(sql, params)
-            rows = cur.fetchall()
+            if st["as"]:
+                self.dba.execute(f"SET ROLE {ROLES[st['as']]}")
+            try:
+                cur = self.dba.execute(sql, params)
+                rows = cur.fetchall()
+            finally:
+                if st["as"] and not self.lost(self.dba):
+                    self.dba.execute("RESET ROLE")
         except psycopg.Error as e:
             return {"conc": self.err(e, self.dba)}
         self.register(st, rows)
@@ -1756,10 +2315,16 @@ class Side:
             raw[name] = [r[0] for r in rows]
         # ids ranked over the whole database: gaps in sequences do not matter
         ranks = {}
-        for key in ID_KEYS:
-            vals = sorted({r[key] for rows in raw.values() for r in rows
-                           if isinstance(r.get(key), int)})
-            ranks[key] = {v: f"{ID_KEYS[key]}#{i}" for i, v in enumerate(vals)}
+        id_keys = ID_KEYS
+        if V2:
+            # 2.0 draws ids at random: their order says nothing
+            id_keys = DUMP_ID_KEYS_V2
+            ranks = self.drawn_id_ranks(raw)
+        else:
+            for key in ID_KEYS:
+                vals = sorted({r[key] for rows in raw.values() for r in rows
+                               if isinstance(r.get(key), int)})
+                ranks[key] = {v: f"{ID_KEYS[key]}#{i}" for i, v in enumerate(vals)}
         out = {}
         for name, rows in raw.items():
             lst = []
@@ -1769,7 +2334,7 @@ class Side:
                 for k, v in sorted(r.items()):
                     if k in DROP_KEYS:
                         continue
-                    if k in ID_KEYS and isinstance(v, int):
+                    if k in id_keys and isinstance(v, int):
                         d[k] = ranks[k][v]
                     elif k.endswith("_at") or k == "at" or (isinstance(v, str) and TS_RE.fullmatch(v)):
                         d[k] = ts_cat(v)
@@ -1785,8 +2350,33 @@ class Side:
         return out
 
 
-SRF = {"consume", "check", "create", "resend", "guest_create", "guest_join"}
-DIRECT_FNS = {"consume", "check", "create", "guest_join"}
+    def drawn_id_ranks(self, raw):
+        """2.0: each drawn id as the symbol the answers gave it (I3: the
+        fourth invite id the sequence saw), else ranked by the rows that
+        hold it (ids masked), which are the same in both databases when the
+        tables are"""
+        ranks = {}
+        for key, prefix in DUMP_ID_KEYS_V2.items():
+            known = dict(self.ids.get(key, {}))
+            holders = collections.defaultdict(list)
+            for name, rows in raw.items():
+                for r in rows:
+                    v = r.get(key)
+                    if isinstance(v, int) and v not in known:
+                        masked = {k: ("?" if k in DUMP_ID_KEYS_V2 and isinstance(x, int) else
+                                      ts_cat(x) if (k.endswith("_at") or k == "at") else self.norm(x, None))
+                                  for k, x in sorted(r.items()) if k not in DROP_KEYS}
+                        holders[v].append(name + json.dumps(masked, sort_keys=True, default=str))
+            order = sorted(holders, key=lambda v: sorted(holders[v]))
+            ranks[key] = {v: f"{prefix}#{i}" for i, v in enumerate(order)}
+            ranks[key].update(known)
+        return ranks
+
+
+# the drawn ids of a 2.0 database's tables
+DUMP_ID_KEYS_V2 = dict(ID_KEYS, resend_id="S")
+SRF = {"consume", "check", "create", "resend", "guest_create", "guest_join", "consume_at", "check_at", "create_at"}
+DIRECT_FNS = {"consume", "check", "create", "guest_join", "consume_at", "check_at"}
 
 
 # ---------------------------------------------------------------------------
@@ -1795,11 +2385,16 @@ DIRECT_FNS = {"consume", "check", "create", "guest_join"}
 def ref_text(r):
     if r[0] in ("forged", "malformed"):
         return "<" + r[0] + ">"
+    if r[0] == "invs":
+        return f"T@{r[1]}[{r[2]}]"
     return f"{'T' if r[0] == 'inv' else 'G'}[{r[1]}]"
 
 
 def call_text(c):
     fn = c["fn"]
+    if fn in ("consume_at", "check_at", "create_at"):
+        t = call_text(dict(c, fn=fn[:-3], site=None))
+        return t.replace("(", f"_at({c['site']}, ", 1)
     if fn == "consume":
         e = c["email"]
         email = ["right email", "RIGHT EMAIL (spaces)", "rIGHT eMAIL"][e[1]] if e[0] == "right" else e[1]
@@ -1835,11 +2430,13 @@ def item_text(it):
         shape = it["shape"]
         extra = f" x{it['reps']}" if shape == "lateral" else ""
         sp = f" [savepoint: {it['sp']}]" if it.get("sp") else ""
-        return f"{'SELECT' if shape == 'single' else shape + extra + ':'} {calls}{sp}"
+        who = f" [as {ROLES[it['as']]}]" if it.get("as") else ""
+        return f"{'SELECT' if shape == 'single' else shape + extra + ':'} {calls}{sp}{who}"
     if t == "dba":
         return "DBA: " + it["desc"]
     if t == "conc":
-        return "2nd connection: " + call_text(it["call"])
+        who = f" [as {ROLES[it['call']['as']]}]" if it["call"].get("as") else ""
+        return "2nd connection: " + call_text(it["call"]) + who
     if t == "locked":
         return f"DBA {it['desc']}, while: {item_text(it['stmt'])}"
     return t
@@ -1994,15 +2591,24 @@ class Fuzzer:
             a.execute("SELECT pg_reload_conf()")
         for db in list(DBS.values()) + [TEMPLATE]:
             a.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
-        for role in ("dfz_owner", "dfz_app"):
+        for role in ("dfz_owner", "dfz_app", "dfz_tenant2"):
             if not a.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone():
                 a.execute(f"CREATE ROLE {role} NOLOGIN")
         a.execute(f"CREATE DATABASE {TEMPLATE}")
         with psycopg.connect(dbname=TEMPLATE, autocommit=True) as c:
-            c.execute(f"CREATE EXTENSION {EXT} CASCADE")
+            # DIFFFUZZ_EXT_VERSION: another version than the default (1.1.1
+            # on a 2.0 build: the 1.x schema, the 2.0 families skipped)
+            want = os.environ.get("DIFFFUZZ_EXT_VERSION")
+            if want and not re.fullmatch(r"[0-9.]+", want):
+                raise RuntimeError(f"DIFFFUZZ_EXT_VERSION={want!r} is not a version")
+            c.execute(f"CREATE EXTENSION {EXT} " + (f"VERSION '{want}' " if want else "") + "CASCADE")
             self.version = c.execute("SELECT extversion FROM pg_extension WHERE extname = %s", [EXT]).fetchone()[0]
             self.server_version = int(c.execute("SHOW server_version_num").fetchone()[0])
             c.execute(FIXTURE.replace("{s}", EXT))
+            global V2
+            V2 = version_tuple(self.version) >= (2, 0)
+            if V2:
+                c.execute(FIXTURE_V2.replace("{s}", EXT))
             self.api = c.execute(r"""
                 SELECT string_agg(p.proname || '(' || pg_get_function_result(p.oid) || ')', E'\n' ORDER BY p.proname)
                   FROM pg_proc p WHERE p.pronamespace = %s::regnamespace
@@ -2173,6 +2779,10 @@ class Fuzzer:
         return out
 
 
+def version_tuple(v):
+    return tuple(int(x) for x in re.findall(r"\d+", v)[:3])
+
+
 def parse_where(w):
     m = re.match(r"tx (\d+)", w)
     return int(m.group(1)) if m else None
@@ -2275,6 +2885,11 @@ def main():
     # families whose SQL this server does not have (18's virtual columns on 15)
     too_new = [n for n in families if CATALOGUE[n].min_server > fz.server_version]
     families = [n for n in families if n not in too_new]
+    # families of 2.0's tables on a 1.x database
+    not_v2 = [n for n in families if CATALOGUE[n].v2 and not V2]
+    families = [n for n in families if n not in not_v2]
+    for n in not_v2:
+        print(f"difffuzz_{n} ... skipped (alters 2.0's tables: the extension here is {fz.version})")
     for n in too_new:
         print(f"difffuzz_{n} ... skipped (needs server_version_num {CATALOGUE[n].min_server}, "
               f"this is {fz.server_version})")
@@ -2361,6 +2976,17 @@ def main():
     print(f"# difffuzz: {elapsed:.0f} s, {elapsed / max(st['sequences'], 1):.2f} s per sequence; "
           f"direct path taken by {elig - st['direct_fallback']} of {elig} statements with direct-capable calls "
           f"(the rest took the SQL statement); {st['lock_waits']} calls waited for DDL")
+    if V2:
+        for fn in ("consume_at", "check_at"):
+            got = sorted(((k.split(":")[2], n) for k, n in st.items() if k.startswith(f"answer:{fn}:")),
+                         key=lambda x: -x[1])
+            print(f"# difffuzz: {fn} answered (SQL side): " + (", ".join(f"{a} {n}" for a, n in got) or "nothing"))
+        per = []
+        for fn in sorted(DIRECT_FNS):
+            n = st[f"direct_eligible:{fn}"]
+            if n:
+                per.append(f"{fn} {n - st['direct_fallback:' + fn]}/{n}")
+        print("# difffuzz: calls with no 'with the SQL statement' DEBUG line, per function: " + ", ".join(per))
     print(f"# difffuzz: {st['sequences']} sequences, {st['alterations']} alterations, {st['calls']} calls, "
           f"seed {seed}, {failures} differences", flush=True)
     for side in fz.sides.values():

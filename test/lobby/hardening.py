@@ -452,7 +452,15 @@ def run(t, st, expect, Fail, import_lobby):
         version = t.one("SHOW server_version_num")[0][:2]
         datadir = t.one("SHOW data_directory")[0]
         config = t.one("SHOW config_file")[0]
+        # the pg_ctl beside the running server's binary (a backend of this
+        # session, same user: /proc tells its executable), else Debian's
         pg_ctl = f"/usr/lib/postgresql/{version}/bin/pg_ctl"
+        try:
+            exe = os.readlink(f"/proc/{t.one('SELECT pg_backend_pid()')[0]}/exe")
+            if os.path.exists(os.path.join(os.path.dirname(exe), "pg_ctl")):
+                pg_ctl = os.path.join(os.path.dirname(exe), "pg_ctl")
+        except OSError:
+            pass
         t.db.close()
 
         def ctl(*args):

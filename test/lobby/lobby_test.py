@@ -84,6 +84,7 @@ class Test:
         self.db = psycopg.connect("", autocommit=True)
         self.base = None
         self.origins = []         # the lobbies started: their responses are checked
+        self.browser_args = []    # more Chromium arguments (multisite_test.py)
         self.started = time.time() - 1
 
     # -- reporting -----------------------------------------------------------
@@ -178,7 +179,7 @@ class Test:
         args = ["--headless=new", "--window-size=900,820", "--force-device-scale-factor=1",
                 "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                 "--no-default-browser-check", "--disable-extensions", "--lang=en-US",
-                f"--user-data-dir={profile}"]
+                f"--user-data-dir={profile}"] + self.browser_args
         # root has no sandbox; an unprivileged user has one where the
         # kernel allows user namespaces
         tries = [["--no-sandbox"]] if os.geteuid() == 0 else [[], ["--no-sandbox"]]
