@@ -822,7 +822,7 @@ ReadSettings(Relation set, Snapshot snapshot, bool *enabled, int32 *lockout)
  * enabled: no use, and the check's inner join finds no row).
  */
 static bool FetchByKeys(Relation rel, Oid index, const KeySpec *keys, const Datum *values,
-						int nkeys, Snapshot snapshot, TupleTableSlot *slot);
+						int nkeys, Snapshot snapshot, TupleTableSlot *slot, ItemPointer root);
 
 /* A text datum equals the string s (byte for byte: deterministic collations) */
 static bool
@@ -879,6 +879,7 @@ ReadSite(Relation sites, Snapshot snapshot, const ItmDirectSite *site,
 	bool		found = false;
 	bool		row;
 	int			entry;
+	ItemPointerData root;
 
 	*enabled = false;
 	*lockout = 0;
@@ -886,7 +887,7 @@ ReadSite(Relation sites, Snapshot snapshot, const ItmDirectSite *site,
 	if (!row)
 	{
 		value = CStringGetTextDatum(site->site_id);
-		row = FetchByKeys(sites, site_cache.pk_index, &key, &value, 1, snapshot, slot);
+		row = FetchByKeys(sites, site_cache.pk_index, &key, &value, 1, snapshot, slot, &root);
 		/* remember where it is (site ids longer than a name are not remembered) */
 		if (row && strlen(site->site_id) < NAMEDATALEN)
 		{
@@ -899,7 +900,7 @@ ReadSite(Relation sites, Snapshot snapshot, const ItmDirectSite *site,
 			}
 			site_tids[entry].tenant_id = site->tenant_id;
 			strlcpy(site_tids[entry].site_id, site->site_id, NAMEDATALEN);
-			site_tids[entry].tid = slot->tts_tid;
+			site_tids[entry].tid = root;
 		}
 	}
 	if (row)
@@ -972,14 +973,20 @@ HashMatches(Datum stored, bytea *hash)
  * The row of rel whose key, in the unique index, equals key (by eqproc in
  * collation), as snapshot sees it, into slot; false if none.
  */
+/*
+ * root, if not NULL, is set to the TID the index entry points to (the root
+ * of the row's HOT chain, where a fetch finds the row again after HOT
+ * updates: slot's TID is the version found, which a fetch would not start
+ * from); index_getnext_slot's loop, written out for that.
+ */
 static bool
 FetchByKeys(Relation rel, Oid index, const KeySpec *keys, const Datum *values, int nkeys,
-			Snapshot snapshot, TupleTableSlot *slot)
+			Snapshot snapshot, TupleTableSlot *slot, ItemPointer root)
 {
 	Relation	idx = index_open(index, AccessShareLock);
 	IndexScanDesc scan;
 	ScanKeyData skey[MAX_KEYS];
-	bool		found;
+	bool		found = false;
 	int			k;
 
 	Assert(nkeys >= 1 && nkeys <= MAX_KEYS);
@@ -990,7 +997,26 @@ FetchByKeys(Relation rel, Oid index, const KeySpec *keys, const Datum *values, i
 	}
 	scan = index_beginscan(rel, idx, snapshot, NULL, nkeys, 0);
 	index_rescan(scan, skey, nkeys, NULL, 0);
-	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	if (root == NULL)
+		found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	else
+		for (;;)
+		{
+			ItemPointer tid = NULL;
+
+			if (!scan->xs_heap_continue)
+			{
+				tid = index_getnext_tid(scan, ForwardScanDirection);
+				if (tid == NULL)
+					break;
+				*root = *tid;	/* index_fetch_heap moves xs_heaptid along the chain */
+			}
+			if (index_fetch_heap(scan, slot))
+			{
+				found = true;
+				break;
+			}
+		}
 	index_endscan(scan);
 	index_close(idx, NoLock);
 	return found;
@@ -1002,7 +1028,7 @@ FetchByKey(Relation rel, Oid index, RegProcedure eqproc, Oid collation, Datum ke
 {
 	KeySpec		k = {InvalidAttrNumber, InvalidOid, eqproc, collation};
 
-	return FetchByKeys(rel, index, &k, &key, 1, snapshot, slot);
+	return FetchByKeys(rel, index, &k, &key, 1, snapshot, slot, NULL);
 }
 
 /*
@@ -1020,8 +1046,8 @@ FetchInvite(Relation inv, const ItmDirectSite *site, bytea *token_hash, Snapshot
 	values[0] = Int32GetDatum(site ? site->tenant_id : 0);
 	values[1] = PointerGetDatum(token_hash);
 	if (site == NULL)
-		return FetchByKeys(inv, cache.hash_index, &keys[1], &values[1], 1, snapshot, slot);
-	return FetchByKeys(inv, cache.hash_index, keys, values, 2, snapshot, slot);
+		return FetchByKeys(inv, cache.hash_index, &keys[1], &values[1], 1, snapshot, slot, NULL);
+	return FetchByKeys(inv, cache.hash_index, keys, values, 2, snapshot, slot, NULL);
 }
 
 /*
@@ -1924,9 +1950,9 @@ FindUserId(Relation usr, Snapshot snapshot, const char *email_key, const ItmDire
 	values[0] = Int32GetDatum(site ? site->tenant_id : 0);
 	values[1] = CStringGetTextDatum(email_key);
 	if (site)
-		found = FetchByKeys(usr, usr_cache.email_index, keys, values, 2, snapshot, slot);
+		found = FetchByKeys(usr, usr_cache.email_index, keys, values, 2, snapshot, slot, NULL);
 	else
-		found = FetchByKeys(usr, usr_cache.email_index, &keys[1], &values[1], 1, snapshot, slot);
+		found = FetchByKeys(usr, usr_cache.email_index, &keys[1], &values[1], 1, snapshot, slot, NULL);
 	if (found)
 	{
 		bool		isnull;
@@ -2108,9 +2134,9 @@ FindMediaTitle(Relation med, Snapshot snapshot, const ItmDirectSite *site, Datum
 	values[0] = Int32GetDatum(site ? site->tenant_id : 0);
 	values[1] = media_id;
 	if (site)
-		found = FetchByKeys(med, cache.media_index, keys, values, 2, snapshot, slot);
+		found = FetchByKeys(med, cache.media_index, keys, values, 2, snapshot, slot, NULL);
 	else
-		found = FetchByKeys(med, cache.media_index, &keys[1], &values[1], 1, snapshot, slot);
+		found = FetchByKeys(med, cache.media_index, &keys[1], &values[1], 1, snapshot, slot, NULL);
 	if (found)
 	{
 		Datum		d = slot_getattr(slot, cache.med[MED_TITLE], title_null);

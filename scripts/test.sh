@@ -353,6 +353,19 @@ for t in $tap_failures; do
     done
 done
 
+# The event relay on a 1.1.1 database too: one library serves both, and
+# 1.1.1's relay counts with the record ids where 2.0's follows event_seq
+# (t/110 runs on the default version above).
+echo "== [$m] the event relay on a 1.1.1 database (t/110_relay.pl, ITM_RELAY_VERSION=1.1.1)"
+itm_as_postgres "$tree" ITM_RELAY_VERSION=1.1.1 make -s installcheck REGRESS= ISOLATION= \
+    PROVE_TESTS=t/110_relay.pl PROVE_FLAGS="-v $(brk tap)" >"$logs/tap-relay-1.1.1.log" 2>&1
+rc=$?
+count_tap "$logs/tap-relay-1.1.1.log" $rc
+tally "$logs/tap-relay-1.1.1.log" $rc "$tap_passed" "$tap_failed"
+for l in "$tree"/tmp_check/log/110_relay_*.log; do
+    [ "$tap_failed" -gt 0 ] && [ -f "$l" ] && { echo "--- $l"; tail -30 "$l"; }
+done
+
 }
 
 ok_majors=""

@@ -118,6 +118,22 @@ SELECT * FROM pg_temp.both(format($q$SELECT concat_ws(',',
     (SELECT status FROM invitetomedia.invite_consume_at('second', %L, 'shared@outside.example')))$q$,
     :'tok_s', :'tok_s', :'tok_s'));
 
+-- the site's row is found again where it was (itm_direct.c remembers
+-- where it is): after HOT updates and their pruning, after VACUUM, after
+-- VACUUM FULL moved it, the answers follow the row
+SELECT count(*) FROM (SELECT invitetomedia.site_configure('second', jsonb_build_object('lockout_attempts', n % 3))
+                        FROM generate_series(1, 40) n) x;
+UPDATE invitetomedia.sites SET enabled = false WHERE site_id = 'second';
+SELECT * FROM pg_temp.both(format('SELECT status FROM invitetomedia.invite_check_at(%L, %L)', 'second', :'tok_s'));
+VACUUM invitetomedia.sites;
+UPDATE invitetomedia.sites SET enabled = true WHERE site_id = 'second';
+SELECT * FROM pg_temp.both(format('SELECT status FROM invitetomedia.invite_check_at(%L, %L)', 'second', :'tok_s'));
+VACUUM FULL invitetomedia.sites;
+UPDATE invitetomedia.sites SET enabled = false WHERE site_id = 'second';
+SELECT * FROM pg_temp.both(format('SELECT status FROM invitetomedia.invite_check_at(%L, %L)', 'second', :'tok_s'));
+UPDATE invitetomedia.sites SET enabled = true, lockout_attempts = 0 WHERE site_id = 'second';
+SELECT * FROM pg_temp.both(format('SELECT status FROM invitetomedia.invite_check_at(%L, %L)', 'second', :'tok_s'));
+
 -- 4: FORCE ROW LEVEL SECURITY binds a table's owner, not the superuser
 -- who owns the functions here: the statement reads every row, and so
 -- does the path, which runs
