@@ -87,6 +87,24 @@
  * command runs the whole regression suite a second time with the path off
  * and test/difffuzz random call sequences on random alterations both ways.
  *
+ * 2.0 (tenants and sites, docs/design-2.0.md section 6): invite_consume and
+ * invite_check take this path on 2.0's tables too, with the call's tenant
+ * and site (ItmDirectSite).  The link is found through the unique index
+ * (tenant_id, token_hash) and must be at the call's site (checked on every
+ * version, as the hash is); the site's row in sites, found by its primary
+ * key (site_id) and required to be the tenant's, takes the place of the
+ * settings row; the record is written with the tenant, the site, the id the
+ * caller drew and the relay's event_seq, as the statement writes them (no
+ * defaults); users and media are searched by (tenant_id, key).  Each key
+ * must be exactly that index, columns in that order.  Row-level security,
+ * enabled on every 2.0 table, does not apply to the superuser or owner that
+ * owns the functions; where it applies (FORCE, another owner) the call takes
+ * the statements, which apply the policies.  invite_create and guest links
+ * keep the statements on 2.0.  The caches record which schema they were
+ * filled for (UseSchema).  A site's row is remembered at the TID its index
+ * entry points to and found there again when the snapshot sees it there
+ * with the site's key (FetchSiteAtTid); else the index scan.
+ *
  * Memory: the executor state of a call lives in its own context, freed
  * when the call is done; the caches hold OIDs, attribute numbers and the
  * planned CHECK and default expressions, in contexts reset when they are
@@ -448,12 +466,6 @@ IsLowerEmailC(Relation ir, AttrNumber email_att)
 }
 
 /*
- * A valid unique btree index of rel with one key: column attnum, or (attnum
- * 0) lower(email_att COLLATE "C"); its equality for type is eqproc, and its
- * collation is collation (InvalidOid: any).  The scans below search it with
- * exactly that equality, so a DBA's index of another kind is never used.
- */
-/*
  * Every index FindKeyIndex looked at: a change to one (its pg_index row
  * updated: made valid, indcheckxmin) sends an invalidation for the index
  * alone, not its table, and may make an unusable table usable or the
@@ -492,6 +504,14 @@ IsWatched(Oid relid)
 	return false;
 }
 
+/*
+ * A valid, immediate, unique btree index of rel whose key columns are
+ * exactly keys, in that order (a column, or for attnum 0 lower(email_att
+ * COLLATE "C")), each with eqproc as its opfamily's equality for its type and
+ * collation as its collation (InvalidOid: any), without a predicate.  The
+ * scans below search it with exactly those equalities, so a DBA's index of
+ * another kind or order is never used.
+ */
 static Oid
 FindKeyIndex(Relation rel, const KeySpec *keys, int nkeys, AttrNumber email_att)
 {

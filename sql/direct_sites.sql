@@ -134,6 +134,21 @@ SELECT * FROM pg_temp.both(format('SELECT status FROM invitetomedia.invite_check
 UPDATE invitetomedia.sites SET enabled = true, lockout_attempts = 0 WHERE site_id = 'second';
 SELECT * FROM pg_temp.both(format('SELECT status FROM invitetomedia.invite_check_at(%L, %L)', 'second', :'tok_s'));
 
+-- the site moved to another tenant behind the caches' back (triggers off,
+-- so the backend still resolves 'second' as its tenant's): the site's row
+-- is not the link's tenant's, and the statements find none
+BEGIN;
+SET LOCAL session_replication_role = replica;
+UPDATE invitetomedia.sites SET tenant_id = :globex WHERE site_id = 'second';
+COMMIT;
+SELECT * FROM pg_temp.both(format('SELECT status FROM invitetomedia.invite_check_at(%L, %L)', 'second', :'tok_s'));
+SELECT * FROM pg_temp.both(format('SELECT status FROM invitetomedia.invite_consume_at(%L, %L, %L)', 'second', :'tok_s', 'shared@outside.example'));
+BEGIN;
+SET LOCAL session_replication_role = replica;
+UPDATE invitetomedia.sites SET tenant_id = :deft WHERE site_id = 'second';
+COMMIT;
+SELECT * FROM pg_temp.both(format('SELECT status FROM invitetomedia.invite_check_at(%L, %L)', 'second', :'tok_s'));
+
 -- 4: FORCE ROW LEVEL SECURITY binds a table's owner, not the superuser
 -- who owns the functions here: the statement reads every row, and so
 -- does the path, which runs

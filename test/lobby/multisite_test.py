@@ -436,10 +436,14 @@ def run(t):
 
     def no_lookup_logged_503():
         # a login role that cannot look sites up: an error at start, 503s
+        # (with a password: the test cluster may authenticate by password,
+        # and the failure under test is the look-up, not the login)
+        pw = os.urandom(12).hex()
         t.sql("DROP ROLE IF EXISTS ms_nolookup")
-        t.sql("CREATE ROLE ms_nolookup LOGIN")
+        t.sql(f"CREATE ROLE ms_nolookup LOGIN PASSWORD '{pw}'")
         t.sql("GRANT USAGE ON SCHEMA invitetomedia TO ms_nolookup")
-        p, base, log = t.start_app("lobby-sites-nolookup", dict(st["env"], PGUSER="ms_nolookup"))
+        p, base, log = t.start_app("lobby-sites-nolookup",
+                                   dict(st["env"], PGUSER="ms_nolookup", PGPASSWORD=pw))
         try:
             port = int(base.rsplit(":", 1)[1].strip("/"))
             _, token = st["acme_invite"]

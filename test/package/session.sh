@@ -130,11 +130,12 @@ fi
 
 # 5. the lobby's use of its invite: one wrong email, then one use, both by
 # the device the lobby issued (lobby-check.py wrote it), and the link used
+# (in the order they were made: 2.0's record ids are drawn, not counted)
 if [ -f "$shared/lobby" ]; then
     invite=$(sed -n 's/^invite=//p' "$shared/lobby")
     device=$(cat "$shared/lobby.device" 2>/dev/null)
     got=$(q -c "SELECT string_agg(status || ':' || (device_id IS NOT DISTINCT FROM '$device'), ','
-                                  ORDER BY redemption_id)
+                                  ORDER BY at, status)
                   FROM invitetomedia.redemptions WHERE invite_id = $invite")
     state=$(q -c "SELECT state || ':' || use_count FROM invitetomedia.invite_status
                    WHERE invite_id = $invite")
