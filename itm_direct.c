@@ -1052,22 +1052,33 @@ FetchByKey(Relation rel, Oid index, RegProcedure eqproc, Oid collation, Datum ke
 }
 
 /*
- * The invite with this token hash, by the token-hash index: 1.1's key is
- * the hash; 2.0's the call's tenant, then the hash.
+ * The row whose key (of type, searched with eqproc in collation) is value:
+ * 1.1's indexes have that key alone; 2.0's lead with tenant_id, the call's
+ * tenant (site not NULL).
  */
+static bool
+FetchByTenantKey(Relation rel, Oid index, const ItmDirectSite *site, Oid type,
+				 RegProcedure eqproc, Oid collation, Datum value, Snapshot snapshot,
+				 TupleTableSlot *slot)
+{
+	KeySpec		keys[2] = {{InvalidAttrNumber, INT4OID, F_INT4EQ, InvalidOid},
+	{InvalidAttrNumber, type, eqproc, collation}};
+	Datum		values[2];
+
+	values[0] = Int32GetDatum(site ? site->tenant_id : 0);
+	values[1] = value;
+	if (site == NULL)
+		return FetchByKeys(rel, index, &keys[1], &values[1], 1, snapshot, slot, NULL);
+	return FetchByKeys(rel, index, keys, values, 2, snapshot, slot, NULL);
+}
+
+/* The invite with this token hash (2.0: of the call's tenant) */
 static bool
 FetchInvite(Relation inv, const ItmDirectSite *site, bytea *token_hash, Snapshot snapshot,
 			TupleTableSlot *slot)
 {
-	KeySpec		keys[2] = {{InvalidAttrNumber, INT4OID, F_INT4EQ, InvalidOid},
-	{InvalidAttrNumber, BYTEAOID, F_BYTEAEQ, InvalidOid}};
-	Datum		values[2];
-
-	values[0] = Int32GetDatum(site ? site->tenant_id : 0);
-	values[1] = PointerGetDatum(token_hash);
-	if (site == NULL)
-		return FetchByKeys(inv, cache.hash_index, &keys[1], &values[1], 1, snapshot, slot, NULL);
-	return FetchByKeys(inv, cache.hash_index, keys, values, 2, snapshot, slot, NULL);
+	return FetchByTenantKey(inv, cache.hash_index, site, BYTEAOID, F_BYTEAEQ, InvalidOid,
+							PointerGetDatum(token_hash), snapshot, slot);
 }
 
 /*
@@ -1962,18 +1973,9 @@ FindUserId(Relation usr, Snapshot snapshot, const char *email_key, const ItmDire
 {
 	TupleTableSlot *slot = table_slot_create(usr, NULL);
 	char	   *user_id = NULL;
-	KeySpec		keys[2] = {{InvalidAttrNumber, INT4OID, F_INT4EQ, InvalidOid},
-	{InvalidAttrNumber, TEXTOID, F_TEXTEQ, C_COLLATION_OID}};
-	Datum		values[2];
-	bool		found;
 
-	values[0] = Int32GetDatum(site ? site->tenant_id : 0);
-	values[1] = CStringGetTextDatum(email_key);
-	if (site)
-		found = FetchByKeys(usr, usr_cache.email_index, keys, values, 2, snapshot, slot, NULL);
-	else
-		found = FetchByKeys(usr, usr_cache.email_index, &keys[1], &values[1], 1, snapshot, slot, NULL);
-	if (found)
+	if (FetchByTenantKey(usr, usr_cache.email_index, site, TEXTOID, F_TEXTEQ, C_COLLATION_OID,
+						 CStringGetTextDatum(email_key), snapshot, slot))
 	{
 		bool		isnull;
 		Datum		d = slot_getattr(slot, usr_cache.att[USR_USER_ID], &isnull);
@@ -2146,17 +2148,10 @@ FindMediaTitle(Relation med, Snapshot snapshot, const ItmDirectSite *site, Datum
 			   Datum *title, bool *title_null)
 {
 	TupleTableSlot *slot = table_slot_create(med, NULL);
-	KeySpec		keys[2] = {{InvalidAttrNumber, INT4OID, F_INT4EQ, InvalidOid},
-	{InvalidAttrNumber, TEXTOID, F_TEXTEQ, DEFAULT_COLLATION_OID}};
-	Datum		values[2];
 	bool		found;
 
-	values[0] = Int32GetDatum(site ? site->tenant_id : 0);
-	values[1] = media_id;
-	if (site)
-		found = FetchByKeys(med, cache.media_index, keys, values, 2, snapshot, slot, NULL);
-	else
-		found = FetchByKeys(med, cache.media_index, &keys[1], &values[1], 1, snapshot, slot, NULL);
+	found = FetchByTenantKey(med, cache.media_index, site, TEXTOID, F_TEXTEQ,
+							 DEFAULT_COLLATION_OID, media_id, snapshot, slot);
 	if (found)
 	{
 		Datum		d = slot_getattr(slot, cache.med[MED_TITLE], title_null);
